@@ -1,0 +1,176 @@
+//! Command line: `vault-env [--] COMMAND [ARGS]...`. Everything else is configured through the
+//! environment, as with Bank-Vaults' vault-env, so the command and its flags pass through untouched.
+
+use crate::error::Error;
+use clap::{Arg, ArgAction, Command};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+pub struct Args {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+pub enum Parsed {
+    Run(Args),
+    /// `--help` or `--version` was printed.
+    Done(ExitCode),
+}
+
+pub const ENV_HELP: &str = "\
+References (in any environment variable):
+  vault:PATH#KEY                  read KEY at PATH (KV v2 paths include /data/)
+  vault:PATH#KEY#VERSION          a KV v2 version
+  vault:PATH#TEXT ${.KEY | b64enc} a key template (b64enc b64dec upper lower title trim
+                                  urlquery replace trimPrefix trimSuffix index)
+  >>vault:PATH#KEY[#{JSON}]       write JSON to PATH, use KEY of the answer
+  vault:v1:CIPHERTEXT             transit decryption (needs VAULT_TRANSIT_KEY_ID)
+  text ${vault:PATH#KEY} text     inline references, any number per value
+  VAULT_TOKEN=vault:login         log in and give the app the obtained token
+
+Vault connection:
+  VAULT_ADDR                      Vault address [default: https://127.0.0.1:8200]
+  VAULT_AGENT_ADDR                overrides VAULT_ADDR
+  VAULT_CACERT, VAULT_CAPATH, VAULT_CACERT_BYTES
+                                  CA file / directory / inline PEM (replace the system roots)
+  VAULT_CLIENT_CERT, VAULT_CLIENT_KEY
+                                  client certificate for mTLS
+  VAULT_SKIP_VERIFY               do not verify Vault's certificate [default: false]
+  VAULT_TLS_SERVER_NAME           name to verify Vault's certificate against
+  VAULT_NAMESPACE                 namespace header for every request
+  VAULT_CLIENT_TIMEOUT            per-request timeout, and how long to retry an unreachable
+                                  Vault at start [default: 10s; a bare number is seconds]
+  VAULT_MAX_RETRIES               retries of failed requests after that [default: 2]
+  VAULT_HTTP_PROXY, VAULT_PROXY_ADDR
+                                  HTTP proxy for Vault
+
+Authentication (first that applies):
+  VAULT_TOKEN_FILE                file holding a token
+  VAULT_TOKEN                     a token, or vault:login
+  VAULT_TOKEN_PATH                token file used when it exists [default: $HOME/.vault-token]
+  VAULT_AUTH_METHOD               jwt | kubernetes | namespaced | approle [default: jwt]
+  VAULT_PATH                      auth mount [default: kubernetes; approle for approle]
+  VAULT_ROLE                      role for jwt/kubernetes [default: default]
+  KUBERNETES_SERVICE_ACCOUNT_TOKEN, VAULT_JWT_FILE
+                                  JWT file paths [default:
+                                  /var/run/secrets/kubernetes.io/serviceaccount/token]
+  VAULT_ROLE_ID, VAULT_ROLE_ID_FILE, VAULT_SECRET_ID, VAULT_SECRET_ID_FILE
+                                  AppRole credentials (values or files)
+
+Behaviour:
+  VAULT_IGNORE_MISSING_SECRETS    a missing path, version or key, or a failed transit decryption,
+                                  leaves the variable unset instead of failing [default: false]
+  VAULT_ENV_FROM_PATH             PATH[#VERSION],... : every key becomes a variable
+                                  (variables set on the pod win)
+  VAULT_TRANSIT_KEY_ID            transit key for vault:vN: values
+  VAULT_TRANSIT_PATH              transit mount [default: transit]
+  VAULT_TRANSIT_BATCH_SIZE        ciphertexts per batch request [default: 25]
+  VAULT_ENV_PASSTHROUGH           comma list of vault-env settings to pass to the app anyway
+  VAULT_REVOKE_TOKEN              revoke the token before starting the app [default: false]
+  VAULT_ENV_DELAY                 wait this long before starting the app [default: 0s]
+  VAULT_ENV_DAEMON                daemon mode (not available yet: runs in exec mode)
+  VAULT_LOG_LEVEL                 trace | debug | info | warn | error [default: info]
+  VAULT_JSON_LOG                  JSON log lines (all logs go to stderr) [default: false]
+
+The app never sees the Vault token or these settings (except the connection settings with
+vault:login, and names listed in VAULT_ENV_PASSTHROUGH). Without any reference, vault-env does
+not contact Vault and just runs the command.
+
+Exit codes (the app's own code once it runs):
+  64   usage or configuration error, malformed reference, unreadable token/JWT file
+  65   a secret, version or key is missing, or a value is not text
+  69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT)
+  77   Vault refused the login or a read (permission denied)
+  126  the command cannot be executed
+  127  the command was not found";
+
+fn command() -> Command {
+    Command::new("vault-env")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Runs COMMAND with vault: references in its environment replaced by secrets from Vault or OpenBao")
+        .override_usage("vault-env [--] COMMAND [ARGS]...")
+        .arg(
+            Arg::new("command")
+                .value_name("COMMAND")
+                .help("the program to run, then its arguments (passed through untouched)")
+                .value_parser(clap::value_parser!(OsString))
+                .num_args(1..)
+                .trailing_var_arg(true)
+                .allow_hyphen_values(true)
+                .required(true)
+                .action(ArgAction::Append),
+        )
+        .after_help(ENV_HELP)
+}
+
+pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
+    let matches = match command().try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return Ok(Parsed::Done(ExitCode::SUCCESS));
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let text = text.trim_start_matches("error: ").trim_end();
+            return Err(Error::Usage(format!(
+                "{text}\n  hint: vault-env needs the command to run, e.g. vault-env my-app --flag (Bank-Vaults: no command is given)"
+            )));
+        }
+    };
+    let mut words: Vec<OsString> = matches.get_many::<OsString>("command").into_iter().flatten().cloned().collect();
+    if words.is_empty() {
+        return Err(Error::Usage("no command given".into()));
+    }
+    let program = words.remove(0);
+    Ok(Parsed::Run(Args { program, args: words }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(argv: &[&str]) -> Option<(String, Vec<String>)> {
+        match parse(argv.iter().map(OsString::from).collect()) {
+            Ok(Parsed::Run(a)) => {
+                Some((a.program.into_string().unwrap(), a.args.into_iter().map(|s| s.into_string().unwrap()).collect()))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn cli_passes_command_flags_through() {
+        assert_eq!(run(&["vault-env", "sh", "-c", "echo hi"]), Some(("sh".into(), vec!["-c".into(), "echo hi".into()])));
+        assert_eq!(run(&["vault-env", "--", "app", "--help"]), Some(("app".into(), vec!["--help".into()])));
+        assert_eq!(run(&["vault-env", "app", "--version", "-x"]), Some(("app".into(), vec!["--version".into(), "-x".into()])));
+        assert_eq!(run(&["vault-env", "--", "-dash-app"]), Some(("-dash-app".into(), vec![])));
+    }
+
+    #[test]
+    fn cli_without_command_is_usage_error() {
+        match parse(vec!["vault-env".into()]) {
+            Err(e) => assert_eq!(e.exit_code(), 64),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        use crate::config::*;
+        for var in [
+            VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_CACERT, VAULT_CAPATH, VAULT_CACERT_BYTES, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY,
+            VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_NAMESPACE, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES, VAULT_HTTP_PROXY,
+            VAULT_PROXY_ADDR, VAULT_TOKEN, VAULT_TOKEN_FILE, VAULT_TOKEN_PATH, VAULT_ROLE, VAULT_PATH, VAULT_AUTH_METHOD,
+            KUBERNETES_SERVICE_ACCOUNT_TOKEN, VAULT_JWT_FILE, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE, VAULT_SECRET_ID,
+            VAULT_SECRET_ID_FILE, VAULT_IGNORE_MISSING_SECRETS, VAULT_ENV_PASSTHROUGH, VAULT_JSON_LOG, VAULT_LOG_LEVEL,
+            VAULT_REVOKE_TOKEN, VAULT_ENV_DAEMON, VAULT_ENV_DELAY, VAULT_ENV_FROM_PATH, VAULT_TRANSIT_KEY_ID,
+            VAULT_TRANSIT_PATH, VAULT_TRANSIT_BATCH_SIZE,
+        ] {
+            assert!(ENV_HELP.contains(var), "--help does not mention {var}");
+        }
+        for code in ["64", "65", "69", "77", "126", "127"] {
+            assert!(ENV_HELP.contains(code), "--help does not list exit code {code}");
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! A thin Vault/OpenBao HTTP client: logical read/write of any path with the whole response
+//! envelope (lease id, duration, renewable), logins, and token calls. No policy lives here.
+//!
+//! Why not vaultrs: its typed reads drop `lease_id` (jmgilman/vaultrs#144), it has no `sys/leases`,
+//! no `VAULT_TLS_SERVER_NAME`, no retries, a non-`Clone` client, and it adds ~28 crates to a binary
+//! that is copied into every pod. This module is the few hundred lines we actually need.
+//!
+//! Retries: connection errors, timeouts, 429 and 5xx are retried with jittered exponential backoff
+//! (100 ms doubling, at most 2 s apart). Until `VAULT_CLIENT_TIMEOUT` has passed since the client
+//! was made they are retried regardless of count (Vault may still be starting, e.g. behind a sidecar);
+//! after that, `VAULT_MAX_RETRIES` times.
+
+use crate::SecretString;
+use crate::config::{self, Config, TlsSettings};
+use reqwest::{Method, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach Vault at {addr}: {cause}")]
+    Unreachable { addr: String, cause: String },
+    #[error("{}", status_text(*status, errors))]
+    Status { status: u16, errors: Vec<String> },
+    #[error("unexpected answer from Vault: {0}")]
+    Decode(String),
+    #[error("{var}: {message}")]
+    Setup { var: &'static str, message: String },
+}
+
+fn status_text(status: u16, errors: &[String]) -> String {
+    let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error");
+    let detail: Vec<String> = errors.iter().map(|e| e.trim().replace("\n\t", " ").replace('\n', " ")).collect();
+    match detail.as_slice() {
+        [] => format!("{} ({status})", reason.to_lowercase()),
+        _ => format!("{} ({status})", detail.join("; ")),
+    }
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    pub fn is_denied(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+}
+
+/// A Vault response envelope. `Debug` shows only key names: `data` holds secrets.
+#[derive(Deserialize, Default, Clone)]
+pub struct Secret {
+    #[serde(default)]
+    pub lease_id: String,
+    #[serde(default)]
+    pub lease_duration: u64,
+    #[serde(default)]
+    pub renewable: bool,
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub warnings: Option<Vec<String>>,
+    #[serde(default)]
+    pub auth: Option<Auth>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.data.as_ref().and_then(Value::as_object).map(crate::template::key_list);
+        f.debug_struct("Secret")
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field("data_keys", &keys)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct Auth {
+    pub client_token: SecretString,
+    #[serde(default)]
+    pub accessor: String,
+    #[serde(default)]
+    pub lease_duration: u64,
+    #[serde(default)]
+    pub renewable: bool,
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+impl Secret {
+    pub fn data_map(&self) -> Option<&Map<String, Value>> {
+        self.data.as_ref().and_then(Value::as_object)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    addr: String,
+    namespace: Option<String>,
+    token: Option<SecretString>,
+    max_retries: u32,
+    patient_until: Instant,
+}
+
+impl Client {
+    pub fn new(config: &Config) -> Result<Client, ClientError> {
+        let tls = tls_config(&config.tls)?;
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("vault-env/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &config.proxy {
+            let proxy = reqwest::Proxy::all(proxy.as_str())
+                .map_err(|e| ClientError::Setup { var: config::VAULT_HTTP_PROXY, message: e.to_string() })?;
+            builder = builder.proxy(proxy);
+        } else {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| ClientError::Setup { var: config::VAULT_ADDR, message: e.to_string() })?;
+        Ok(Client {
+            http,
+            addr: config.addr.clone(),
+            namespace: config.namespace.clone(),
+            token: None,
+            max_retries: config.max_retries,
+            patient_until: Instant::now() + config.timeout,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn with_token(&self, token: SecretString) -> Client {
+        Client { token: Some(token), ..self.clone() }
+    }
+
+    /// `GET /v1/PATH[?version=N]`. `Ok(None)` when Vault answers 204.
+    pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Option<Secret>, ClientError> {
+        let query: Vec<(&str, String)> = version.map(|v| ("version", v.to_string())).into_iter().collect();
+        self.send(Method::GET, path, &query, None).await
+    }
+
+    /// `PUT /v1/PATH` with a JSON body.
+    pub async fn write(&self, path: &str, body: &Value) -> Result<Option<Secret>, ClientError> {
+        self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
+    /// `POST /v1/auth/MOUNT/login`.
+    pub async fn login(&self, mount: &str, body: &Value) -> Result<Auth, ClientError> {
+        let secret = self.send(Method::POST, &format!("auth/{mount}/login"), &[], Some(body)).await?;
+        secret.and_then(|s| s.auth).ok_or_else(|| ClientError::Decode("login answer has no auth section".into()))
+    }
+
+    pub async fn lookup_self(&self) -> Result<Option<Secret>, ClientError> {
+        self.send(Method::GET, "auth/token/lookup-self", &[], None).await
+    }
+
+    pub async fn revoke_self(&self) -> Result<(), ClientError> {
+        self.send(Method::POST, "auth/token/revoke-self", &[], None).await.map(|_| ())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Secret>, ClientError> {
+        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let mut attempt = 0u32;
+        loop {
+            match self.send_once(method.clone(), &url, query, body).await {
+                Err(e) if is_transient(&e) && self.may_retry(attempt) => {
+                    let delay = backoff(attempt);
+                    tracing::debug!(path, attempt, error = %e, "retrying Vault request in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn may_retry(&self, attempt: u32) -> bool {
+        attempt < self.max_retries || Instant::now() + backoff(attempt) < self.patient_until
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Option<Secret>, ClientError> {
+        let mut req = self.http.request(method, url).header("X-Vault-Request", "true");
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(token) = &self.token {
+            req = req.header("X-Vault-Token", token.expose());
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if !status.is_success() {
+            let errors = serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.errors).unwrap_or_default();
+            return Err(ClientError::Status { status: status.as_u16(), errors });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice::<Secret>(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Decode(format!("{e} (HTTP {})", status.as_u16())))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+        ClientError::Unreachable { addr: self.addr.clone(), cause: root_cause(e) }
+    }
+}
+
+fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Unreachable { .. } => true,
+        ClientError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(5)).min(2_000);
+    Duration::from_millis(base * 3 / 4 + fastrand::u64(0..=base / 2))
+}
+
+/// The innermost cause of an error ("Connection refused (os error 111)"), plus TLS hints.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let text = cause.to_string();
+    if text.contains("UnknownIssuer") {
+        format!("{text}\n  hint: set VAULT_CACERT to the CA that signed Vault's certificate")
+    } else if text.contains("NotValidForName") {
+        format!("{text}\n  hint: the certificate does not name this host; set VAULT_TLS_SERVER_NAME")
+    } else if e.to_string().contains("timed out") || text.contains("timed out") {
+        format!("timed out ({text})")
+    } else {
+        text
+    }
+}
+
+// === TLS ===
+
+fn setup(var: &'static str, message: impl fmt::Display) -> ClientError {
+    ClientError::Setup { var, message: message.to_string() }
+}
+
+fn tls_config(s: &TlsSettings) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(config::VAULT_ADDR, e))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if s.skip_verify {
+        Arc::new(NoVerification(provider.signature_verification_algorithms))
+    } else {
+        let roots = Arc::new(root_store(&s.ca)?);
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| setup(config::VAULT_CACERT, e))?;
+        match &s.server_name {
+            None => inner,
+            Some(name) => {
+                let name = ServerName::try_from(name.clone()).map_err(|e| setup(config::VAULT_TLS_SERVER_NAME, e))?;
+                Arc::new(FixedName { inner, name })
+            }
+        }
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    match &s.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let certs = read_certs(cert, config::VAULT_CLIENT_CERT)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| setup(config::VAULT_CLIENT_KEY, format!("{}: {e}", key.display())))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| setup(config::VAULT_CLIENT_CERT, e))
+        }
+    }
+}
+
+fn read_certs(path: &Path, var: &'static str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| setup(var, format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(setup(var, format!("{}: no PEM certificate in the file", path.display())));
+    }
+    Ok(certs)
+}
+
+/// The custom CAs when any is configured (they replace the system roots, as in Vault's Go client),
+/// else the system's roots.
+fn root_store(ca: &config::CaSource) -> Result<rustls::RootCertStore, ClientError> {
+    let mut store = rustls::RootCertStore::empty();
+    let mut certs = Vec::new();
+    if let Some(file) = &ca.file {
+        certs.extend(read_certs(file, config::VAULT_CACERT)?);
+    }
+    if let Some(dir) = &ca.dir {
+        let entries = std::fs::read_dir(dir).map_err(|e| setup(config::VAULT_CAPATH, format!("{}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            if let Ok(iter) = CertificateDer::pem_file_iter(entry.path()) {
+                certs.extend(iter.flatten());
+            }
+        }
+    }
+    if let Some(pem) = &ca.pem {
+        let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
+        certs.extend(parsed.map_err(|e| setup(config::VAULT_CACERT_BYTES, e))?);
+    }
+    let custom = ca.file.is_some() || ca.dir.is_some() || ca.pem.is_some();
+    if !custom {
+        let native = rustls_native_certs::load_native_certs();
+        certs.extend(native.certs);
+    }
+    let (_, ignored) = store.add_parsable_certificates(certs);
+    if ignored > 0 {
+        tracing::warn!("ignored {ignored} CA certificate(s) that could not be parsed");
+    }
+    if custom && store.is_empty() {
+        return Err(setup(config::VAULT_CACERT, "no usable CA certificate found"));
+    }
+    Ok(store)
+}
+
+/// `VAULT_TLS_SERVER_NAME`: verify the certificate against this name instead of the URL's host.
+#[derive(Debug)]
+struct FixedName {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for FixedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `VAULT_SKIP_VERIFY=true`: accept any certificate (signatures are still checked).
+#[derive(Debug)]
+struct NoVerification(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_joins_vault_errors() {
+        assert_eq!(status_text(403, &["permission denied".into()]), "permission denied (403)");
+        assert_eq!(status_text(404, &[]), "not found (404)");
+        assert_eq!(status_text(400, &["1 error occurred:\n\t* invalid role ID\n\n".into()]), "1 error occurred: * invalid role ID (400)");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            assert!(d >= Duration::from_millis(75) && d <= Duration::from_millis(2_500), "{attempt}: {d:?}");
+        }
+        assert!(backoff(0) < Duration::from_millis(200));
+        assert!(backoff(10) >= Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn secret_debug_shows_key_names_only() {
+        let s: Secret = serde_json::from_str(r#"{"lease_duration":5,"data":{"password":"hunter2"}}"#).unwrap();
+        let text = format!("{s:?}");
+        assert!(text.contains("password") && !text.contains("hunter2"), "{text}");
+    }
+}

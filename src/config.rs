@@ -1,0 +1,565 @@
+//! Configuration from the `VAULT_*` environment, with Bank-Vaults' names and defaults.
+//!
+//! [`Config::from_env`] is pure (it reads an [`Env`], never the process environment) and reports
+//! every bad variable in one run. File contents (token files, JWTs, CA certificates) are read later,
+//! by the stage that needs them.
+
+use crate::reference::{self, Reference};
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+// === Variable names (one block; `--help` and the scrub table use the same constants) ===
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const VAULT_AGENT_ADDR: &str = "VAULT_AGENT_ADDR";
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
+pub const VAULT_CAPATH: &str = "VAULT_CAPATH";
+pub const VAULT_CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
+pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
+pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
+pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
+pub const VAULT_NAMESPACE: &str = "VAULT_NAMESPACE";
+pub const VAULT_CLIENT_TIMEOUT: &str = "VAULT_CLIENT_TIMEOUT";
+pub const VAULT_MAX_RETRIES: &str = "VAULT_MAX_RETRIES";
+pub const VAULT_HTTP_PROXY: &str = "VAULT_HTTP_PROXY";
+pub const VAULT_PROXY_ADDR: &str = "VAULT_PROXY_ADDR";
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const VAULT_TOKEN_FILE: &str = "VAULT_TOKEN_FILE";
+pub const VAULT_TOKEN_PATH: &str = "VAULT_TOKEN_PATH";
+pub const VAULT_ROLE: &str = "VAULT_ROLE";
+pub const VAULT_PATH: &str = "VAULT_PATH";
+pub const VAULT_AUTH_METHOD: &str = "VAULT_AUTH_METHOD";
+pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str = "KUBERNETES_SERVICE_ACCOUNT_TOKEN";
+pub const VAULT_JWT_FILE: &str = "VAULT_JWT_FILE";
+pub const VAULT_ROLE_ID: &str = "VAULT_ROLE_ID";
+pub const VAULT_ROLE_ID_FILE: &str = "VAULT_ROLE_ID_FILE";
+pub const VAULT_SECRET_ID: &str = "VAULT_SECRET_ID";
+pub const VAULT_SECRET_ID_FILE: &str = "VAULT_SECRET_ID_FILE";
+pub const VAULT_IGNORE_MISSING_SECRETS: &str = "VAULT_IGNORE_MISSING_SECRETS";
+pub const VAULT_ENV_PASSTHROUGH: &str = "VAULT_ENV_PASSTHROUGH";
+pub const VAULT_JSON_LOG: &str = "VAULT_JSON_LOG";
+pub const VAULT_LOG_LEVEL: &str = "VAULT_LOG_LEVEL";
+pub const VAULT_REVOKE_TOKEN: &str = "VAULT_REVOKE_TOKEN";
+pub const VAULT_ENV_DAEMON: &str = "VAULT_ENV_DAEMON";
+pub const VAULT_ENV_DELAY: &str = "VAULT_ENV_DELAY";
+pub const VAULT_ENV_FROM_PATH: &str = "VAULT_ENV_FROM_PATH";
+pub const VAULT_TRANSIT_KEY_ID: &str = "VAULT_TRANSIT_KEY_ID";
+pub const VAULT_TRANSIT_PATH: &str = "VAULT_TRANSIT_PATH";
+pub const VAULT_TRANSIT_BATCH_SIZE: &str = "VAULT_TRANSIT_BATCH_SIZE";
+pub const HOME: &str = "HOME";
+
+/// `VAULT_TOKEN=vault:login`: log in, and hand the obtained token to the app.
+pub const LOGIN_TOKEN: &str = "vault:login";
+pub const DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
+pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_TRANSIT_BATCH_SIZE: usize = 25;
+
+/// The process environment (or a test's), in order, as raw bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self { vars: std::env::vars_os().collect() }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        self.vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_os_str())
+    }
+
+    pub fn vars(&self) -> &[(OsString, OsString)] {
+        &self.vars
+    }
+}
+
+impl<K: Into<OsString>, V: Into<OsString>> FromIterator<(K, V)> for Env {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self { vars: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+}
+
+/// Where the CA certificates that verify Vault come from (they replace the system roots, as in Vault's Go client).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaSource {
+    pub file: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub pem: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    pub ca: CaSource,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub skip_verify: bool,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `jwt` (default), `kubernetes`, `namespaced`: `POST auth/<path>/login {role, jwt}`.
+    Jwt,
+    /// `approle`: `POST auth/<path>/login {role_id, secret_id}` (not in Bank-Vaults).
+    AppRole,
+}
+
+/// A value given inline or as a file to read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Given {
+    Value(crate::SecretString),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    /// `VAULT_TOKEN_FILE`: highest priority.
+    pub token_file: Option<PathBuf>,
+    /// A literal `VAULT_TOKEN` (not `vault:login`).
+    pub token: Option<crate::SecretString>,
+    /// `VAULT_TOKEN=vault:login`.
+    pub login_requested: bool,
+    /// `VAULT_TOKEN_PATH`, else `$HOME/.vault-token`: used when it exists and no token was given.
+    pub token_helper_file: Option<PathBuf>,
+    pub method: AuthMethod,
+    pub role: String,
+    pub mount: String,
+    pub jwt_file: PathBuf,
+    pub role_id: Option<Given>,
+    pub secret_id: Option<Given>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transit {
+    pub key_id: Option<String>,
+    pub mount: String,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FromPath {
+    pub path: String,
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub addr: String,
+    pub tls: TlsSettings,
+    pub namespace: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub proxy: Option<String>,
+    pub auth: AuthSettings,
+    pub ignore_missing: bool,
+    pub passthrough: Vec<String>,
+    pub json_log: bool,
+    pub log_level: LogLevel,
+    pub revoke_token: bool,
+    pub daemon: Option<bool>,
+    pub delay: Duration,
+    pub from_path: Vec<FromPath>,
+    pub transit: Transit,
+}
+
+/// One bad variable. `shown` is false for variables that hold secrets: their value is never printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+/// Collects errors while reading variables, so all of them are reported together.
+struct Reader<'a> {
+    env: &'a Env,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, var: &'static str, message: impl Into<String>) {
+        self.errors.push(ConfigError { var, message: message.into() });
+    }
+
+    /// The variable as UTF-8 text; unset and empty are both `None`.
+    fn text(&mut self, var: &'static str) -> Option<String> {
+        let raw = self.env.get(var)?;
+        match raw.to_str() {
+            Some("") => None,
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.fail(var, "is not valid UTF-8");
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(&mut self, var: &'static str, default: T, expected: &str, parse: impl Fn(&str) -> Option<T>) -> T {
+        match self.text(var) {
+            None => default,
+            Some(s) => parse(s.trim()).unwrap_or_else(|| {
+                self.fail(var, format!("{s:?} is not valid: expected {expected}"));
+                default
+            }),
+        }
+    }
+
+    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+        self.parsed(var, default, "true or false", parse_bool)
+    }
+
+    fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
+        self.parsed(var, default, "a duration such as 10s, 1m30s or 500ms (a bare number is seconds)", parse_duration)
+    }
+}
+
+/// Go's `strconv.ParseBool` set, plus yes/no/on/off; case-insensitive.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "yes" | "y" | "on" => Some(true),
+        "0" | "f" | "false" | "no" | "n" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `10s`, `1m30s`, `500ms`, `1h`; a bare number is seconds (Vault's `ParseDurationSecond`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).ok()
+}
+
+fn parse_log_level(s: &str) -> Option<LogLevel> {
+    match s.to_ascii_lowercase().as_str() {
+        "trace" => Some(LogLevel::Trace),
+        "debug" => Some(LogLevel::Debug),
+        "info" => Some(LogLevel::Info),
+        "warn" | "warning" => Some(LogLevel::Warn),
+        "error" => Some(LogLevel::Error),
+        _ => None,
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, Vec<ConfigError>> {
+        let mut r = Reader { env, errors: Vec::new() };
+
+        let addr = r.text(VAULT_AGENT_ADDR).or_else(|| r.text(VAULT_ADDR)).unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr = addr.trim_end_matches('/').to_string();
+        match reqwest::Url::parse(&addr) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(u) if u.scheme() == "unix" => r.fail(VAULT_ADDR, "unix sockets are not supported; use http:// or https://"),
+            _ => r.fail(VAULT_ADDR, format!("{addr:?} is not valid: expected a URL such as https://vault:8200")),
+        }
+
+        let client_cert = match (r.text(VAULT_CLIENT_CERT), r.text(VAULT_CLIENT_KEY)) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            (Some(_), None) => {
+                r.fail(VAULT_CLIENT_KEY, format!("must be set when {VAULT_CLIENT_CERT} is"));
+                None
+            }
+            (None, Some(_)) => {
+                r.fail(VAULT_CLIENT_CERT, format!("must be set when {VAULT_CLIENT_KEY} is"));
+                None
+            }
+        };
+        let tls = TlsSettings {
+            ca: CaSource {
+                file: r.text(VAULT_CACERT).map(PathBuf::from),
+                dir: r.text(VAULT_CAPATH).map(PathBuf::from),
+                pem: r.text(VAULT_CACERT_BYTES),
+            },
+            client_cert,
+            skip_verify: r.bool(VAULT_SKIP_VERIFY, false),
+            server_name: r.text(VAULT_TLS_SERVER_NAME),
+        };
+        let namespace = r.text(VAULT_NAMESPACE).map(|s| s.trim().trim_matches('/').to_string()).filter(|s| !s.is_empty());
+        let timeout = r.duration(VAULT_CLIENT_TIMEOUT, DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            r.fail(VAULT_CLIENT_TIMEOUT, "must be greater than zero");
+        }
+        let max_retries = r.parsed(VAULT_MAX_RETRIES, 2, "a whole number", |s| s.parse().ok());
+        let proxy = r.text(VAULT_HTTP_PROXY).or_else(|| r.text(VAULT_PROXY_ADDR));
+
+        let auth = read_auth(&mut r);
+        let ignore_missing = r.bool(VAULT_IGNORE_MISSING_SECRETS, false);
+        let passthrough = r
+            .text(VAULT_ENV_PASSTHROUGH)
+            .map(|s| s.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let json_log = r.bool(VAULT_JSON_LOG, false);
+        let log_level = r.parsed(VAULT_LOG_LEVEL, LogLevel::Info, "one of trace, debug, info, warn, error", parse_log_level);
+        let revoke_token = r.bool(VAULT_REVOKE_TOKEN, false);
+        let daemon = r.text(VAULT_ENV_DAEMON).and_then(|s| match parse_bool(s.trim()) {
+            Some(b) => Some(b),
+            None => {
+                r.fail(VAULT_ENV_DAEMON, format!("{s:?} is not valid: expected true or false"));
+                None
+            }
+        });
+        let delay = r.duration(VAULT_ENV_DELAY, Duration::ZERO);
+        let from_path = read_from_path(&mut r);
+        let transit = Transit {
+            key_id: r.text(VAULT_TRANSIT_KEY_ID),
+            mount: r.text(VAULT_TRANSIT_PATH).map_or_else(|| "transit".into(), |s| s.trim_matches('/').to_string()),
+            // Unset or 0 means the webhook's default; Bank-Vaults panics (divide by zero) here.
+            batch_size: match r.parsed(VAULT_TRANSIT_BATCH_SIZE, 0usize, "a whole number", |s| s.parse().ok()) {
+                0 => DEFAULT_TRANSIT_BATCH_SIZE,
+                n => n,
+            },
+        };
+
+        if !r.errors.is_empty() {
+            return Err(r.errors);
+        }
+        Ok(Config {
+            addr,
+            tls,
+            namespace,
+            timeout,
+            max_retries,
+            proxy,
+            auth,
+            ignore_missing,
+            passthrough,
+            json_log,
+            log_level,
+            revoke_token,
+            daemon,
+            delay,
+            from_path,
+            transit,
+        })
+    }
+}
+
+fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
+    // VAULT_TOKEN may hold a secret: never echo it in an error.
+    let raw_token = match r.env.get(VAULT_TOKEN).map(|v| v.to_str()) {
+        None | Some(Some("")) => None,
+        Some(Some(s)) => Some(s.to_string()),
+        Some(None) => {
+            r.fail(VAULT_TOKEN, "is not valid UTF-8");
+            None
+        }
+    };
+    let login_requested = raw_token.as_deref() == Some(LOGIN_TOKEN);
+    let token = raw_token.filter(|t| t != LOGIN_TOKEN).map(|t| crate::SecretString::new(t.trim()));
+
+    let method_text = r.text(VAULT_AUTH_METHOD).unwrap_or_else(|| "jwt".into());
+    let method = match method_text.trim() {
+        "jwt" | "kubernetes" | "namespaced" => AuthMethod::Jwt,
+        "approle" => AuthMethod::AppRole,
+        m @ ("aws-ec2" | "aws-iam" | "gcp-gce" | "gcp-iam" | "azure") => {
+            r.fail(VAULT_AUTH_METHOD, format!("{m:?} is not supported by this vault-env yet; supported: jwt, kubernetes, namespaced, approle"));
+            AuthMethod::Jwt
+        }
+        other => {
+            r.fail(VAULT_AUTH_METHOD, format!("{other:?} is not valid: expected jwt, kubernetes, namespaced or approle"));
+            AuthMethod::Jwt
+        }
+    };
+    let default_mount = match method {
+        AuthMethod::Jwt => "kubernetes",
+        AuthMethod::AppRole => "approle",
+    };
+    let secret_or_file = |r: &mut Reader<'_>, var: &'static str, file_var: &'static str| -> Option<Given> {
+        let inline = r.env.get(var).and_then(|v| v.to_str()).filter(|s| !s.is_empty());
+        match (inline, r.text(file_var)) {
+            (Some(v), _) => Some(Given::Value(crate::SecretString::new(v.trim()))),
+            (None, Some(f)) => Some(Given::File(f.into())),
+            (None, None) => None,
+        }
+    };
+    AuthSettings {
+        token_file: r.text(VAULT_TOKEN_FILE).map(PathBuf::from),
+        token,
+        login_requested,
+        token_helper_file: r
+            .text(VAULT_TOKEN_PATH)
+            .map(PathBuf::from)
+            .or_else(|| r.text(HOME).map(|h| PathBuf::from(h).join(".vault-token"))),
+        method,
+        role: r.text(VAULT_ROLE).unwrap_or_else(|| "default".into()),
+        mount: r.text(VAULT_PATH).map_or_else(|| default_mount.into(), |s| s.trim_matches('/').to_string()),
+        jwt_file: r
+            .text(KUBERNETES_SERVICE_ACCOUNT_TOKEN)
+            .or_else(|| r.text(VAULT_JWT_FILE))
+            .unwrap_or_else(|| DEFAULT_JWT_FILE.into())
+            .into(),
+        role_id: secret_or_file(r, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE),
+        secret_id: secret_or_file(r, VAULT_SECRET_ID, VAULT_SECRET_ID_FILE),
+    }
+}
+
+/// `VAULT_ENV_FROM_PATH=secret/data/a,secret/data/b#3`.
+fn read_from_path(r: &mut Reader<'_>) -> Vec<FromPath> {
+    let Some(list) = r.text(VAULT_ENV_FROM_PATH) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        // Reuse the reference grammar: `PATH#VERSION` reads like `vault:PATH#KEY#VERSION`.
+        let (path, version) = entry.split_once('#').unwrap_or((entry, ""));
+        let as_ref = if version.is_empty() { format!("vault:{path}#_") } else { format!("vault:{path}#_#{version}") };
+        match reference::parse_reference(&as_ref) {
+            Ok(Reference::Read { path, version, .. }) => out.push(FromPath { path, version }),
+            Ok(_) => r.fail(VAULT_ENV_FROM_PATH, format!("entry {entry:?} is not a path")),
+            Err(e) => r.fail(VAULT_ENV_FROM_PATH, format!("entry {entry:?}: {e}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    #[test]
+    fn config_defaults_match_bank_vaults() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.addr, "https://127.0.0.1:8200");
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.max_retries, 2);
+        assert_eq!(c.auth.method, AuthMethod::Jwt);
+        assert_eq!(c.auth.role, "default");
+        assert_eq!(c.auth.mount, "kubernetes");
+        assert_eq!(c.auth.jwt_file, PathBuf::from(DEFAULT_JWT_FILE));
+        assert_eq!(c.transit.mount, "transit");
+        assert_eq!(c.transit.batch_size, 25);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert!(!c.ignore_missing && !c.json_log && !c.revoke_token);
+        assert_eq!(c.daemon, None);
+    }
+
+    #[test]
+    fn config_reads_every_setting() {
+        let c = Config::from_env(&env(&[
+            ("VAULT_ADDR", "http://127.0.0.1:8200/"),
+            ("VAULT_CACERT", "/ca.pem"),
+            ("VAULT_SKIP_VERIFY", "True"),
+            ("VAULT_TLS_SERVER_NAME", "vault.local"),
+            ("VAULT_NAMESPACE", "team-a/"),
+            ("VAULT_CLIENT_TIMEOUT", "1m30s"),
+            ("VAULT_MAX_RETRIES", "5"),
+            ("VAULT_TOKEN", "vault:login"),
+            ("VAULT_ROLE", "app"),
+            ("VAULT_PATH", "jwt"),
+            ("VAULT_AUTH_METHOD", "kubernetes"),
+            ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", "/sa/token"),
+            ("VAULT_JWT_FILE", "/other"),
+            ("VAULT_IGNORE_MISSING_SECRETS", "1"),
+            ("VAULT_ENV_PASSTHROUGH", "VAULT_ADDR, VAULT_ROLE ,"),
+            ("VAULT_JSON_LOG", "true"),
+            ("VAULT_LOG_LEVEL", "WARNING"),
+            ("VAULT_ENV_DAEMON", "false"),
+            ("VAULT_ENV_DELAY", "5"),
+            ("VAULT_ENV_FROM_PATH", "secret/data/a, secret/data/b#3"),
+            ("VAULT_TRANSIT_KEY_ID", "app"),
+            ("VAULT_TRANSIT_PATH", "/tr/"),
+            ("VAULT_TRANSIT_BATCH_SIZE", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.addr, "http://127.0.0.1:8200");
+        assert_eq!(c.tls.ca.file, Some(PathBuf::from("/ca.pem")));
+        assert!(c.tls.skip_verify);
+        assert_eq!(c.tls.server_name.as_deref(), Some("vault.local"));
+        assert_eq!(c.namespace.as_deref(), Some("team-a"));
+        assert_eq!(c.timeout, Duration::from_secs(90));
+        assert_eq!(c.max_retries, 5);
+        assert!(c.auth.login_requested && c.auth.token.is_none());
+        assert_eq!((c.auth.role.as_str(), c.auth.mount.as_str()), ("app", "jwt"));
+        assert_eq!(c.auth.jwt_file, PathBuf::from("/sa/token"));
+        assert!(c.ignore_missing && c.json_log);
+        assert_eq!(c.passthrough, vec!["VAULT_ADDR", "VAULT_ROLE"]);
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert_eq!(c.daemon, Some(false));
+        assert_eq!(c.delay, Duration::from_secs(5));
+        assert_eq!(
+            c.from_path,
+            vec![FromPath { path: "secret/data/a".into(), version: None }, FromPath { path: "secret/data/b".into(), version: Some(3) }]
+        );
+        assert_eq!(c.transit, Transit { key_id: Some("app".into()), mount: "tr".into(), batch_size: 25 });
+    }
+
+    #[test]
+    fn config_reports_every_bad_variable_at_once() {
+        let errors = Config::from_env(&env(&[
+            ("VAULT_ADDR", "not a url"),
+            ("VAULT_SKIP_VERIFY", "maybe"),
+            ("VAULT_CLIENT_TIMEOUT", "soon"),
+            ("VAULT_MAX_RETRIES", "-1"),
+            ("VAULT_AUTH_METHOD", "gcp-iam"),
+            ("VAULT_LOG_LEVEL", "loud"),
+            ("VAULT_CLIENT_CERT", "/c.pem"),
+            ("VAULT_ENV_FROM_PATH", "ok/path,bad#x"),
+            ("VAULT_TRANSIT_BATCH_SIZE", "many"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = errors.iter().map(|e| e.var).collect();
+        assert_eq!(
+            vars,
+            [
+                "VAULT_ADDR",
+                "VAULT_CLIENT_KEY",
+                "VAULT_SKIP_VERIFY",
+                "VAULT_CLIENT_TIMEOUT",
+                "VAULT_MAX_RETRIES",
+                "VAULT_AUTH_METHOD",
+                "VAULT_LOG_LEVEL",
+                "VAULT_ENV_FROM_PATH",
+                "VAULT_TRANSIT_BATCH_SIZE"
+            ]
+        );
+        assert!(errors[3].to_string().contains("\"soon\" is not valid"), "{}", errors[3]);
+    }
+
+    #[test]
+    fn config_never_echoes_secret_variables() {
+        use std::os::unix::ffi::OsStringExt;
+        let env: Env = [(OsString::from("VAULT_TOKEN"), OsString::from_vec(b"s.\xff\xfe".to_vec()))].into_iter().collect();
+        let errors = Config::from_env(&env).unwrap_err();
+        assert_eq!(errors[0].to_string(), "VAULT_TOKEN: is not valid UTF-8");
+    }
+
+    #[test]
+    fn config_approle_defaults_to_its_mount() {
+        let c = Config::from_env(&env(&[("VAULT_AUTH_METHOD", "approle"), ("VAULT_ROLE_ID", "rid"), ("VAULT_SECRET_ID_FILE", "/s")]))
+            .unwrap();
+        assert_eq!(c.auth.method, AuthMethod::AppRole);
+        assert_eq!(c.auth.mount, "approle");
+        assert_eq!(c.auth.role_id, Some(Given::Value(crate::SecretString::new("rid"))));
+        assert_eq!(c.auth.secret_id, Some(Given::File("/s".into())));
+    }
+
+    #[test]
+    fn parse_duration_forms() {
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("x"), None);
+    }
+}

@@ -1,0 +1,510 @@
+//! Resolution in three steps:
+//! 1. [`plan`]: parse every variable's value (pure); all syntax errors are reported together.
+//! 2. [`fetch`]: one request per distinct path+version (or write+body), all concurrently, plus
+//!    transit ciphertexts decrypted in batches.
+//! 3. [`render`]: each variable's final value from the fetched data (pure). All failures are
+//!    reported together, each with the variable's name and the reference, never a value.
+
+use crate::SecretString;
+use crate::child_env;
+use crate::client::{Client, ClientError, Secret};
+use crate::config::{self, Config, Env, FromPath, Transit};
+use crate::reference::{self, Fetch, Key, Piece, Reference, ReferenceError};
+use crate::template::{self, TemplateError};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+/// How many requests to Vault may be in flight at once.
+const MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// What has to be resolved: the variables that hold references and what they need from Vault.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub vars: Vec<(String, reference::Value)>,
+    pub fetches: BTreeSet<Fetch>,
+    pub ciphertexts: BTreeSet<String>,
+    pub from_path: Vec<FromPath>,
+    pub login: bool,
+}
+
+impl Plan {
+    /// False when nothing needs Vault: then vault-env must not contact it at all.
+    pub fn needs_vault(&self) -> bool {
+        !self.vars.is_empty() || !self.from_path.is_empty() || self.login
+    }
+}
+
+/// Why one variable could not be resolved.
+#[derive(Debug, Clone)]
+pub enum Cause {
+    Syntax(ReferenceError),
+    NoTransitKey,
+    PathNotFound,
+    Deleted,
+    KeyNotFound { key: String, available: String },
+    Template(TemplateError),
+    NotText(String),
+    Vault(ClientError),
+    Transit(String),
+    BadName(String),
+}
+
+impl Cause {
+    /// What `VAULT_IGNORE_MISSING_SECRETS` turns into a warning: a missing path, version or key and a
+    /// failed transit decryption. Never syntax, permission or connection errors.
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            Cause::PathNotFound
+                | Cause::Deleted
+                | Cause::KeyNotFound { .. }
+                | Cause::Transit(_)
+                | Cause::Template(TemplateError::KeyNotFound { .. })
+        )
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Syntax(e) => write!(f, "{e}"),
+            Cause::NoTransitKey => write!(f, "an encrypted value needs {} (the transit key name)", config::VAULT_TRANSIT_KEY_ID),
+            Cause::PathNotFound => f.write_str("path not found"),
+            Cause::Deleted => f.write_str("this secret version is deleted or destroyed"),
+            Cause::KeyNotFound { key, available } => write!(f, "key {key:?} not found (keys: {available})"),
+            Cause::Template(e) => write!(f, "{e}"),
+            Cause::NotText(why) => f.write_str(why),
+            Cause::Vault(e) => write!(f, "{e}"),
+            Cause::Transit(e) => write!(f, "transit decryption failed: {e}"),
+            Cause::BadName(name) => write!(f, "key {name:?} cannot be an environment variable name"),
+        }
+    }
+}
+
+/// A variable that could not be resolved: name, reference (safe form) and cause.
+#[derive(Debug, Clone)]
+pub struct VarError {
+    pub var: String,
+    pub reference: Option<String>,
+    pub cause: Cause,
+}
+
+impl fmt::Display for VarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reference {
+            Some(r) => write!(f, "{}: {r}: {}", self.var, self.cause),
+            None => write!(f, "{}: {}", self.var, self.cause),
+        }
+    }
+}
+
+/// A secret that came with a lease (dynamic credentials), for renewal and revocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub path: String,
+    pub lease_id: String,
+    pub duration: u64,
+    pub renewable: bool,
+}
+
+/// The outcome: values for the child's environment.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub values: HashMap<String, SecretString>,
+    /// Variables left out (missing secrets with `VAULT_IGNORE_MISSING_SECRETS`).
+    pub dropped: BTreeSet<String>,
+    /// `VAULT_ENV_FROM_PATH` variables, in order.
+    pub from_path: Vec<(String, SecretString)>,
+    pub leases: Vec<Lease>,
+}
+
+// === 1. plan ===
+
+/// A reference as it may be shown in an error: whole references up to their key; inline values
+/// are not shown at all (the text around a reference may itself be a secret).
+fn shown_raw(value: &str) -> Option<String> {
+    if !(value.starts_with(reference::READ_PREFIX) || value.starts_with(reference::WRITE_PREFIX)) {
+        return None;
+    }
+    let mut parts = value.splitn(3, '#');
+    let head: Vec<&str> = parts.by_ref().take(2).collect();
+    let mut shown: String = head.join("#").chars().take(120).collect();
+    if parts.next().is_some() {
+        shown.push_str("#…");
+    }
+    Some(shown)
+}
+
+pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
+    let mut plan = Plan { from_path: config.from_path.clone(), login: config.auth.login_requested, ..Plan::default() };
+    let mut errors = Vec::new();
+    for (name, value) in env.vars() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else { continue };
+        if child_env::is_setting(name) || !reference::looks_like_reference(value) {
+            continue;
+        }
+        let parsed = match reference::parse_value(value) {
+            Ok(reference::Value::Plain) => continue,
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(VarError { var: name.into(), reference: shown_raw(value), cause: Cause::Syntax(e) });
+                continue;
+            }
+        };
+        for r in parsed.references() {
+            match r {
+                Reference::Transit { ciphertext } => {
+                    if config.transit.key_id.is_none() {
+                        errors.push(VarError { var: name.into(), reference: Some(r.to_string()), cause: Cause::NoTransitKey });
+                    }
+                    plan.ciphertexts.insert(ciphertext.clone());
+                }
+                other => {
+                    plan.fetches.extend(other.fetch());
+                }
+            }
+        }
+        plan.vars.push((name.to_string(), parsed));
+    }
+    for fp in &plan.from_path {
+        plan.fetches.insert(Fetch::Read { path: fp.path.clone(), version: fp.version });
+    }
+    if errors.is_empty() { Ok(plan) } else { Err(errors) }
+}
+
+// === 2. fetch ===
+
+/// Everything fetched from Vault, keyed by what was asked.
+#[derive(Default)]
+pub struct Fetched {
+    secrets: HashMap<Fetch, Result<Secret, Cause>>,
+    plaintexts: HashMap<String, Result<SecretString, Cause>>,
+}
+
+pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut reads = tokio::task::JoinSet::new();
+    for f in &plan.fetches {
+        let (client, f, limit) = (client.clone(), f.clone(), limit.clone());
+        reads.spawn(async move {
+            let _permit = limit.acquire().await;
+            let result = fetch_one(&client, &f).await;
+            (f, result)
+        });
+    }
+    let mut decrypts = tokio::task::JoinSet::new();
+    if let Some(key) = &transit.key_id {
+        let all: Vec<String> = plan.ciphertexts.iter().cloned().collect();
+        for batch in all.chunks(transit.batch_size.max(1)) {
+            let (client, batch, limit) = (client.clone(), batch.to_vec(), limit.clone());
+            let path = format!("{}/decrypt/{key}", transit.mount);
+            decrypts.spawn(async move {
+                let _permit = limit.acquire().await;
+                decrypt_batch(&client, &path, batch).await
+            });
+        }
+    }
+    let mut fetched = Fetched::default();
+    while let Some(joined) = reads.join_next().await {
+        if let Ok((f, result)) = joined {
+            fetched.secrets.insert(f, result);
+        }
+    }
+    while let Some(joined) = decrypts.join_next().await {
+        if let Ok(pairs) = joined {
+            fetched.plaintexts.extend(pairs);
+        }
+    }
+    fetched
+}
+
+async fn fetch_one(client: &Client, f: &Fetch) -> Result<Secret, Cause> {
+    let result = match f {
+        Fetch::Read { path, version } => client.read(path, *version).await,
+        Fetch::Write { path, body } => {
+            // The body was validated as a JSON object when the reference was parsed.
+            let body: Value = serde_json::from_str(body).unwrap_or_else(|_| json!({}));
+            client.write(path, &body).await
+        }
+    };
+    match result {
+        Ok(Some(secret)) => {
+            for w in secret.warnings.iter().flatten() {
+                tracing::warn!(request = %f, "Vault warning: {w}");
+            }
+            tracing::debug!(request = %f, lease_duration = secret.lease_duration, renewable = secret.renewable, "fetched");
+            Ok(secret)
+        }
+        Ok(None) => match f {
+            Fetch::Read { .. } => Err(Cause::PathNotFound),
+            Fetch::Write { .. } => Ok(Secret::default()),
+        },
+        Err(e) if e.is_not_found() => Err(Cause::PathNotFound),
+        Err(e) => Err(Cause::Vault(e)),
+    }
+}
+
+async fn decrypt_batch(client: &Client, path: &str, batch: Vec<String>) -> Vec<(String, Result<SecretString, Cause>)> {
+    let items: Vec<Value> = batch.iter().map(|c| json!({ "ciphertext": c })).collect();
+    let results = match client.write(path, &json!({ "batch_input": items })).await {
+        Ok(Some(s)) => s.data_map().and_then(|d| d.get("batch_results")).and_then(Value::as_array).cloned(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(path, error = %e, "batch decryption failed; decrypting one by one");
+            None
+        }
+    };
+    let mut out = Vec::with_capacity(batch.len());
+    for (i, ciphertext) in batch.into_iter().enumerate() {
+        let item = results.as_ref().and_then(|r| r.get(i)).cloned();
+        let result = match item {
+            Some(item) => plaintext_of(&item),
+            None => match client.write(path, &json!({ "ciphertext": ciphertext })).await {
+                Ok(Some(s)) => plaintext_of(s.data.as_ref().unwrap_or(&Value::Null)),
+                Ok(None) => Err(Cause::Transit("empty answer".into())),
+                Err(e) if e.is_denied() => Err(Cause::Vault(e)),
+                Err(e) => Err(Cause::Transit(e.to_string())),
+            },
+        };
+        out.push((ciphertext, result));
+    }
+    out
+}
+
+fn plaintext_of(item: &Value) -> Result<SecretString, Cause> {
+    if let Some(err) = item.get("error").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+        return Err(Cause::Transit(err.to_string()));
+    }
+    let b64 = item.get("plaintext").and_then(Value::as_str).ok_or_else(|| Cause::Transit("no plaintext in the answer".into()))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| Cause::Transit(format!("plaintext is not base64: {e}")))?;
+    String::from_utf8(raw).map(SecretString::from).map_err(|_| Cause::NotText("decrypted value is not UTF-8 text".into()))
+}
+
+// === 3. render ===
+
+/// The key/value map of a response: KV v2's inner `data` when the answer has KV v2's shape
+/// (`data` and a `metadata` map), else the top-level `data` (KV v1, database, PKI, …).
+/// Unlike Bank-Vaults, a KV v1 secret with a field named `data` is not mistaken for KV v2.
+fn secret_data(secret: &Secret) -> Result<&Map<String, Value>, Cause> {
+    let map = secret.data_map().ok_or(Cause::PathNotFound)?;
+    match (map.get("data"), map.get("metadata")) {
+        (Some(Value::Object(inner)), Some(Value::Object(_))) => Ok(inner),
+        (Some(Value::Null), Some(Value::Object(_))) => Err(Cause::Deleted),
+        _ => Ok(map),
+    }
+}
+
+fn lookup(r: &Reference, fetched: &Fetched) -> Result<String, Cause> {
+    if let Reference::Transit { ciphertext } = r {
+        return match fetched.plaintexts.get(ciphertext) {
+            Some(Ok(v)) => Ok(v.expose().to_string()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(Cause::NoTransitKey),
+        };
+    }
+    let f = r.fetch().ok_or(Cause::PathNotFound)?;
+    let secret = match fetched.secrets.get(&f) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err(Cause::Vault(ClientError::Decode("the request was not made".into()))),
+    };
+    let data = secret_data(secret)?;
+    match r.key() {
+        Some(Key::Name(k)) => match data.get(k) {
+            Some(v) => template::to_text(v, &format!("key {k:?}")).map_err(|e| Cause::NotText(e.to_string())),
+            None => Err(Cause::KeyNotFound { key: k.clone(), available: template::key_list(data) }),
+        },
+        Some(Key::Template { template, .. }) => template.render(data).map_err(Cause::Template),
+        None => Err(Cause::PathNotFound),
+    }
+}
+
+fn render_value(value: &reference::Value, fetched: &Fetched) -> Result<String, (String, Cause)> {
+    let pieces = match value {
+        reference::Value::Plain => return Ok(String::new()),
+        reference::Value::Whole(r) => return lookup(r, fetched).map_err(|c| (r.to_string(), c)),
+        reference::Value::Inline(pieces) => pieces,
+    };
+    let mut out = String::new();
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Ref(r) => out.push_str(&lookup(r, fetched).map_err(|c| (r.to_string(), c))?),
+        }
+    }
+    Ok(out)
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('=') && !name.contains('\0')
+}
+
+pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Resolved, Vec<VarError>> {
+    let mut resolved = Resolved::default();
+    let mut errors = Vec::new();
+    let mut fail = |var: &str, reference: String, cause: Cause, resolved: &mut Resolved| {
+        if ignore_missing && cause.is_missing() {
+            tracing::warn!("{var}: {reference}: {cause}; not set ({} is on)", config::VAULT_IGNORE_MISSING_SECRETS);
+            resolved.dropped.insert(var.to_string());
+        } else {
+            errors.push(VarError { var: var.to_string(), reference: Some(reference), cause });
+        }
+    };
+    for (name, value) in &plan.vars {
+        match render_value(value, fetched) {
+            Ok(v) if v.contains('\0') => fail(name, "value".into(), Cause::NotText("the value holds a NUL byte".into()), &mut resolved),
+            Ok(v) => {
+                resolved.values.insert(name.clone(), SecretString::new(v));
+            }
+            Err((reference, cause)) => fail(name, reference, cause, &mut resolved),
+        }
+    }
+    for fp in &plan.from_path {
+        let f = Fetch::Read { path: fp.path.clone(), version: fp.version };
+        let shown = match fp.version {
+            Some(v) => format!("{}#{v}", fp.path),
+            None => fp.path.clone(),
+        };
+        let data = match fetched.secrets.get(&f).map(|r| r.as_ref().map_err(Cause::clone).and_then(secret_data)) {
+            Some(Ok(d)) => d,
+            Some(Err(cause)) => {
+                fail(config::VAULT_ENV_FROM_PATH, shown, cause, &mut resolved);
+                continue;
+            }
+            None => continue,
+        };
+        for (k, v) in data {
+            if !valid_env_name(k) {
+                fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::BadName(k.clone()), &mut resolved);
+                continue;
+            }
+            match template::to_text(v, &format!("key {k:?}")) {
+                Ok(text) if !text.contains('\0') => resolved.from_path.push((k.clone(), SecretString::new(text))),
+                Ok(_) => fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::NotText(format!("key {k:?} holds a NUL byte")), &mut resolved),
+                Err(e) => fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::NotText(e.to_string()), &mut resolved),
+            }
+        }
+    }
+    for (f, result) in &fetched.secrets {
+        if let (Ok(s), Fetch::Read { path, .. } | Fetch::Write { path, .. }) = (result, f)
+            && !s.lease_id.is_empty()
+        {
+            resolved.leases.push(Lease { path: path.clone(), lease_id: s.lease_id.clone(), duration: s.lease_duration, renewable: s.renewable });
+        }
+    }
+    if errors.is_empty() { Ok(resolved) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(json: &str) -> Secret {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn fetched(entries: &[(&str, Result<&str, Cause>)]) -> Fetched {
+        let mut f = Fetched::default();
+        for (path, result) in entries {
+            f.secrets.insert(Fetch::Read { path: (*path).into(), version: None }, result.clone().map(secret));
+        }
+        f
+    }
+
+    fn plan_of(vars: &[(&str, &str)]) -> Plan {
+        let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
+        plan(&env, &Config::from_env(&Env::default()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn plan_dedupes_paths_and_skips_settings() {
+        let p = plan_of(&[
+            ("A", "vault:secret/data/x#a"),
+            ("B", "vault:secret/data/x#b"),
+            ("C", "url://${vault:secret/data/x#a}:${vault:db/creds/r#password}"),
+            ("VAULT_ROLE", "vault:not/a#reference"),
+            ("PLAIN", "hello"),
+        ]);
+        assert_eq!(p.vars.len(), 3);
+        assert_eq!(p.fetches.len(), 2);
+        assert!(p.needs_vault());
+        assert!(!plan_of(&[("PLAIN", "x"), ("VAULT_ADDR", "http://x")]).needs_vault());
+    }
+
+    #[test]
+    fn plan_reports_all_syntax_errors() {
+        let env: Env = [("A", "vault:secret/x"), ("B", "vault:v1:abc"), ("C", "x${vault:oops"), ("D", "vault:ok#k")]
+            .into_iter()
+            .collect();
+        let errors = plan(&env, &Config::from_env(&Env::default()).unwrap()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "A: vault:secret/x: malformed reference: expected vault:PATH#KEY",
+                "B: vault:v1:abc…: an encrypted value needs VAULT_TRANSIT_KEY_ID (the transit key name)",
+                "C: malformed reference: \"${vault:\" without its closing \"}\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn render_kv_shapes() {
+        let f = fetched(&[
+            ("v2", Ok(r#"{"data":{"data":{"k":"two"},"metadata":{"version":1}}}"#)),
+            ("v1", Ok(r#"{"data":{"k":"one","n":5}}"#)),
+            ("v1data", Ok(r#"{"data":{"data":"field named data","k":"x"}}"#)),
+            ("deleted", Ok(r#"{"data":{"data":null,"metadata":{"deletion_time":"t"}}}"#)),
+            ("gone", Err(Cause::PathNotFound)),
+        ]);
+        let p = plan_of(&[
+            ("A", "vault:v2#k"),
+            ("B", "vault:v1#k"),
+            ("C", "vault:v1#n"),
+            ("D", "vault:v1data#data"),
+            ("E", "${vault:v1#k}-${vault:v2#k}"),
+        ]);
+        let r = render(&p, &f, false).unwrap();
+        let get = |k: &str| r.values[k].expose().to_string();
+        assert_eq!((get("A"), get("B"), get("C"), get("D"), get("E")), ("two".into(), "one".into(), "5".into(), "field named data".into(), "one-two".into()));
+
+        let errs = render(&plan_of(&[("X", "vault:deleted#k"), ("Y", "vault:gone#k"), ("Z", "vault:v1#nope")]), &f, false).unwrap_err();
+        let mut text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        text.sort();
+        assert_eq!(
+            text,
+            [
+                "X: vault:deleted#k: this secret version is deleted or destroyed",
+                "Y: vault:gone#k: path not found",
+                "Z: vault:v1#nope: key \"nope\" not found (keys: k, n)",
+            ]
+        );
+    }
+
+    #[test]
+    fn render_ignore_missing_drops_but_keeps_fatal_errors() {
+        let f = fetched(&[
+            ("gone", Err(Cause::PathNotFound)),
+            ("denied", Err(Cause::Vault(ClientError::Status { status: 403, errors: vec!["permission denied".into()] }))),
+            ("ok", Ok(r#"{"data":{"k":"v"}}"#)),
+        ]);
+        let p = plan_of(&[("A", "vault:gone#k"), ("B", "vault:ok#missing"), ("C", "vault:ok#k")]);
+        let r = render(&p, &f, true).unwrap();
+        assert_eq!(r.dropped.iter().collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(r.values["C"].expose(), "v");
+        let errs = render(&plan_of(&[("D", "vault:denied#k")]), &f, true).unwrap_err();
+        assert_eq!(errs[0].to_string(), "D: vault:denied#k: permission denied (403)");
+    }
+
+    #[test]
+    fn shown_raw_never_includes_bodies_or_inline_text() {
+        assert_eq!(shown_raw("vault:a/b#k#3").as_deref(), Some("vault:a/b#k#…"));
+        assert_eq!(shown_raw(">>vault:a#k#{\"plaintext\":\"x\"}").as_deref(), Some(">>vault:a#k#…"));
+        assert_eq!(shown_raw("pass=hunter2 ${vault:a#b"), None);
+    }
+}

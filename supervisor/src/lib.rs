@@ -1,0 +1,7 @@
+//! Starting the app for vault-env: command lookup, `exec` with a given environment, and (daemon
+//! mode) supervision as PID 1. This crate knows nothing about Vault: it takes a program, its
+//! arguments and a finished environment.
+
+pub mod exec;
+
+pub use exec::{ExecError, exec, lookup};

@@ -1,0 +1,1 @@
+//! vault-secrets-webhook (not built yet: see the webhook issues).
