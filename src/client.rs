@@ -203,19 +203,30 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             match self.send_once(method.clone(), &url, query, body).await {
-                Err(e) if is_transient(&e) && self.may_retry(attempt) => {
-                    let delay = backoff(attempt);
-                    tracing::debug!(path, attempt, error = %e, "retrying Vault request in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
+                Err(e) if is_transient(&e) => match self.retry_delay(attempt) {
+                    Some(delay) => {
+                        tracing::debug!(path, attempt, error = %e, "retrying Vault request in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    None => return Err(e),
+                },
                 other => return other,
             }
         }
     }
 
-    fn may_retry(&self, attempt: u32) -> bool {
-        attempt < self.max_retries || Instant::now() + backoff(attempt) < self.patient_until
+    /// How long to wait before the next try, or `None` to give up: within the start-up patience
+    /// window every failure is retried (the last try lands at its end), after it `max_retries` times.
+    fn retry_delay(&self, attempt: u32) -> Option<Duration> {
+        let left = self.patient_until.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            Some(backoff(attempt).min(left))
+        } else if attempt < self.max_retries {
+            Some(backoff(attempt))
+        } else {
+            None
+        }
     }
 
     async fn send_once(
