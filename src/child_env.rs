@@ -48,7 +48,7 @@ pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
 ];
 
 /// Settings vault-env reads that Bank-Vaults let through to the app (or that it lacks).
-pub const OWN_SCRUB: [(&str, bool); 11] = [
+pub const OWN_SCRUB: [(&str, bool); 17] = [
     (config::VAULT_CACERT_BYTES, true),
     (config::VAULT_TOKEN_FILE, true),
     (config::VAULT_TOKEN_PATH, true),
@@ -60,6 +60,12 @@ pub const OWN_SCRUB: [(&str, bool); 11] = [
     (config::VAULT_ROLE_ID_FILE, false),
     (config::VAULT_SECRET_ID, false),
     (config::VAULT_SECRET_ID_FILE, false),
+    (config::VAULT_ENV_STOP_SIGNAL, false),
+    (config::VAULT_ENV_STOP_TIMEOUT, false),
+    (config::VAULT_ENV_ON_LEASE_END, false),
+    (config::VAULT_ENV_RESTART_SPLAY, false),
+    (config::VAULT_ENV_PROCESS_GROUP, false),
+    (config::VAULT_ENV_TERMINATE_DESCENDANTS, false),
 ];
 
 fn scrub_entry(name: &str) -> Option<bool> {

@@ -66,9 +66,24 @@ Behaviour:
   VAULT_TRANSIT_PATH              transit mount [default: transit]
   VAULT_TRANSIT_BATCH_SIZE        ciphertexts per batch request [default: 25]
   VAULT_ENV_PASSTHROUGH           comma list of vault-env settings to pass to the app anyway
-  VAULT_REVOKE_TOKEN              revoke the token before starting the app [default: false]
+  VAULT_REVOKE_TOKEN              exec mode: revoke the token before starting the app
+                                  [default: false]; daemon mode: revoke the token vault-env
+                                  obtained, and its leases, on exit [default: true]
   VAULT_ENV_DELAY                 wait this long before starting the app [default: 0s]
-  VAULT_ENV_DAEMON                daemon mode (not available yet: runs in exec mode)
+
+Daemon mode (vault-env stays as the app's parent, PID 1 in a container):
+  VAULT_ENV_DAEMON                true: daemon mode; false: exec mode; unset: daemon mode when a
+                                  secret has a lease or vault:login's token must be kept alive
+  VAULT_ENV_ON_LEASE_END          restart | exit | ignore [default: restart]: when a lease can't
+                                  be extended, fetch new secrets and restart the app before the
+                                  old ones expire; or stop the app and exit (75) at expiry
+  VAULT_ENV_STOP_SIGNAL           signal that asks the app to stop [default: SIGTERM]
+  VAULT_ENV_STOP_TIMEOUT          then SIGKILL after this long [default: 10s]
+  VAULT_ENV_RESTART_SPLAY         restart up to this much earlier, at random [default: 0s]
+  VAULT_ENV_PROCESS_GROUP         run the app in its own process group and signal the group
+                                  [default: false]
+  VAULT_ENV_TERMINATE_DESCENDANTS when the app exits, SIGTERM processes it left behind
+                                  [default: false]
   VAULT_LOG_LEVEL                 trace | debug | info | warn | error [default: info]
   VAULT_JSON_LOG                  JSON log lines (all logs go to stderr) [default: false]
 
@@ -80,6 +95,7 @@ Exit codes (the app's own code once it runs):
   64   usage or configuration error, malformed reference, unreadable token/JWT file
   65   a secret, version or key is missing, or a value is not text
   69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT)
+  75   daemon mode: a lease ended and could not be replaced
   77   Vault refused the login or a read (permission denied)
   126  the command cannot be executed
   127  the command was not found";
@@ -165,11 +181,12 @@ mod tests {
             KUBERNETES_SERVICE_ACCOUNT_TOKEN, VAULT_JWT_FILE, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE, VAULT_SECRET_ID,
             VAULT_SECRET_ID_FILE, VAULT_IGNORE_MISSING_SECRETS, VAULT_ENV_PASSTHROUGH, VAULT_JSON_LOG, VAULT_LOG_LEVEL,
             VAULT_REVOKE_TOKEN, VAULT_ENV_DAEMON, VAULT_ENV_DELAY, VAULT_ENV_FROM_PATH, VAULT_TRANSIT_KEY_ID,
-            VAULT_TRANSIT_PATH, VAULT_TRANSIT_BATCH_SIZE,
+            VAULT_TRANSIT_PATH, VAULT_TRANSIT_BATCH_SIZE, VAULT_ENV_STOP_SIGNAL, VAULT_ENV_STOP_TIMEOUT,
+            VAULT_ENV_ON_LEASE_END, VAULT_ENV_RESTART_SPLAY, VAULT_ENV_PROCESS_GROUP, VAULT_ENV_TERMINATE_DESCENDANTS,
         ] {
             assert!(ENV_HELP.contains(var), "--help does not mention {var}");
         }
-        for code in ["64", "65", "69", "77", "126", "127"] {
+        for code in ["64", "65", "69", "75", "77", "126", "127"] {
             assert!(ENV_HELP.contains(code), "--help does not list exit code {code}");
         }
     }

@@ -192,6 +192,26 @@ impl Client {
         self.send(Method::POST, "auth/token/revoke-self", &[], None).await.map(|_| ())
     }
 
+    /// `auth/token/renew-self`: the token's new TTL.
+    pub async fn renew_self(&self, increment_secs: u64) -> Result<Auth, ClientError> {
+        let body = serde_json::json!({ "increment": format!("{increment_secs}s") });
+        let secret = self.send(Method::POST, "auth/token/renew-self", &[], Some(&body)).await?;
+        secret.and_then(|s| s.auth).ok_or_else(|| ClientError::Decode("renew-self answer has no auth section".into()))
+    }
+
+    /// `sys/leases/renew`: the lease's new duration.
+    pub async fn renew_lease(&self, lease_id: &str, increment_secs: u64) -> Result<Secret, ClientError> {
+        let body = serde_json::json!({ "lease_id": lease_id, "increment": increment_secs });
+        let secret = self.send(Method::PUT, "sys/leases/renew", &[], Some(&body)).await?;
+        secret.ok_or_else(|| ClientError::Decode("lease renewal answer is empty".into()))
+    }
+
+    /// `sys/leases/revoke`.
+    pub async fn revoke_lease(&self, lease_id: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "lease_id": lease_id });
+        self.send(Method::PUT, "sys/leases/revoke", &[], Some(&body)).await.map(|_| ())
+    }
+
     async fn send(
         &self,
         method: Method,

@@ -48,6 +48,12 @@ pub const VAULT_ENV_FROM_PATH: &str = "VAULT_ENV_FROM_PATH";
 pub const VAULT_TRANSIT_KEY_ID: &str = "VAULT_TRANSIT_KEY_ID";
 pub const VAULT_TRANSIT_PATH: &str = "VAULT_TRANSIT_PATH";
 pub const VAULT_TRANSIT_BATCH_SIZE: &str = "VAULT_TRANSIT_BATCH_SIZE";
+pub const VAULT_ENV_STOP_SIGNAL: &str = "VAULT_ENV_STOP_SIGNAL";
+pub const VAULT_ENV_STOP_TIMEOUT: &str = "VAULT_ENV_STOP_TIMEOUT";
+pub const VAULT_ENV_ON_LEASE_END: &str = "VAULT_ENV_ON_LEASE_END";
+pub const VAULT_ENV_RESTART_SPLAY: &str = "VAULT_ENV_RESTART_SPLAY";
+pub const VAULT_ENV_PROCESS_GROUP: &str = "VAULT_ENV_PROCESS_GROUP";
+pub const VAULT_ENV_TERMINATE_DESCENDANTS: &str = "VAULT_ENV_TERMINATE_DESCENDANTS";
 pub const HOME: &str = "HOME";
 
 /// `VAULT_TOKEN=vault:login`: log in, and hand the obtained token to the app.
@@ -56,6 +62,7 @@ pub const DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
 pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TRANSIT_BATCH_SIZE: usize = 25;
+const SIGTERM: i32 = 15;
 
 /// The process environment (or a test's), in order, as raw bytes.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +148,28 @@ pub enum LogLevel {
     Error,
 }
 
+/// What daemon mode does when a lease can't be extended any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLeaseEnd {
+    /// Fetch new secrets and restart the app with them before the old ones expire (default).
+    Restart,
+    /// Stop the app and exit when the lease expires (Bank-Vaults' behaviour, at the right time).
+    Exit,
+    /// Keep running; log it.
+    Ignore,
+}
+
+/// Daemon-mode process settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonSettings {
+    pub stop_signal: i32,
+    pub stop_timeout: Duration,
+    pub on_lease_end: OnLeaseEnd,
+    pub restart_splay: Duration,
+    pub process_group: bool,
+    pub terminate_descendants: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transit {
     pub key_id: Option<String>,
@@ -167,8 +196,10 @@ pub struct Config {
     pub passthrough: Vec<String>,
     pub json_log: bool,
     pub log_level: LogLevel,
-    pub revoke_token: bool,
+    /// `None`: the mode's default (exec: keep the token; daemon: revoke what vault-env obtained).
+    pub revoke_token: Option<bool>,
     pub daemon: Option<bool>,
+    pub daemon_settings: DaemonSettings,
     pub delay: Duration,
     pub from_path: Vec<FromPath>,
     pub transit: Transit,
@@ -223,6 +254,15 @@ impl Reader<'_> {
 
     fn bool(&mut self, var: &'static str, default: bool) -> bool {
         self.parsed(var, default, "true or false", parse_bool)
+    }
+
+    fn optional_bool(&mut self, var: &'static str) -> Option<bool> {
+        let text = self.text(var)?;
+        let parsed = parse_bool(text.trim());
+        if parsed.is_none() {
+            self.fail(var, format!("{text:?} is not valid: expected true or false"));
+        }
+        parsed
     }
 
     fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
@@ -308,14 +348,21 @@ impl Config {
             .unwrap_or_default();
         let json_log = r.bool(VAULT_JSON_LOG, false);
         let log_level = r.parsed(VAULT_LOG_LEVEL, LogLevel::Info, "one of trace, debug, info, warn, error", parse_log_level);
-        let revoke_token = r.bool(VAULT_REVOKE_TOKEN, false);
-        let daemon = r.text(VAULT_ENV_DAEMON).and_then(|s| match parse_bool(s.trim()) {
-            Some(b) => Some(b),
-            None => {
-                r.fail(VAULT_ENV_DAEMON, format!("{s:?} is not valid: expected true or false"));
-                None
-            }
-        });
+        let revoke_token = r.optional_bool(VAULT_REVOKE_TOKEN);
+        let daemon = r.optional_bool(VAULT_ENV_DAEMON);
+        let daemon_settings = DaemonSettings {
+            stop_signal: r.parsed(VAULT_ENV_STOP_SIGNAL, SIGTERM, "a signal name such as SIGTERM or SIGINT", vault_env_supervisor::signals::parse),
+            stop_timeout: r.duration(VAULT_ENV_STOP_TIMEOUT, Duration::from_secs(10)),
+            on_lease_end: r.parsed(VAULT_ENV_ON_LEASE_END, OnLeaseEnd::Restart, "restart, exit or ignore", |s| match s {
+                "restart" => Some(OnLeaseEnd::Restart),
+                "exit" => Some(OnLeaseEnd::Exit),
+                "ignore" => Some(OnLeaseEnd::Ignore),
+                _ => None,
+            }),
+            restart_splay: r.duration(VAULT_ENV_RESTART_SPLAY, Duration::ZERO),
+            process_group: r.bool(VAULT_ENV_PROCESS_GROUP, false),
+            terminate_descendants: r.bool(VAULT_ENV_TERMINATE_DESCENDANTS, false),
+        };
         let delay = r.duration(VAULT_ENV_DELAY, Duration::ZERO);
         let from_path = read_from_path(&mut r);
         let transit = Transit {
@@ -345,6 +392,7 @@ impl Config {
             log_level,
             revoke_token,
             daemon,
+            daemon_settings,
             delay,
             from_path,
             transit,
@@ -449,8 +497,11 @@ mod tests {
         assert_eq!(c.transit.mount, "transit");
         assert_eq!(c.transit.batch_size, 25);
         assert_eq!(c.log_level, LogLevel::Info);
-        assert!(!c.ignore_missing && !c.json_log && !c.revoke_token);
-        assert_eq!(c.daemon, None);
+        assert!(!c.ignore_missing && !c.json_log);
+        assert_eq!((c.daemon, c.revoke_token), (None, None));
+        let d = &c.daemon_settings;
+        assert_eq!((d.stop_signal, d.stop_timeout, d.on_lease_end), (15, Duration::from_secs(10), OnLeaseEnd::Restart));
+        assert!(!d.process_group && !d.terminate_descendants && d.restart_splay.is_zero());
     }
 
     #[test]
@@ -479,8 +530,16 @@ mod tests {
             ("VAULT_TRANSIT_KEY_ID", "app"),
             ("VAULT_TRANSIT_PATH", "/tr/"),
             ("VAULT_TRANSIT_BATCH_SIZE", "0"),
+            ("VAULT_ENV_STOP_SIGNAL", "SIGINT"),
+            ("VAULT_ENV_STOP_TIMEOUT", "3s"),
+            ("VAULT_ENV_ON_LEASE_END", "exit"),
+            ("VAULT_ENV_RESTART_SPLAY", "2s"),
+            ("VAULT_ENV_PROCESS_GROUP", "true"),
         ]))
         .unwrap();
+        let d = &c.daemon_settings;
+        assert_eq!((d.stop_signal, d.stop_timeout, d.on_lease_end, d.restart_splay), (2, Duration::from_secs(3), OnLeaseEnd::Exit, Duration::from_secs(2)));
+        assert!(d.process_group);
         assert_eq!(c.addr, "http://127.0.0.1:8200");
         assert_eq!(c.tls.ca.file, Some(PathBuf::from("/ca.pem")));
         assert!(c.tls.skip_verify);
@@ -515,6 +574,7 @@ mod tests {
             ("VAULT_CLIENT_CERT", "/c.pem"),
             ("VAULT_ENV_FROM_PATH", "ok/path,bad#x"),
             ("VAULT_TRANSIT_BATCH_SIZE", "many"),
+            ("VAULT_ENV_ON_LEASE_END", "explode"),
         ]))
         .unwrap_err();
         let vars: Vec<&str> = errors.iter().map(|e| e.var).collect();
@@ -528,6 +588,7 @@ mod tests {
                 "VAULT_MAX_RETRIES",
                 "VAULT_AUTH_METHOD",
                 "VAULT_LOG_LEVEL",
+                "VAULT_ENV_ON_LEASE_END",
                 "VAULT_ENV_FROM_PATH",
                 "VAULT_TRANSIT_BATCH_SIZE"
             ]

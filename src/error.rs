@@ -5,6 +5,7 @@
 //! | 64   | usage or configuration: bad `VAULT_*` value, malformed reference, unreadable token/JWT file |
 //! | 65   | a secret, version or key is missing, or a value cannot be used (not text) |
 //! | 69   | Vault unreachable (after retrying for `VAULT_CLIENT_TIMEOUT`) |
+//! | 75   | daemon mode: a lease ended and could not be replaced |
 //! | 77   | Vault refused: login rejected or permission denied |
 //! | 126  | the command was found but cannot be executed |
 //! | 127  | the command was not found |
@@ -20,6 +21,7 @@ use vault_env_supervisor::ExecError;
 pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_DATA: u8 = 65;
 pub const EXIT_UNAVAILABLE: u8 = 69;
+pub const EXIT_LEASE_ENDED: u8 = 75;
 pub const EXIT_DENIED: u8 = 77;
 
 #[derive(Debug, thiserror::Error)]

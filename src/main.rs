@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 use vault_env::cli::{self, Parsed};
-use vault_env::client::Client;
 use vault_env::config::{Config, Env};
-use vault_env::resolve::{self, Plan, Resolved};
-use vault_env::{Error, SecretString, auth, child_env, logging};
+use vault_env::daemon::{App, Daemon, Session};
+use vault_env::resolve::{self, Resolved};
+use vault_env::{Error, child_env, logging};
+use vault_env_supervisor::{Options, Supervisor};
 
 fn main() -> ExitCode {
     match run() {
@@ -27,51 +28,75 @@ fn run() -> Result<ExitCode, Error> {
     logging::init(&config);
     let program = vault_env_supervisor::lookup(&args.program, env.get("PATH"))?;
     let plan = resolve::plan(&env, &config).map_err(Error::Vars)?;
-
-    let (resolved, login_token) = if plan.needs_vault() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(fetch_secrets(&config, &plan))?
-    } else {
-        tracing::debug!("no vault: reference in the environment; Vault is not contacted");
-        (Resolved::default(), None)
-    };
-    if config.daemon == Some(true) {
-        tracing::warn!("VAULT_ENV_DAEMON=true: daemon mode is not available in this version; running in exec mode");
-    }
-    warn_unrenewed_leases(&resolved);
-    if !config.delay.is_zero() {
-        tracing::info!("waiting {} before starting the app (VAULT_ENV_DELAY)", humantime::format_duration(config.delay));
-        std::thread::sleep(config.delay);
-    }
-
-    let child_env = child_env::build(&env, &config, &resolved, login_token.as_ref());
-    tracing::info!(program = %program.display(), "spawning process");
-    Err(vault_env_supervisor::exec(&program, &args.program, &args.args, &child_env).into())
+    // In daemon mode the signal handlers go in before anything else: as PID 1 a signal without a
+    // handler is dropped, and a signal that arrives during start-up is delivered to the app.
+    let mut supervisor = (config.daemon == Some(true)).then(|| start_supervisor(&config)).transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let session = match plan.needs_vault() {
+            true => Some(Session::open(&config, &plan).await?),
+            false => {
+                tracing::debug!("no vault: reference in the environment; Vault is not contacted");
+                None
+            }
+        };
+        let daemon = choose_mode(&config, session.as_ref());
+        if !config.delay.is_zero() {
+            tracing::info!("waiting {} before starting the app (VAULT_ENV_DELAY)", humantime::format_duration(config.delay));
+            tokio::time::sleep(config.delay).await;
+        }
+        let app = App { program, argv0: args.program, args: args.args };
+        if daemon {
+            let supervisor = match supervisor.take() {
+                Some(s) => s,
+                None => start_supervisor(&config)?,
+            };
+            let code = Daemon::new(&config, &env, &plan, app, supervisor, session).await.run().await?;
+            return Ok(ExitCode::from(code));
+        }
+        exec_mode(&config, &env, app, session).await
+    })
 }
 
-/// Token, then every secret concurrently. Returns the token too when the app asked for it.
-async fn fetch_secrets(config: &Config, plan: &Plan) -> Result<(Resolved, Option<SecretString>), Error> {
-    let client = Client::new(config)?;
-    let token = auth::token(&client, &config.auth).await?;
-    tracing::debug!(source = %token.source, "using token");
-    let client = client.with_token(token.secret.clone());
-    let fetched = resolve::fetch(&client, plan, &config.transit).await;
-    let resolved = resolve::render(plan, &fetched, config.ignore_missing).map_err(Error::Vars)?;
-    tracing::info!(
-        variables = resolved.values.len() + resolved.from_path.len(),
-        requests = plan.fetches.len(),
-        "secrets resolved"
-    );
-    if config.revoke_token {
-        match client.revoke_self().await {
+fn start_supervisor(config: &Config) -> Result<Supervisor, Error> {
+    Supervisor::start(Options { process_group: config.daemon_settings.process_group })
+        .map_err(|e| Error::Usage(format!("cannot set up signal handling: {e}")))
+}
+
+/// `VAULT_ENV_DAEMON` decides when set; otherwise daemon mode when something must be renewed.
+fn choose_mode(config: &Config, session: Option<&Session>) -> bool {
+    match config.daemon {
+        Some(true) => tracing::info!("daemon mode (VAULT_ENV_DAEMON=true)"),
+        Some(false) => tracing::info!("exec mode (VAULT_ENV_DAEMON=false)"),
+        None => match session.and_then(|s| s.needs_daemon(config)) {
+            Some(why) => {
+                tracing::info!("daemon mode: {why}");
+                return true;
+            }
+            None => tracing::debug!("exec mode: nothing needs renewing"),
+        },
+    }
+    config.daemon == Some(true)
+}
+
+/// Replaces vault-env with the app. Returns only on failure.
+async fn exec_mode(config: &Config, env: &Env, app: App, session: Option<Session>) -> Result<ExitCode, Error> {
+    let empty = Resolved::default();
+    let resolved = session.as_ref().map_or(&empty, |s| &s.resolved);
+    warn_unrenewed_leases(resolved);
+    if let (Some(s), Some(true)) = (&session, config.revoke_token) {
+        match s.client.revoke_self().await {
             Ok(()) => tracing::info!("token revoked (VAULT_REVOKE_TOKEN)"),
             Err(e) => tracing::warn!("could not revoke the token: {e}"),
         }
     }
-    Ok((resolved, plan.login.then_some(token.secret)))
+    let token = session.as_ref().and_then(|s| s.app_token(config));
+    let child_env = child_env::build(env, config, resolved, token);
+    tracing::info!(program = %app.program.display(), "spawning process");
+    Err(vault_env_supervisor::exec(&app.program, &app.argv0, &app.args, &child_env).into())
 }
 
 fn warn_unrenewed_leases(resolved: &Resolved) {
@@ -80,7 +105,7 @@ fn warn_unrenewed_leases(resolved: &Resolved) {
     }
     let list: Vec<String> = resolved.leases.iter().map(|l| format!("{} (ttl {}s)", l.path, l.duration)).collect();
     tracing::warn!(
-        "exec mode cannot renew {} lease(s): {}; they end with their TTL or the token",
+        "exec mode cannot renew {} lease(s): {}; they end with their TTL or the token (unset VAULT_ENV_DAEMON to renew them)",
         resolved.leases.len(),
         list.join(", ")
     );

@@ -88,6 +88,11 @@ pub fn lookup(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Exec
 /// on failure.
 pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> ExecError {
     let err = Command::new(program).arg0(argv0).args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v))).exec();
+    error_from_io(program, &err)
+}
+
+/// An exec/spawn failure as 127 (ENOENT: the file or its `#!` interpreter is missing) or 126.
+pub fn error_from_io(program: &Path, err: &std::io::Error) -> ExecError {
     let program = program.to_path_buf();
     match err.raw_os_error() {
         Some(nix::libc::ENOENT) => ExecError::NotFound { program, searched: None },

@@ -3,5 +3,9 @@
 //! arguments and a finished environment.
 
 pub mod exec;
+pub mod renew;
+pub mod signals;
+pub mod supervise;
 
 pub use exec::{ExecError, exec, lookup};
+pub use supervise::{Event, Options, Status, Supervisor};

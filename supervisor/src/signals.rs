@@ -1,0 +1,105 @@
+//! Which signals vault-env forwards to the app, and which it keeps.
+//!
+//! Forwarded: every catchable signal, as tini does: HUP INT QUIT USR1 USR2 PIPE ALRM TERM CONT
+//! TSTP URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS STKFLT and the real-time signals.
+//! Kept: CHLD (it drives reaping), the synchronous faults (ILL TRAP ABRT BUS FPE SEGV) and
+//! TTIN/TTOU (terminal job control). KILL and STOP cannot be caught.
+//!
+//! Registering a handler for each is also what lets PID 1 receive them at all: the kernel drops
+//! signals to PID 1 that have no handler.
+
+use nix::libc::{self, c_int};
+use signal_hook::low_level::siginfo::{Cause, Origin};
+
+pub fn forwarded() -> Vec<c_int> {
+    let mut v = vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGURG,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGWINCH,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSYS,
+        libc::SIGSTKFLT,
+    ];
+    v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    v
+}
+
+/// Whether a received signal goes to the app.
+///
+/// A signal the kernel raised for vault-env itself is not forwarded when the app shares its
+/// process group: a terminal's Ctrl-C (INT), Ctrl-\ (QUIT), Ctrl-Z (TSTP), resize (WINCH) and
+/// hang-up (HUP) already reached the whole foreground group, app included, and a SIGPIPE from
+/// vault-env's own output is not the app's business. Signals sent by a process (`kill`, the
+/// container runtime, the kubelet) are always forwarded.
+pub fn should_forward(origin: &Origin, app_has_own_group: bool) -> bool {
+    match origin.cause {
+        Cause::Kernel => app_has_own_group && origin.signal != libc::SIGPIPE,
+        _ => true,
+    }
+}
+
+/// Signals that mean "stop": after one, vault-env stops restarting the app.
+pub fn is_termination(sig: c_int) -> bool {
+    matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)
+}
+
+/// A signal's name for logs ("SIGTERM", "SIGRTMIN+3").
+pub fn name(sig: c_int) -> String {
+    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
+        return format!("SIGRTMIN+{}", sig - libc::SIGRTMIN());
+    }
+    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse(text: &str) -> Option<c_int> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<c_int>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    let upper = t.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as c_int)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_excludes_chld_faults_and_job_control() {
+        let f = forwarded();
+        for kept in [libc::SIGCHLD, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE, libc::SIGBUS, libc::SIGABRT, libc::SIGTTIN, libc::SIGTTOU, libc::SIGKILL, libc::SIGSTOP] {
+            assert!(!f.contains(&kept), "{} must not be forwarded", name(kept));
+        }
+        for sent in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGINT, libc::SIGWINCH, libc::SIGRTMIN(), libc::SIGRTMAX()] {
+            assert!(f.contains(&sent), "{} must be forwarded", name(sent));
+        }
+    }
+
+    #[test]
+    fn parse_signal_names() {
+        assert_eq!(parse("SIGTERM"), Some(libc::SIGTERM));
+        assert_eq!(parse("term"), Some(libc::SIGTERM));
+        assert_eq!(parse("QUIT"), Some(libc::SIGQUIT));
+        assert_eq!(parse("10"), Some(10));
+        assert_eq!(parse("SIGNOPE"), None);
+        assert_eq!(parse("0"), None);
+        assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(name(libc::SIGUSR1), "SIGUSR1");
+    }
+}

@@ -1,0 +1,241 @@
+//! Daemon mode's process side: spawn the app, forward signals, reap every zombie, report exits.
+//!
+//! One OS thread owns the signal handlers (signal-hook's iterator) and is the only place that
+//! calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. The app
+//! is spawned with `std::process::Command` while holding the lock the reaper takes before each
+//! `waitpid`, so its exit can't be reaped before its pid is known. Signals that arrive while no
+//! app is running (before the first start, during a restart) are kept and delivered to the next.
+//!
+//! When vault-env is not PID 1 it becomes a child subreaper, so orphaned grandchildren are
+//! re-parented to it and reaped too.
+
+use crate::exec::{self, ExecError};
+use crate::signals;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Code(i32),
+    Signaled(i32),
+}
+
+impl Status {
+    /// Shell convention: the exit code, or 128+N when killed by signal N.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Code(c) => (c & 0xff) as u8,
+            Status::Signaled(s) => (128 + s).clamp(0, 255) as u8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The app (the process vault-env started) ended.
+    Exited { pid: u32, status: Status },
+    /// A signal arrived for vault-env (and was forwarded or queued for the app).
+    Signal(i32),
+    /// Another descendant was reaped.
+    Reaped { pid: u32, status: Status },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Run the app in its own process group and signal the whole group (tini `-g`), for
+    /// `sh -c` style entrypoints whose children must get the signals too.
+    pub process_group: bool,
+}
+
+struct Shared {
+    app: Option<Pid>,
+    pending: Vec<i32>,
+    options: Options,
+}
+
+pub struct Supervisor {
+    shared: Arc<Mutex<Shared>>,
+    events: mpsc::UnboundedReceiver<Event>,
+    handle: signal_hook::iterator::Handle,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Supervisor {
+    /// Installs the signal handlers and starts the signal/reaper thread. Call before spawning.
+    pub fn start(options: Options) -> std::io::Result<Supervisor> {
+        if std::process::id() != 1 {
+            // Orphans are re-parented to us instead of the host's init, so we can reap them.
+            nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
+        }
+        let mut wanted = signals::forwarded();
+        wanted.push(nix::libc::SIGCHLD);
+        let mut signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
+        let handle = signals.handle();
+        let shared = Arc::new(Mutex::new(Shared { app: None, pending: Vec::new(), options }));
+        let (tx, events) = mpsc::unbounded_channel();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for origin in signals.forever() {
+                if origin.signal == nix::libc::SIGCHLD {
+                    reap_all(&thread_shared, &tx);
+                    continue;
+                }
+                {
+                    let mut s = lock(&thread_shared);
+                    if signals::should_forward(&origin, s.options.process_group) {
+                        match s.app {
+                            Some(pid) => deliver(pid, origin.signal, s.options),
+                            None => s.pending.push(origin.signal),
+                        }
+                    }
+                }
+                let _ = tx.send(Event::Signal(origin.signal));
+            }
+        })?;
+        Ok(Supervisor { shared, events, handle })
+    }
+
+    /// Starts the app. `argv0` is the name it sees; `env` is its whole environment.
+    pub fn spawn(&self, program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> Result<u32, ExecError> {
+        let mut s = lock(&self.shared);
+        let mut cmd = Command::new(program);
+        cmd.arg0(argv0).args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        if s.options.process_group {
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().map_err(|e| exec::error_from_io(program, &e))?;
+        let pid = Pid::from_raw(child.id() as i32);
+        // Dropping `Child` neither waits nor kills: the reaper thread owns waiting.
+        drop(child);
+        s.app = Some(pid);
+        for sig in std::mem::take(&mut s.pending) {
+            deliver(pid, sig, s.options);
+        }
+        Ok(pid.as_raw() as u32)
+    }
+
+    /// The next event; `None` only if the signal thread is gone.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Sends `sig` to the running app (or its group). False when no app is running.
+    pub fn signal_app(&self, sig: i32) -> bool {
+        let s = lock(&self.shared);
+        match s.app {
+            Some(pid) => {
+                deliver(pid, sig, s.options);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn app_pid(&self) -> Option<u32> {
+        lock(&self.shared).app.map(|p| p.as_raw() as u32)
+    }
+
+    /// SIGTERM to every remaining child process of vault-env, then reap them (waits up to `grace`).
+    pub fn terminate_descendants(&self, grace: Duration) {
+        let me = std::process::id();
+        let children = children_of(me);
+        for pid in &children {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while !children_of(me).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for pid in children_of(me) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
+}
+
+fn deliver(pid: Pid, sig: i32, options: Options) {
+    let target = if options.process_group { -pid.as_raw() } else { pid.as_raw() };
+    send_raw(target, sig);
+}
+
+/// `kill(2)` by number: nix's typed `Signal` has no real-time signals.
+#[allow(unsafe_code)]
+fn send_raw(target: i32, sig: i32) {
+    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions.
+    unsafe { nix::libc::kill(target, sig) };
+}
+
+/// Reaps every exited child. Holds the lock across `waitpid` so a just-spawned app can't be
+/// reaped before its pid is recorded.
+fn reap_all(shared: &Mutex<Shared>, tx: &mpsc::UnboundedSender<Event>) {
+    let mut s = lock(shared);
+    loop {
+        let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, Status::Code(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, Status::Signaled(sig as i32)),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        let pid_u = pid.as_raw() as u32;
+        if s.app == Some(pid) {
+            s.app = None;
+            let _ = tx.send(Event::Exited { pid: pid_u, status });
+        } else {
+            let _ = tx.send(Event::Reaped { pid: pid_u, status });
+        }
+    }
+}
+
+/// Pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+                // Fields after the parenthesised command name: state, ppid, …
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let mut fields = rest.split_whitespace();
+                let state = fields.next()?;
+                let ppid: u32 = fields.next()?.parse().ok()?;
+                Some(ppid == parent && state != "Z")
+            }) == Some(true)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_exit_codes_follow_shell_conventions() {
+        assert_eq!(Status::Code(0).exit_code(), 0);
+        assert_eq!(Status::Code(7).exit_code(), 7);
+        assert_eq!(Status::Code(255).exit_code(), 255);
+        assert_eq!(Status::Signaled(15).exit_code(), 143);
+        assert_eq!(Status::Signaled(9).exit_code(), 137);
+    }
+}
