@@ -181,15 +181,24 @@ fn vault_login_hands_the_obtained_token_to_the_app() {
             ("VAULT_ROLE", "app"),
             ("VAULT_CLIENT_TIMEOUT", "7s"),
         ],
-        &["sh", "-c", "printf '%s|%s|%s|%s' \"$VAULT_TOKEN\" \"$VAULT_ADDR\" \"$VAULT_CLIENT_TIMEOUT\" \"${VAULT_ROLE-<unset>}\""],
+        // The app uses its token while it runs: it reads the secret itself.
+        &[
+            "sh",
+            "-c",
+            "printf '%s|%s|%s|%s|' \"$VAULT_TOKEN\" \"$VAULT_ADDR\" \"$VAULT_CLIENT_TIMEOUT\" \"${VAULT_ROLE-<unset>}\"; \
+             curl -sS -H \"X-Vault-Token: $VAULT_TOKEN\" \"$VAULT_ADDR/v1/secret/data/app\"",
+        ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let parts: Vec<&str> = out.stdout.split('|').collect();
-    assert_eq!(&parts[1..], [bao.addr.as_str(), "7s", "<unset>"], "login-safe settings pass, VAULT_ROLE does not");
+    let parts: Vec<&str> = out.stdout.splitn(5, '|').collect();
+    assert_eq!(&parts[1..4], [bao.addr.as_str(), "7s", "<unset>"], "login-safe settings pass, VAULT_ROLE does not");
     let token = parts[0];
     assert!(token.starts_with("s.") || token.starts_with("hvs."), "a real token, got {token:?}");
-    let (code, _) = bao.try_api_as(token, None, "GET", "secret/data/app", None);
-    assert_eq!(code, 200, "the app's token works");
+    assert!(parts[4].contains("s3cr3t"), "the app's token reads the secret: {}", parts[4]);
+    // The renewable login token made vault-env choose daemon mode, which revokes it on exit.
+    assert!(out.stderr.contains("daemon mode: the app's vault:login token must be renewed"), "{}", out.stderr);
+    let (code, _) = bao.try_api_as(token, None, "GET", "auth/token/lookup-self", None);
+    assert_eq!(code, 403, "the token is revoked once the app has exited");
 }
 
 #[test]

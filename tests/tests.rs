@@ -11,5 +11,7 @@ mod errors;
 mod exec;
 /// Every reference form against real engines.
 mod resolve;
+/// Daemon mode as PID 1, beside tini and dumb-init.
+mod supervise;
 /// Custom CA, skip-verify, server name, mTLS.
 mod tls;

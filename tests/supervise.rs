@@ -1,0 +1,200 @@
+//! Daemon mode's PID-1 duties, black-box: vault-env runs as a real PID 1 (`unshare --pid --fork`),
+//! side by side with Debian's `tini` and `dumb-init` on the same cases (tini's own test suite:
+//! exit codes 0–255, 128+N, forwarded signals, a child that traps TERM, zombie reaping, exec
+//! failures).
+
+use crate::common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Init {
+    VaultEnv,
+    Tini,
+    DumbInit,
+}
+
+const ALL: [Init; 3] = [Init::VaultEnv, Init::Tini, Init::DumbInit];
+
+impl Init {
+    fn argv(self) -> Vec<String> {
+        match self {
+            Init::VaultEnv => vec![vault_env_bin().to_string_lossy().into_owned()],
+            Init::Tini => vec!["tini".into(), "--".into()],
+            Init::DumbInit => vec!["dumb-init".into()],
+        }
+    }
+}
+
+/// `init app…` as PID 1 of a new PID namespace.
+fn pid1_command(init: Init, app: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(init.argv())
+        .args(app)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("VAULT_ENV_DAEMON", "true")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run_pid1(init: Init, app: &[&str]) -> Output {
+    run_with_timeout(pid1_command(init, app), Duration::from_secs(30))
+}
+
+/// The host pid of the namespace's PID 1 (the child of `unshare`).
+fn pid1_host_pid(unshare: &Child) -> i32 {
+    let path = format!("/proc/{0}/task/{0}/children", unshare.id());
+    let mut pid = None;
+    assert!(busy_wait(Duration::from_secs(10), || {
+        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
+        pid.is_some()
+    }));
+    pid.unwrap()
+}
+
+fn kill(pid: i32, sig: &str) {
+    let status = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+fn wait_output(child: Child, timeout: Duration) -> Output {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut child = child;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return Output {
+                code: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into(),
+                stderr: String::from_utf8_lossy(&out.stderr).into(),
+            };
+        }
+        assert!(std::time::Instant::now() < deadline, "PID 1 did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_for_file(path: &Path) {
+    assert!(busy_wait(Duration::from_secs(10), || path.exists()), "{} never appeared", path.display());
+}
+
+#[test]
+fn exit_codes_pass_through_like_tini_and_dumb_init() {
+    for init in ALL {
+        let codes: Vec<u32> = if init == Init::VaultEnv { (0..=255).collect() } else { vec![0, 1, 2, 7, 126, 127, 128, 200, 255] };
+        for code in codes {
+            let out = run_pid1(init, &["sh", "-c", &format!("exit {code}")]);
+            assert_eq!(out.code, Some(code as i32), "{init:?} exit {code}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_child_killed_by_a_signal_gives_128_plus_n() {
+    for init in ALL {
+        for (sig, want) in [("KILL", 137), ("USR1", 138), ("TERM", 143), ("SEGV", 139)] {
+            let out = run_pid1(init, &["sh", "-c", &format!("kill -{sig} $$")]);
+            assert_eq!(out.code, Some(want), "{init:?} kill -{sig}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn signals_are_forwarded_to_the_app() {
+    for init in ALL {
+        for sig in ["TERM", "HUP", "USR1", "USR2", "INT"] {
+            let dir = tempfile::tempdir().unwrap();
+            let ready = dir.path().join("ready");
+            let script = format!("trap 'echo got {sig}; exit 7' {sig}; touch {}; while :; do sleep 0.05; done", ready.display());
+            let child = pid1_command(init, &["sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            let pid1 = pid1_host_pid(&child);
+            wait_for_file(&ready);
+            kill(pid1, sig);
+            let out = wait_output(child, Duration::from_secs(10));
+            assert_eq!((out.code, out.stdout.trim()), (Some(7), format!("got {sig}").as_str()), "{init:?} {sig}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_burst_of_different_signals_all_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let log = dir.path().join("log");
+    let script = format!(
+        "for s in USR1 USR2 HUP WINCH; do trap \"echo $s >> {log}\" $s; done; trap 'exit 0' TERM; touch {ready}; while :; do sleep 0.05; done",
+        log = log.display(),
+        ready = ready.display()
+    );
+    let child = pid1_command(Init::VaultEnv, &["sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid1 = pid1_host_pid(&child);
+    wait_for_file(&ready);
+    for sig in ["USR1", "USR2", "HUP", "WINCH"] {
+        kill(pid1, sig);
+    }
+    assert!(busy_wait(Duration::from_secs(5), || std::fs::read_to_string(&log).map(|l| l.lines().count() == 4).unwrap_or(false)));
+    kill(pid1, "TERM");
+    assert_eq!(wait_output(child, Duration::from_secs(10)).code, Some(0));
+    let mut got: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    got.sort();
+    assert_eq!(got, ["HUP", "USR1", "USR2", "WINCH"]);
+}
+
+#[test]
+fn orphaned_zombies_are_reaped_as_pid_1() {
+    // A grandchild is orphaned (its parent exits), then exits itself: PID 1 must reap it.
+    let script = "(sleep 0.2 &); sleep 1; \
+                  z=0; for f in /proc/[0-9]*/stat; do s=$(cut -d' ' -f3 \"$f\" 2>/dev/null); [ \"$s\" = Z ] && z=$((z+1)); done; echo zombies=$z";
+    for init in ALL {
+        let out = run_pid1(init, &["sh", "-c", script]);
+        assert_eq!((out.code, out.stdout.trim()), (Some(0), "zombies=0"), "{init:?}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn orphans_are_reaped_as_a_subreaper_when_not_pid_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("orphan");
+    let script = format!(
+        "(sleep 0.3 & echo $! > {p}); sleep 1.2; o=$(cat {p}); \
+         if [ -e /proc/$o ]; then echo \"state=$(cut -d' ' -f3 /proc/$o/stat) ppid=$(cut -d' ' -f4 /proc/$o/stat)\"; else echo reaped; fi",
+        p = pidfile.display()
+    );
+    let out = vault_env(&[("VAULT_ENV_DAEMON", "true")], &["sh", "-c", &script]);
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "reaped"), "{}", out.stderr);
+}
+
+#[test]
+fn exec_failures_are_127_and_126_in_daemon_mode() {
+    let out = run_pid1(Init::VaultEnv, &["no-such-command-xyz"]);
+    assert_eq!(out.code, Some(127), "{}", out.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("plain.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let out = run_pid1(Init::VaultEnv, &[script.to_str().unwrap()]);
+    assert_eq!(out.code, Some(126), "{}", out.stderr);
+}
+
+#[test]
+fn a_signal_before_the_app_starts_is_delivered_when_it_does() {
+    // VAULT_ENV_DELAY holds the start for 2 s; a USR1 sent meanwhile must reach the app.
+    let mut cmd = pid1_command(Init::VaultEnv, &["sleep", "20"]);
+    cmd.env("VAULT_ENV_DELAY", "2s").stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid1 = pid1_host_pid(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    kill(pid1, "USR1");
+    let out = wait_output(child, Duration::from_secs(15));
+    assert_eq!(out.code, Some(138), "the app was killed by the early SIGUSR1: {}", out.stderr);
+}
+
+#[test]
+fn the_app_gets_a_scrubbed_environment_in_daemon_mode() {
+    let out = vault_env(&[("VAULT_ENV_DAEMON", "true"), ("VAULT_ADDR", "http://x"), ("VAULT_TOKEN", "s.t"), ("KEEP", "1")], &["env"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("KEEP=1"), "{}", out.stdout);
+    assert!(!out.stdout.contains("VAULT_"), "daemon mode leaked settings: {}", out.stdout);
+}
