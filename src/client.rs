@@ -163,6 +163,12 @@ impl Client {
         &self.addr
     }
 
+    /// The same client without the start-up patience: failures are retried `VAULT_MAX_RETRIES`
+    /// times only, so a caller with its own schedule (the lease keeper) hears about them in time.
+    pub fn impatient(&self) -> Client {
+        Client { patient_until: Instant::now(), ..self.clone() }
+    }
+
     pub fn with_token(&self, token: SecretString) -> Client {
         Client { token: Some(token), ..self.clone() }
     }

@@ -152,7 +152,12 @@ pub struct Daemon<'a> {
 }
 
 impl<'a> Daemon<'a> {
-    pub async fn new(config: &'a Config, env: &'a Env, plan: &'a Plan, app: App, supervisor: Supervisor, session: Option<Session>) -> Daemon<'a> {
+    pub async fn new(config: &'a Config, env: &'a Env, plan: &'a Plan, app: App, supervisor: Supervisor, mut session: Option<Session>) -> Daemon<'a> {
+        // From here on the keeper schedules retries itself, bounded by each lease's time left.
+        if let Some(s) = session.as_mut() {
+            s.base = s.base.impatient();
+            s.client = s.client.impatient();
+        }
         let mut d = Daemon { config, env, plan, app, supervisor, session, token: None, leases: Vec::new(), stopping: false };
         d.track_token().await;
         d.track_leases(Instant::now());

@@ -3,6 +3,8 @@
 
 mod common;
 
+/// Daemon mode with real leases: rotation, lease-end policies, outages, re-login.
+mod daemon;
 /// Token file, jwt, approle, namespaces, vault:login, scrubbing.
 mod auth;
 /// Exit codes, whether Vault is contacted, error texts, canary values.

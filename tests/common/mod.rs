@@ -327,3 +327,141 @@ pub fn mint_sa_jwt(key: &Path, namespace: &str, sa: &str, aud: &str, ttl_secs: i
     assert!(out.status.success());
     format!("{input}.{}", b64url(&out.stdout))
 }
+
+/// A MariaDB server (Debian's mariadb-server) as a plain process on a free port, with
+/// `root`/`rootpass` allowed over TCP (for Vault's database engine).
+pub struct MariaDb {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl MariaDb {
+    pub fn start() -> MariaDb {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db (apt-get install mariadb-server; scripts/install.sh does)");
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let sock = dir.path().join("mysqld.sock");
+        let child = Command::new("mariadbd")
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--pid-file={}", dir.path().join("mariadbd.pid").display()))
+            .arg(format!("--log-error={}", dir.path().join("error.log").display()))
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let db = MariaDb { child, port, dir };
+        let ready = busy_wait(Duration::from_secs(30), || db.socket_sql("SELECT 1").is_ok());
+        assert!(ready, "MariaDB did not start: {}", std::fs::read_to_string(db.dir.path().join("error.log")).unwrap_or_default());
+        db.socket_sql("DELETE FROM mysql.global_priv WHERE User=''; CREATE USER 'root'@'%' IDENTIFIED BY 'rootpass'; GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;")
+            .unwrap();
+        db
+    }
+
+    fn socket_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-e", sql])
+            .arg(format!("--socket={}", self.dir.path().join("mysqld.sock").display()))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).into()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) }
+    }
+
+    /// Logs in over TCP as `user` and returns `CURRENT_USER()`.
+    pub fn login(&self, user: &str, password: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-h127.0.0.1", "-N", "-e", "SELECT CURRENT_USER()"])
+            .arg(format!("-P{}", self.port))
+            .arg(format!("-u{user}"))
+            .arg(format!("-p{password}"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().into()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Vault's database engine pointed at `db`, with role `app` (`default_ttl`, `max_ttl`).
+pub fn database_engine(bao: &Bao, db: &MariaDb, ttl: &str, max_ttl: &str) {
+    bao.api("POST", "sys/mounts/database", Some(json!({"type": "database"})));
+    bao.api(
+        "POST",
+        "database/config/mariadb",
+        Some(json!({
+            "plugin_name": "mysql-database-plugin",
+            "connection_url": format!("{{{{username}}}}:{{{{password}}}}@tcp(127.0.0.1:{})/", db.port),
+            "username": "root", "password": "rootpass", "allowed_roles": ["app"], "verify_connection": true
+        })),
+    );
+    bao.api(
+        "POST",
+        "database/roles/app",
+        Some(json!({
+            "db_name": "mariadb",
+            "creation_statements": ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';", "GRANT SELECT ON *.* TO '{{name}}'@'%';"],
+            "default_ttl": ttl, "max_ttl": max_ttl
+        })),
+    );
+}
+
+/// A TCP forwarder on a free loopback port that can be closed (new connections refused, live ones
+/// cut) and opened again: "Vault is briefly unreachable" without touching the Vault server.
+pub struct Gate {
+    pub addr: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Gate {
+    pub fn to(target: &str) -> Gate {
+        use std::sync::atomic::Ordering;
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, conns) = (open.clone(), live.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = std::net::TcpStream::connect(&target) else { continue };
+                conns.lock().unwrap().push(inbound.try_clone().unwrap());
+                for (mut from, mut to) in [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Gate { addr, open, live }
+    }
+
+    pub fn set_open(&self, open: bool) {
+        self.open.store(open, std::sync::atomic::Ordering::SeqCst);
+        if !open {
+            for conn in self.live.lock().unwrap().drain(..) {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
