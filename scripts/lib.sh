@@ -82,3 +82,23 @@ bao_api() {
   [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' -d "$3")
   curl "${args[@]}" "$VAULT_ADDR/v1/$2"
 }
+
+# start_mariadb : Debian's MariaDB as a plain process on a free port, root/rootpass over TCP;
+# sets MARIADB_PID and MARIADB_PORT.
+start_mariadb() {
+  local d="$STATE/mariadb"
+  rm -rf "$d"; mkdir -p "$d"
+  mariadb-install-db --no-defaults --user=root --datadir="$d/data" \
+    --auth-root-authentication-method=socket --skip-test-db >"$d/install.log" 2>&1 \
+    || { cat "$d/install.log" >&2; die "mariadb-install-db failed"; }
+  MARIADB_PORT=$(free_port_pair)
+  mariadbd --no-defaults --user=root --datadir="$d/data" --socket="$d/mysqld.sock" \
+    --pid-file="$d/mariadbd.pid" --bind-address=127.0.0.1 --port="$MARIADB_PORT" \
+    --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=16M --log-error="$d/error.log" \
+    >/dev/null 2>&1 </dev/null &
+  MARIADB_PID=$!
+  wait_for 30 "MariaDB (log: $d/error.log)" mariadb --no-defaults -uroot --socket="$d/mysqld.sock" -e 'SELECT 1'
+  mariadb --no-defaults -uroot --socket="$d/mysqld.sock" -e "DELETE FROM mysql.global_priv WHERE User='';
+    CREATE USER 'root'@'%' IDENTIFIED BY 'rootpass'; GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+  log "MariaDB ready on 127.0.0.1:$MARIADB_PORT (pid $MARIADB_PID)"
+}
