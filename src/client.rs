@@ -135,7 +135,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ClientError> {
-        let tls = tls_config(&config.tls)?;
+        // Loading the system's CA bundle costs milliseconds; a plain-HTTP Vault needs none of it.
+        let https = config.addr.starts_with("https://") || config.proxy.as_deref().is_some_and(|p| p.starts_with("https://"));
+        let tls = tls_config(&config.tls, https)?;
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(config.timeout)
@@ -334,15 +336,19 @@ fn setup(var: &'static str, message: impl fmt::Display) -> ClientError {
     ClientError::Setup { var, message: message.to_string() }
 }
 
-fn tls_config(s: &TlsSettings) -> Result<rustls::ClientConfig, ClientError> {
+fn tls_config(s: &TlsSettings, https: bool) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(config::VAULT_ADDR, e))?;
+    let custom_ca = s.ca.file.is_some() || s.ca.dir.is_some() || s.ca.pem.is_some();
     let verifier: Arc<dyn ServerCertVerifier> = if s.skip_verify {
-        Arc::new(NoVerification(provider.signature_verification_algorithms))
+        Arc::new(AnyCertificate { accept: true, algorithms: provider.signature_verification_algorithms })
+    } else if !https && !custom_ca {
+        // Plain HTTP: no roots loaded, so a TLS connection (say, a redirect to https) fails closed.
+        Arc::new(AnyCertificate { accept: false, algorithms: provider.signature_verification_algorithms })
     } else {
-        let roots = Arc::new(root_store(&s.ca)?);
+        let roots = Arc::new(root_store(&s.ca, https)?);
         let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| setup(config::VAULT_CACERT, e))?;
@@ -377,7 +383,7 @@ fn read_certs(path: &Path, var: &'static str) -> Result<Vec<CertificateDer<'stat
 
 /// The custom CAs when any is configured (they replace the system roots, as in Vault's Go client),
 /// else the system's roots.
-fn root_store(ca: &config::CaSource) -> Result<rustls::RootCertStore, ClientError> {
+fn root_store(ca: &config::CaSource, https: bool) -> Result<rustls::RootCertStore, ClientError> {
     let mut store = rustls::RootCertStore::empty();
     let mut certs = Vec::new();
     if let Some(file) = &ca.file {
@@ -396,7 +402,7 @@ fn root_store(ca: &config::CaSource) -> Result<rustls::RootCertStore, ClientErro
         certs.extend(parsed.map_err(|e| setup(config::VAULT_CACERT_BYTES, e))?);
     }
     let custom = ca.file.is_some() || ca.dir.is_some() || ca.pem.is_some();
-    if !custom {
+    if !custom && https {
         let native = rustls_native_certs::load_native_certs();
         certs.extend(native.certs);
     }
@@ -449,11 +455,15 @@ impl ServerCertVerifier for FixedName {
     }
 }
 
-/// `VAULT_SKIP_VERIFY=true`: accept any certificate (signatures are still checked).
+/// `accept: true` is `VAULT_SKIP_VERIFY=true`: any certificate (handshake signatures are still
+/// checked). `accept: false` refuses every certificate: TLS where none was configured.
 #[derive(Debug)]
-struct NoVerification(WebPkiSupportedAlgorithms);
+struct AnyCertificate {
+    accept: bool,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,
@@ -462,7 +472,11 @@ impl ServerCertVerifier for NoVerification {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        if self.accept {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("VAULT_ADDR is http:// but the server asked for TLS; use an https:// address".into()))
+        }
     }
     fn verify_tls12_signature(
         &self,
@@ -470,7 +484,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -478,10 +492,10 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

@@ -19,6 +19,14 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Error> {
+    let explicit_daemon = std::env::var_os(vault_env::config::VAULT_ENV_DAEMON)
+        .and_then(|v| v.to_str().and_then(vault_env::config::parse_bool))
+        == Some(true);
+    if explicit_daemon {
+        // Before any other thread exists: from now on a signal waits for the app instead of
+        // taking its default action (or, as PID 1, being dropped).
+        block_signals();
+    }
     let args = match cli::parse(std::env::args_os().collect())? {
         Parsed::Run(args) => args,
         Parsed::Done(code) => return Ok(code),
@@ -33,6 +41,8 @@ fn run() -> Result<ExitCode, Error> {
     let mut supervisor = (config.daemon == Some(true)).then(|| start_supervisor(&config)).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Helper threads (DNS lookups) must never take a signal meant for the app.
+        .on_thread_start(block_signals)
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
@@ -59,6 +69,12 @@ fn run() -> Result<ExitCode, Error> {
         }
         exec_mode(&config, &env, app, session).await
     })
+}
+
+fn block_signals() {
+    if let Err(e) = vault_env_supervisor::signals::block() {
+        tracing::warn!("cannot block signals: {e}");
+    }
 }
 
 fn start_supervisor(config: &Config) -> Result<Supervisor, Error> {

@@ -198,3 +198,23 @@ fn the_app_gets_a_scrubbed_environment_in_daemon_mode() {
     assert!(out.stdout.contains("KEEP=1"), "{}", out.stdout);
     assert!(!out.stdout.contains("VAULT_"), "daemon mode leaked settings: {}", out.stdout);
 }
+
+#[test]
+fn the_app_starts_with_no_blocked_signal_and_the_same_dispositions_as_in_exec_mode() {
+    // vault-env blocks every signal it handles; the app must not inherit that mask, and must see
+    // the same ignored set as when vault-env execs it (what vault-env's own caller passed down).
+    let status = |daemon: &str| {
+        let out = vault_env(&[("VAULT_ENV_DAEMON", daemon)], &["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout
+    };
+    // Signals 32 and 33 are glibc's internal ones (NPTL cancel/setxid): their state depends on
+    // whether glibc installed its own handler yet, and every glibc program installs it anyway.
+    let standard = |text: &str, field: &str| {
+        let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap() & 0x7fff_ffff
+    };
+    let (daemon, exec) = (status("true"), status("false"));
+    assert_eq!(standard(&daemon, "SigBlk"), 0, "{daemon}");
+    assert_eq!(standard(&daemon, "SigIgn"), standard(&exec, "SigIgn"), "daemon:\n{daemon}exec:\n{exec}");
+}

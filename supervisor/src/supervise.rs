@@ -1,7 +1,7 @@
 //! Daemon mode's process side: spawn the app, forward signals, reap every zombie, report exits.
 //!
-//! One OS thread owns the signal handlers (signal-hook's iterator) and is the only place that
-//! calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. The app
+//! One OS thread reads every signal (blocked, from a `signalfd`; see [`crate::signals`]) and is
+//! the only place that calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. The app
 //! is spawned with `std::process::Command` while holding the lock the reaper takes before each
 //! `waitpid`, so its exit can't be reaped before its pid is known. Signals that arrive while no
 //! app is running (before the first start, during a restart) are kept and delivered to the next.
@@ -15,8 +15,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use signal_hook::iterator::SignalsInfo;
-use signal_hook::iterator::exfiltrator::WithOrigin;
+use nix::sys::signalfd::SignalFd;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -68,7 +67,6 @@ struct Shared {
 pub struct Supervisor {
     shared: Arc<Mutex<Shared>>,
     events: mpsc::UnboundedReceiver<Event>,
-    handle: signal_hook::iterator::Handle,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -76,38 +74,44 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Supervisor {
-    /// Installs the signal handlers and starts the signal/reaper thread. Call before spawning.
+    /// Blocks the handled signals in the calling thread and starts the signal/reaper thread.
+    /// Call it before spawning, from the thread that blocked them first (other threads must block
+    /// them too, or one of them could take a signal's default action).
     pub fn start(options: Options) -> std::io::Result<Supervisor> {
         if std::process::id() != 1 {
             // Orphans are re-parented to us instead of the host's init, so we can reap them.
             nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         }
-        let mut wanted = signals::forwarded();
-        wanted.push(nix::libc::SIGCHLD);
-        let mut signals = SignalsInfo::<WithOrigin>::new(&wanted)?;
-        let handle = signals.handle();
+        signals::block()?;
+        let fd = SignalFd::new(&signals::handled()).map_err(std::io::Error::from)?;
         let shared = Arc::new(Mutex::new(Shared { app: None, pending: Vec::new(), options }));
         let (tx, events) = mpsc::unbounded_channel();
         let thread_shared = shared.clone();
         std::thread::Builder::new().name("signals".into()).spawn(move || {
-            for origin in signals.forever() {
-                if origin.signal == nix::libc::SIGCHLD {
+            loop {
+                let info = match fd.read_signal() {
+                    Ok(Some(info)) => info,
+                    Ok(None) | Err(Errno::EINTR) => continue,
+                    Err(_) => return,
+                };
+                let sig = info.ssi_signo as i32;
+                if sig == nix::libc::SIGCHLD {
                     reap_all(&thread_shared, &tx);
                     continue;
                 }
                 {
                     let mut s = lock(&thread_shared);
-                    if signals::should_forward(&origin, s.options.process_group) {
+                    if signals::should_forward(sig, info.ssi_code, s.options.process_group) {
                         match s.app {
-                            Some(pid) => deliver(pid, origin.signal, s.options),
-                            None => s.pending.push(origin.signal),
+                            Some(pid) => deliver(pid, sig, s.options),
+                            None => s.pending.push(sig),
                         }
                     }
                 }
-                let _ = tx.send(Event::Signal(origin.signal));
+                let _ = tx.send(Event::Signal(sig));
             }
         })?;
-        Ok(Supervisor { shared, events, handle })
+        Ok(Supervisor { shared, events })
     }
 
     /// Starts the app. `argv0` is the name it sees; `env` is its whole environment.
@@ -118,6 +122,7 @@ impl Supervisor {
         if s.options.process_group {
             cmd.process_group(0);
         }
+        clear_signal_mask(&mut cmd);
         let child = cmd.spawn().map_err(|e| exec::error_from_io(program, &e))?;
         let pid = Pid::from_raw(child.id() as i32);
         // Dropping `Child` neither waits nor kills: the reaper thread owns waiting.
@@ -167,9 +172,16 @@ impl Supervisor {
     }
 }
 
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        self.handle.close();
+/// The app must start with no blocked signal (vault-env blocks them all; `posix_spawn` would pass
+/// that mask on, and glibc's spawn helper leaves its internal signals ignored). As tini's
+/// `restore_signals`: clear the mask in the child between fork and exec.
+#[allow(unsafe_code)]
+fn clear_signal_mask(cmd: &mut Command) {
+    let empty = nix::sys::signal::SigSet::empty();
+    // SAFETY: the closure runs in the forked child before exec. It only calls pthread_sigmask,
+    // which is async-signal-safe, on a set built before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || empty.thread_set_mask().map_err(std::io::Error::from));
     }
 }
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Benchmarks vault-env side by side with its peers on this machine and prints the figures:
+#   1. start-to-exec time with 10 secrets (10 distinct KV paths) from a local OpenBao
+#   2. daemon-mode supervisor overhead with no secrets, versus tini, dumb-init and catatonit
+#   3. daemon-mode RSS with 10 live database leases, versus OpenBao's own `bao agent` exec mode
+#   4. the stripped release binary's size
+# Targets (issue 3): <= 10 ms to exec with 10 secrets, <= 1.3x tini's overhead, <= 4 MiB RSS,
+# <= 3 MB binary. Timings use hyperfine (-N: no shell), 100 runs after 5 warm-ups.
+. "$(dirname "$0")/lib.sh"
+bash "$ROOT/scripts/install.sh"
+apt_install hyperfine catatonit
+# The shipped binary is static (musl, see Dockerfile): measure that when the musl target is
+# installed, else the glibc build (dynamically linked: ~0.4 ms more to start).
+if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  log "building vault-env (release profile, static musl as shipped)"
+  CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)} \
+    cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --manifest-path "$ROOT/Cargo.toml"
+  VE="$ROOT/target/x86_64-unknown-linux-musl/release/vault-env"; BUILD="static musl"
+else
+  log "building vault-env (release profile, glibc; rustup target add x86_64-unknown-linux-musl for the shipped form)"
+  cargo build --release --locked -q -p vault-env --manifest-path "$ROOT/Cargo.toml"
+  VE="$ROOT/target/release/vault-env"; BUILD="glibc, dynamic"
+fi
+B="$STATE/bench"; rm -rf "$B"; mkdir -p "$B"
+
+trap 'stop_pid "${BAO_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${AGENT_PID:-}"; stop_pid "${VE_PID:-}"' EXIT
+start_bao
+export VAULT_ADDR VAULT_TOKEN=root
+
+# mean and stddev in ms of one hyperfine command
+hf() { # NAME CMD...
+  local name=$1; shift
+  hyperfine -N --warmup 5 --runs 100 --export-json "$B/$name.json" "$@" >/dev/null 2>&1 || die "hyperfine $name failed"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f %.2f" % (r["mean"]*1000, r["stddev"]*1000))' "$B/$name.json"
+}
+
+# --- 1. exec with 10 secrets
+for i in $(seq 0 9); do
+  bao_api POST "secret/data/bench/s$i" "{\"data\":{\"value\":\"secret-$i\"}}" >/dev/null
+  export "SECRET_$i=vault:secret/data/bench/s$i#value"
+done
+read -r true_ms true_sd < <(hf true true)
+read -r exec_ms exec_sd < <(hf exec10 "$VE true")
+for i in $(seq 0 9); do unset "SECRET_$i"; done
+
+# --- 2. supervisor overhead, no secrets
+read -r ve_ms ve_sd < <(VAULT_ENV_DAEMON=true hf daemon "$VE true")
+read -r veq_ms veq_sd < <(VAULT_ENV_DAEMON=true VAULT_LOG_LEVEL=warn hf daemonquiet "$VE true")
+read -r tini_ms tini_sd < <(hf tini "tini -s -- true")
+read -r tinis_ms tinis_sd < <(hf tinistatic "tini-static -s -- true")
+read -r dumb_ms dumb_sd < <(hf dumb "dumb-init true")
+read -r cat_ms cat_sd < <(hf catatonit "catatonit -- true")
+
+# --- 3. RSS with 10 live leases
+start_mariadb
+bao_api POST sys/mounts/database '{"type":"database"}' >/dev/null
+roles=$(python3 -c 'import json; print(json.dumps(["app%d" % i for i in range(10)]))')
+bao_api POST database/config/mariadb "{\"plugin_name\":\"mysql-database-plugin\",
+  \"connection_url\":\"{{username}}:{{password}}@tcp(127.0.0.1:$MARIADB_PORT)/\",
+  \"username\":\"root\",\"password\":\"rootpass\",\"allowed_roles\":$roles}" >/dev/null
+agent_tpl=""
+for i in $(seq 0 9); do
+  bao_api POST "database/roles/app$i" '{"db_name":"mariadb","creation_statements":["CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"';"],"default_ttl":"1h","max_ttl":"24h"}' >/dev/null
+  export "DB_USER_$i=vault:database/creds/app$i#username"
+  agent_tpl+="env_template \"DB_USER_$i\" {
+  contents = \"{{ with secret \\\"database/creds/app$i\\\" }}{{ .Data.username }}{{ end }}\"
+}
+"
+done
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+VAULT_ENV_DAEMON=true "$VE" sleep 600 >"$B/ve.log" 2>&1 &
+VE_PID=$!
+wait_for 30 "vault-env to start the app" grep -q 'started the app' "$B/ve.log"
+sleep 2
+ve_leases=$(grep -c 'tracking lease' "$B/ve.log" || true)
+ve_rss=$(rss_kib "$VE_PID")
+for i in $(seq 0 9); do unset "DB_USER_$i"; done
+
+printf 'root' > "$B/token"
+cat > "$B/agent.hcl" <<EOF
+vault { address = "$VAULT_ADDR" }
+auto_auth {
+  method {
+    type = "token_file"
+    config = { token_file_path = "$B/token" }
+  }
+}
+$agent_tpl
+exec {
+  command = ["sleep", "600"]
+  restart_on_secret_changes = "always"
+}
+EOF
+HOME="$B" "$(bao_bin)" agent -config="$B/agent.hcl" >"$B/agent.log" 2>&1 &
+AGENT_PID=$!
+wait_for 30 "bao agent to start its child" sh -c "pgrep -P $AGENT_PID sleep"
+sleep 2
+agent_rss=$(rss_kib "$AGENT_PID")
+
+# --- 4. binary size
+size=$(stat -c %s "$VE")
+
+python3 - "$true_ms" "$exec_ms" "$exec_sd" "$ve_ms" "$ve_sd" "$tini_ms" "$tini_sd" "$dumb_ms" "$cat_ms" \
+  "$ve_rss" "$agent_rss" "$ve_leases" "$size" "$tinis_ms" "$BUILD" "$veq_ms" <<'PY'
+import sys
+a = sys.argv[1:]
+true_ms, exec_ms, exec_sd, ve_ms, ve_sd, tini_ms, tini_sd, dumb_ms, cat_ms = map(float, a[:9])
+ve_rss, agent_rss, leases, size = int(a[9]), int(a[10]), int(a[11]), int(a[12])
+tinis_ms, build, veq_ms = float(a[13]), a[14], float(a[15])
+over = lambda m: m - true_ms
+ok = lambda c: "ok" if c else "MISSED"
+print()
+print("vault-env benchmark (this machine: %s cores; vault-env build: %s)" % (__import__("os").cpu_count(), build))
+print("-" * 78)
+print("1. start to exec, 10 secrets from a local OpenBao: %.2f ms (sd %.2f)        target <= 10 ms: %s" % (exec_ms, exec_sd, ok(exec_ms <= 10)))
+print("   (plain `true` alone: %.2f ms)" % true_ms)
+print("2. supervisor, no secrets (mean wall time of `INIT true`, overhead over `true`):")
+print("   vault-env daemon %.2f ms (+%.2f)   tini %.2f ms (+%.2f)   tini-static %.2f ms (+%.2f)"
+      % (ve_ms, over(ve_ms), tini_ms, over(tini_ms), tinis_ms, over(tinis_ms)))
+print("   dumb-init %.2f ms (+%.2f)   catatonit %.2f ms (+%.2f)" % (dumb_ms, over(dumb_ms), cat_ms, over(cat_ms)))
+ratio = over(ve_ms) / over(tini_ms) if over(tini_ms) > 0 else float("inf")
+print("   overhead ratio vault-env / tini: %.2fx                                  target <= 1.3x: %s" % (ratio, ok(ratio <= 1.3)))
+print("   (with VAULT_LOG_LEVEL=warn, i.e. without its three info lines: %.2f ms, %.2fx tini)" % (veq_ms, over(veq_ms) / over(tini_ms)))
+print("3. RSS, daemon mode with %d live leases: vault-env %.2f MiB, bao agent exec mode %.2f MiB   target <= 4 MiB: %s"
+      % (leases, ve_rss / 1024, agent_rss / 1024, ok(ve_rss <= 4096)))
+print("4. stripped release binary: %d bytes (%.2f MB)                          target <= 3 MB: %s" % (size, size / 1e6, ok(size <= 3_000_000)))
+PY
