@@ -218,3 +218,38 @@ fn the_app_starts_with_no_blocked_signal_and_the_same_dispositions_as_in_exec_mo
     assert_eq!(standard(&daemon, "SigBlk"), 0, "{daemon}");
     assert_eq!(standard(&daemon, "SigIgn"), standard(&exec, "SigIgn"), "daemon:\n{daemon}exec:\n{exec}");
 }
+
+#[test]
+fn mode_is_chosen_automatically() {
+    // KV secrets have no lease: exec mode, the app replaces vault-env (its parent is the test).
+    let bao = Bao::dev();
+    bao.kv2("app", serde_json::json!({"k": "v"}));
+    let parent = ["sh", "-c", "cat /proc/$PPID/comm"];
+    let env = [("VAULT_ADDR", bao.addr.as_str()), ("VAULT_TOKEN", ROOT_TOKEN), ("K", "vault:secret/data/app#k")];
+    let out = vault_env(&env, &parent);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stdout.contains("vault-env"), "exec mode expected, the app's parent is {}", out.stdout);
+    // VAULT_ENV_DAEMON=true: vault-env stays as the parent.
+    let out = vault_env(&[&env[..], &[("VAULT_ENV_DAEMON", "true")]].concat(), &parent);
+    assert_eq!(out.stdout.trim(), "vault-env", "{}", out.stderr);
+}
+
+#[test]
+fn leftover_descendants_get_sigterm_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("bg");
+    let app = format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+
+    let out = vault_env(&[("VAULT_ENV_DAEMON", "true"), ("VAULT_ENV_TERMINATE_DESCENDANTS", "true")], &["sh", "-c", &app]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    assert!(busy_wait(Duration::from_secs(5), || !alive(&pid)), "the background sleep survived");
+
+    let out = vault_env(&[("VAULT_ENV_DAEMON", "true")], &["sh", "-c", &app]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    assert!(alive(&pid), "without the option the background process is left alone");
+    let _ = Command::new("kill").arg(&pid).status();
+}
