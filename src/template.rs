@@ -303,7 +303,7 @@ fn eval_operand(op: &Operand, data: &Map<String, Value>) -> Result<Value, Templa
         Operand::Str(s) => Ok(Value::String(s.clone())),
         Operand::Field(path) => {
             let mut map = data;
-            let (last, parents) = path.split_last().expect("parse_operand never yields an empty path");
+            let Some((last, parents)) = path.split_last() else { return Ok(Value::Object(data.clone())) };
             for field in parents {
                 match map.get(field) {
                     Some(Value::Object(inner)) => map = inner,
