@@ -346,7 +346,7 @@ impl<'a> Daemon<'a> {
                 Phase::Running
             }
             OnLeaseEnd::Exit => self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED),
-            OnLeaseEnd::Restart => match self.prepare(token || self.token_capped()).await {
+            OnLeaseEnd::Restart => match self.prepare(can_relogin && (token || self.token_capped())).await {
                 Ok(next) => {
                     tracing::info!("{what} can't be extended (ends in {left}s); restarting the app with new secrets");
                     let kill_at = Instant::now() + self.config.daemon_settings.stop_timeout;
