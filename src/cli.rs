@@ -70,6 +70,8 @@ Behaviour:
                                   [default: false]; daemon mode: revoke the token vault-env
                                   obtained, and its leases, on exit [default: true]
   VAULT_ENV_DELAY                 wait this long before starting the app [default: 0s]
+  VAULT_LOG_LEVEL                 trace | debug | info | warn | error [default: info]
+  VAULT_JSON_LOG                  JSON log lines (all logs go to stderr) [default: false]
 
 Daemon mode (vault-env stays as the app's parent, PID 1 in a container):
   VAULT_ENV_DAEMON                true: daemon mode; false: exec mode; unset: daemon mode when a
@@ -84,8 +86,6 @@ Daemon mode (vault-env stays as the app's parent, PID 1 in a container):
                                   [default: false]
   VAULT_ENV_TERMINATE_DESCENDANTS when the app exits, SIGTERM processes it left behind
                                   [default: false]
-  VAULT_LOG_LEVEL                 trace | debug | info | warn | error [default: info]
-  VAULT_JSON_LOG                  JSON log lines (all logs go to stderr) [default: false]
 
 The app never sees the Vault token or these settings (except the connection settings with
 vault:login, and names listed in VAULT_ENV_PASSTHROUGH). Without any reference, vault-env does
