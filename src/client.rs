@@ -341,10 +341,9 @@ fn tls_config(s: &TlsSettings, https: bool) -> Result<rustls::ClientConfig, Clie
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(config::VAULT_ADDR, e))?;
-    let custom_ca = s.ca.file.is_some() || s.ca.dir.is_some() || s.ca.pem.is_some();
     let verifier: Arc<dyn ServerCertVerifier> = if s.skip_verify {
         Arc::new(AnyCertificate { accept: true, algorithms: provider.signature_verification_algorithms })
-    } else if !https && !custom_ca {
+    } else if !https && !s.ca.is_set() {
         // Plain HTTP: no roots loaded, so a TLS connection (say, a redirect to https) fails closed.
         Arc::new(AnyCertificate { accept: false, algorithms: provider.signature_verification_algorithms })
     } else {
@@ -401,7 +400,7 @@ fn root_store(ca: &config::CaSource, https: bool) -> Result<rustls::RootCertStor
         let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
         certs.extend(parsed.map_err(|e| setup(config::VAULT_CACERT_BYTES, e))?);
     }
-    let custom = ca.file.is_some() || ca.dir.is_some() || ca.pem.is_some();
+    let custom = ca.is_set();
     if !custom && https {
         let native = rustls_native_certs::load_native_certs();
         certs.extend(native.certs);

@@ -98,6 +98,13 @@ pub struct CaSource {
     pub pem: Option<String>,
 }
 
+impl CaSource {
+    /// True when any custom CA is configured.
+    pub fn is_set(&self) -> bool {
+        self.file.is_some() || self.dir.is_some() || self.pem.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsSettings {
     pub ca: CaSource,

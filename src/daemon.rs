@@ -46,8 +46,7 @@ impl Session {
         let token = auth::token(&base, &config.auth).await?;
         tracing::debug!(source = %token.source, "using token");
         let client = base.with_token(token.secret.clone());
-        let fetched = resolve::fetch(&client, plan, &config.transit).await;
-        let resolved = resolve::render(plan, &fetched, config.ignore_missing).map_err(Error::Vars)?;
+        let resolved = resolve::fetch_and_render(&client, plan, config).await.map_err(Error::Vars)?;
         tracing::info!(
             variables = resolved.values.len() + resolved.from_path.len(),
             requests = plan.fetches.len(),
@@ -92,6 +91,20 @@ struct Tracked {
 impl Tracked {
     fn new(timing: renew::Lease, splay: Duration) -> Tracked {
         Tracked { timing, due: schedule(&timing, splay), attempt: 0 }
+    }
+
+    /// A renewal granted `ttl_secs` at `now`.
+    fn renewed(&mut self, now: Instant, ttl_secs: u64, splay: Duration) {
+        self.timing = self.timing.renewed(now, Duration::from_secs(ttl_secs));
+        self.due = schedule(&self.timing, splay);
+        self.attempt = 0;
+    }
+
+    /// A renewal failed at `now`: retry with backoff. True when the lease has already expired.
+    fn failed(&mut self, now: Instant) -> bool {
+        self.attempt += 1;
+        self.due = Step::Renew(renew::retry_at(now, self.attempt, self.timing.expires_at()));
+        now >= self.timing.expires_at()
     }
 }
 
@@ -275,16 +288,13 @@ impl<'a> Daemon<'a> {
             match t.due {
                 Step::Renew(_) => match client.renew_self(t.timing.wanted.as_secs()).await {
                     Ok(auth) => {
-                        t.timing = t.timing.renewed(now, Duration::from_secs(auth.lease_duration));
-                        t.due = schedule(&t.timing, splay);
-                        t.attempt = 0;
+                        t.renewed(now, auth.lease_duration, splay);
                         tracing::info!(ttl = auth.lease_duration, capped = !t.timing.extendable(), "token renewed");
                     }
                     Err(e) => {
-                        t.attempt += 1;
-                        t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at()));
+                        let expired = t.failed(now);
                         tracing::warn!(attempt = t.attempt, "token renewal failed: {e}; retrying");
-                        if now >= t.timing.expires_at() {
+                        if expired {
                             return Due::Replace { target: Target::Token, what: "the Vault token".into(), expires: t.timing.expires_at() };
                         }
                     }
@@ -299,9 +309,7 @@ impl<'a> Daemon<'a> {
             match t.due {
                 Step::Renew(_) => match client.renew_lease(&l.lease.lease_id, t.timing.wanted.as_secs()).await {
                     Ok(s) => {
-                        t.timing = t.timing.renewed(now, Duration::from_secs(s.lease_duration));
-                        t.due = schedule(&t.timing, splay);
-                        t.attempt = 0;
+                        t.renewed(now, s.lease_duration, splay);
                         tracing::info!(path = %l.lease.path, lease = %short_id(&l.lease.lease_id), ttl = s.lease_duration, capped = !t.timing.extendable(), "lease renewed");
                     }
                     // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
@@ -310,10 +318,9 @@ impl<'a> Daemon<'a> {
                         return Due::Replace { target, what, expires: now };
                     }
                     Err(e) => {
-                        t.attempt += 1;
-                        t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at()));
+                        let expired = t.failed(now);
                         tracing::warn!(path = %l.lease.path, attempt = t.attempt, "lease renewal failed: {e}; retrying");
-                        if now >= t.timing.expires_at() {
+                        if expired {
                             return Due::Replace { target, what, expires: t.timing.expires_at() };
                         }
                     }
@@ -418,8 +425,8 @@ impl<'a> Daemon<'a> {
         } else {
             (session.client.clone(), None)
         };
-        let fetched = resolve::fetch(&client, self.plan, &self.config.transit).await;
-        let resolved = resolve::render(self.plan, &fetched, self.config.ignore_missing)
+        let resolved = resolve::fetch_and_render(&client, self.plan, self.config)
+            .await
             .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
         let app_token = match &token {
             Some((t, _)) => Some(&t.secret),

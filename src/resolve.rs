@@ -285,6 +285,12 @@ fn plaintext_of(item: &Value) -> Result<SecretString, Cause> {
     String::from_utf8(raw).map(SecretString::from).map_err(|_| Cause::NotText("decrypted value is not UTF-8 text".into()))
 }
 
+/// [`fetch`] then [`render`], with the settings from `config`.
+pub async fn fetch_and_render(client: &Client, plan: &Plan, config: &Config) -> Result<Resolved, Vec<VarError>> {
+    let fetched = fetch(client, plan, &config.transit).await;
+    render(plan, &fetched, config.ignore_missing)
+}
+
 // === 3. render ===
 
 /// The key/value map of a response: KV v2's inner `data` when the answer has KV v2's shape

@@ -100,39 +100,37 @@ impl Bao {
     }
 
     fn try_start(port: u16, opts: &BaoOptions) -> Result<Bao, String> {
-        {
-            let dir = tempfile::tempdir().unwrap();
-            let scheme = if opts.tls { "https" } else { "http" };
-            let addr = format!("{scheme}://127.0.0.1:{port}");
-            let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
-            let mut cmd = Command::new(bao_bin());
-            cmd.args(["server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token"])
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-                .env_clear()
-                .env("HOME", dir.path())
-                .env("PATH", "/usr/bin:/bin")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            if opts.tls {
-                cmd.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
-            }
-            if let Some(hcl) = &opts.extra_config {
-                let f = dir.path().join("extra.hcl");
-                std::fs::write(&f, hcl).unwrap();
-                cmd.arg(format!("-config={}", f.display()));
-            }
-            let child = cmd.spawn().expect("start bao");
-            let ca = opts.tls.then(|| dir.path().join("vault-ca.pem"));
-            let mut bao = Bao { child, addr, dir, ca };
-            let ready = busy_wait(Duration::from_secs(30), || {
-                bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200
-            });
-            if ready && !bao.exited() {
-                return Ok(bao);
-            }
-            Err(std::fs::read_to_string(bao.dir.path().join("bao.log")).unwrap_or_default())
+        let dir = tempfile::tempdir().unwrap();
+        let scheme = if opts.tls { "https" } else { "http" };
+        let addr = format!("{scheme}://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
+        let mut cmd = Command::new(bao_bin());
+        cmd.args(["server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if opts.tls {
+            cmd.arg("-dev-tls").arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
         }
+        if let Some(hcl) = &opts.extra_config {
+            let f = dir.path().join("extra.hcl");
+            std::fs::write(&f, hcl).unwrap();
+            cmd.arg(format!("-config={}", f.display()));
+        }
+        let child = cmd.spawn().expect("start bao");
+        let ca = opts.tls.then(|| dir.path().join("vault-ca.pem"));
+        let mut bao = Bao { child, addr, dir, ca };
+        let ready = busy_wait(Duration::from_secs(30), || {
+            bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200
+        });
+        if ready && !bao.exited() {
+            return Ok(bao);
+        }
+        Err(std::fs::read_to_string(bao.dir.path().join("bao.log")).unwrap_or_default())
     }
 
     fn exited(&mut self) -> bool {
