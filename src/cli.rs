@@ -13,6 +13,8 @@ pub struct Args {
 
 pub enum Parsed {
     Run(Args),
+    /// `--copy-to DIR`: copy this binary into DIR (the webhook's init container; needs no shell).
+    CopyTo(std::path::PathBuf),
     /// `--help` or `--version` was printed.
     Done(ExitCode),
 }
@@ -104,7 +106,15 @@ fn command() -> Command {
     Command::new("vault-env")
         .version(env!("CARGO_PKG_VERSION"))
         .about("Runs COMMAND with vault: references in its environment replaced by secrets from Vault or OpenBao")
-        .override_usage("vault-env [--] COMMAND [ARGS]...")
+        .override_usage("vault-env [--] COMMAND [ARGS]...\n       vault-env --copy-to DIR")
+        .arg(
+            Arg::new("copy-to")
+                .long("copy-to")
+                .value_name("DIR")
+                .help("copy this binary to DIR/vault-env and exit (what the webhook's init container runs)")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .exclusive(true),
+        )
         .arg(
             Arg::new("command")
                 .value_name("COMMAND")
@@ -113,7 +123,7 @@ fn command() -> Command {
                 .num_args(1..)
                 .trailing_var_arg(true)
                 .allow_hyphen_values(true)
-                .required(true)
+                .required_unless_present("copy-to")
                 .action(ArgAction::Append),
         )
         .after_help(ENV_HELP)
@@ -134,6 +144,9 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
             )));
         }
     };
+    if let Some(dir) = matches.get_one::<std::path::PathBuf>("copy-to") {
+        return Ok(Parsed::CopyTo(dir.clone()));
+    }
     let mut words: Vec<OsString> = matches.get_many::<OsString>("command").into_iter().flatten().cloned().collect();
     if words.is_empty() {
         return Err(Error::Usage("no command given".into()));
@@ -161,6 +174,15 @@ mod tests {
         assert_eq!(run(&["vault-env", "--", "app", "--help"]), Some(("app".into(), vec!["--help".into()])));
         assert_eq!(run(&["vault-env", "app", "--version", "-x"]), Some(("app".into(), vec!["--version".into(), "-x".into()])));
         assert_eq!(run(&["vault-env", "--", "-dash-app"]), Some(("-dash-app".into(), vec![])));
+    }
+
+    #[test]
+    fn cli_copy_to() {
+        assert!(matches!(parse(vec!["vault-env".into(), "--copy-to".into(), "/vault/".into()]), Ok(Parsed::CopyTo(d)) if d.as_os_str() == "/vault/"));
+        // After `--` or the command, it is the app's.
+        assert_eq!(run(&["vault-env", "--", "--copy-to", "x"]), Some(("--copy-to".into(), vec!["x".into()])));
+        assert_eq!(run(&["vault-env", "app", "--copy-to", "x"]), Some(("app".into(), vec!["--copy-to".into(), "x".into()])));
+        assert!(parse(vec!["vault-env".into(), "--copy-to".into(), "/v".into(), "app".into()]).is_err());
     }
 
     #[test]

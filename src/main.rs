@@ -30,6 +30,7 @@ fn run() -> Result<ExitCode, Error> {
     let args = match cli::parse(std::env::args_os().collect())? {
         Parsed::Run(args) => args,
         Parsed::Done(code) => return Ok(code),
+        Parsed::CopyTo(dir) => return copy_to(&dir).map(|()| ExitCode::SUCCESS),
     };
     let env = Env::from_process();
     let config = Config::from_env(&env).map_err(Error::Config)?;
@@ -125,4 +126,17 @@ fn warn_unrenewed_leases(resolved: &Resolved) {
         resolved.leases.len(),
         list.join(", ")
     );
+}
+
+/// `vault-env --copy-to DIR`: installs this binary as DIR/vault-env (mode 0755), atomically, so an
+/// init container can share it through a volume without a shell or `cp` in the image.
+fn copy_to(dir: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |what: &str, e: std::io::Error| Error::Usage(format!("--copy-to {}: {what}: {e}", dir.display()));
+    let me = std::env::current_exe().map_err(|e| fail("cannot find this binary", e))?;
+    let tmp = dir.join(".vault-env.tmp");
+    std::fs::copy(&me, &tmp).map_err(|e| fail("cannot copy", e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).map_err(|e| fail("cannot chmod", e))?;
+    std::fs::rename(&tmp, dir.join("vault-env")).map_err(|e| fail("cannot rename", e))?;
+    Ok(())
 }

@@ -105,3 +105,27 @@ fn delay_waits_before_the_app_starts() {
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "v"), "{}", out.stderr);
     assert!(start.elapsed() >= std::time::Duration::from_secs(1));
 }
+
+/// The webhook's `copy-vault-env` init container runs `vault-env --copy-to /vault/`: no shell needed.
+#[test]
+fn copy_to_installs_a_working_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = vault_env(&[], &["--copy-to", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let copy = dir.path().join("vault-env");
+    assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(vault_env_bin()).unwrap());
+    let out = run_with_timeout(
+        {
+            let mut c = std::process::Command::new(&copy);
+            c.args(["sh", "-c", "echo copied"]).env_clear().env("PATH", "/usr/bin:/bin");
+            c
+        },
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), "copied\n"), "{}", out.stderr);
+    let out = vault_env(&[], &["--copy-to", "/nonexistent/dir"]);
+    assert_eq!(out.code, Some(64), "{}", out.all());
+    assert!(out.stderr.contains("--copy-to /nonexistent/dir"), "{}", out.stderr);
+}
