@@ -11,3 +11,9 @@
 pub mod annotations;
 pub mod pod;
 pub mod settings;
+pub mod kube_api;
+pub mod metrics;
+pub mod registry;
+pub mod admission;
+pub mod mutate;
+pub mod server;

@@ -1,1 +1,144 @@
-fn main() {}
+//! The `vault-secrets-webhook` binary: settings → logging → certificate → HTTPS server.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use vault_env_webhook::mutate::Context;
+use vault_env_webhook::server::{self, CertStore};
+use vault_env_webhook::settings::Settings;
+
+const HELP: &str = "\
+vault-secrets-webhook: Kubernetes mutating admission webhook that runs containers through vault-env
+(a drop-in for Bank-Vaults' vault-secrets-webhook). Configured through the environment.
+
+Usage: vault-secrets-webhook [--help | --version]
+
+Endpoints: POST /pods (AdmissionReview v1 or v1beta1), GET /healthz, GET /metrics
+
+Server:
+  TLS_CERT_FILE, TLS_PRIVATE_KEY_FILE  PEM certificate and key (required: HTTPS only); re-read
+                                       when they change (every TLS_RELOAD_INTERVAL [default: 5s])
+  LISTEN_ADDRESS                       [default: :8443]
+  TELEMETRY_LISTEN_ADDRESS             also serve /metrics there, over plain HTTP
+  LOG_LEVEL                            the webhook's log level [default: info]
+  ENABLE_JSON_LOG                      JSON logs; also the default of VAULT_JSON_LOG in pods
+  KUBECONFIG                           Kubernetes API access outside a cluster (else in-cluster);
+                                       the API is only contacted when a pod needs a read
+
+Defaults for pods (each overridable by a vault.security.banzaicloud.io/ annotation):
+  VAULT_ADDR [https://vault:8200], VAULT_SKIP_VERIFY, VAULT_ROLE [the pod's ServiceAccount],
+  VAULT_PATH [kubernetes], VAULT_AUTH_METHOD [jwt], VAULT_TLS_SECRET, VAULT_CLIENT_TIMEOUT [10s],
+  VAULT_NAMESPACE, VAULT_ENV_DAEMON, VAULT_ENV_DELAY, VAULT_IGNORE_MISSING_SECRETS,
+  VAULT_ENV_PASSTHROUGH, VAULT_LOG_LEVEL [info], TRANSIT_KEY_ID, TRANSIT_PATH,
+  TRANSIT_BATCH_SIZE [25], RUN_AS_NON_ROOT, RUN_AS_USER, RUN_AS_GROUP, READONLY_ROOT_FS,
+  PSP_ALLOW_PRIVILEGE_ESCALATION
+
+The copy-vault-env init container:
+  VAULT_ENV_IMAGE [ghcr.io/vault-env/vault-env:0.1.0], VAULT_ENV_PULL_POLICY [IfNotPresent],
+  VAULT_ENV_CPU_REQUEST [100m], VAULT_ENV_MEMORY_REQUEST [256Mi], VAULT_ENV_CPU_LIMIT [500m],
+  VAULT_ENV_MEMORY_LIMIT [256Mi]
+
+Image ENTRYPOINT/CMD lookup (containers without command):
+  REGISTRY_SKIP_VERIFY                 accept any registry certificate [default: false]
+  DEFAULT_IMAGE_PULL_SECRET, DEFAULT_IMAGE_PULL_SECRET_NAMESPACE,
+  DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT
+                                       credentials for pods without imagePullSecrets
+  REGISTRY_DEFAULT_PLATFORM            platform picked from multi-arch images when the pod's
+                                       nodeSelector does not say [default: linux/amd64]
+  REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]";
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("-h" | "--help") => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("vault-secrets-webhook {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("vault-secrets-webhook: unexpected argument {other:?} (it is configured through the environment; see --help)");
+            return ExitCode::from(64);
+        }
+        None => {}
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = match Settings::from_process() {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("vault-secrets-webhook: bad settings:");
+            for e in errors {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vault-secrets-webhook: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("vault-secrets-webhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,vault_env_webhook={0},vault_secrets_webhook={0}", settings.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vault_env_webhook=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    if settings.json_log {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let store = CertStore::load(settings.tls_cert_file.as_ref(), settings.tls_key_file.as_ref())
+        .map_err(|e| format!("cannot load the serving certificate: {e}"))?;
+    store.clone().watch(settings.tls_reload_interval);
+    let tls = server::tls_config(store)?;
+    if settings.has_vault_token {
+        tracing::warn!("VAULT_TOKEN is set on the webhook: it is NOT copied into pods (Bank-Vaults does, in clear text)");
+    }
+    let address = Settings::bind_address(&settings.listen_address);
+    let listener = tokio::net::TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let telemetry = match &settings.telemetry_listen_address {
+        Some(a) => {
+            let a = Settings::bind_address(a);
+            Some(tokio::net::TcpListener::bind(&a).await.map_err(|e| format!("cannot listen on {a}: {e}"))?)
+        }
+        None => None,
+    };
+    let ctx = Arc::new(Context::new(settings));
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(address), "serving HTTPS");
+    if let Some(t) = telemetry {
+        let router = server::metrics_router(ctx.clone());
+        tokio::spawn(server::serve(t, None, router, std::future::pending()));
+    }
+    server::serve(listener, Some(tls), server::router(ctx), shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,209 @@
+//! AdmissionReview in, AdmissionReview out (`admission.k8s.io/v1`, and `v1beta1` answered in
+//! kind). Malformed input is a 400 with a message; a mutation error is an `allowed: false` answer
+//! naming pod, container and annotation, so a pod never starts with unresolved `vault:` values.
+
+use crate::metrics::ReviewLabels;
+use crate::mutate::{Context, mutate_pod, pod_name};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+pub const V1: &str = "admission.k8s.io/v1";
+pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
+
+/// An HTTP status and a JSON body.
+pub type Answer = (u16, Value);
+
+fn bad_request(message: String) -> Answer {
+    (400, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400, "reason": "BadRequest", "message": message}))
+}
+
+fn answer(api_version: &str, response: Value) -> Answer {
+    (200, json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
+}
+
+/// Reads the review; a wrong apiVersion/kind or a missing request is a 400.
+fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
+where
+    T: kube::Resource + serde::de::DeserializeOwned,
+{
+    let review: AdmissionReview<T> =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not an AdmissionReview: {e}"))?;
+    if review.types.kind != "AdmissionReview" || !matches!(review.types.api_version.as_str(), V1 | V1BETA1) {
+        return Err(format!(
+            "expected kind AdmissionReview of {V1} or {V1BETA1}, got kind {:?} of {:?}",
+            review.types.kind, review.types.api_version
+        ));
+    }
+    review.try_into().map_err(|_| "the AdmissionReview has no request".to_string())
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// `POST /pods`.
+pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
+    let started = Instant::now();
+    let mut labels = ReviewLabels {
+        kind: "Pod".into(),
+        operation: String::new(),
+        dry_run: String::new(),
+        mutated: "false".into(),
+        outcome: "invalid".into(),
+    };
+    let (status, body) = match parse::<Pod>(body) {
+        Err(message) => {
+            tracing::warn!("rejected a malformed request: {message}");
+            bad_request(message)
+        }
+        Ok(request) => {
+            labels.operation = operation_name(&request.operation).into();
+            labels.dry_run = request.dry_run.to_string();
+            let api_version = request.types.api_version.clone();
+            let namespace = request.namespace.clone().unwrap_or_else(|| "default".into());
+            let mut response = json!({"uid": request.uid, "allowed": true});
+            // Containers can't change after creation: only CREATE is mutated.
+            let result = match (&request.operation, &request.object) {
+                (Operation::Create, Some(pod)) => mutate_pod(ctx, pod, &namespace).await.map(|p| (p, pod_name(pod, &namespace))),
+                _ => Ok((None, String::new())),
+            };
+            match result {
+                Ok((Some(patch), who)) => match serde_json::to_vec(&patch) {
+                    Ok(bytes) => {
+                        response["patchType"] = json!("JSONPatch");
+                        response["patch"] = json!(STANDARD.encode(bytes));
+                        labels.mutated = "true".into();
+                        labels.outcome = "allowed".into();
+                        tracing::info!(pod = %who, operations = patch.0.len(), dry_run = request.dry_run, "pod mutated");
+                    }
+                    Err(e) => {
+                        response["allowed"] = json!(false);
+                        response["status"] = json!({"code": 500, "message": format!("pod {who}: cannot encode the patch: {e}")});
+                        labels.outcome = "denied".into();
+                    }
+                },
+                Ok((None, _)) => labels.outcome = "allowed".into(),
+                Err(message) => {
+                    tracing::warn!("denied: {message}");
+                    response["allowed"] = json!(false);
+                    response["status"] = json!({"code": 400, "reason": "BadRequest", "message": format!("vault-secrets-webhook: {message}")});
+                    labels.outcome = "denied".into();
+                }
+            }
+            answer(&api_version, response)
+        }
+    };
+    ctx.metrics.reviews.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn ctx() -> Context {
+        Context::new(
+            Settings::from_vars(&|n: &str| match n {
+                "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
+                "VAULT_ADDR" => Some("https://vault.vault:8200".to_string()),
+                _ => None,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn review(api_version: &str, operation: &str, pod: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": api_version, "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "shop", "operation": operation,
+                "userInfo": {"username": "admin"},
+                "object": pod, "oldObject": null, "dryRun": false,
+            }
+        }))
+        .unwrap()
+    }
+
+    fn app_pod(annotations: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": "web-", "annotations": annotations},
+            "spec": {"serviceAccountName": "web", "containers": [{"name": "app", "image": "app:1", "command": ["app"],
+                "env": [{"name": "PW", "value": "vault:secret/data/db#password"}]}]}})
+    }
+
+    fn patched(answer: &Answer, original: &[u8]) -> Pod {
+        let review: Value = serde_json::from_slice(original).unwrap();
+        let patch = STANDARD.decode(answer.1["response"]["patch"].as_str().unwrap()).unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        let mut doc = review["request"]["object"].clone();
+        json_patch::patch(&mut doc, &patch).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[tokio::test]
+    async fn v1_and_v1beta1_are_answered_in_kind() {
+        for version in [V1, V1BETA1] {
+            let body = review(version, "CREATE", app_pod(json!({"vault.security.banzaicloud.io/vault-env-daemon": "true"})));
+            let a = review_pod(&ctx(), &body).await;
+            assert_eq!(a.0, 200);
+            assert_eq!(a.1["apiVersion"], version);
+            assert_eq!(a.1["kind"], "AdmissionReview");
+            assert_eq!(a.1["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+            assert_eq!(a.1["response"]["allowed"], true);
+            assert_eq!(a.1["response"]["patchType"], "JSONPatch");
+            let pod = patched(&a, &body);
+            let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+            assert!(env.iter().any(|e| e.name == "VAULT_ENV_DAEMON" && e.value.as_deref() == Some("true")));
+            assert!(env.iter().any(|e| e.name == "VAULT_ROLE" && e.value.as_deref() == Some("web")));
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_annotation_is_a_denial_naming_it() {
+        let body = review(V1, "CREATE", app_pod(json!({"vault.security.banzaicloud.io/vault-env-daemon": "perhaps"})));
+        let a = review_pod(&ctx(), &body).await;
+        assert_eq!(a.0, 200);
+        assert_eq!(a.1["response"]["allowed"], false);
+        let message = a.1["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("pod shop/web-*") && message.contains("vault.security.banzaicloud.io/vault-env-daemon"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_400() {
+        let c = ctx();
+        for body in [&b"not json"[..], br#"{"apiVersion":"v1","kind":"Pod"}"#, br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#] {
+            let a = review_pod(&c, body).await;
+            assert_eq!(a.0, 400, "{}", String::from_utf8_lossy(body));
+            assert!(!a.1["message"].as_str().unwrap().is_empty());
+        }
+        let mut wrong = serde_json::from_slice::<Value>(&review(V1, "CREATE", app_pod(json!({})))).unwrap();
+        wrong["request"]["object"]["spec"]["containers"] = json!("nope");
+        assert_eq!(review_pod(&c, &serde_json::to_vec(&wrong).unwrap()).await.0, 400);
+    }
+
+    #[tokio::test]
+    async fn updates_and_plain_pods_pass_unchanged() {
+        let c = ctx();
+        let a = review_pod(&c, &review(V1, "UPDATE", app_pod(json!({})))).await;
+        assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
+        let mut plain = app_pod(json!({}));
+        plain["spec"]["containers"][0]["env"][0]["value"] = json!("not a reference");
+        let a = review_pod(&c, &review(V1, "CREATE", plain)).await;
+        assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
+        let text = c.metrics.encode();
+        assert!(text.contains(r#"operation="UPDATE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
+    }
+}

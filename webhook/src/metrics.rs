@@ -1,0 +1,107 @@
+//! Prometheus metrics (`/metrics`): admission reviews, registry lookups, Kubernetes API calls.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub kind: String,
+    pub operation: String,
+    pub dry_run: String,
+    pub mutated: String,
+    /// `allowed`, `denied` (a mutation error) or `invalid` (a malformed request).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// Registry lookups: the registry host; Kubernetes API: the resource (`secrets`, …).
+    pub target: String,
+    /// `ok`, `cached`, `not_found` or `error`.
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<ReviewLabels, Histogram>,
+    pub registry_lookups: Family<CallLabels, Counter>,
+    pub registry_duration: Family<CallLabels, Histogram>,
+    pub kube_calls: Family<CallLabels, Counter>,
+    pub kube_duration: Family<CallLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~26 s
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vault_webhook");
+        let reviews = Family::<ReviewLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let registry_lookups = Family::<CallLabels, Counter>::default();
+        let registry_duration = Family::<CallLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let kube_calls = Family::<CallLabels, Counter>::default();
+        let kube_duration = Family::<CallLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("review_duration_seconds", "Time to answer an AdmissionReview", reviews.clone());
+        registry.register("registry_lookups", "Image config lookups (ENTRYPOINT/CMD)", registry_lookups.clone());
+        registry.register("registry_lookup_duration_seconds", "Time of image config lookups", registry_duration.clone());
+        registry.register("kubernetes_api_requests", "Kubernetes API reads", kube_calls.clone());
+        registry.register("kubernetes_api_request_duration_seconds", "Time of Kubernetes API reads", kube_duration.clone());
+        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn registry_call(&self, target: &str, outcome: &str, took: Duration) {
+        let labels = CallLabels { target: target.into(), outcome: outcome.into() };
+        self.registry_lookups.get_or_create(&labels).inc();
+        self.registry_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    pub fn kube_call(&self, resource: &str, outcome: &str, took: Duration) {
+        let labels = CallLabels { target: resource.into(), outcome: outcome.into() };
+        self.kube_calls.get_or_create(&labels).inc();
+        self.kube_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_all_families() {
+        let m = Metrics::new();
+        m.reviews
+            .get_or_create(&ReviewLabels {
+                kind: "Pod".into(),
+                operation: "CREATE".into(),
+                dry_run: "false".into(),
+                mutated: "true".into(),
+                outcome: "allowed".into(),
+            })
+            .observe(0.001);
+        m.registry_call("ghcr.io", "ok", Duration::from_millis(3));
+        m.kube_call("secrets", "not_found", Duration::from_millis(1));
+        let text = m.encode();
+        assert!(text.contains(r#"vault_webhook_review_duration_seconds_count{kind="Pod",operation="CREATE",dry_run="false",mutated="true",outcome="allowed"} 1"#), "{text}");
+        assert!(text.contains(r#"vault_webhook_registry_lookups_total{target="ghcr.io",outcome="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"vault_webhook_kubernetes_api_requests_total{target="secrets",outcome="not_found"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,165 @@
+//! Pod admission, top to bottom: annotations → Kubernetes reads for `valueFrom`/`envFrom` →
+//! containers to mutate → registry lookups for containers without `command` → patch. The
+//! decisions are the pure functions of [`crate::pod`]; this module does the reads between them.
+
+use crate::annotations::{ObjectInfo, PodConfig};
+use crate::kube_api::KubeApi;
+use crate::metrics::Metrics;
+use crate::pod::{self, Fetched, ImageCommand, Source, Target};
+use crate::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
+use crate::settings::Settings;
+use json_patch::Patch;
+use k8s_openapi::api::core::v1::Pod;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+pub struct Context {
+    pub settings: Settings,
+    pub kube: KubeApi,
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    default_platform: Platform,
+}
+
+impl Context {
+    pub fn new(settings: Settings) -> Context {
+        let metrics = Arc::new(Metrics::new());
+        let registry =
+            Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone());
+        let default_platform = Platform::parse(&settings.default_platform).unwrap_or(Platform {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: None,
+        });
+        Context { kube: KubeApi::new(metrics.clone()), registry, metrics, default_platform, settings }
+    }
+}
+
+/// `shop/web-7f9c-*` for a pod that has only a generateName.
+pub fn pod_name(pod: &Pod, namespace: &str) -> String {
+    let m = &pod.metadata;
+    let name = match (&m.name, &m.generate_name) {
+        (Some(n), _) if !n.is_empty() => n.clone(),
+        (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+        _ => "(unnamed)".into(),
+    };
+    format!("{namespace}/{name}")
+}
+
+/// The patch for a pod, or `None` when it needs none. Errors name the pod, and the container or
+/// annotation at fault; they never carry a secret value.
+pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Option<Patch>, String> {
+    let who = pod_name(pod, namespace);
+    let spec = pod.spec.as_ref();
+    let service_account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("");
+    let info = ObjectInfo { name: pod.metadata.name.as_deref().unwrap_or(""), namespace, service_account };
+    let empty = BTreeMap::new();
+    let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.settings).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("pod {who}: {}", list.join("; "))
+    })?;
+    if config.skip || pod::already_mutated(pod) {
+        return Ok(None);
+    }
+
+    let mut fetched = Fetched::new();
+    for (source, name) in pod::sources_to_fetch(pod, &config) {
+        let data = match source {
+            Source::Secret => ctx.kube.secret(namespace, &name).await.map(|s| s.as_ref().map(KubeApi::secret_strings)),
+            Source::ConfigMap => ctx.kube.config_map(namespace, &name).await.map(|c| c.as_ref().map(KubeApi::config_map_strings)),
+        };
+        let data = data.map_err(|e| format!("pod {who}: container {}: {e}", referring_container(pod, source, &name)))?;
+        fetched.insert((source, name), data);
+    }
+
+    let targets = pod::select(pod, &config, &fetched);
+    let lookups = pod::images_to_look_up(pod, &targets);
+    let mut images: HashMap<Target, ImageCommand> = HashMap::new();
+    if !lookups.is_empty() {
+        let credentials = pull_credentials(ctx, pod, namespace).await.map_err(|e| format!("pod {who}: {e}"))?;
+        let platform = pod_platform(pod).unwrap_or_else(|| ctx.default_platform.clone());
+        for target in lookups {
+            let Some(c) = pod::container(pod, target) else { continue };
+            let image = c.image.as_deref().unwrap_or("");
+            let lookup = Lookup {
+                image,
+                pull_policy: c.image_pull_policy.as_deref(),
+                credentials: &credentials,
+                platform: &platform,
+                skip_verify: config.registry_skip_verify,
+            };
+            let command = ctx.registry.image_command(&lookup).await.map_err(|e| {
+                format!("pod {who}: container {}: it has no command, and the image's ENTRYPOINT/CMD cannot be read: {e}", c.name)
+            })?;
+            images.insert(target, command);
+        }
+    }
+    Ok(pod::patch(pod, &config, &targets, &images))
+}
+
+fn referring_container(pod: &Pod, source: Source, name: &str) -> String {
+    let spec = pod.spec.as_ref();
+    let all = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default().iter().chain(spec.map(|s| s.containers.as_slice()).unwrap_or_default());
+    for c in all {
+        let by_env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|f| match source {
+            Source::Secret => f.secret_key_ref.as_ref().is_some_and(|r| r.name == name),
+            Source::ConfigMap => f.config_map_key_ref.as_ref().is_some_and(|r| r.name == name),
+        });
+        let by_env_from = c.env_from.iter().flatten().any(|f| match source {
+            Source::Secret => f.secret_ref.as_ref().is_some_and(|r| r.name == name),
+            Source::ConfigMap => f.config_map_ref.as_ref().is_some_and(|r| r.name == name),
+        });
+        if by_env || by_env_from {
+            return c.name.clone();
+        }
+    }
+    "?".into()
+}
+
+/// The platform a pod's node selector pins, if any.
+fn pod_platform(pod: &Pod) -> Option<Platform> {
+    let selector = pod.spec.as_ref()?.node_selector.as_ref()?;
+    let get = |k: &str| selector.get(&format!("kubernetes.io/{k}")).or_else(|| selector.get(&format!("beta.kubernetes.io/{k}")));
+    let arch = get("arch")?;
+    Some(Platform { os: get("os").cloned().unwrap_or_else(|| "linux".into()), arch: arch.clone(), variant: None })
+}
+
+/// Pull credentials as the kubelet would use them: the pod's `imagePullSecrets`, then its
+/// ServiceAccount's; with none on the pod, the webhook's `DEFAULT_IMAGE_PULL_SECRET*`.
+async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, String> {
+    let spec = pod.spec.as_ref();
+    let mut secrets: Vec<(String, String)> = spec
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(|r| (namespace.to_string(), r.name.clone()))
+        .collect();
+    let (sa_namespace, sa_name) = match (&ctx.settings.default_pull_secret, secrets.is_empty()) {
+        (Some((secret, ns, sa)), true) => {
+            secrets.push((ns.clone(), secret.clone()));
+            (ns.clone(), sa.clone())
+        }
+        _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
+    };
+    if !sa_name.is_empty()
+        && let Some(sa) = ctx.kube.service_account(&sa_namespace, &sa_name).await.map_err(|e| e.to_string())?
+    {
+        secrets.extend(sa.image_pull_secrets.iter().flatten().map(|r| (sa_namespace.clone(), r.name.clone())));
+    }
+    let mut out = Vec::new();
+    for (ns, name) in secrets {
+        match ctx.kube.secret(&ns, &name).await.map_err(|e| e.to_string())? {
+            None => tracing::warn!(secret = %format!("{ns}/{name}"), "image pull secret not found; skipped"),
+            Some(secret) => {
+                let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                match parse_pull_secret(&data) {
+                    Ok(creds) => out.extend(creds),
+                    Err(why) => tracing::warn!(secret = %format!("{ns}/{name}"), "image pull secret skipped: {why}"),
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,399 @@
+//! Image ENTRYPOINT/CMD lookup (spec §5.7) for mutated containers without `command`.
+//!
+//! Differences from Bank-Vaults, on purpose: multi-platform images resolve to the pod's platform
+//! (its `kubernetes.io/os`/`arch` node selector, else `REGISTRY_DEFAULT_PLATFORM`) instead of the
+//! first entry; every matching credential is tried in turn; the cache is bounded, expires, and is
+//! keyed by image, platform and credentials (never shared across pull secrets); one `oci-client`
+//! per lookup, because a client keeps the first credential it sees per registry.
+
+use crate::metrics::Metrics;
+use crate::pod::ImageCommand;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::ImageIndexEntry;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One registry entry of a `kubernetes.io/dockerconfigjson` (or legacy `dockercfg`) Secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DockerAuth {
+    /// Normalized host (`docker.io` for Docker Hub's aliases).
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for DockerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DockerAuth({}, {}, <redacted>)", self.registry, self.username)
+    }
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerEntry>,
+}
+
+#[derive(Deserialize, Default)]
+struct DockerEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `registry:5000/path` → `registry:5000`.
+pub fn normalize_registry(key: &str) -> String {
+    let host = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
+        _ => host,
+    }
+}
+
+/// Credentials from a pull secret's data (`.dockerconfigjson` or `.dockercfg`); entries that
+/// carry no username/password (e.g. only an identity token) are skipped.
+pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerAuth>, String> {
+    let entries: BTreeMap<String, DockerEntry> = if let Some(json) = data.get(".dockerconfigjson") {
+        serde_json::from_slice::<DockerConfig>(json).map_err(|e| format!(".dockerconfigjson is not valid JSON: {e}"))?.auths
+    } else if let Some(json) = data.get(".dockercfg") {
+        serde_json::from_slice(json).map_err(|e| format!(".dockercfg is not valid JSON: {e}"))?
+    } else {
+        return Err("neither .dockerconfigjson nor .dockercfg".into());
+    };
+    let mut out = Vec::new();
+    for (key, entry) in entries {
+        let (username, password) = match (entry.username, entry.password, entry.auth) {
+            (Some(u), Some(p), _) if !u.is_empty() => (u, p),
+            (_, _, Some(auth)) if !auth.is_empty() => {
+                let decoded = STANDARD.decode(auth.trim()).map_err(|_| format!("auth of {key} is not base64"))?;
+                let text = String::from_utf8(decoded).map_err(|_| format!("auth of {key} is not text"))?;
+                let (u, p) = text.split_once(':').ok_or_else(|| format!("auth of {key} is not user:password"))?;
+                (u.to_string(), p.to_string())
+            }
+            _ => continue,
+        };
+        out.push(DockerAuth { registry: normalize_registry(&key), username, password });
+    }
+    Ok(out)
+}
+
+/// `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(s: &str) -> Option<Platform> {
+        let mut parts = s.split('/');
+        let os = parts.next().filter(|p| !p.is_empty())?.to_string();
+        let arch = parts.next().filter(|p| !p.is_empty())?.to_string();
+        let variant = parts.next().map(str::to_string);
+        Some(Platform { os, arch, variant })
+    }
+
+    fn matches(&self, entry: &ImageIndexEntry) -> bool {
+        entry.platform.as_ref().is_some_and(|p| {
+            p.os.to_string() == self.os
+                && p.architecture.to_string() == self.arch
+                && (self.variant.is_none() || p.variant.as_deref() == self.variant.as_deref())
+        })
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.variant {
+            Some(v) => write!(f, "{}/{}/{v}", self.os, self.arch),
+            None => write!(f, "{}/{}", self.os, self.arch),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("image {image} (registry {registry}): {why}")]
+pub struct RegistryError {
+    pub image: String,
+    pub registry: String,
+    pub why: String,
+}
+
+#[derive(Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    config: Option<ContainerConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerConfig {
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    cmd: Option<Vec<String>>,
+}
+
+pub fn image_command_from_config(json: &str) -> Result<ImageCommand, String> {
+    let config: ImageConfig = serde_json::from_str(json).map_err(|e| format!("the image config is not valid JSON: {e}"))?;
+    let c = config.config.unwrap_or_default();
+    Ok(ImageCommand { entrypoint: c.entrypoint.unwrap_or_default(), cmd: c.cmd.unwrap_or_default() })
+}
+
+/// Registries on loopback are reached over plain HTTP, as go-containerregistry does.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
+    };
+    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Bank-Vaults' rule: `:latest` (or no tag) and `imagePullPolicy: Always` may change any time.
+pub fn cacheable(reference: &Reference, pull_policy: Option<&str>) -> bool {
+    pull_policy != Some("Always") && (reference.digest().is_some() || reference.tag().is_some_and(|t| t != "latest"))
+}
+
+type CacheKey = (String, String, u64);
+
+struct Cache {
+    entries: HashMap<CacheKey, (Instant, ImageCommand)>,
+    order: VecDeque<CacheKey>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl Cache {
+    fn get(&mut self, key: &CacheKey) -> Option<ImageCommand> {
+        match self.entries.get(key) {
+            Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
+            Some(_) => {
+                self.entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&mut self, key: CacheKey, value: ImageCommand) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.insert(key.clone(), (Instant::now(), value)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+        // Keys of entries that expired and were removed on `get` linger in `order`; drop them.
+        if self.order.len() > self.capacity * 2 {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
+    }
+}
+
+pub struct Registry {
+    cache: Mutex<Cache>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+pub struct Lookup<'a> {
+    pub image: &'a str,
+    pub pull_policy: Option<&'a str>,
+    pub credentials: &'a [DockerAuth],
+    pub platform: &'a Platform,
+    pub skip_verify: bool,
+}
+
+impl Registry {
+    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>) -> Registry {
+        let cache = Cache { entries: HashMap::new(), order: VecDeque::new(), capacity, ttl };
+        Registry { cache: Mutex::new(cache), timeout, metrics }
+    }
+
+    pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
+        let started = Instant::now();
+        let reference: Reference = lookup.image.parse().map_err(|e| RegistryError {
+            image: lookup.image.into(),
+            registry: "?".into(),
+            why: format!("not a valid image reference: {e}"),
+        })?;
+        let registry = reference.registry().to_string();
+        let error = |why: String| RegistryError { image: lookup.image.into(), registry: registry.clone(), why };
+        let wanted = normalize_registry(&registry);
+        let candidates: Vec<&DockerAuth> = lookup.credentials.iter().filter(|c| c.registry == wanted).collect();
+        let key = {
+            let mut h = DefaultHasher::new();
+            candidates.hash(&mut h);
+            lookup.skip_verify.hash(&mut h);
+            (lookup.image.to_string(), lookup.platform.to_string(), h.finish())
+        };
+        let use_cache = cacheable(&reference, lookup.pull_policy);
+        if use_cache && let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
+            self.metrics.registry_call(&registry, "cached", started.elapsed());
+            return Ok(hit);
+        }
+        let auths: Vec<RegistryAuth> = match candidates.is_empty() {
+            true => vec![RegistryAuth::Anonymous],
+            false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
+        };
+        let mut last = String::new();
+        for auth in auths {
+            match self.fetch(&reference, &auth, lookup).await {
+                Ok(command) => {
+                    self.metrics.registry_call(&registry, "ok", started.elapsed());
+                    if use_cache && let Ok(mut c) = self.cache.lock() {
+                        c.put(key, command.clone());
+                    }
+                    return Ok(command);
+                }
+                Err(e) => last = e,
+            }
+        }
+        self.metrics.registry_call(&registry, "error", started.elapsed());
+        Err(error(last))
+    }
+
+    async fn fetch(&self, reference: &Reference, auth: &RegistryAuth, lookup: &Lookup<'_>) -> Result<ImageCommand, String> {
+        let platform = lookup.platform.clone();
+        let config = ClientConfig {
+            protocol: if is_loopback(reference.registry()) { ClientProtocol::Http } else { ClientProtocol::Https },
+            accept_invalid_certificates: lookup.skip_verify,
+            platform_resolver: Some(Box::new(move |entries: &[ImageIndexEntry]| {
+                entries.iter().find(|e| platform.matches(e)).map(|e| e.digest.clone())
+            })),
+            read_timeout: Some(self.timeout),
+            connect_timeout: Some(self.timeout),
+            ..ClientConfig::default()
+        };
+        let client = Client::new(config);
+        let pulled = tokio::time::timeout(self.timeout * 3, client.pull_manifest_and_config(reference, auth))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout * 3))?;
+        let (_, _, config) = pulled.map_err(|e| describe(&e, lookup.platform))?;
+        image_command_from_config(&config)
+    }
+}
+
+fn describe(e: &oci_client::errors::OciDistributionError, platform: &Platform) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => format!("the registry refused the credentials: {e}"),
+        E::ImageIndexParsingNoPlatformResolverError => format!("no {platform} image in the index: {e}"),
+        E::ImageManifestNotFoundError(m) if m.contains("platform") => format!("the image index has no {platform} image"),
+        _ => {
+            // Include the source chain: "error sending request" alone says nothing.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(key: &str, json: &str) -> BTreeMap<String, Vec<u8>> {
+        [(key.to_string(), json.as_bytes().to_vec())].into()
+    }
+
+    #[test]
+    fn pull_secrets() {
+        let auth = STANDARD.encode("bob:pa:ss");
+        let json = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.example:5000":{{"username":"u","password":"p","email":"e"}},"token-only.io":{{"identitytoken":"x"}}}}}}"#
+        );
+        let creds = parse_pull_secret(&secret(".dockerconfigjson", &json)).unwrap();
+        assert_eq!(creds.len(), 2);
+        assert_eq!((creds[0].registry.as_str(), creds[0].username.as_str(), creds[0].password.as_str()), ("docker.io", "bob", "pa:ss"));
+        assert_eq!((creds[1].registry.as_str(), creds[1].username.as_str()), ("reg.example:5000", "u"));
+        let legacy = parse_pull_secret(&secret(".dockercfg", r#"{"quay.io":{"username":"q","password":"w"}}"#)).unwrap();
+        assert_eq!(legacy[0].registry, "quay.io");
+        assert!(parse_pull_secret(&secret(".dockerconfigjson", "{")).unwrap_err().contains(".dockerconfigjson"));
+        assert!(parse_pull_secret(&secret(".dockerconfigjson", r#"{"auths":{"r":{"auth":"***"}}}"#)).unwrap_err().contains("auth of r"));
+        assert!(parse_pull_secret(&BTreeMap::new()).is_err());
+        assert!(!format!("{:?}", creds[0]).contains("pa:ss"), "Debug never shows the password");
+    }
+
+    #[test]
+    fn registries() {
+        assert_eq!(normalize_registry("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalize_registry("http://Reg.Example:5000/x"), "reg.example:5000");
+        for (r, loopback) in [("127.0.0.1:5000", true), ("localhost:5000", true), ("localhost", true), ("[::1]:5000", true), ("127.1.2.3", true),
+            ("ghcr.io", false), ("10.0.0.1:5000", false), ("localhost.evil.com", false)] {
+            assert_eq!(is_loopback(r), loopback, "{r}");
+        }
+    }
+
+    #[test]
+    fn caching_rule() {
+        // Bank-Vaults' TestIsAllowedToCache, plus digests.
+        let r = |s: &str| s.parse::<Reference>().unwrap();
+        assert!(cacheable(&r("foo:bar"), None));
+        assert!(!cacheable(&r("foo"), None));
+        assert!(!cacheable(&r("foo:latest"), None));
+        assert!(!cacheable(&r("foo:bar"), Some("Always")));
+        assert!(cacheable(&r("foo@sha256:0000000000000000000000000000000000000000000000000000000000000000"), None));
+    }
+
+    #[test]
+    fn bounded_expiring_cache() {
+        let mut c = Cache { entries: HashMap::new(), order: VecDeque::new(), capacity: 2, ttl: Duration::from_millis(50) };
+        let k = |i: u64| ("img".to_string(), "linux/amd64".to_string(), i);
+        let v = |s: &str| ImageCommand { entrypoint: vec![s.into()], cmd: vec![] };
+        c.put(k(1), v("a"));
+        c.put(k(2), v("b"));
+        c.put(k(3), v("c"));
+        assert_eq!(c.get(&k(1)), None, "oldest evicted");
+        assert_eq!(c.get(&k(3)), Some(v("c")));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.get(&k(3)), None, "expired");
+        for i in 0..100 {
+            c.put(k(i), v("x"));
+        }
+        assert!(c.entries.len() <= 2 && c.order.len() <= 4);
+    }
+
+    #[test]
+    fn image_configs() {
+        let cmd = image_command_from_config(r#"{"architecture":"amd64","config":{"Entrypoint":["/bin/app"],"Cmd":["--flag"]}}"#).unwrap();
+        assert_eq!(cmd, ImageCommand { entrypoint: vec!["/bin/app".into()], cmd: vec!["--flag".into()] });
+        let only = image_command_from_config(r#"{"config":{"Entrypoint":null,"Cmd":["sh"]}}"#).unwrap();
+        assert_eq!(only, ImageCommand { entrypoint: vec![], cmd: vec!["sh".into()] });
+        assert_eq!(image_command_from_config("{}").unwrap(), ImageCommand::default());
+        assert!(image_command_from_config("[").is_err());
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().to_string(), "linux/arm64/v8");
+        assert_eq!(Platform::parse("linux/amd64").unwrap().variant, None);
+        assert!(Platform::parse("linux").is_none() && Platform::parse("/amd64").is_none());
+    }
+}
