@@ -6,4 +6,6 @@ bash "$ROOT/scripts/install.sh"
 BAO_BIN=$(bao_bin)
 export BAO_BIN
 cd "$ROOT"
+# The webhook's black-box tests run its binary, which `cargo test` alone does not build.
+cargo build -p vault-env-webhook --bin vault-secrets-webhook --locked
 cargo test --workspace --locked "$@"

@@ -17,3 +17,5 @@ mod resolve;
 mod supervise;
 /// Custom CA, skip-verify, server name, mTLS.
 mod tls;
+/// vault-secrets-webhook over HTTPS: AdmissionReviews, Kubernetes reads, registry lookups.
+mod webhook;

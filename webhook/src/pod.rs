@@ -55,7 +55,7 @@ fn containers(pod: &Pod) -> impl Iterator<Item = (Target, &Container)> {
     init.iter().enumerate().map(tag(true)).chain(app.iter().enumerate().map(tag(false)))
 }
 
-pub fn container<'a>(pod: &'a Pod, target: Target) -> Option<&'a Container> {
+pub fn container(pod: &Pod, target: Target) -> Option<&Container> {
     containers(pod).find(|(t, _)| *t == target).map(|(_, c)| c)
 }
 

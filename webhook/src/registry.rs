@@ -274,10 +274,36 @@ impl Registry {
         Err(error(last))
     }
 
+    /// HTTPS; for loopback registries plain HTTP after that, as go-containerregistry does.
     async fn fetch(&self, reference: &Reference, auth: &RegistryAuth, lookup: &Lookup<'_>) -> Result<ImageCommand, String> {
+        let protocols = match is_loopback(reference.registry()) {
+            true => vec![ClientProtocol::Https, ClientProtocol::Http],
+            false => vec![ClientProtocol::Https],
+        };
+        let mut errors = Vec::new();
+        for protocol in protocols {
+            let scheme = if protocol == ClientProtocol::Http { "http" } else { "https" };
+            match self.fetch_with(reference, auth, lookup, protocol).await {
+                Ok(command) => return Ok(command),
+                // The registry answered and refused: another scheme won't help.
+                Err((why, true)) => return Err(why),
+                Err((why, false)) => errors.push(format!("{scheme}: {why}")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// The error says whether the registry itself answered (then no fallback is tried).
+    async fn fetch_with(
+        &self,
+        reference: &Reference,
+        auth: &RegistryAuth,
+        lookup: &Lookup<'_>,
+        protocol: ClientProtocol,
+    ) -> Result<ImageCommand, (String, bool)> {
         let platform = lookup.platform.clone();
         let config = ClientConfig {
-            protocol: if is_loopback(reference.registry()) { ClientProtocol::Http } else { ClientProtocol::Https },
+            protocol,
             accept_invalid_certificates: lookup.skip_verify,
             platform_resolver: Some(Box::new(move |entries: &[ImageIndexEntry]| {
                 entries.iter().find(|e| platform.matches(e)).map(|e| e.digest.clone())
@@ -289,10 +315,15 @@ impl Registry {
         let client = Client::new(config);
         let pulled = tokio::time::timeout(self.timeout * 3, client.pull_manifest_and_config(reference, auth))
             .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout * 3))?;
-        let (_, _, config) = pulled.map_err(|e| describe(&e, lookup.platform))?;
-        image_command_from_config(&config)
+            .map_err(|_| (format!("no answer within {:?}", self.timeout * 3), false))?;
+        let (_, _, config) = pulled.map_err(|e| (describe(&e, lookup.platform), answered(&e)))?;
+        image_command_from_config(&config).map_err(|e| (e, true))
     }
+}
+
+fn answered(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    !matches!(e, E::RequestError(_) | E::GenericError(_) | E::IoError(_))
 }
 
 fn describe(e: &oci_client::errors::OciDistributionError, platform: &Platform) -> String {
