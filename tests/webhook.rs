@@ -416,3 +416,195 @@ fn pods_needing_no_read_work_without_an_api_server() {
     let message = answer["response"]["status"]["message"].as_str().unwrap();
     assert!(message.contains("container a") && message.contains("Kubernetes API"), "{message}");
 }
+
+/// Debian's docker-registry (CNCF distribution) on a free loopback port.
+pub struct Registry {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    pub host: String,
+    base: String,
+    push_args: Vec<String>,
+}
+
+impl Registry {
+    /// Plain HTTP, no auth.
+    pub fn plain() -> Registry {
+        Registry::start(None)
+    }
+
+    /// TLS (a CA of the test's) and htpasswd basic auth for `user`/`password`.
+    pub fn secure(user: &str, password: &str) -> Registry {
+        Registry::start(Some((user, password)))
+    }
+
+    fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: test-secret\n",
+            dir.path().join("data").display()
+        );
+        let mut push_args = Vec::new();
+        let scheme = match auth {
+            None => "http",
+            Some((user, password)) => {
+                let (ca, cert, key) = ca_and_cert(dir.path(), "registry", "IP:127.0.0.1");
+                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+                std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    cert.display(),
+                    key.display(),
+                    dir.path().join("htpasswd").display()
+                ));
+                push_args = vec!["--user".into(), format!("{user}:{password}"), "--cacert".into(), ca.display().to_string()];
+                "https"
+            }
+        };
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        // The registry reads every REGISTRY_* variable as configuration: start it with none.
+        let proc = Proc(
+            Command::new("docker-registry")
+                .arg("serve")
+                .arg(dir.path().join("config.yml"))
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("docker-registry (Debian package docker-registry)"),
+        );
+        let base = format!("{scheme}://{host}");
+        let ready = busy_wait(Duration::from_secs(15), || {
+            let out = Command::new("curl").args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/v2/")]).output().unwrap();
+            matches!(&out.stdout[..], b"200" | b"401")
+        });
+        assert!(ready, "registry: {}", std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default());
+        Registry { _proc: proc, _dir: dir, host, base, push_args }
+    }
+
+    /// Pushes `repo:tag` (see tests/fixtures/oci_push.py for the kinds).
+    pub fn push(&self, repo: &str, tag: &str, kind: &str) {
+        let out = Command::new("python3")
+            .arg(fixtures().join("oci_push.py"))
+            .args([&self.base, repo, tag, kind])
+            .args(&self.push_args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "push {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image, "env": [{"name": "S", "value": "vault:secret/data/a#b"}]}))
+        .collect();
+    let mut pod = pod_with(json!(containers), annotations);
+    for (k, v) in extra_spec.as_object().unwrap() {
+        pod["spec"][k] = v.clone();
+    }
+    pod
+}
+
+fn args_of(hook: &Webhook, pod: Value) -> Result<Vec<Vec<String>>, String> {
+    let review = review_of(pod);
+    let (code, answer) = hook.post("/pods", &review);
+    assert_eq!(code, 200, "{answer}");
+    if answer["response"]["allowed"] == false {
+        return Err(answer["response"]["status"]["message"].as_str().unwrap_or_default().to_string());
+    }
+    let pod = as_pod(&apply(&review, &answer).expect("a patch"));
+    Ok(pod.spec.unwrap().containers.iter().map(|c| c.args.clone().unwrap_or_default()).collect())
+}
+
+#[test]
+fn image_entrypoint_and_cmd_from_a_plain_registry() {
+    let registry = Registry::plain();
+    for (tag, kind) in [("docker", "docker"), ("oci", "oci"), ("cmdonly", "cmdonly"), ("multi", "multi")] {
+        registry.push("app", tag, kind);
+    }
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig)]);
+    let image = |tag: &str| format!("{}/app:{tag}", registry.host);
+    let (docker, oci, cmdonly, multi) = (image("docker"), image("oci"), image("cmdonly"), image("multi"));
+    let args = args_of(&hook, commandless_pod(&[&docker, &oci, &cmdonly, &multi], json!({}), json!({}))).unwrap();
+    let flag = vec!["/bin/app".to_string(), "--flag".to_string()];
+    assert_eq!(args, [flag.clone(), flag.clone(), flag.clone(), flag.clone()], "index resolved to linux/amd64, not its first entry");
+    // The pod's node selector picks the platform.
+    let arm = args_of(&hook, commandless_pod(&[&multi], json!({}), json!({"nodeSelector": {"kubernetes.io/arch": "arm64"}}))).unwrap();
+    assert_eq!(arm, [["/bin/app", "--flag", "--arm64"]]);
+    // Container args replace the image's Cmd.
+    let mut pod = commandless_pod(&[&docker], json!({}), json!({}));
+    pod["spec"]["containers"][0]["args"] = json!(["--other"]);
+    assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--other"]]);
+    // A missing image names image and registry.
+    let missing = image("nope");
+    let error = args_of(&hook, commandless_pod(&[&missing], json!({}), json!({}))).unwrap_err();
+    assert!(error.contains(&format!("image {missing} (registry {})", registry.host)) && error.contains("container c0"), "{error}");
+    // Tagged images are cached: the second lookup of the same image does not reach the registry.
+    let metrics = hook.get("/metrics").1;
+    assert!(metrics.contains(&format!(r#"vault_webhook_registry_lookups_total{{target="{}",outcome="cached"}}"#, registry.host)), "{metrics}");
+    assert!(api.requests().contains(&"/api/v1/namespaces/shop/serviceaccounts/app".to_string()), "pull secrets of the ServiceAccount are looked for");
+}
+
+#[test]
+fn registry_with_tls_and_basic_auth_uses_pull_secrets() {
+    let registry = Registry::secure("puller", "s3cret-pw");
+    registry.push("private/app", "1", "docker");
+    let api = KubeApi::start();
+    let config = |user: &str, password: &str| {
+        let auth = STANDARD.encode(format!("{user}:{password}"));
+        json!({"auths": {registry.host.clone(): {"auth": auth, "email": "x@example.com"}}}).to_string()
+    };
+    api.secret("shop", "regcred", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("puller", "s3cret-pw").as_bytes())]);
+    api.secret("shop", "stale", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("puller", "old-pw").as_bytes())]);
+    api.put("shop", "serviceaccounts", "builder", json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "builder", "namespace": "shop"}, "imagePullSecrets": [{"name": "regcred"}]}));
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig)]);
+    let image = format!("{}/private/app:1", registry.host);
+    let skip = json!({"vault.security.banzaicloud.io/registry-skip-verify": "true"});
+    let want = [["/bin/app", "--flag"]];
+
+    // The pod's pull secret; a stale credential before it is tried and skipped.
+    let pod = commandless_pod(&[&image], skip.clone(), json!({"imagePullSecrets": [{"name": "stale"}, {"name": "regcred"}]}));
+    assert_eq!(args_of(&hook, pod).unwrap(), want);
+    // The ServiceAccount's pull secret.
+    let mut pod = commandless_pod(&[&image], skip.clone(), json!({}));
+    pod["spec"]["serviceAccountName"] = json!("builder");
+    assert_eq!(args_of(&hook, pod).unwrap(), want);
+    // Without credentials: refused, and the error names image and registry but no password.
+    let error = args_of(&hook, commandless_pod(&[&image], skip.clone(), json!({}))).unwrap_err();
+    assert!(error.contains(&format!("image {image} (registry {})", registry.host)), "{error}");
+    // Without registry-skip-verify the registry's self-signed certificate is refused.
+    let pod = commandless_pod(&[&image], json!({}), json!({"imagePullSecrets": [{"name": "regcred"}]}));
+    let error = args_of(&hook, pod).unwrap_err();
+    assert!(error.contains("https") && error.contains(&registry.host), "{error}");
+    assert!(!hook.log().contains("s3cret-pw") && !error.contains("s3cret-pw"), "credentials never logged");
+}
+
+#[test]
+fn default_pull_secret_for_pods_without_one() {
+    let registry = Registry::secure("ci", "ci-pass");
+    registry.push("team/app", "2", "oci");
+    let api = KubeApi::start();
+    let auth = STANDARD.encode("ci:ci-pass");
+    let dockerconfig = json!({"auths": {registry.host.clone(): {"auth": auth}}}).to_string();
+    api.secret("infra", "global-pull", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", dockerconfig.as_bytes())]);
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("DEFAULT_IMAGE_PULL_SECRET", "global-pull"),
+        ("DEFAULT_IMAGE_PULL_SECRET_NAMESPACE", "infra"),
+        ("REGISTRY_SKIP_VERIFY", "true"),
+    ]);
+    let image = format!("{}/team/app:2", registry.host);
+    assert_eq!(args_of(&hook, commandless_pod(&[&image], json!({}), json!({}))).unwrap(), [["/bin/app", "--flag"]]);
+    assert!(api.requests().contains(&"/api/v1/namespaces/infra/secrets/global-pull".to_string()));
+}

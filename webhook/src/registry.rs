@@ -286,7 +286,11 @@ impl Registry {
             match self.fetch_with(reference, auth, lookup, protocol).await {
                 Ok(command) => return Ok(command),
                 // The registry answered and refused: another scheme won't help.
-                Err((why, true)) => return Err(why),
+                Err((why, true)) if errors.is_empty() => return Err(why),
+                Err((why, true)) => {
+                    errors.push(format!("{scheme}: {why}"));
+                    break;
+                }
                 Err((why, false)) => errors.push(format!("{scheme}: {why}")),
             }
         }
