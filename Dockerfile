@@ -1,6 +1,9 @@
-# Static vault-env in a scratch image. vault-env is built alone (-p) so that no workspace feature
-# leaks into it, with the small release profile (opt-level z, fat LTO, panic=abort, strip).
-FROM rust:1.88-bookworm AS build
+# Two small static images from one build stage:
+#   docker build --target vault-env -t ghcr.io/vault-env/vault-env:0.1.0 .
+#   docker build --target vault-secrets-webhook -t ghcr.io/vault-env/vault-secrets-webhook:0.1.0 .
+# Each binary is built alone (-p) so that no workspace feature leaks into the other, with the
+# release profile (opt-level z, fat LTO, panic=abort, strip), for musl (fully static).
+FROM rust:1.89-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add x86_64-unknown-linux-musl
@@ -8,9 +11,20 @@ WORKDIR /src
 COPY . .
 ENV CC_x86_64_unknown_linux_musl=musl-gcc
 RUN cargo build --release --locked -p vault-env --target x86_64-unknown-linux-musl \
- && cp target/x86_64-unknown-linux-musl/release/vault-env /vault-env
+ && cargo build --release --locked -p vault-env-webhook --bin vault-secrets-webhook --target x86_64-unknown-linux-musl \
+ && cp target/x86_64-unknown-linux-musl/release/vault-env target/x86_64-unknown-linux-musl/release/vault-secrets-webhook /
 
-FROM scratch
+# The webhook: HTTPS only; its certificate comes from a mounted Secret (see deploy/).
+FROM scratch AS vault-secrets-webhook
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /vault-secrets-webhook /usr/local/bin/vault-secrets-webhook
+USER 65534:65534
+EXPOSE 8443
+ENTRYPOINT ["/usr/local/bin/vault-secrets-webhook"]
+
+# vault-env: the webhook's init container runs `vault-env --copy-to /vault/` (no shell needed);
+# also usable as a Dockerfile ENTRYPOINT. Last, so a plain `docker build .` gives this image.
+FROM scratch AS vault-env
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /vault-env /usr/local/bin/vault-env
 USER 65534:65534

@@ -19,3 +19,5 @@ mod supervise;
 mod tls;
 /// vault-secrets-webhook over HTTPS: AdmissionReviews, Kubernetes reads, registry lookups.
 mod webhook;
+/// The rendered deployment manifests, read as the API server would.
+mod deploy;
