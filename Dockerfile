@@ -2,7 +2,8 @@
 #   docker build --target vault-env -t ghcr.io/vault-env/vault-env:0.1.0 .
 #   docker build --target vault-secrets-webhook -t ghcr.io/vault-env/vault-secrets-webhook:0.1.0 .
 # Each binary is built alone (-p) so that no workspace feature leaks into the other, with the
-# release profile (opt-level z, fat LTO, panic=abort, strip), for musl (fully static).
+# release profile (opt-level z, fat LTO, panic=abort, strip; the webhook with opt-level 3), for
+# musl (fully static).
 FROM rust:1.89-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/* \
@@ -11,8 +12,8 @@ WORKDIR /src
 COPY . .
 ENV CC_x86_64_unknown_linux_musl=musl-gcc
 RUN cargo build --release --locked -p vault-env --target x86_64-unknown-linux-musl \
- && cargo build --release --locked -p vault-env-webhook --bin vault-secrets-webhook --target x86_64-unknown-linux-musl \
- && cp target/x86_64-unknown-linux-musl/release/vault-env target/x86_64-unknown-linux-musl/release/vault-secrets-webhook /
+ && cargo build --profile release-webhook --locked -p vault-env-webhook --bin vault-secrets-webhook --target x86_64-unknown-linux-musl \
+ && cp target/x86_64-unknown-linux-musl/release/vault-env target/x86_64-unknown-linux-musl/release-webhook/vault-secrets-webhook /
 
 # The webhook: HTTPS only; its certificate comes from a mounted Secret (see deploy/).
 FROM scratch AS vault-secrets-webhook

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Benchmarks vault-secrets-webhook over HTTPS on this machine and prints the figures:
+#   1. a 5-container pod with references (no registry call): p50/p99 at a paced 1,000 requests/s,
+#      and the maximum throughput
+#   2. the same pod without `command` in its containers: the image lookup is served from the cache
+#      (plus the ServiceAccount read for pull secrets, answered by the fixture Kubernetes API)
+#   3. the ceiling: Debian's nginx answering a fixed AdmissionReview over HTTPS, same load
+# Targets (issue 4): p99 <= 1 ms at 1,000 rps; throughput >= 25 % of the nginx ceiling.
+# Load: wrk (2 threads); pacing through wrk's delay() hook. Load generator and server share the
+# machine's cores, for the webhook and for nginx alike.
+. "$(dirname "$0")/lib.sh"
+bash "$ROOT/scripts/install.sh"
+apt_install wrk nginx-light
+DURATION=${DURATION:-10}
+log "building vault-secrets-webhook (release-webhook profile, as shipped)"
+cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --manifest-path "$ROOT/Cargo.toml"
+WH="$ROOT/target/release-webhook/vault-secrets-webhook"
+B="$STATE/bench-webhook"; rm -rf "$B"; mkdir -p "$B"
+trap 'stop_pid "${WH_PID:-}"; stop_pid "${NGINX_PID:-}"; stop_pid "${REG_PID:-}"; stop_pid "${API_PID:-}"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$B/tls.key" -out "$B/tls.crt" 2>/dev/null
+
+# --- fixtures: a plain registry with one image, and the Kubernetes API stand-in
+REG_PORT=$(free_port)
+cat >"$B/registry.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $B/registry}}
+http: {addr: 127.0.0.1:$REG_PORT, secret: bench}
+YML
+env -i PATH=/usr/bin:/bin docker-registry serve "$B/registry.yml" >"$B/registry.log" 2>&1 & REG_PID=$!
+wait_for 15 registry curl -fsS "http://127.0.0.1:$REG_PORT/v2/"
+python3 "$ROOT/tests/fixtures/oci_push.py" "http://127.0.0.1:$REG_PORT" app 1 oci
+mkdir -p "$B/api"
+python3 "$ROOT/tests/fixtures/kube_api.py" "$B/api" "$B/api.port" & API_PID=$!
+wait_for 10 "fixture API" test -s "$B/api.port"
+cat >"$B/kubeconfig" <<YML
+apiVersion: v1
+kind: Config
+current-context: b
+clusters: [{name: b, cluster: {server: "http://127.0.0.1:$(cat "$B/api.port")"}}]
+contexts: [{name: b, context: {cluster: b, user: b}}]
+users: [{name: b, user: {token: t}}]
+YML
+
+# --- the reviews: 5 containers, each with references
+python3 - "$B" "127.0.0.1:$REG_PORT/app:1" <<'PY'
+import json, sys, copy
+d, image = sys.argv[1], sys.argv[2]
+def review(with_command):
+    cs = []
+    for i in range(5):
+        c = {"name": f"c{i}", "image": image if not with_command else f"registry.example/app{i}:1",
+             "env": [{"name": "DB_PASSWORD", "value": f"vault:secret/data/app{i}#password"},
+                     {"name": "URL", "value": "https://u:${vault:secret/data/app#key}@api"},
+                     {"name": "PLAIN", "value": "x"}],
+             "volumeMounts": [{"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True}]}
+        if with_command:
+            c["command"] = ["/app/server"]; c["args"] = ["--port=8080"]
+        cs.append(c)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "app-", "namespace": "shop",
+           "annotations": {"vault.security.banzaicloud.io/vault-env-daemon": "true"}},
+           "spec": {"serviceAccountName": "app", "containers": cs, "volumes": [{"name": "kube-api-access-x", "emptyDir": {}}]}}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "b3c1f7d2-0000-4000-8000-000000000001", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "shop", "operation": "CREATE",
+        "userInfo": {"username": "bench"}, "object": pod, "oldObject": None, "dryRun": False}}
+json.dump(review(True), open(f"{d}/pod.json", "w"))
+json.dump(review(False), open(f"{d}/pod-registry.json", "w"))
+PY
+
+# wrk script: POST the body; with PACE_MS, each connection waits that long between requests.
+lua() { # BODYFILE PACE_MS
+  cat >"$B/post-$(basename "$1" .json)-$2.lua" <<LUA
+local f = io.open("$1", "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "application/json"
+function delay() return $2 end
+LUA
+  echo "$B/post-$(basename "$1" .json)-$2.lua"
+}
+
+# run NAME URL BODY -> "p50_ms p99_ms rps_paced rps_max"
+run() {
+  local name=$1 url=$2 body=$3
+  # paced: 10 connections x 1 request / 10 ms = 1,000 requests/s
+  wrk -t2 -c10 -d"${DURATION}s" --latency -s "$(lua "$body" 10)" "$url" >"$B/$name-paced.txt" 2>&1
+  wrk -t2 -c64 -d"${DURATION}s" --latency -s "$(lua "$body" 0)" "$url" >"$B/$name-max.txt" 2>&1
+  python3 - "$B/$name-paced.txt" "$B/$name-max.txt" <<'PY'
+import re, sys
+def ms(v):
+    n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+paced, mx = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+for t in (paced, mx):
+    if "Non-2xx" in t or "errors:" in t and "Socket errors" in t:
+        print("ERRORS in wrk output:\n" + t, file=sys.stderr)
+p50 = ms(re.search(r"\s50%\s+(\S+)", paced).group(1)); p99 = ms(re.search(r"\s99%\s+(\S+)", paced).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", paced).group(1)); top = float(re.search(r"Requests/sec:\s+([\d.]+)", mx).group(1))
+print(f"{p50:.3f} {p99:.3f} {rps:.0f} {top:.0f}")
+PY
+}
+
+# --- the webhook
+WH_PORT=$(free_port)
+env -i PATH=/usr/bin:/bin TLS_CERT_FILE="$B/tls.crt" TLS_PRIVATE_KEY_FILE="$B/tls.key" LISTEN_ADDRESS="127.0.0.1:$WH_PORT" \
+  LOG_LEVEL=warn KUBECONFIG="$B/kubeconfig" "$WH" >"$B/webhook.log" 2>&1 & WH_PID=$!
+wait_for 15 webhook curl -fsk "https://127.0.0.1:$WH_PORT/healthz"
+URL="https://127.0.0.1:$WH_PORT/pods?timeout=10s"
+curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod.json" "$URL" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
+  || die "the webhook did not mutate the benchmark pod"
+curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod-registry.json" "$URL" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
+  || die "the webhook did not mutate the registry pod: $(tail -3 "$B/webhook.log")"
+log "webhook: 5-container pod, no registry call"
+read -r W50 W99 WRPS WMAX < <(run webhook "$URL" "$B/pod.json")
+log "webhook: 5 containers without command (cached image lookups + ServiceAccount read)"
+read -r R50 R99 RRPS RMAX < <(run registry "$URL" "$B/pod-registry.json")
+WH_RSS=$(awk '/VmHWM/ {print $2}' "/proc/$WH_PID/status")
+stop_pid "$WH_PID"; WH_PID=
+
+# --- the ceiling: nginx answering a fixed AdmissionReview over HTTPS
+NG_PORT=$(free_port)
+ANSWER=$(curl -fsk -X POST --data-binary @"$B/pod.json" "$URL" 2>/dev/null || true)
+mkdir -p "$B/nginx"
+cat >"$B/nginx/nginx.conf" <<NGX
+worker_processes 2;
+pid $B/nginx/nginx.pid;
+error_log $B/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $B/nginx/body; proxy_temp_path $B/nginx/proxy; fastcgi_temp_path $B/nginx/fcgi;
+  uwsgi_temp_path $B/nginx/uwsgi; scgi_temp_path $B/nginx/scgi;
+  client_max_body_size 8m; client_body_buffer_size 64k;
+  server {
+    listen 127.0.0.1:$NG_PORT ssl http2;
+    ssl_certificate $B/tls.crt; ssl_certificate_key $B/tls.key;
+    location /pods { default_type application/json; return 200 '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b3c1f7d2-0000-4000-8000-000000000001","allowed":true,"patchType":"JSONPatch","patch":"W10="}}'; }
+  }
+}
+NGX
+nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" -g 'daemon off;' & NGINX_PID=$!
+wait_for 10 nginx curl -fsk -X POST -d '{}' "https://127.0.0.1:$NG_PORT/pods"
+log "nginx: fixed AdmissionReview"
+read -r N50 N99 NRPS NMAX < <(run nginx "https://127.0.0.1:$NG_PORT/pods?timeout=10s" "$B/pod.json")
+
+python3 - "$W50" "$W99" "$WRPS" "$WMAX" "$R50" "$R99" "$RRPS" "$RMAX" "$N50" "$N99" "$NRPS" "$NMAX" "$WH_RSS" "$DURATION" <<'PY'
+import sys
+w50, w99, wrps, wmax, r50, r99, rrps, rmax, n50, n99, nrps, nmax = map(float, sys.argv[1:13])
+rss, dur = int(sys.argv[13]), sys.argv[14]
+print(f"\nvault-secrets-webhook over HTTPS, 2 wrk threads, {dur} s per run (this machine)\n")
+print(f"{'':44} {'p50 ms':>8} {'p99 ms':>8} {'paced rps':>10} {'max rps':>9}")
+print(f"{'webhook, 5-container pod (no registry)':44} {w50:8.3f} {w99:8.3f} {wrps:10.0f} {wmax:9.0f}")
+print(f"{'webhook, 5 containers, cached image lookup':44} {r50:8.3f} {r99:8.3f} {rrps:10.0f} {rmax:9.0f}")
+print(f"{'nginx, fixed AdmissionReview (ceiling)':44} {n50:8.3f} {n99:8.3f} {nrps:10.0f} {nmax:9.0f}")
+print(f"\np99 at ~1,000 rps: {w99:.3f} ms (target <= 1 ms: {'met' if w99 <= 1 else 'MISSED'})")
+print(f"throughput: {wmax:.0f} / {nmax:.0f} rps = {100*wmax/nmax:.0f} % of the nginx ceiling (target >= 25 %: {'met' if wmax >= 0.25*nmax else 'MISSED'})")
+print(f"webhook peak RSS: {rss/1024:.1f} MiB")
+PY
