@@ -203,6 +203,10 @@ mod tests {
         plain["spec"]["containers"][0]["env"][0]["value"] = json!("not a reference");
         let a = review_pod(&c, &review(V1, "CREATE", plain)).await;
         assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
+        // Opted out: not even a bad annotation matters.
+        let skip = app_pod(json!({"vault.security.banzaicloud.io/mutate": "skip", "vault.security.banzaicloud.io/vault-env-daemon": "?"}));
+        let a = review_pod(&c, &review(V1, "CREATE", skip)).await;
+        assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
         let text = c.metrics.encode();
         assert!(text.contains(r#"operation="UPDATE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
     }

@@ -133,7 +133,7 @@ impl PodConfig {
         settings: &Settings,
     ) -> Result<PodConfig, Vec<AnnotationError>> {
         let mut r = Reader { annotations, errors: Vec::new() };
-        let skip = r.string("mutate", "") == "skip" || labels.get(MUTATE_LABEL).is_some_and(|v| v == "skip");
+        let skip = skipped(annotations, labels);
         let auth_method = r.string("vault-auth-method", &settings.auth_method);
         let path = r.string("vault-path", &settings.path);
         let addr = r.parsed("vault-addr", settings.vault_addr.clone(), "an http:// or https:// address with a host", |s| {
@@ -203,6 +203,12 @@ impl PodConfig {
             false => Err(r.errors),
         }
     }
+}
+
+/// Opted out with the `mutate: skip` annotation or the `security.banzaicloud.io/mutate: skip` label.
+pub fn skipped(annotations: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    let r = Reader { annotations, errors: Vec::new() };
+    r.string("mutate", "") == "skip" || labels.get(MUTATE_LABEL).is_some_and(|v| v == "skip")
 }
 
 /// An address vault-env can use: http(s), a host, no credentials, query or fragment.

@@ -2,7 +2,7 @@
 //! containers to mutate → registry lookups for containers without `command` → patch. The
 //! decisions are the pure functions of [`crate::pod`]; this module does the reads between them.
 
-use crate::annotations::{ObjectInfo, PodConfig};
+use crate::annotations::{self, ObjectInfo, PodConfig};
 use crate::kube_api::KubeApi;
 use crate::metrics::Metrics;
 use crate::pod::{self, Fetched, ImageCommand, Source, Target};
@@ -56,13 +56,13 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    if annotations::skipped(annotations, labels) || pod::already_mutated(pod) {
+        return Ok(None);
+    }
     let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.settings).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("pod {who}: {}", list.join("; "))
     })?;
-    if config.skip || pod::already_mutated(pod) {
-        return Ok(None);
-    }
 
     let mut fetched = Fetched::new();
     for (source, name) in pod::sources_to_fetch(pod, &config) {
