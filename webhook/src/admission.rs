@@ -112,14 +112,7 @@ mod tests {
     use crate::settings::Settings;
 
     fn ctx() -> Context {
-        Context::new(
-            Settings::from_vars(&|n: &str| match n {
-                "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
-                "VAULT_ADDR" => Some("https://vault.vault:8200".to_string()),
-                _ => None,
-            })
-            .unwrap(),
-        )
+        Context::new(Settings::for_tests(&[("VAULT_ADDR", "https://vault.vault:8200")]))
     }
 
     fn review(api_version: &str, operation: &str, pod: Value) -> Vec<u8> {

@@ -248,11 +248,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings::from_vars(&|n: &str| match n {
-            "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
-            _ => None,
-        })
-        .unwrap()
+        Settings::for_tests(&[])
     }
 
     fn config(pairs: &[(&str, &str)]) -> Result<PodConfig, Vec<AnnotationError>> {

@@ -100,9 +100,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
 }
 
 fn referring_container(pod: &Pod, source: Source, name: &str) -> String {
-    let spec = pod.spec.as_ref();
-    let all = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default().iter().chain(spec.map(|s| s.containers.as_slice()).unwrap_or_default());
-    for c in all {
+    for (_, c) in pod::containers(pod) {
         let by_env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|f| match source {
             Source::Secret => f.secret_key_ref.as_ref().is_some_and(|r| r.name == name),
             Source::ConfigMap => f.config_map_key_ref.as_ref().is_some_and(|r| r.name == name),

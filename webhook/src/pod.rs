@@ -47,7 +47,8 @@ pub struct ImageCommand {
     pub cmd: Vec<String>,
 }
 
-fn containers(pod: &Pod) -> impl Iterator<Item = (Target, &Container)> {
+/// Init containers, then app containers, each with its place.
+pub fn containers(pod: &Pod) -> impl Iterator<Item = (Target, &Container)> {
     let spec = pod.spec.as_ref();
     let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
     let app = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
@@ -340,11 +341,7 @@ mod tests {
 
     /// The shared `vaultConfig` of Bank-Vaults' pod_test.go (spec §6.2).
     fn bank_vaults_config() -> PodConfig {
-        let settings = Settings::from_vars(&|n: &str| match n {
-            "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
-            _ => None,
-        })
-        .unwrap();
+        let settings = Settings::for_tests(&[]);
         let info = ObjectInfo { name: "", namespace: "default", service_account: "" };
         let mut c = PodConfig::from_annotations(&BTreeMap::new(), &BTreeMap::new(), &info, &settings).unwrap();
         c.addr = "addr".into();

@@ -192,6 +192,19 @@ impl Settings {
         }
     }
 
+    /// Settings with the certificate paths filled in and `vars` on top (unit tests).
+    #[cfg(test)]
+    pub fn for_tests(vars: &[(&str, &str)]) -> Settings {
+        let lookup = |n: &str| match n {
+            "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
+            _ => vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()),
+        };
+        match Settings::from_vars(&lookup) {
+            Ok(s) => s,
+            Err(e) => panic!("test settings: {e:?}"),
+        }
+    }
+
     /// The socket address to bind: Go's `:8443` means every interface.
     pub fn bind_address(addr: &str) -> String {
         match addr.strip_prefix(':') {
