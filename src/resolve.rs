@@ -139,11 +139,28 @@ fn shown_raw(value: &str) -> Option<String> {
 }
 
 pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
-    let mut plan = Plan { from_path: config.from_path.clone(), login: config.auth.login_requested, ..Plan::default() };
+    let values = env
+        .vars()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_str()?, value.to_str()?)))
+        .filter(|(name, _)| !child_env::is_setting(name));
+    let mut plan = plan_values(values, config.transit.key_id.is_some())?;
+    plan.from_path = config.from_path.clone();
+    plan.login = config.auth.login_requested;
+    for fp in &plan.from_path {
+        plan.fetches.insert(Fetch::Read { path: fp.path.clone(), version: fp.version });
+    }
+    Ok(plan)
+}
+
+/// The plan for named values (environment variables, or the webhook's object keys): values
+/// that hold no reference are left out. `has_transit_key` says whether encrypted values can be
+/// decrypted.
+pub fn plan_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>, has_transit_key: bool) -> Result<Plan, Vec<VarError>> {
+    let mut plan = Plan::default();
     let mut errors = Vec::new();
-    for (name, value) in env.vars() {
-        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else { continue };
-        if child_env::is_setting(name) || !reference::looks_like_reference(value) {
+    for (name, value) in values {
+        if !reference::looks_like_reference(value) {
             continue;
         }
         let parsed = match reference::parse_value(value) {
@@ -157,7 +174,7 @@ pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
         for r in parsed.references() {
             match r {
                 Reference::Transit { ciphertext } => {
-                    if config.transit.key_id.is_none() {
+                    if !has_transit_key {
                         errors.push(VarError { var: name.into(), reference: Some(r.to_string()), cause: Cause::NoTransitKey });
                     }
                     plan.ciphertexts.insert(ciphertext.clone());
@@ -168,9 +185,6 @@ pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
             }
         }
         plan.vars.push((name.to_string(), parsed));
-    }
-    for fp in &plan.from_path {
-        plan.fetches.insert(Fetch::Read { path: fp.path.clone(), version: fp.version });
     }
     if errors.is_empty() { Ok(plan) } else { Err(errors) }
 }

@@ -3,7 +3,10 @@
 //! naming pod, container and annotation, so a pod never starts with unresolved `vault:` values.
 
 use crate::metrics::ReviewLabels;
-use crate::mutate::{Context, mutate_pod, pod_name};
+use crate::mutate::{Context, mutate_object, mutate_pod, object_name, pod_name};
+use crate::objects::Kind;
+use json_patch::Patch;
+use kube::core::DynamicObject;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Pod;
@@ -50,17 +53,58 @@ fn operation_name(op: &Operation) -> &'static str {
     }
 }
 
-/// `POST /pods`.
+/// `POST /pods`. Containers can't change after creation: only CREATE is mutated.
 pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
+    review::<Pod>(ctx, body, "Pod", async |request: &AdmissionRequest<Pod>, namespace: &str| {
+        let namespace = if namespace.is_empty() { "default" } else { namespace };
+        match (&request.operation, &request.object) {
+            (Operation::Create, Some(pod)) => Ok(mutate_pod(ctx, pod, namespace).await?.map(|p| (p, pod_name(pod, namespace)))),
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+/// `POST /secrets`, `POST /configmaps` and `POST /objects`: CREATE and UPDATE are resolved.
+pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind) -> Answer {
+    let label = match kind {
+        Kind::Secret => "Secret",
+        Kind::ConfigMap => "ConfigMap",
+        Kind::Object => "",
+    };
+    review::<DynamicObject>(ctx, body, label, async |request: &AdmissionRequest<DynamicObject>, namespace: &str| {
+        match (&request.operation, &request.object) {
+            (Operation::Create | Operation::Update, Some(object)) => {
+                let object = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+                let patch = mutate_object(ctx, kind, &object, namespace, request.dry_run).await?;
+                Ok(patch.map(|p| (p, object_name(&object, namespace))))
+            }
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
+/// The review around a mutation: parse, call `mutate` (which returns the patch and the object's
+/// name for the log, or why the object is denied), answer, and record the metrics.
+async fn review<T>(
+    ctx: &Context,
+    body: &[u8],
+    kind: &str,
+    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(Patch, String)>, String>,
+) -> Answer
+where
+    T: kube::Resource + serde::de::DeserializeOwned,
+{
     let started = Instant::now();
     let mut labels = ReviewLabels {
-        kind: "Pod".into(),
+        kind: kind.into(),
         operation: String::new(),
         dry_run: String::new(),
         mutated: "false".into(),
         outcome: "invalid".into(),
     };
-    let (status, body) = match parse::<Pod>(body) {
+    let (status, body) = match parse::<T>(body) {
         Err(message) => {
             tracing::warn!("rejected a malformed request: {message}");
             bad_request(message)
@@ -68,30 +112,27 @@ pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
         Ok(request) => {
             labels.operation = operation_name(&request.operation).into();
             labels.dry_run = request.dry_run.to_string();
-            let api_version = request.types.api_version.clone();
-            let namespace = request.namespace.clone().unwrap_or_else(|| "default".into());
+            if labels.kind.is_empty() {
+                labels.kind = request.kind.kind.clone();
+            }
+            let namespace = request.namespace.clone().unwrap_or_default();
             let mut response = json!({"uid": request.uid, "allowed": true});
-            // Containers can't change after creation: only CREATE is mutated.
-            let result = match (&request.operation, &request.object) {
-                (Operation::Create, Some(pod)) => mutate_pod(ctx, pod, &namespace).await.map(|p| (p, pod_name(pod, &namespace))),
-                _ => Ok((None, String::new())),
-            };
-            match result {
-                Ok((Some(patch), who)) => match serde_json::to_vec(&patch) {
+            match mutate(&request, &namespace).await {
+                Ok(Some((patch, who))) => match serde_json::to_vec(&patch) {
                     Ok(bytes) => {
                         response["patchType"] = json!("JSONPatch");
                         response["patch"] = json!(STANDARD.encode(bytes));
                         labels.mutated = "true".into();
                         labels.outcome = "allowed".into();
-                        tracing::info!(pod = %who, operations = patch.0.len(), dry_run = request.dry_run, "pod mutated");
+                        tracing::info!(object = %who, operations = patch.0.len(), dry_run = request.dry_run, "mutated");
                     }
                     Err(e) => {
                         response["allowed"] = json!(false);
-                        response["status"] = json!({"code": 500, "message": format!("pod {who}: cannot encode the patch: {e}")});
+                        response["status"] = json!({"code": 500, "message": format!("{who}: cannot encode the patch: {e}")});
                         labels.outcome = "denied".into();
                     }
                 },
-                Ok((None, _)) => labels.outcome = "allowed".into(),
+                Ok(None) => labels.outcome = "allowed".into(),
                 Err(message) => {
                     tracing::warn!("denied: {message}");
                     response["allowed"] = json!(false);
@@ -99,7 +140,7 @@ pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
                     labels.outcome = "denied".into();
                 }
             }
-            answer(&api_version, response)
+            answer(&request.types.api_version, response)
         }
     };
     ctx.metrics.reviews.get_or_create(&labels).observe(started.elapsed().as_secs_f64());

@@ -123,6 +123,26 @@ impl<'a> Reader<'a> {
     fn int<T: std::str::FromStr>(&mut self, key: &str, default: T) -> T {
         self.parsed(key, default, "a whole number", |s| s.parse().ok())
     }
+
+    /// `vault-role` (else `default_role`), with its template fields filled in.
+    fn role(&mut self, default_role: &str, auth_method: &str, path: &str, object: &ObjectInfo<'_>) -> String {
+        let source = self.get("vault-role").map(|(_, v)| v.trim().to_string()).unwrap_or_else(|| default_role.to_string());
+        let vars = [
+            ("authmethod", auth_method),
+            ("name", object.name),
+            ("namespace", object.namespace),
+            ("path", path),
+            ("serviceaccount", object.service_account),
+        ];
+        match render_role(&source, &vars) {
+            Ok(role) => role,
+            Err(why) => {
+                let annotation = self.get("vault-role").map_or_else(|| "VAULT_ROLE (webhook setting)".to_string(), |(n, _)| n);
+                self.errors.push(AnnotationError { annotation, value: source.clone(), expected: why });
+                source
+            }
+        }
+    }
 }
 
 impl PodConfig {
@@ -144,22 +164,7 @@ impl PodConfig {
             ("", sa) => sa,
             (role, _) => role,
         };
-        let role_source = r.get("vault-role").map(|(_, v)| v.trim().to_string()).unwrap_or_else(|| default_role.to_string());
-        let vars = [
-            ("authmethod", auth_method.as_str()),
-            ("name", object.name),
-            ("namespace", object.namespace),
-            ("path", path.as_str()),
-            ("serviceaccount", object.service_account),
-        ];
-        let role = match render_role(&role_source, &vars) {
-            Ok(role) => role,
-            Err(why) => {
-                let annotation = r.get("vault-role").map_or_else(|| "VAULT_ROLE (webhook setting)".to_string(), |(n, _)| n);
-                r.errors.push(AnnotationError { annotation, value: role_source.clone(), expected: why });
-                role_source
-            }
-        };
+        let role = r.role(default_role, &auth_method, &path, object);
         let token_auth_mount = r.parsed("token-auth-mount", None, "VOLUME:FILE", |s| match s.split_once(':') {
             Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some(Some((v.to_string(), f.to_string()))),
             _ => None,
@@ -197,6 +202,84 @@ impl PodConfig {
             readonly_root_fs: r.bool("readonly-root-fs", settings.readonly_root_fs),
             allow_privilege_escalation: r.bool("psp-allow-privilege-escalation", settings.allow_privilege_escalation),
             registry_skip_verify: r.bool("registry-skip-verify", settings.registry_skip_verify),
+        };
+        match r.errors.is_empty() {
+            true => Ok(config),
+            false => Err(r.errors),
+        }
+    }
+}
+
+/// How the webhook itself reaches Vault for a Secret, ConfigMap or custom object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectConfig {
+    pub skip: bool,
+    /// Checked against `VAULT_ADDR_ALLOWLIST` and the private-address rules, normalized.
+    pub addr: String,
+    pub skip_verify: bool,
+    pub auth_method: String,
+    pub path: String,
+    pub role: String,
+    pub namespace: String,
+    pub tls_secret: String,
+    pub client_timeout: Duration,
+    pub ignore_missing_secrets: bool,
+    pub transit_key_id: String,
+    pub transit_path: String,
+    pub transit_batch_size: u32,
+    /// `vault-serviceaccount`: log in as this ServiceAccount of the object's namespace instead of
+    /// as the webhook.
+    pub service_account: String,
+}
+
+impl ObjectConfig {
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+        name: &str,
+        namespace: &str,
+        settings: &Settings,
+    ) -> Result<ObjectConfig, Vec<AnnotationError>> {
+        let mut r = Reader { annotations, errors: Vec::new() };
+        let skip = skipped(annotations, labels);
+        let auth_method = r.string("vault-auth-method", &settings.auth_method);
+        let path = r.string("vault-path", &settings.path);
+        let addr = match r.get("vault-addr") {
+            None => crate::vault_addr::normalize(&settings.vault_addr),
+            Some((annotation, value)) => match crate::vault_addr::check_object_addr(value, settings) {
+                Ok(addr) => addr,
+                Err(why) => {
+                    r.errors.push(AnnotationError { annotation, value: value.into(), expected: format!("an allowed Vault address: {why}") });
+                    String::new()
+                }
+            },
+        };
+        let skip_verify = match r.get("vault-skip-verify") {
+            Some((annotation, _)) if !settings.allow_object_skip_verify => {
+                tracing::warn!("{annotation} is ignored: VAULT_ALLOW_OBJECT_SKIP_VERIFY is off");
+                settings.skip_verify
+            }
+            _ => r.bool("vault-skip-verify", settings.skip_verify),
+        };
+        let service_account = r.string("vault-serviceaccount", &settings.service_account);
+        let default_role = if settings.role.is_empty() { "default" } else { settings.role.as_str() };
+        let info = ObjectInfo { name, namespace, service_account: &service_account };
+        let role = r.role(default_role, &auth_method, &path, &info);
+        let config = ObjectConfig {
+            skip,
+            addr,
+            skip_verify,
+            auth_method,
+            path,
+            role,
+            namespace: r.string("vault-namespace", &settings.namespace),
+            tls_secret: r.string("vault-tls-secret", &settings.tls_secret),
+            client_timeout: r.parsed("vault-client-timeout", settings.client_timeout, "a duration such as 10s", parse_duration),
+            ignore_missing_secrets: r.bool("vault-ignore-missing-secrets", settings.ignore_missing_secrets),
+            transit_key_id: r.string("transit-key-id", &settings.transit_key_id),
+            transit_path: r.string("transit-path", &settings.transit_path),
+            transit_batch_size: r.int("transit-batch-size", settings.transit_batch_size),
+            service_account,
         };
         match r.errors.is_empty() {
             true => Ok(config),

@@ -3,8 +3,11 @@
 
 use crate::metrics::Metrics;
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::PostParams;
 use kube::{Api, Client};
+use vault_env::SecretString;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -60,6 +63,38 @@ impl KubeApi {
 
     pub async fn service_account(&self, namespace: &str, name: &str) -> Result<Option<ServiceAccount>, ApiError> {
         self.get("serviceaccounts", namespace, name).await
+    }
+
+    /// A token for a ServiceAccount, to log in to Vault as it: its legacy token Secret if it has
+    /// one (as Bank-Vaults), else a TokenRequest (audience `https://kubernetes.default.svc`, 600 s).
+    pub async fn service_account_token(&self, namespace: &str, name: &str) -> Result<SecretString, ApiError> {
+        let what = format!("serviceaccount {namespace}/{name}");
+        let sa = self.service_account(namespace, name).await?.ok_or_else(|| ApiError::Read { what: what.clone(), why: "not found".into() })?;
+        let legacy = sa.secrets.iter().flatten().filter_map(|r| r.name.as_deref()).next();
+        if let Some(secret_name) = legacy
+            && let Some(secret) = self.secret(namespace, secret_name).await?
+            && let Some(token) = secret.data.as_ref().and_then(|d| d.get("token"))
+            && let Ok(text) = std::str::from_utf8(&token.0)
+        {
+            return Ok(SecretString::new(text.trim()));
+        }
+        let client = self.client().await?.clone();
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec!["https://kubernetes.default.svc".into()],
+                expiration_seconds: Some(600),
+                bound_object_ref: None,
+            },
+            ..TokenRequest::default()
+        };
+        let started = Instant::now();
+        let result = Api::<ServiceAccount>::namespaced(client, namespace).create_token_request(name, &PostParams::default(), &request).await;
+        self.metrics.kube_call("serviceaccounts/token", if result.is_ok() { "ok" } else { "error" }, started.elapsed());
+        let answer = result.map_err(|e| ApiError::Read { what: format!("a token for {what}"), why: e.to_string() })?;
+        match answer.status {
+            Some(status) if !status.token.is_empty() => Ok(SecretString::new(status.token)),
+            _ => Err(ApiError::Read { what: format!("a token for {what}"), why: "the answer holds no token".into() }),
+        }
     }
 
     /// A Secret's values as text (`data` decoded, `stringData` if a client sent it); values that

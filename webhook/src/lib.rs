@@ -11,6 +11,9 @@
 pub mod annotations;
 pub mod pod;
 pub mod settings;
+pub mod vault_addr;
+pub mod objects;
+pub mod vault;
 pub mod kube_api;
 pub mod metrics;
 pub mod registry;

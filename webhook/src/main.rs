@@ -125,8 +125,9 @@ async fn run(settings: Settings) -> Result<(), String> {
         let router = server::metrics_router(ctx.clone());
         tokio::spawn(server::serve(t, None, router, std::future::pending()));
     }
-    server::serve(listener, Some(tls), server::router(ctx), shutdown_signal()).await;
-    tracing::info!("stopped");
+    server::serve(listener, Some(tls), server::router(ctx.clone()), shutdown_signal()).await;
+    let revoked = ctx.vault.revoke_all().await;
+    tracing::info!(revoked_vault_tokens = revoked, "stopped");
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Prometheus metrics (`/metrics`): admission reviews, registry lookups, Kubernetes API calls.
+//! Prometheus metrics (`/metrics`): admission reviews, registry lookups, Kubernetes API calls and
+//! the webhook's own Vault logins.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub registry_duration: Family<CallLabels, Histogram>,
     pub kube_calls: Family<CallLabels, Counter>,
     pub kube_duration: Family<CallLabels, Histogram>,
+    /// The webhook's own Vault logins (Secrets, ConfigMaps, objects); target: the Vault address.
+    pub vault_logins: Family<CallLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -52,7 +55,9 @@ impl Metrics {
         registry.register("registry_lookup_duration_seconds", "Time of image config lookups", registry_duration.clone());
         registry.register("kubernetes_api_requests", "Kubernetes API reads", kube_calls.clone());
         registry.register("kubernetes_api_request_duration_seconds", "Time of Kubernetes API reads", kube_duration.clone());
-        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration }
+        let vault_logins = Family::<CallLabels, Counter>::default();
+        registry.register("vault_logins", "The webhook's own Vault logins (a token is reused until near its expiry)", vault_logins.clone());
+        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration, vault_logins }
     }
 
     pub fn encode(&self) -> String {
@@ -66,6 +71,10 @@ impl Metrics {
         let labels = CallLabels { target: target.into(), outcome: outcome.into() };
         self.registry_lookups.get_or_create(&labels).inc();
         self.registry_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    pub fn vault_login(&self, addr: &str, outcome: &str) {
+        self.vault_logins.get_or_create(&CallLabels { target: addr.into(), outcome: outcome.into() }).inc();
     }
 
     pub fn kube_call(&self, resource: &str, outcome: &str, took: Duration) {

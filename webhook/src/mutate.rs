@@ -2,7 +2,10 @@
 //! containers to mutate → registry lookups for containers without `command` → patch. The
 //! decisions are the pure functions of [`crate::pod`]; this module does the reads between them.
 
-use crate::annotations::{self, ObjectInfo, PodConfig};
+use crate::annotations::{self, ObjectConfig, ObjectInfo, PodConfig};
+use crate::objects::{self, Kind};
+use crate::vault::VaultAccess;
+use serde_json::Value;
 use crate::kube_api::KubeApi;
 use crate::metrics::Metrics;
 use crate::pod::{self, Fetched, ImageCommand, Source, Target};
@@ -17,6 +20,7 @@ pub struct Context {
     pub settings: Settings,
     pub kube: KubeApi,
     pub registry: Registry,
+    pub vault: VaultAccess,
     pub metrics: Arc<Metrics>,
     default_platform: Platform,
 }
@@ -31,7 +35,8 @@ impl Context {
             arch: "amd64".into(),
             variant: None,
         });
-        Context { kube: KubeApi::new(metrics.clone()), registry, metrics, default_platform, settings }
+        let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
+        Context { kube: KubeApi::new(metrics.clone()), registry, vault, metrics, default_platform, settings }
     }
 }
 
@@ -97,6 +102,62 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
         }
     }
     Ok(pod::patch(pod, &config, &targets, &images))
+}
+
+/// `secret shop/regcred`, `configmap shop/app-*`, `ingress shop/web`.
+pub fn object_name(object: &Value, namespace: &str) -> String {
+    let meta = &object["metadata"];
+    let kind = object["kind"].as_str().unwrap_or("object").to_ascii_lowercase();
+    let name = match (meta["name"].as_str(), meta["generateName"].as_str()) {
+        (Some(n), _) if !n.is_empty() => n.to_string(),
+        (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+        _ => "(unnamed)".into(),
+    };
+    match namespace {
+        "" => format!("{kind} {name}"),
+        ns => format!("{kind} {ns}/{name}"),
+    }
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
+}
+
+/// The patch that puts the Vault values into a Secret, ConfigMap or other object, or `None` when
+/// it holds no reference (then Vault is not contacted) or the request is a dry run (references
+/// and annotations are still checked, but nothing is read or written in Vault). Errors name the
+/// object, the place and the reference, never a value.
+pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Option<Patch>, String> {
+    let who = object_name(object, namespace);
+    let annotations = string_map(&object["metadata"]["annotations"]);
+    let labels = string_map(&object["metadata"]["labels"]);
+    if annotations::skipped(&annotations, &labels) {
+        return Ok(None);
+    }
+    let slots = objects::slots(kind, object);
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let config = ObjectConfig::from_annotations(&annotations, &labels, name, namespace, &ctx.settings).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("{who}: {}", list.join("; "))
+    })?;
+    let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
+    let plan = vault_env::resolve::plan_values(values, !config.transit_key_id.is_empty()).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("{who}: {}", list.join("; "))
+    })?;
+    if dry_run {
+        return Ok(None);
+    }
+    let resolved = ctx.vault.resolve(&config, namespace, &ctx.kube, &plan).await.map_err(|e| format!("{who}: {e}"))?;
+    if !resolved.leases.is_empty() {
+        tracing::warn!(object = %who, "holds dynamic secrets: they end when the webhook's Vault token does (use vault-env in the pod to keep them renewed)");
+    }
+    let mutated = objects::apply(kind, object, &resolved.values).map_err(|e| format!("{who}: {e}"))?;
+    let patch = json_patch::diff(object, &mutated);
+    Ok((!patch.0.is_empty()).then_some(patch))
 }
 
 fn referring_container(pod: &Pod, source: Source, name: &str) -> String {

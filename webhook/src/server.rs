@@ -3,6 +3,7 @@
 //! does not load is logged and the old one kept. Plain HTTP is only ever used for the optional
 //! metrics-only listener (`TELEMETRY_LISTEN_ADDRESS`), as in Bank-Vaults.
 
+use crate::objects::Kind;
 use crate::admission::{self, Answer};
 use crate::mutate::Context;
 use axum::Router;
@@ -130,6 +131,18 @@ async fn pods(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
     json_response(admission::review_pod(&ctx, &body).await)
 }
 
+async fn secrets(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
+    json_response(admission::review_object(&ctx, &body, Kind::Secret).await)
+}
+
+async fn configmaps(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
+    json_response(admission::review_object(&ctx, &body, Kind::ConfigMap).await)
+}
+
+async fn objects(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
+    json_response(admission::review_object(&ctx, &body, Kind::Object).await)
+}
+
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], ctx.metrics.encode()).into_response()
 }
@@ -137,6 +150,9 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
 pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .route("/pods", post(pods))
+        .route("/secrets", post(secrets))
+        .route("/configmaps", post(configmaps))
+        .route("/objects", post(objects))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

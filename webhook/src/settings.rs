@@ -57,6 +57,19 @@ pub struct Settings {
     /// A `VAULT_TOKEN` set on the webhook. Bank-Vaults copies it into every pod spec in clear text;
     /// we never do (it would land in etcd).
     pub has_vault_token: bool,
+    // The webhook's own Vault client (Secrets, ConfigMaps, objects).
+    /// `VAULT_ADDR_ALLOWLIST`: addresses a `vault-addr` annotation on an object may name (besides
+    /// `VAULT_ADDR`), normalized.
+    pub addr_allowlist: Vec<String>,
+    /// `VAULT_ALLOW_PRIVATE_ADDR`: loopback and private IP literals are allowed in those annotations.
+    pub allow_private_addr: bool,
+    /// `VAULT_ALLOW_OBJECT_SKIP_VERIFY`: whether an object's `vault-skip-verify` annotation counts.
+    pub allow_object_skip_verify: bool,
+    /// `VAULT_SERVICEACCOUNT`: default for the `vault-serviceaccount` annotation.
+    pub service_account: String,
+    /// `KUBERNETES_NAMESPACE`: where `vault-tls-secret` is read for the webhook's own client (else
+    /// the namespace of its service account).
+    pub own_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -178,6 +191,17 @@ impl Settings {
                 (s.split('/').count() >= 2 && !s.split('/').any(str::is_empty)).then(|| s.to_string())
             }),
             has_vault_token: (get)("VAULT_TOKEN").is_some_and(|t| !t.is_empty()),
+            addr_allowlist: r
+                .string("VAULT_ADDR_ALLOWLIST", "")
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(crate::vault_addr::normalize)
+                .collect(),
+            allow_private_addr: r.bool("VAULT_ALLOW_PRIVATE_ADDR", false),
+            allow_object_skip_verify: r.bool("VAULT_ALLOW_OBJECT_SKIP_VERIFY", false),
+            service_account: r.string("VAULT_SERVICEACCOUNT", ""),
+            own_namespace: Some(r.string("KUBERNETES_NAMESPACE", "")).filter(|s| !s.is_empty()),
         };
         if s.tls_cert_file.is_empty() || s.tls_key_file.is_empty() {
             r.errors.push(SettingError {

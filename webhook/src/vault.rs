@@ -1,0 +1,240 @@
+//! The webhook's own Vault access, for Secrets, ConfigMaps and custom objects (pods log in for
+//! themselves, through vault-env).
+//!
+//! The client settings are the webhook's own `VAULT_*` environment as vault-env reads it, with
+//! the object's annotations on top. The token: with `vault-serviceaccount`, a login as that
+//! ServiceAccount of the object's namespace; otherwise `VAULT_TOKEN_FILE`/`VAULT_TOKEN` if set,
+//! else a login with the webhook's own service-account JWT. One session (client and token) is
+//! kept per address, TLS, Vault namespace, auth method, mount, role and identity, and reused until
+//! two thirds of the token's TTL have passed (Bank-Vaults logs in on every admission and never
+//! revokes). Tokens the webhook obtained are revoked on shutdown.
+
+use crate::annotations::ObjectConfig;
+use crate::kube_api::KubeApi;
+use crate::metrics::Metrics;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vault_env::SecretString;
+use vault_env::auth::{self, TokenSource};
+use vault_env::client::Client;
+use vault_env::config::{Config, Env, Transit};
+use vault_env::resolve::{self, Cause, Plan, Resolved};
+
+const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Whose token reads the object's secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Identity {
+    Webhook,
+    ServiceAccount { namespace: String, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    addr: String,
+    skip_verify: bool,
+    tls_secret: String,
+    vault_namespace: String,
+    timeout: Duration,
+    method: String,
+    mount: String,
+    role: String,
+    identity: Identity,
+}
+
+struct Session {
+    client: Client,
+    /// When to log in again; `None` for tokens that were given (they are not ours to replace).
+    renew_after: Option<Instant>,
+    /// Obtained by a login, so revoked on shutdown.
+    revocable: bool,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+
+pub struct VaultAccess {
+    /// The webhook's `VAULT_*` (and service-account token path) variables.
+    base: Vec<(String, String)>,
+    own_namespace: Option<String>,
+    sessions: Mutex<HashMap<SessionKey, Slot>>,
+    retired: Mutex<Vec<Arc<Session>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl VaultAccess {
+    pub fn new(base: Vec<(String, String)>, own_namespace: Option<String>, metrics: Arc<Metrics>) -> VaultAccess {
+        let base = base
+            .into_iter()
+            .filter(|(k, _)| (k.starts_with("VAULT_") && k != "VAULT_AGENT_ADDR") || k == "KUBERNETES_SERVICE_ACCOUNT_TOKEN" || k == "HOME")
+            .collect();
+        VaultAccess { base, own_namespace, sessions: Mutex::new(HashMap::new()), retired: Mutex::new(Vec::new()), metrics }
+    }
+
+    /// Fetches and renders `plan` for an object. A token that was reused and is now refused (revoked
+    /// behind the webhook's back) is dropped and the resolution tried once more with a new login.
+    pub async fn resolve(&self, config: &ObjectConfig, namespace: &str, kube: &KubeApi, plan: &Plan) -> Result<Resolved, String> {
+        let key = session_key(config, namespace);
+        let mut fresh = false;
+        loop {
+            let (session, reused) = self.session(&key, config, kube).await?;
+            let fetched = resolve::fetch(&session.client, plan, &transit(config)).await;
+            let result = resolve::render(plan, &fetched, config.ignore_missing_secrets);
+            match result {
+                Err(errors) if reused && !fresh && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied())) => {
+                    tracing::info!(addr = %key.addr, role = %key.role, "a reused Vault token was refused; logging in again");
+                    self.forget(&key, &session).await;
+                    fresh = true;
+                }
+                Err(errors) => {
+                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    return Err(list.join("; "));
+                }
+                Ok(resolved) => return Ok(resolved),
+            }
+        }
+    }
+
+    fn slot(&self, key: &SessionKey) -> Slot {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.entry(key.clone()).or_default().clone()
+    }
+
+    async fn forget(&self, key: &SessionKey, session: &Arc<Session>) {
+        let slot = self.slot(key);
+        let mut current = slot.lock().await;
+        if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            *current = None;
+        }
+    }
+
+    /// The session for `key`: the cached one while its token is fresh, else a new login.
+    async fn session(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<(Arc<Session>, bool), String> {
+        let slot = self.slot(key);
+        let mut current = slot.lock().await;
+        if let Some(s) = current.as_ref()
+            && s.renew_after.is_none_or(|t| Instant::now() < t)
+        {
+            return Ok((s.clone(), true));
+        }
+        let session = Arc::new(self.login(key, config, kube).await?);
+        if let Some(old) = current.replace(session.clone())
+            && old.revocable
+        {
+            // Still valid for a third of its TTL, and secrets resolved with it live as long: kept
+            // until shutdown, then revoked with the rest.
+            self.retired.lock().unwrap_or_else(|p| p.into_inner()).push(old);
+        }
+        Ok((session, false))
+    }
+
+    async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<Session, String> {
+        let mut env: Vec<(String, String)> = self.base.clone();
+        env.extend([
+            ("VAULT_ADDR".to_string(), config.addr.clone()),
+            ("VAULT_SKIP_VERIFY".into(), config.skip_verify.to_string()),
+            ("VAULT_AUTH_METHOD".into(), config.auth_method.clone()),
+            ("VAULT_PATH".into(), config.path.clone()),
+            ("VAULT_ROLE".into(), config.role.clone()),
+            ("VAULT_NAMESPACE".into(), config.namespace.clone()),
+            ("VAULT_CLIENT_TIMEOUT".into(), format!("{}ms", config.client_timeout.as_millis().max(1))),
+        ]);
+        if !config.tls_secret.is_empty() {
+            env.push(("VAULT_CACERT_BYTES".into(), self.ca_from_secret(&config.tls_secret, kube).await?));
+        }
+        let vault_config = Config::from_env(&env.into_iter().collect::<Env>()).map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("the webhook's Vault settings: {}", list.join("; "))
+        })?;
+        let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.addr))?;
+        let obtained = Instant::now();
+        let result = match &key.identity {
+            Identity::ServiceAccount { namespace, name } => {
+                let jwt = kube.service_account_token(namespace, name).await.map_err(|e| e.to_string())?;
+                let body = json!({ "role": config.role, "jwt": jwt.expose() });
+                client
+                    .login(&vault_config.auth.mount, &body)
+                    .await
+                    .map(|a| (a.client_token, a.lease_duration, true))
+                    .map_err(|e| format!("login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}", config.addr, vault_config.auth.mount, config.role))
+            }
+            Identity::Webhook => auth::token(&client, &vault_config.auth)
+                .await
+                .map(|t| {
+                    let revocable = matches!(t.source, TokenSource::Login { .. });
+                    (t.secret, t.lease_duration, revocable)
+                })
+                .map_err(|e| format!("the webhook's Vault token for {}: {e}", config.addr)),
+        };
+        self.metrics.vault_login(&config.addr, if result.is_ok() { "ok" } else { "error" });
+        let (token, ttl, revocable): (SecretString, u64, bool) = result?;
+        Ok(Session {
+            client: client.with_token(token),
+            renew_after: (revocable && ttl > 0).then(|| obtained + Duration::from_secs(ttl) * 2 / 3),
+            revocable,
+        })
+    }
+
+    /// `ca.crt` of the `vault-tls-secret` Secret in the webhook's own namespace.
+    async fn ca_from_secret(&self, name: &str, kube: &KubeApi) -> Result<String, String> {
+        let namespace = match &self.own_namespace {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {e})"))?,
+        };
+        let secret = kube.secret(&namespace, name).await.map_err(|e| format!("vault-tls-secret: {e}"))?;
+        let ca = secret.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get("ca.crt"));
+        match ca.map(|b| String::from_utf8(b.0.clone())) {
+            Some(Ok(pem)) if !pem.trim().is_empty() => Ok(pem),
+            _ => Err(format!("vault-tls-secret: secret {namespace}/{name} has no ca.crt")),
+        }
+    }
+
+    /// Revokes every token the webhook obtained by a login; returns how many were revoked.
+    pub async fn revoke_all(&self) -> usize {
+        let slots: Vec<Slot> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut sessions: Vec<Arc<Session>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        for slot in slots {
+            sessions.extend(slot.lock().await.take());
+        }
+        let mut revoked = 0;
+        for s in sessions.iter().filter(|s| s.revocable) {
+            match tokio::time::timeout(Duration::from_secs(5), s.client.impatient().revoke_self()).await {
+                Ok(Ok(())) => revoked += 1,
+                Ok(Err(e)) => tracing::warn!("revoking a Vault token at {}: {e}", s.client.addr()),
+                Err(_) => tracing::warn!("revoking a Vault token at {}: timed out", s.client.addr()),
+            }
+        }
+        revoked
+    }
+}
+
+fn transit(config: &ObjectConfig) -> Transit {
+    Transit {
+        key_id: Some(config.transit_key_id.clone()).filter(|k| !k.is_empty()),
+        mount: match config.transit_path.trim_matches('/') {
+            "" => "transit".into(),
+            path => path.into(),
+        },
+        batch_size: (config.transit_batch_size as usize).max(1),
+    }
+}
+
+fn session_key(config: &ObjectConfig, namespace: &str) -> SessionKey {
+    SessionKey {
+        addr: config.addr.clone(),
+        skip_verify: config.skip_verify,
+        tls_secret: config.tls_secret.clone(),
+        vault_namespace: config.namespace.clone(),
+        timeout: config.client_timeout,
+        method: config.auth_method.clone(),
+        mount: config.path.clone(),
+        role: config.role.clone(),
+        identity: match config.service_account.as_str() {
+            "" => Identity::Webhook,
+            name => Identity::ServiceAccount { namespace: namespace.to_string(), name: name.to_string() },
+        },
+    }
+}

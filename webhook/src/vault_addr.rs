@@ -1,0 +1,161 @@
+//! The guard on `vault-addr` annotations of objects the webhook resolves with its **own** Vault
+//! identity (Secrets, ConfigMaps, custom objects): without it, anybody who may create a ConfigMap
+//! could send the webhook's credentials to a server of their choice, or make it reach the cloud
+//! metadata service. Same rules as Bank-Vaults' `ValidateObjectAddr` (v1.23.1+).
+
+use crate::settings::Settings;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use url::{Host, Url};
+
+/// Lower-case scheme and host, default port dropped, no trailing `/`: how addresses are compared.
+pub fn normalize(addr: &str) -> String {
+    match Url::parse(addr.trim()) {
+        Ok(u) if u.has_host() => u.as_str().trim_end_matches('/').to_string(),
+        _ => addr.trim().trim_end_matches('/').to_ascii_lowercase(),
+    }
+}
+
+/// Host names that always mean "this machine" or a metadata service.
+const REFUSED_HOSTS: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data", "metadata.azure.internal"];
+
+/// The address an object's `vault-addr` annotation may use, normalized, or why not.
+pub fn check_object_addr(addr: &str, settings: &Settings) -> Result<String, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Err("the address is empty".into());
+    }
+    let normalized = normalize(addr);
+    if normalized == normalize(&settings.vault_addr) {
+        return Ok(normalized);
+    }
+    let url = Url::parse(addr).map_err(|_| "not an http:// or https:// address with a host".to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not allowed (http or https only)", url.scheme()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the address are not allowed".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a query or fragment is not allowed".into());
+    }
+    match url.host() {
+        None => return Err("the address has no host".into()),
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            if REFUSED_HOSTS.contains(&d) || d.ends_with(".localhost") {
+                return Err(format!("host {d:?} is refused (local or metadata service)"));
+            }
+        }
+        Some(Host::Ipv4(ip)) => {
+            // WHATWG parsing turns 2130706433, 0x7f000001 and 0177.0.0.1 into 127.0.0.1: only the
+            // plain dotted form is accepted, so an allowlist can't be dodged by spelling.
+            if raw_host(addr) != ip.to_string() {
+                return Err("numeric IP forms other than dotted decimal are refused".into());
+            }
+            check_ipv4(ip, settings.allow_private_addr)?;
+        }
+        Some(Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
+            Some(v4) => check_ipv4(v4, settings.allow_private_addr)?,
+            None => check_ipv6(ip, settings.allow_private_addr)?,
+        },
+    }
+    if settings.addr_allowlist.contains(&normalized) {
+        Ok(normalized)
+    } else if settings.addr_allowlist.is_empty() {
+        Err("VAULT_ADDR_ALLOWLIST is empty: objects may only use the webhook's VAULT_ADDR".into())
+    } else {
+        Err("not in VAULT_ADDR_ALLOWLIST".into())
+    }
+}
+
+/// The host as written: between `://` (and any userinfo) and the port or path, lower-cased.
+fn raw_host(addr: &str) -> String {
+    let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.to_ascii_lowercase()
+}
+
+fn check_ipv4(ip: Ipv4Addr, allow_private: bool) -> Result<(), String> {
+    let o = ip.octets();
+    if ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
+    }
+    let cgnat = o[0] == 100 && (64..128).contains(&o[1]);
+    if (ip.is_loopback() || ip.is_private() || cgnat) && !allow_private {
+        return Err(format!("{ip} is a loopback or private address (allowed only with VAULT_ALLOW_PRIVATE_ADDR=true)"));
+    }
+    Ok(())
+}
+
+fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), String> {
+    let first = ip.segments()[0];
+    if ip.is_unspecified() || ip.is_multicast() || (first & 0xffc0) == 0xfe80 || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
+    }
+    if (ip.is_loopback() || (first & 0xfe00) == 0xfc00) && !allow_private {
+        return Err(format!("{ip} is a loopback or private address (allowed only with VAULT_ALLOW_PRIVATE_ADDR=true)"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(allowlist: &str, allow_private: bool) -> Settings {
+        let private = if allow_private { "true" } else { "false" };
+        Settings::for_tests(&[
+            ("VAULT_ADDR", "https://vault.vault:8200"),
+            ("VAULT_ADDR_ALLOWLIST", allowlist),
+            ("VAULT_ALLOW_PRIVATE_ADDR", private),
+        ])
+    }
+
+    /// Bank-Vaults' `TestValidateObjectAddr` cases, plus IPv6 and mapped forms.
+    #[test]
+    fn object_addresses() {
+        let list = "https://vault.prod.svc:8200,https://vault.other.svc:8200,https://169.254.169.254,http://10.0.0.5:8200";
+        let rejected = [
+            ("", list, false),
+            ("https://evil.attacker.com", list, false),
+            ("https://vault.prod.svc:8200", "", false),
+            ("file:///etc/passwd", list, false),
+            ("169.254.169.254", list, false),
+            ("https://169.254.169.254", list, false),
+            ("http://127.0.0.1:8200", list, false),
+            ("http://10.0.0.5:8200", list, false),
+            ("http://metadata.google.internal", list, true),
+            ("http://localhost:8200", list, true),
+            ("https://attacker:pw@vault.prod.svc:8200", list, false),
+            ("https://vault.prod.svc:8200?x=1", list, false),
+            ("https://vault.prod.svc:8200#frag", list, false),
+            ("http://2130706433", list, true),
+            ("http://0177.0.0.1", list, true),
+            ("http://0x7f000001", list, true),
+            ("http://100.100.100.200", list, false),
+            ("http://[::1]:8200", list, false),
+            ("http://[fe80::1]", list, true),
+            ("http://[::ffff:169.254.169.254]", list, true),
+            ("http://169.254.169.254/latest/meta-data/", list, true),
+        ];
+        for (addr, allowlist, private) in rejected {
+            assert!(check_object_addr(addr, &settings(allowlist, private)).is_err(), "{addr:?} was accepted");
+        }
+        let accepted = [
+            ("https://vault.prod.svc:8200", list, false, "https://vault.prod.svc:8200"),
+            ("https://Vault.Prod.SVC:8200/", list, false, "https://vault.prod.svc:8200"),
+            ("https://vault.other.svc:8200", list, false, "https://vault.other.svc:8200"),
+            ("http://10.0.0.5:8200", list, true, "http://10.0.0.5:8200"),
+            // The webhook's own address is always fine, allowlist or not.
+            ("https://VAULT.vault:8200/", "", false, "https://vault.vault:8200"),
+        ];
+        for (addr, allowlist, private, want) in accepted {
+            assert_eq!(check_object_addr(addr, &settings(allowlist, private)).as_deref(), Ok(want), "{addr:?}");
+        }
+        let why = check_object_addr("http://127.0.0.1:8200", &settings(list, false)).unwrap_err();
+        assert!(why.contains("VAULT_ALLOW_PRIVATE_ADDR"), "{why}");
+        assert!(check_object_addr("https://x.example", &settings("", false)).unwrap_err().contains("VAULT_ADDR_ALLOWLIST is empty"));
+    }
+}
