@@ -19,5 +19,7 @@ mod supervise;
 mod tls;
 /// vault-secrets-webhook over HTTPS: AdmissionReviews, Kubernetes reads, registry lookups.
 mod webhook;
+/// vault-secrets-webhook resolving references in Secrets, ConfigMaps and custom objects.
+mod webhook_objects;
 /// The rendered deployment manifests, read as the API server would.
 mod deploy;

@@ -1,0 +1,324 @@
+//! vault-secrets-webhook resolving `vault:` references in Secrets, ConfigMaps and custom objects
+//! against a real OpenBao, through real AdmissionReviews over HTTPS. The webhook logs in with its
+//! own service-account JWT (jwt auth configured like a cluster's issuer) or, with
+//! `vault-serviceaccount`, with a token the fixture Kubernetes API issues for that account.
+
+use crate::common::*;
+use crate::webhook::{KubeApi, Webhook, apply};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const A: &str = "vault.security.banzaicloud.io/";
+
+/// OpenBao with KV v2 and v1 secrets, a transit key, and jwt auth with a role for the webhook
+/// (`reader`) and one for the `app` ServiceAccount of namespace `shop` (`shop-app`).
+struct Vault {
+    bao: Bao,
+    key: PathBuf,
+    jwt_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn vault() -> Vault {
+    let bao = Bao::dev();
+    bao.kv2("dockerrepo", json!({"DOCKER_REPO_USER": "dockerrepouser", "DOCKER_REPO_PASSWORD": "dockerrepopassword"}));
+    bao.kv2("accounts/aws", json!({"AWS_ACCESS_KEY_ID": "secretId", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "BIN": STANDARD.encode([0u8, 1, 2, 255])}));
+    bao.kv2("app", json!({"password": "app-only"}));
+    bao.mount("kv1", "kv", json!({"version": "1"}));
+    bao.api("POST", "kv1/legacy", Some(json!({"password": "v1pass"})));
+    bao.mount("transit", "transit", json!({}));
+    bao.api("POST", "transit/keys/mykey", None);
+    bao.policy(
+        "reader",
+        r#"path "secret/data/*" { capabilities = ["read"] }
+           path "kv1/*" { capabilities = ["read"] }
+           path "transit/decrypt/mykey" { capabilities = ["update"] }
+           path "transit/encrypt/mykey" { capabilities = ["update"] }"#,
+    );
+    bao.policy("app-only", r#"path "secret/data/app" { capabilities = ["read"] }"#);
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = jwt_keypair(dir.path());
+    bao.enable_auth("kubernetes", "jwt");
+    bao.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({"jwt_validation_pubkeys": [public], "bound_issuer": "https://kubernetes.default.svc.cluster.local"})),
+    );
+    for (role, subject, audience, policy) in [
+        ("reader", "system:serviceaccount:vault-infra:vault-secrets-webhook", "vault", "reader"),
+        ("shop-app", "system:serviceaccount:shop:app", "https://kubernetes.default.svc", "app-only"),
+    ] {
+        bao.api(
+            "POST",
+            &format!("auth/kubernetes/role/{role}"),
+            Some(json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": [audience], "bound_subject": subject,
+                        "token_policies": [policy], "token_ttl": "300s"})),
+        );
+    }
+    let jwt_file = dir.path().join("webhook-token");
+    std::fs::write(&jwt_file, mint_sa_jwt(&key, "vault-infra", "vault-secrets-webhook", "vault", 600)).unwrap();
+    Vault { bao, key, jwt_file, _dir: dir }
+}
+
+impl Vault {
+    fn webhook(&self, extra: &[(&str, &str)]) -> Webhook {
+        let jwt = self.jwt_file.display().to_string();
+        let mut env = vec![("VAULT_ADDR", self.bao.addr.as_str()), ("VAULT_ROLE", "reader"), ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", jwt.as_str())];
+        env.extend_from_slice(extra);
+        Webhook::start(&env)
+    }
+
+    /// Token accessors that exist now (the root token is one).
+    fn token_count(&self) -> usize {
+        self.bao.api("LIST", "auth/token/accessors", None)["data"]["keys"].as_array().map_or(0, Vec::len)
+    }
+
+    fn encrypt(&self, plaintext: &str) -> String {
+        let out = self.bao.api("POST", "transit/encrypt/mykey", Some(json!({"plaintext": STANDARD.encode(plaintext)})));
+        out["data"]["ciphertext"].as_str().unwrap().to_string()
+    }
+}
+
+/// An AdmissionReview for `object`, as the API server sends it.
+fn review(resource: &str, object: Value, operation: &str, dry_run: bool) -> Value {
+    let kind = object["kind"].clone();
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("uid-{}", fastrand::u64(..)),
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "requestResource": {"group": group, "version": version, "resource": resource},
+            "name": object["metadata"]["name"], "namespace": "shop", "operation": operation,
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": object, "oldObject": null, "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}})
+}
+
+fn b64(s: &str) -> String {
+    STANDARD.encode(s)
+}
+
+fn unb64(v: &Value) -> String {
+    String::from_utf8(STANDARD.decode(v.as_str().expect("a base64 string")).unwrap()).unwrap()
+}
+
+/// Posts the review and returns the patched object (or panics with the answer).
+fn admitted(hook: &Webhook, path: &str, review: &Value) -> Value {
+    let (code, answer) = hook.post(path, review);
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}\n{}", hook.log());
+    apply(review, &answer).unwrap_or_else(|| panic!("no patch: {answer}"))
+}
+
+fn denied(hook: &Webhook, path: &str, review: &Value) -> String {
+    let (code, answer) = hook.post(path, review);
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(false)), "{answer}");
+    answer["response"]["status"]["message"].as_str().unwrap().to_string()
+}
+
+fn docker_config(user: &str, password: &str) -> Value {
+    json!({"auths": {
+        "https://index.docker.io/v1/": {"username": user, "password": password, "auth": b64(&format!("{user}:{password}"))},
+        "registry.example.com": {"username": "ci", "password": "plain", "email": "ci@example.com", "auth": b64("ci:plain")}}})
+}
+
+fn docker_secret(name: &str, config: &Value, addr: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "namespace": "shop", "annotations": {
+            format!("{A}vault-addr"): addr, format!("{A}vault-role"): "reader",
+            format!("{A}vault-skip-verify"): "true", format!("{A}vault-path"): "kubernetes"}},
+        "data": {".dockerconfigjson": b64(&config.to_string())}})
+}
+
+fn registry_entry(secret: &Value, registry: &str) -> Value {
+    let config: Value = serde_json::from_str(&unb64(&secret["data"][".dockerconfigjson"])).unwrap();
+    config["auths"][registry].clone()
+}
+
+#[test]
+fn secrets_docker_config_kv_transit_write_token_reuse_and_revoke() {
+    let v = vault();
+    let tokens_before = v.token_count();
+    let mut hook = v.webhook(&[]);
+    let addr = v.bao.addr.as_str();
+
+    // The kubectl create secret docker-registry form: references as username and password.
+    let config = docker_config("vault:secret/data/dockerrepo#DOCKER_REPO_USER", "vault:secret/data/dockerrepo#DOCKER_REPO_PASSWORD");
+    let out = admitted(&hook, "/secrets", &review("secrets", docker_secret("dockerhub", &config, addr), "CREATE", false));
+    let hub = registry_entry(&out, "https://index.docker.io/v1/");
+    assert_eq!(hub, json!({"username": "dockerrepouser", "password": "dockerrepopassword", "auth": b64("dockerrepouser:dockerrepopassword")}));
+    assert_eq!(registry_entry(&out, "registry.example.com"), config["auths"]["registry.example.com"], "non-Vault entries are kept");
+    let secret: Secret = serde_json::from_value(out).expect("a valid Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+
+    // The documented base64 blob writes the path with a trailing slash before '#'.
+    let config = docker_config("vault:secret/data/dockerrepo/#DOCKER_REPO_USER", "vault:secret/data/dockerrepo/#DOCKER_REPO_PASSWORD");
+    let out = admitted(&hook, "/secrets", &review("secrets", docker_secret("dockerhub-blob", &config, addr), "CREATE", false));
+    assert_eq!(registry_entry(&out, "https://index.docker.io/v1/")["auth"], b64("dockerrepouser:dockerrepopassword"));
+
+    // Every other reference form, in data and stringData; plain values untouched.
+    let ciphertext = v.encrypt("from transit");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "mixed", "namespace": "shop", "annotations": {format!("{A}transit-key-id"): "mykey"}},
+        "data": {
+            "inline": b64("Inline: ${vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID} AWS_ACCESS_KEY_ID"),
+            "kv1": b64("vault:kv1/legacy#password"),
+            "template": b64("vault:secret/data/accounts/aws#AWS key in base64: ${.AWS_ACCESS_KEY_ID | b64enc}"),
+            "transit": b64(&ciphertext),
+            "plain": b64("unchanged")},
+        "stringData": {"encrypted": ">>vault:transit/encrypt/mykey#ciphertext#{\"plaintext\":\"aGVsbG8=\"}"}});
+    let out = admitted(&hook, "/secrets", &review("secrets", secret, "CREATE", false));
+    let data = &out["data"];
+    assert_eq!(unb64(&data["inline"]), "Inline: secretId AWS_ACCESS_KEY_ID");
+    assert_eq!(unb64(&data["kv1"]), "v1pass");
+    assert_eq!(unb64(&data["template"]), "AWS key in base64: c2VjcmV0SWQ=");
+    assert_eq!(unb64(&data["transit"]), "from transit");
+    assert_eq!(unb64(&data["plain"]), "unchanged");
+    let written = out["stringData"]["encrypted"].as_str().unwrap();
+    assert!(written.starts_with("vault:v1:"), "the >>vault: write answered a ciphertext");
+    let decrypted = v.bao.api("POST", "transit/decrypt/mykey", Some(json!({"ciphertext": written})));
+    assert_eq!(decrypted["data"]["plaintext"], "aGVsbG8=");
+    serde_json::from_value::<Secret>(out).expect("a valid Secret");
+
+    // One login served all three Secrets.
+    let metrics = hook.get("/metrics").1;
+    assert!(metrics.contains(&format!("vault_webhook_vault_logins_total{{target=\"{addr}\",outcome=\"ok\"}} 1")), "{metrics}");
+    assert_eq!(v.token_count(), tokens_before + 1);
+    assert!(hook.log().contains("vault-skip-verify is ignored"), "skip-verify needs VAULT_ALLOW_OBJECT_SKIP_VERIFY");
+
+    // A dry run checks but neither reads nor writes: no patch.
+    let dry = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dry", "namespace": "shop"},
+        "stringData": {"w": ">>vault:transit/encrypt/mykey#ciphertext"}});
+    let dry_review = review("secrets", dry, "CREATE", true);
+    let (code, answer) = hook.post("/secrets", &dry_review);
+    assert_eq!((code, answer["response"]["allowed"].clone(), apply(&dry_review, &answer)), (200, json!(true), None));
+
+    // Shutdown revokes the webhook's token.
+    assert!(std::process::Command::new("kill").args(["-TERM", &hook.proc.0.id().to_string()]).status().unwrap().success());
+    assert!(busy_wait(Duration::from_secs(10), || matches!(hook.proc.0.try_wait(), Ok(Some(_)))), "the webhook did not stop");
+    assert_eq!(v.token_count(), tokens_before, "{}", hook.log());
+    assert!(hook.log().contains("revoked_vault_tokens=1"), "{}", hook.log());
+    for value in ["dockerrepopassword", "s3cr3t", "secretId", "v1pass", "from transit"] {
+        assert!(!hook.log().contains(value), "{value} in the log");
+    }
+}
+
+#[test]
+fn config_maps_data_and_binary_data() {
+    let v = vault();
+    let hook = v.webhook(&[]);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws", "namespace": "shop"},
+        "data": {
+            "aws-access-key-id": "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID",
+            "aws-access-key-id-formatted": "vault:secret/data/accounts/aws#AWS key in base64: ${.AWS_ACCESS_KEY_ID | b64enc}",
+            "aws-access-key-id-inline": "AWS_ACCESS_KEY_ID: ${vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY: ${vault:secret/data/accounts/aws#AWS_SECRET_ACCESS_KEY}",
+            "plain": "x"},
+        "binaryData": {"aws-access-key-id-binary": b64("vault:secret/data/accounts/aws#BIN"), "raw": "AAEC"}});
+    let out = admitted(&hook, "/configmaps", &review("configmaps", cm, "UPDATE", false));
+    let cm: ConfigMap = serde_json::from_value(out).expect("a valid ConfigMap");
+    let data = cm.data.unwrap();
+    assert_eq!(data["aws-access-key-id"], "secretId");
+    assert_eq!(data["aws-access-key-id-formatted"], "AWS key in base64: c2VjcmV0SWQ=");
+    assert_eq!(data["aws-access-key-id-inline"], "AWS_ACCESS_KEY_ID: secretId AWS_SECRET_ACCESS_KEY: s3cr3t");
+    assert_eq!(data["plain"], "x");
+    let binary = cm.binary_data.unwrap();
+    assert_eq!(binary["aws-access-key-id-binary"].0, [0u8, 1, 2, 255], "stored decoded");
+    assert_eq!(binary["raw"].0, [0u8, 1, 2]);
+}
+
+#[test]
+fn objects_without_references_never_contact_vault() {
+    // A listener that is never accepted from: any connection attempt would be queued on it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let hook = Webhook::start(&[("VAULT_ADDR", &addr), ("VAULT_TOKEN", "never-used")]);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+        "data": {"a": b64("plain"), "b": b64("vaultish: not a reference")}});
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop",
+        "annotations": {format!("{A}vault-addr"): "http://169.254.169.254"}}, "data": {"a": "b"}});
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i", "namespace": "shop"},
+        "spec": {"rules": [{"host": "shop.example.com"}]}});
+    for (path, resource, object) in [("/secrets", "secrets", secret), ("/configmaps", "configmaps", cm), ("/objects", "ingresses", ingress)] {
+        let r = review(resource, object, "CREATE", false);
+        let (code, answer) = hook.post(path, &r);
+        assert_eq!((code, answer["response"]["allowed"].clone(), apply(&r, &answer)), (200, json!(true), None), "{path}");
+    }
+    assert!(listener.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "Vault was contacted");
+}
+
+#[test]
+fn custom_objects_errors_ignore_missing_and_addr_allowlist() {
+    let v = vault();
+    let other = "http://127.0.0.1:1";
+    let hook = v.webhook(&[("VAULT_ADDR_ALLOWLIST", other)]);
+
+    let thing = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "shop"},
+        "spec": {"caBundle": "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID",
+                 "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID": "map keys are never touched",
+                 "nested": [{"url": "https://${vault:secret/data/dockerrepo#DOCKER_REPO_USER}@registry"}, 42, true]}});
+    let out = admitted(&hook, "/objects", &review("widgets", thing.clone(), "CREATE", false));
+    assert_eq!(out["spec"]["caBundle"], "secretId");
+    assert_eq!(out["spec"]["vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID"], "map keys are never touched");
+    assert_eq!(out["spec"]["nested"], json!([{"url": "https://dockerrepouser@registry"}, 42, true]));
+
+    // A missing secret fails the admission, naming object, place and reference; never a value.
+    let mut missing = thing.clone();
+    missing["spec"]["extra"] = json!("vault:secret/data/nope#key");
+    let message = denied(&hook, "/objects", &review("widgets", missing.clone(), "CREATE", false));
+    assert!(message.contains("widget shop/w: spec.extra: vault:secret/data/nope#key: path not found"), "{message}");
+    assert!(!message.contains("secretId"), "{message}");
+    // … or is left as it was with ignore-missing (which Bank-Vaults ignores for objects).
+    missing["metadata"]["annotations"] = json!({format!("{A}vault-ignore-missing-secrets"): "true"});
+    let out = admitted(&hook, "/objects", &review("widgets", missing, "CREATE", false));
+    assert_eq!((out["spec"]["extra"].as_str(), out["spec"]["caBundle"].as_str()), (Some("vault:secret/data/nope#key"), Some("secretId")));
+
+    // vault-addr must be allowed: loopback needs VAULT_ALLOW_PRIVATE_ADDR, metadata never.
+    let mut elsewhere = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop",
+        "annotations": {format!("{A}vault-addr"): other, format!("{A}vault-role"): "reader"}},
+        "data": {"ca": "vault:secret/data/pki#ca"}});
+    let message = denied(&hook, "/configmaps", &review("configmaps", elsewhere.clone(), "CREATE", false));
+    assert!(message.contains(&format!("annotation {A}vault-addr")) && message.contains("VAULT_ALLOW_PRIVATE_ADDR"), "{message}");
+    elsewhere["metadata"]["annotations"][format!("{A}vault-addr")] = json!("http://169.254.169.254/latest/meta-data/");
+    let message = denied(&hook, "/configmaps", &review("configmaps", elsewhere.clone(), "CREATE", false));
+    assert!(message.contains("refused"), "{message}");
+    assert!(!hook.log().contains("169.254.169.254:80"), "no request to the metadata address");
+}
+
+#[test]
+fn allowlisted_private_address_and_service_account_login() {
+    let v = vault();
+    // Another loopback address for the same Vault: allowed by the allowlist plus
+    // VAULT_ALLOW_PRIVATE_ADDR, spelled in upper case to show it is normalized.
+    let gate = Gate::to(&v.bao.addr);
+    let api = KubeApi::start();
+    api.put("shop", "serviceaccounts", "app", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "shop"}}));
+    let tokens = api.dir.path().join("shop/tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    std::fs::write(tokens.join("app"), mint_sa_jwt(&v.key, "shop", "app", "https://kubernetes.default.svc", 600)).unwrap();
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let addr_upper = format!("{}/", gate.addr.replace("http://", "HTTP://"));
+    let allowlist = format!("https://vault.example.com, {}", gate.addr);
+    let hook = v.webhook(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR_ALLOWLIST", &allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", "true")]);
+
+    let cm = |name: &str, key: &str, annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+            "data": {"v": key}})
+    };
+    // Logged in as the object's ServiceAccount: its role reads secret/data/app only.
+    let as_app = json!({format!("{A}vault-serviceaccount"): "app", format!("{A}vault-role"): "shop-app", format!("{A}vault-addr"): addr_upper});
+    let out = admitted(&hook, "/configmaps", &review("configmaps", cm("a", "vault:secret/data/app#password", as_app.clone()), "CREATE", false));
+    assert_eq!(out["data"]["v"], "app-only");
+    assert!(api.requests().contains(&"POST /api/v1/namespaces/shop/serviceaccounts/app/token".to_string()), "{:?}", api.requests());
+    let message = denied(&hook, "/configmaps", &review("configmaps", cm("b", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", as_app), "CREATE", false));
+    assert!(message.contains("configmap shop/b: data[v]: vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID: permission denied"), "{message}");
+    // The webhook's own identity still reads it.
+    let out = admitted(&hook, "/configmaps", &review("configmaps", cm("c", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", json!({})), "CREATE", false));
+    assert_eq!(out["data"]["v"], "secretId");
+}
