@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::Value;
 use std::path::Path;
 
@@ -35,6 +36,16 @@ fn rendered_manifests_are_valid_and_safe() {
     assert!(excluded.contains(&"kube-system".to_string()) && excluded.contains(&"vault-infra".to_string()), "{excluded:?}");
     let skip = pods.object_selector.as_ref().unwrap().match_expressions.as_ref().unwrap();
     assert!(skip.iter().any(|e| e.key == "security.banzaicloud.io/mutate" && e.values.as_deref() == Some(&["skip".to_string()][..])));
+
+    // Secrets are resolved on CREATE and UPDATE (secretsMutation defaults to true, as Bank-Vaults').
+    let secrets = hooks.iter().find(|w| w.name.starts_with("secrets.")).expect("a secrets webhook");
+    assert_eq!(secrets.client_config.service.as_ref().unwrap().path.as_deref(), Some("/secrets"));
+    let rule = &secrets.rules.as_ref().unwrap()[0];
+    assert_eq!((rule.operations.clone().unwrap(), rule.resources.clone().unwrap()), (vec!["CREATE".to_string(), "UPDATE".into()], vec!["secrets".to_string()]));
+    assert_eq!(secrets.side_effects, "NoneOnDryRun");
+    let role: ClusterRole = find(&docs, "ClusterRole");
+    let rules = role.rules.unwrap();
+    assert!(rules.iter().all(|r| r.verbs.iter().all(|v| v == "get" || (v == "create" && r.resources.as_deref() == Some(&["serviceaccounts/token".to_string()][..])))), "read-only but for tokens");
 
     let deployment: Deployment = find(&docs, "Deployment");
     let spec = deployment.spec.unwrap();

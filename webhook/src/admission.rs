@@ -244,4 +244,37 @@ mod tests {
         let text = c.metrics.encode();
         assert!(text.contains(r#"operation="UPDATE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
     }
+
+    fn object_review(operation: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": V1, "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Secret"},
+                "resource": {"group": "", "version": "v1", "resource": "secrets"},
+                "namespace": "shop", "operation": operation, "userInfo": {"username": "admin"},
+                "object": object, "oldObject": null, "dryRun": false,
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn objects_deletes_plain_values_and_syntax_errors() {
+        // VAULT_ADDR points nowhere: none of these may reach Vault.
+        let c = Context::new(Settings::for_tests(&[("VAULT_ADDR", "http://127.0.0.1:1")]));
+        let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "cGxhaW4="}});
+        for (operation, object) in [("CREATE", plain.clone()), ("UPDATE", plain), ("DELETE", Value::Null)] {
+            let a = review_object(&c, &object_review(operation, object), Kind::Secret).await;
+            assert_eq!((a.0, a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (200, json!(true), None), "{operation}");
+        }
+        let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "stringData": {"a": "vault:secret/data/x", "b": "vault:v1:abc"}});
+        let a = review_object(&c, &object_review("CREATE", bad), Kind::Secret).await;
+        let message = a.1["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("secret shop/s: stringData[a]: vault:secret/data/x: malformed reference"), "{message}");
+        assert!(message.contains("stringData[b]: vault:v1:abc…: an encrypted value needs"), "{message}");
+        assert_eq!(review_object(&c, b"{}", Kind::Object).await.0, 400);
+        let text = c.metrics.encode();
+        assert!(text.contains(r#"kind="Secret",operation="DELETE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
+    }
 }

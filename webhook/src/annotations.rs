@@ -41,21 +41,10 @@ pub struct AnnotationError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodConfig {
     pub skip: bool,
-    pub addr: String,
-    pub skip_verify: bool,
-    pub auth_method: String,
-    pub path: String,
-    pub role: String,
-    pub ignore_missing_secrets: bool,
+    pub vault: VaultTarget,
     pub passthrough: String,
     pub json_log: bool,
-    pub client_timeout: Duration,
     pub log_level: String,
-    pub transit_key_id: String,
-    pub transit_path: String,
-    pub transit_batch_size: u32,
-    pub namespace: String,
-    pub tls_secret: String,
     /// `token-auth-mount: "volume:file"`.
     pub token_auth_mount: Option<(String, String)>,
     /// `Some` only when set (annotation or webhook default); unset lets vault-env choose.
@@ -72,6 +61,23 @@ pub struct PodConfig {
     pub readonly_root_fs: bool,
     pub allow_privilege_escalation: bool,
     pub registry_skip_verify: bool,
+}
+
+/// Which Vault, as whom, and how: the settings pods and the webhook's own reads share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultTarget {
+    pub addr: String,
+    pub skip_verify: bool,
+    pub auth_method: String,
+    pub path: String,
+    pub role: String,
+    pub namespace: String,
+    pub tls_secret: String,
+    pub client_timeout: Duration,
+    pub ignore_missing_secrets: bool,
+    pub transit_key_id: String,
+    pub transit_path: String,
+    pub transit_batch_size: u32,
 }
 
 /// Who the object is, for the `vault-role` template.
@@ -124,6 +130,27 @@ impl<'a> Reader<'a> {
         self.parsed(key, default, "a whole number", |s| s.parse().ok())
     }
 
+    /// The [`VaultTarget`] annotations, given the address and skip-verify already decided.
+    fn vault_target(&mut self, settings: &Settings, addr: String, skip_verify: bool, default_role: &str, object: &ObjectInfo<'_>) -> VaultTarget {
+        let auth_method = self.string("vault-auth-method", &settings.auth_method);
+        let path = self.string("vault-path", &settings.path);
+        let role = self.role(default_role, &auth_method, &path, object);
+        VaultTarget {
+            addr,
+            skip_verify,
+            auth_method,
+            path,
+            role,
+            namespace: self.string("vault-namespace", &settings.namespace),
+            tls_secret: self.string("vault-tls-secret", &settings.tls_secret),
+            client_timeout: self.parsed("vault-client-timeout", settings.client_timeout, "a duration such as 10s", parse_duration),
+            ignore_missing_secrets: self.bool("vault-ignore-missing-secrets", settings.ignore_missing_secrets),
+            transit_key_id: self.string("transit-key-id", &settings.transit_key_id),
+            transit_path: self.string("transit-path", &settings.transit_path),
+            transit_batch_size: self.int("transit-batch-size", settings.transit_batch_size),
+        }
+    }
+
     /// `vault-role` (else `default_role`), with its template fields filled in.
     fn role(&mut self, default_role: &str, auth_method: &str, path: &str, object: &ObjectInfo<'_>) -> String {
         let source = self.get("vault-role").map(|(_, v)| v.trim().to_string()).unwrap_or_else(|| default_role.to_string());
@@ -154,40 +181,28 @@ impl PodConfig {
     ) -> Result<PodConfig, Vec<AnnotationError>> {
         let mut r = Reader { annotations, errors: Vec::new() };
         let skip = skipped(annotations, labels);
-        let auth_method = r.string("vault-auth-method", &settings.auth_method);
-        let path = r.string("vault-path", &settings.path);
         let addr = r.parsed("vault-addr", settings.vault_addr.clone(), "an http:// or https:// address with a host", |s| {
             valid_addr(s).then(|| s.to_string())
         });
+        let skip_verify = r.bool("vault-skip-verify", settings.skip_verify);
         let default_role = match (settings.role.as_str(), object.service_account) {
             ("", "") => "default",
             ("", sa) => sa,
             (role, _) => role,
         };
-        let role = r.role(default_role, &auth_method, &path, object);
+        let vault = r.vault_target(settings, addr, skip_verify, default_role, object);
         let token_auth_mount = r.parsed("token-auth-mount", None, "VOLUME:FILE", |s| match s.split_once(':') {
             Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some(Some((v.to_string(), f.to_string()))),
             _ => None,
         });
         let config = PodConfig {
             skip,
-            addr,
-            skip_verify: r.bool("vault-skip-verify", settings.skip_verify),
-            auth_method,
-            path,
-            role,
-            ignore_missing_secrets: r.bool("vault-ignore-missing-secrets", settings.ignore_missing_secrets),
+            vault,
             passthrough: r.string("vault-env-passthrough", &settings.env_passthrough),
             json_log: r.bool("enable-json-log", settings.json_log),
-            client_timeout: r.parsed("vault-client-timeout", settings.client_timeout, "a duration such as 10s", parse_duration),
             log_level: r.parsed("log-level", settings.app_log_level.clone(), "a log level (trace, debug, info, warn, error)", |s| {
                 matches!(s.to_ascii_lowercase().as_str(), "trace" | "debug" | "info" | "warn" | "warning" | "error").then(|| s.to_string())
             }),
-            transit_key_id: r.string("transit-key-id", &settings.transit_key_id),
-            transit_path: r.string("transit-path", &settings.transit_path),
-            transit_batch_size: r.int("transit-batch-size", settings.transit_batch_size),
-            namespace: r.string("vault-namespace", &settings.namespace),
-            tls_secret: r.string("vault-tls-secret", &settings.tls_secret),
             token_auth_mount,
             daemon: r.parsed("vault-env-daemon", settings.env_daemon, "a boolean (true or false)", |s| parse_bool(s).map(Some)),
             delay: r.parsed("vault-env-delay", settings.env_delay, "a duration such as 10s", |s| parse_duration(s).map(Some)),
@@ -213,20 +228,8 @@ impl PodConfig {
 /// How the webhook itself reaches Vault for a Secret, ConfigMap or custom object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectConfig {
-    pub skip: bool,
-    /// Checked against `VAULT_ADDR_ALLOWLIST` and the private-address rules, normalized.
-    pub addr: String,
-    pub skip_verify: bool,
-    pub auth_method: String,
-    pub path: String,
-    pub role: String,
-    pub namespace: String,
-    pub tls_secret: String,
-    pub client_timeout: Duration,
-    pub ignore_missing_secrets: bool,
-    pub transit_key_id: String,
-    pub transit_path: String,
-    pub transit_batch_size: u32,
+    /// Its address is checked against `VAULT_ADDR_ALLOWLIST` and the private-address rules.
+    pub vault: VaultTarget,
     /// `vault-serviceaccount`: log in as this ServiceAccount of the object's namespace instead of
     /// as the webhook.
     pub service_account: String,
@@ -235,15 +238,11 @@ pub struct ObjectConfig {
 impl ObjectConfig {
     pub fn from_annotations(
         annotations: &BTreeMap<String, String>,
-        labels: &BTreeMap<String, String>,
         name: &str,
         namespace: &str,
         settings: &Settings,
     ) -> Result<ObjectConfig, Vec<AnnotationError>> {
         let mut r = Reader { annotations, errors: Vec::new() };
-        let skip = skipped(annotations, labels);
-        let auth_method = r.string("vault-auth-method", &settings.auth_method);
-        let path = r.string("vault-path", &settings.path);
         let addr = match r.get("vault-addr") {
             None => crate::vault_addr::normalize(&settings.vault_addr),
             Some((annotation, value)) => match crate::vault_addr::check_object_addr(value, settings) {
@@ -264,23 +263,8 @@ impl ObjectConfig {
         let service_account = r.string("vault-serviceaccount", &settings.service_account);
         let default_role = if settings.role.is_empty() { "default" } else { settings.role.as_str() };
         let info = ObjectInfo { name, namespace, service_account: &service_account };
-        let role = r.role(default_role, &auth_method, &path, &info);
-        let config = ObjectConfig {
-            skip,
-            addr,
-            skip_verify,
-            auth_method,
-            path,
-            role,
-            namespace: r.string("vault-namespace", &settings.namespace),
-            tls_secret: r.string("vault-tls-secret", &settings.tls_secret),
-            client_timeout: r.parsed("vault-client-timeout", settings.client_timeout, "a duration such as 10s", parse_duration),
-            ignore_missing_secrets: r.bool("vault-ignore-missing-secrets", settings.ignore_missing_secrets),
-            transit_key_id: r.string("transit-key-id", &settings.transit_key_id),
-            transit_path: r.string("transit-path", &settings.transit_path),
-            transit_batch_size: r.int("transit-batch-size", settings.transit_batch_size),
-            service_account,
-        };
+        let vault = r.vault_target(settings, addr, skip_verify, default_role, &info);
+        let config = ObjectConfig { vault, service_account };
         match r.errors.is_empty() {
             true => Ok(config),
             false => Err(r.errors),
@@ -343,10 +327,10 @@ mod tests {
     #[test]
     fn defaults_and_role_from_service_account() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.addr, "https://vault:8200");
-        assert_eq!(c.role, "web");
-        assert_eq!(c.path, "kubernetes");
-        assert_eq!(c.transit_batch_size, 25);
+        assert_eq!(c.vault.addr, "https://vault:8200");
+        assert_eq!(c.vault.role, "web");
+        assert_eq!(c.vault.path, "kubernetes");
+        assert_eq!(c.vault.transit_batch_size, 25);
         assert_eq!(c.log_level, "info");
         assert!(c.daemon.is_none() && !c.skip);
     }
@@ -362,8 +346,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.daemon, Some(true));
-        assert_eq!(c.role, "new");
-        assert_eq!(c.transit_key_id, "k1");
+        assert_eq!(c.vault.role, "new");
+        assert_eq!(c.vault.transit_key_id, "k1");
     }
 
     #[test]
@@ -393,7 +377,7 @@ mod tests {
         assert!(render_role("{{.namespace", &vars).is_err());
         assert!(render_role("{{ env \"HOME\" }}", &vars).is_err());
         let c = config(&[("vault.security.banzaicloud.io/vault-role", "{{.namespace}}-{{.serviceaccount}}")]).unwrap();
-        assert_eq!(c.role, "shop-web");
+        assert_eq!(c.vault.role, "shop-web");
     }
 
     #[test]
@@ -403,7 +387,7 @@ mod tests {
         let info = ObjectInfo { name: "p", namespace: "n", service_account: "" };
         let c = PodConfig::from_annotations(&BTreeMap::new(), &labels, &info, &settings()).unwrap();
         assert!(c.skip);
-        assert_eq!(c.role, "default");
+        assert_eq!(c.vault.role, "default");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! 1. [`settings`]: the webhook's own environment (Bank-Vaults' names and defaults).
 //! 2. [`server`]: HTTPS (certificate reloaded when its files change), `/healthz`, `/metrics`.
 //! 3. [`admission`]: AdmissionReview in (v1 or v1beta1), AdmissionReview with a JSONPatch out.
-//! 4. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*`.
-//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`]), then
-//! 6. [`pod`]: the pure pod mutation that yields the patch.
+//! 4. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*` ([`vault_addr`]
+//!    guards the Vault address of objects the webhook resolves itself).
+//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`], [`vault`]), then
+//! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation.
 
 pub mod annotations;
 pub mod pod;

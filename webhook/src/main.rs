@@ -12,7 +12,8 @@ vault-secrets-webhook: Kubernetes mutating admission webhook that runs container
 
 Usage: vault-secrets-webhook [--help | --version]
 
-Endpoints: POST /pods (AdmissionReview v1 or v1beta1), GET /healthz, GET /metrics
+Endpoints: POST /pods, /secrets, /configmaps, /objects (AdmissionReview v1 or v1beta1),
+           GET /healthz, GET /metrics
 
 Server:
   TLS_CERT_FILE, TLS_PRIVATE_KEY_FILE  PEM certificate and key (required: HTTPS only); re-read
@@ -44,7 +45,21 @@ Image ENTRYPOINT/CMD lookup (containers without command):
                                        credentials for pods without imagePullSecrets
   REGISTRY_DEFAULT_PLATFORM            platform picked from multi-arch images when the pod's
                                        nodeSelector does not say [default: linux/amd64]
-  REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]";
+  REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
+
+Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
+  VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET
+                                       (ca.crt of that Secret in KUBERNETES_NAMESPACE), and the
+                                       other VAULT_* variables as vault-env reads them
+  VAULT_TOKEN_FILE, VAULT_TOKEN        a token to use as is; else a login with the webhook's
+                                       service-account JWT (KUBERNETES_SERVICE_ACCOUNT_TOKEN)
+  VAULT_SERVICEACCOUNT                 default of the vault-serviceaccount annotation: log in as
+                                       that ServiceAccount of the object's namespace
+  VAULT_ADDR_ALLOWLIST                 other addresses a vault-addr annotation may name
+  VAULT_ALLOW_PRIVATE_ADDR             allow loopback/private IPs there [default: false]
+  VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations [default: false]
+  One token per address/role/mount/identity is reused until 2/3 of its TTL; tokens the webhook
+  obtained are revoked when it stops.";
 
 fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {

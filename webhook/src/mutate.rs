@@ -139,12 +139,12 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
         return Ok(None);
     }
     let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let config = ObjectConfig::from_annotations(&annotations, &labels, name, namespace, &ctx.settings).map_err(|errors| {
+    let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.settings).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("{who}: {}", list.join("; "))
     })?;
     let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
-    let plan = vault_env::resolve::plan_values(values, !config.transit_key_id.is_empty()).map_err(|errors| {
+    let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("{who}: {}", list.join("; "))
     })?;

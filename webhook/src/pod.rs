@@ -176,33 +176,33 @@ fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
 /// The variables vault-env reads, in Bank-Vaults' order.
 fn vault_env_vars(c: &Container, config: &PodConfig, pod: &Pod) -> Vec<Value> {
     let mut out = vec![
-        env("VAULT_ADDR", &config.addr),
-        env("VAULT_SKIP_VERIFY", bool_str(config.skip_verify)),
-        env("VAULT_AUTH_METHOD", &config.auth_method),
-        env("VAULT_PATH", &config.path),
-        env("VAULT_ROLE", &config.role),
-        env("VAULT_IGNORE_MISSING_SECRETS", bool_str(config.ignore_missing_secrets)),
+        env("VAULT_ADDR", &config.vault.addr),
+        env("VAULT_SKIP_VERIFY", bool_str(config.vault.skip_verify)),
+        env("VAULT_AUTH_METHOD", &config.vault.auth_method),
+        env("VAULT_PATH", &config.vault.path),
+        env("VAULT_ROLE", &config.vault.role),
+        env("VAULT_IGNORE_MISSING_SECRETS", bool_str(config.vault.ignore_missing_secrets)),
         env("VAULT_ENV_PASSTHROUGH", &config.passthrough),
         env("VAULT_JSON_LOG", bool_str(config.json_log)),
-        env("VAULT_CLIENT_TIMEOUT", go_duration(config.client_timeout)),
+        env("VAULT_CLIENT_TIMEOUT", go_duration(config.vault.client_timeout)),
     ];
     let has_level = c.env.iter().flatten().any(|e| e.name == "VAULT_LOG_LEVEL");
     if !has_level && !config.log_level.is_empty() {
         out.push(env("VAULT_LOG_LEVEL", &config.log_level));
     }
-    if !config.transit_key_id.is_empty() {
-        out.push(env("VAULT_TRANSIT_KEY_ID", &config.transit_key_id));
+    if !config.vault.transit_key_id.is_empty() {
+        out.push(env("VAULT_TRANSIT_KEY_ID", &config.vault.transit_key_id));
     }
-    if !config.transit_path.is_empty() {
-        out.push(env("VAULT_TRANSIT_PATH", &config.transit_path));
+    if !config.vault.transit_path.is_empty() {
+        out.push(env("VAULT_TRANSIT_PATH", &config.vault.transit_path));
     }
-    if config.transit_batch_size > 0 {
-        out.push(env("VAULT_TRANSIT_BATCH_SIZE", config.transit_batch_size.to_string()));
+    if config.vault.transit_batch_size > 0 {
+        out.push(env("VAULT_TRANSIT_BATCH_SIZE", config.vault.transit_batch_size.to_string()));
     }
-    if !config.namespace.is_empty() {
-        out.push(env("VAULT_NAMESPACE", &config.namespace));
+    if !config.vault.namespace.is_empty() {
+        out.push(env("VAULT_NAMESPACE", &config.vault.namespace));
     }
-    if !config.tls_secret.is_empty() {
+    if !config.vault.tls_secret.is_empty() {
         out.push(env("VAULT_CACERT", format!("{}ca.crt", tls_volume(pod).1)));
     }
     if let Some((_, file)) = &config.token_auth_mount {
@@ -222,7 +222,7 @@ fn vault_env_vars(c: &Container, config: &PodConfig, pod: &Pod) -> Vec<Value> {
 
 fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
     let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
-    if !config.tls_secret.is_empty() {
+    if !config.vault.tls_secret.is_empty() {
         let (name, path) = tls_volume(pod);
         out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
     }
@@ -317,10 +317,10 @@ pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap
 
     let spec = pod.spec.as_ref();
     let mut volumes = vec![json!({"name": VOLUME, "emptyDir": {"medium": "Memory"}})];
-    if !config.tls_secret.is_empty() {
+    if !config.vault.tls_secret.is_empty() {
         volumes.push(json!({
             "name": tls_volume(pod).0,
-            "projected": {"sources": [{"secret": {"name": config.tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]},
+            "projected": {"sources": [{"secret": {"name": config.vault.tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]},
         }));
     }
     ops.append(&["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), volumes);
@@ -344,17 +344,17 @@ mod tests {
         let settings = Settings::for_tests(&[]);
         let info = ObjectInfo { name: "", namespace: "default", service_account: "" };
         let mut c = PodConfig::from_annotations(&BTreeMap::new(), &BTreeMap::new(), &info, &settings).unwrap();
-        c.addr = "addr".into();
-        c.path = "path".into();
-        c.role = "role".into();
-        c.auth_method = "jwt".into();
+        c.vault.addr = "addr".into();
+        c.vault.path = "path".into();
+        c.vault.role = "role".into();
+        c.vault.auth_method = "jwt".into();
         c.passthrough = "vaultEnvPassThrough".into();
-        c.client_timeout = Duration::from_secs(10);
+        c.vault.client_timeout = Duration::from_secs(10);
         c.run_as_non_root = true;
         c.run_as_user = 1000;
         c.run_as_group = 1000;
         c.log_level = String::new();
-        c.transit_batch_size = 0;
+        c.vault.transit_batch_size = 0;
         c
     }
 
@@ -547,11 +547,11 @@ mod tests {
     fn settings_become_variables_in_order() {
         let mut config = bank_vaults_config();
         config.log_level = "warn".into();
-        config.transit_key_id = "key".into();
-        config.transit_path = "transit2".into();
-        config.transit_batch_size = 25;
-        config.namespace = "team-a".into();
-        config.tls_secret = "vault-ca".into();
+        config.vault.transit_key_id = "key".into();
+        config.vault.transit_path = "transit2".into();
+        config.vault.transit_batch_size = 25;
+        config.vault.namespace = "team-a".into();
+        config.vault.tls_secret = "vault-ca".into();
         config.token_auth_mount = Some(("token-vol".into(), "token".into()));
         config.daemon = Some(true);
         config.delay = Some(Duration::from_secs(5));
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn tls_volume_name_moves_aside_for_vaults_own() {
         let mut config = bank_vaults_config();
-        config.tls_secret = "ca".into();
+        config.vault.tls_secret = "ca".into();
         let p = pod(json!({"volumes": [{"name": "vault-tls", "emptyDir": {}}],
             "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
         let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();

@@ -80,7 +80,7 @@ impl VaultAccess {
         loop {
             let (session, reused) = self.session(&key, config, kube).await?;
             let fetched = resolve::fetch(&session.client, plan, &transit(config)).await;
-            let result = resolve::render(plan, &fetched, config.ignore_missing_secrets);
+            let result = resolve::render(plan, &fetched, config.vault.ignore_missing_secrets);
             match result {
                 Err(errors) if reused && !fresh && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied())) => {
                     tracing::info!(addr = %key.addr, role = %key.role, "a reused Vault token was refused; logging in again");
@@ -132,32 +132,32 @@ impl VaultAccess {
     async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<Session, String> {
         let mut env: Vec<(String, String)> = self.base.clone();
         env.extend([
-            ("VAULT_ADDR".to_string(), config.addr.clone()),
-            ("VAULT_SKIP_VERIFY".into(), config.skip_verify.to_string()),
-            ("VAULT_AUTH_METHOD".into(), config.auth_method.clone()),
-            ("VAULT_PATH".into(), config.path.clone()),
-            ("VAULT_ROLE".into(), config.role.clone()),
-            ("VAULT_NAMESPACE".into(), config.namespace.clone()),
-            ("VAULT_CLIENT_TIMEOUT".into(), format!("{}ms", config.client_timeout.as_millis().max(1))),
+            ("VAULT_ADDR".to_string(), config.vault.addr.clone()),
+            ("VAULT_SKIP_VERIFY".into(), config.vault.skip_verify.to_string()),
+            ("VAULT_AUTH_METHOD".into(), config.vault.auth_method.clone()),
+            ("VAULT_PATH".into(), config.vault.path.clone()),
+            ("VAULT_ROLE".into(), config.vault.role.clone()),
+            ("VAULT_NAMESPACE".into(), config.vault.namespace.clone()),
+            ("VAULT_CLIENT_TIMEOUT".into(), format!("{}ms", config.vault.client_timeout.as_millis().max(1))),
         ]);
-        if !config.tls_secret.is_empty() {
-            env.push(("VAULT_CACERT_BYTES".into(), self.ca_from_secret(&config.tls_secret, kube).await?));
+        if !config.vault.tls_secret.is_empty() {
+            env.push(("VAULT_CACERT_BYTES".into(), self.ca_from_secret(&config.vault.tls_secret, kube).await?));
         }
         let vault_config = Config::from_env(&env.into_iter().collect::<Env>()).map_err(|errors| {
             let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("the webhook's Vault settings: {}", list.join("; "))
         })?;
-        let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.addr))?;
+        let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.vault.addr))?;
         let obtained = Instant::now();
         let result = match &key.identity {
             Identity::ServiceAccount { namespace, name } => {
                 let jwt = kube.service_account_token(namespace, name).await.map_err(|e| e.to_string())?;
-                let body = json!({ "role": config.role, "jwt": jwt.expose() });
+                let body = json!({ "role": config.vault.role, "jwt": jwt.expose() });
                 client
                     .login(&vault_config.auth.mount, &body)
                     .await
                     .map(|a| (a.client_token, a.lease_duration, true))
-                    .map_err(|e| format!("login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}", config.addr, vault_config.auth.mount, config.role))
+                    .map_err(|e| format!("login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}", config.vault.addr, vault_config.auth.mount, config.vault.role))
             }
             Identity::Webhook => auth::token(&client, &vault_config.auth)
                 .await
@@ -165,9 +165,9 @@ impl VaultAccess {
                     let revocable = matches!(t.source, TokenSource::Login { .. });
                     (t.secret, t.lease_duration, revocable)
                 })
-                .map_err(|e| format!("the webhook's Vault token for {}: {e}", config.addr)),
+                .map_err(|e| format!("the webhook's Vault token for {}: {e}", config.vault.addr)),
         };
-        self.metrics.vault_login(&config.addr, if result.is_ok() { "ok" } else { "error" });
+        self.metrics.vault_login(&config.vault.addr, if result.is_ok() { "ok" } else { "error" });
         let (token, ttl, revocable): (SecretString, u64, bool) = result?;
         Ok(Session {
             client: client.with_token(token),
@@ -213,25 +213,25 @@ impl VaultAccess {
 
 fn transit(config: &ObjectConfig) -> Transit {
     Transit {
-        key_id: Some(config.transit_key_id.clone()).filter(|k| !k.is_empty()),
-        mount: match config.transit_path.trim_matches('/') {
+        key_id: Some(config.vault.transit_key_id.clone()).filter(|k| !k.is_empty()),
+        mount: match config.vault.transit_path.trim_matches('/') {
             "" => "transit".into(),
             path => path.into(),
         },
-        batch_size: (config.transit_batch_size as usize).max(1),
+        batch_size: (config.vault.transit_batch_size as usize).max(1),
     }
 }
 
 fn session_key(config: &ObjectConfig, namespace: &str) -> SessionKey {
     SessionKey {
-        addr: config.addr.clone(),
-        skip_verify: config.skip_verify,
-        tls_secret: config.tls_secret.clone(),
-        vault_namespace: config.namespace.clone(),
-        timeout: config.client_timeout,
-        method: config.auth_method.clone(),
-        mount: config.path.clone(),
-        role: config.role.clone(),
+        addr: config.vault.addr.clone(),
+        skip_verify: config.vault.skip_verify,
+        tls_secret: config.vault.tls_secret.clone(),
+        vault_namespace: config.vault.namespace.clone(),
+        timeout: config.vault.client_timeout,
+        method: config.vault.auth_method.clone(),
+        mount: config.vault.path.clone(),
+        role: config.vault.role.clone(),
         identity: match config.service_account.as_str() {
             "" => Identity::Webhook,
             name => Identity::ServiceAccount { namespace: namespace.to_string(), name: name.to_string() },
