@@ -419,7 +419,7 @@ fn pods_needing_no_read_work_without_an_api_server() {
 
 /// Debian's docker-registry (CNCF distribution) on a free loopback port.
 pub struct Registry {
-    _proc: Proc,
+    _procs: Vec<Proc>,
     _dir: tempfile::TempDir,
     pub host: String,
     base: String,
@@ -429,15 +429,25 @@ pub struct Registry {
 impl Registry {
     /// Plain HTTP, no auth.
     pub fn plain() -> Registry {
-        Registry::start(None)
+        Registry::start(None, false)
     }
 
     /// TLS (a CA of the test's) and htpasswd basic auth for `user`/`password`.
     pub fn secure(user: &str, password: &str) -> Registry {
-        Registry::start(Some((user, password)))
+        Registry::start(Some((user, password)), false)
     }
 
-    fn start(auth: Option<(&str, &str)>) -> Registry {
+    /// TLS and bearer tokens from tests/fixtures/registry_token.py, which grants `user`/`password`.
+    pub fn token(user: &str, password: &str) -> Registry {
+        Registry::start(Some((user, password)), true)
+    }
+
+    /// What the token server was asked: `USER SCOPE STATUS` lines.
+    pub fn token_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self._dir.path().join("token.log")).unwrap_or_default().lines().map(str::to_string).collect()
+    }
+
+    fn start(auth: Option<(&str, &str)>, bearer: bool) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -446,18 +456,19 @@ impl Registry {
             dir.path().join("data").display()
         );
         let mut push_args = Vec::new();
+        let mut procs = Vec::new();
         let scheme = match auth {
             None => "http",
             Some((user, password)) => {
                 let (ca, cert, key) = ca_and_cert(dir.path(), "registry", "IP:127.0.0.1");
-                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
-                std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
-                config.push_str(&format!(
-                    "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                    cert.display(),
-                    key.display(),
-                    dir.path().join("htpasswd").display()
-                ));
+                config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()));
+                if bearer {
+                    config.push_str(&token_server(dir.path(), &cert, &key, user, password, &mut procs));
+                } else {
+                    let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+                    std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+                    config.push_str(&format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display()));
+                }
                 push_args = vec!["--user".into(), format!("{user}:{password}"), "--cacert".into(), ca.display().to_string()];
                 "https"
             }
@@ -465,7 +476,7 @@ impl Registry {
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         // The registry reads every REGISTRY_* variable as configuration: start it with none.
-        let proc = Proc(
+        procs.push(Proc(
             Command::new("docker-registry")
                 .arg("serve")
                 .arg(dir.path().join("config.yml"))
@@ -476,14 +487,14 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .expect("docker-registry (Debian package docker-registry)"),
-        );
+        ));
         let base = format!("{scheme}://{host}");
         let ready = busy_wait(Duration::from_secs(15), || {
             let out = Command::new("curl").args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/v2/")]).output().unwrap();
             matches!(&out.stdout[..], b"200" | b"401")
         });
         assert!(ready, "registry: {}", std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default());
-        Registry { _proc: proc, _dir: dir, host, base, push_args }
+        Registry { _procs: procs, _dir: dir, host, base, push_args }
     }
 
     /// Pushes `repo:tag` (see tests/fixtures/oci_push.py for the kinds).
@@ -496,6 +507,24 @@ impl Registry {
             .unwrap();
         assert!(out.status.success(), "push {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Starts the token server with the registry's TLS pair and a new signing pair; returns the
+/// registry's `auth:` configuration.
+fn token_server(dir: &Path, cert: &Path, key: &Path, user: &str, password: &str, procs: &mut Vec<Proc>) -> String {
+    std::fs::copy(cert, dir.join("tls.crt")).unwrap();
+    std::fs::copy(key, dir.join("tls.key")).unwrap();
+    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=token-signer", "-keyout", "signer.key", "-out", "signer.crt"]);
+    let script = fixtures().join("registry_token.py");
+    let child = Command::new("python3").arg(script).arg(dir).args([user, password, "test-issuer", "test-registry"]).stdin(Stdio::null()).spawn();
+    procs.push(Proc(child.expect("python3")));
+    let portfile = dir.join("token.port");
+    assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "the token server did not start");
+    let port = std::fs::read_to_string(portfile).unwrap();
+    format!(
+        "auth:\n  token:\n    realm: https://127.0.0.1:{port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        dir.join("signer.crt").display()
+    )
 }
 
 fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Value {
@@ -587,6 +616,30 @@ fn registry_with_tls_and_basic_auth_uses_pull_secrets() {
     let error = args_of(&hook, pod).unwrap_err();
     assert!(error.contains("https") && error.contains(&registry.host), "{error}");
     assert!(!hook.log().contains("s3cret-pw") && !error.contains("s3cret-pw"), "credentials never logged");
+}
+
+#[test]
+fn registry_with_bearer_tokens() {
+    let registry = Registry::token("robot", "t0ken-pw");
+    registry.push("private/app", "1", "oci");
+    let api = KubeApi::start();
+    let config = |password: &str| json!({"auths": {registry.host.clone(): {"auth": STANDARD.encode(format!("robot:{password}"))}}}).to_string();
+    api.secret("shop", "regcred", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("t0ken-pw").as_bytes())]);
+    api.secret("shop", "wrong", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("nope").as_bytes())]);
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("REGISTRY_SKIP_VERIFY", "true")]);
+    let image = format!("{}/private/app:1", registry.host);
+    let before = registry.token_log().len();
+    let pod = commandless_pod(&[&image], json!({}), json!({"imagePullSecrets": [{"name": "regcred"}]}));
+    assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"]]);
+    let asked = registry.token_log()[before..].to_vec();
+    assert!(asked.contains(&"robot repository:private/app:pull 200".to_string()), "the webhook got a pull token: {asked:?}");
+    // A wrong password: the token server refuses it, and the error names image and registry.
+    let pod = commandless_pod(&[&image], json!({}), json!({"imagePullSecrets": [{"name": "wrong"}]}));
+    let error = args_of(&hook, pod).unwrap_err();
+    assert!(error.contains(&format!("image {image} (registry {})", registry.host)), "{error}");
+    assert!(registry.token_log().iter().any(|l| l.starts_with("robot ") && l.ends_with(" 401")));
+    assert!(!hook.log().contains("t0ken-pw") && !error.contains("t0ken-pw"));
 }
 
 #[test]
