@@ -17,6 +17,7 @@ pub mod objects;
 pub mod vault;
 pub mod kube_api;
 pub mod metrics;
+pub mod cache;
 pub mod registry;
 pub mod admission;
 pub mod mutate;

@@ -46,6 +46,7 @@ Image ENTRYPOINT/CMD lookup (containers without command):
   REGISTRY_DEFAULT_PLATFORM            platform picked from multi-arch images when the pod's
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
+  REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
 
 Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
   VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET

@@ -14,13 +14,19 @@ use crate::settings::Settings;
 use json_patch::Patch;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use crate::cache::TtlCache;
+
+type CredentialsKey = (Vec<(String, String)>, String, String);
 
 pub struct Context {
     pub settings: Settings,
     pub kube: KubeApi,
     pub registry: Registry,
     pub vault: VaultAccess,
+    /// Pull credentials by (pull secrets, ServiceAccount namespace and name), for
+    /// `REGISTRY_CREDENTIALS_TTL`: spares the Kubernetes reads on every pod of a Deployment.
+    credentials: Mutex<TtlCache<CredentialsKey, Vec<DockerAuth>>>,
     pub metrics: Arc<Metrics>,
     default_platform: Platform,
 }
@@ -36,7 +42,8 @@ impl Context {
             variant: None,
         });
         let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
-        Context { kube: KubeApi::new(metrics.clone()), registry, vault, metrics, default_platform, settings }
+        let credentials = Mutex::new(TtlCache::new(settings.registry_cache_size, settings.registry_credentials_ttl));
+        Context { kube: KubeApi::new(metrics.clone()), registry, vault, credentials, metrics, default_platform, settings }
     }
 }
 
@@ -202,6 +209,10 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
         }
         _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
     };
+    let key = (secrets.clone(), sa_namespace.clone(), sa_name.clone());
+    if let Some(found) = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(found);
+    }
     if !sa_name.is_empty()
         && let Some(sa) = ctx.kube.service_account(&sa_namespace, &sa_name).await.map_err(|e| e.to_string())?
     {
@@ -220,5 +231,6 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
             }
         }
     }
+    ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).put(key, out.clone());
     Ok(out)
 }

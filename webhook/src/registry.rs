@@ -6,6 +6,7 @@
 //! keyed by image, platform and credentials (never shared across pull secrets); one `oci-client`
 //! per lookup, because a client keeps the first credential it sees per registry.
 
+use crate::cache::TtlCache;
 use crate::metrics::Metrics;
 use crate::pod::ImageCommand;
 use base64::Engine;
@@ -16,7 +17,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -169,50 +170,8 @@ pub fn cacheable(reference: &Reference, pull_policy: Option<&str>) -> bool {
 
 type CacheKey = (String, String, u64);
 
-struct Cache {
-    entries: HashMap<CacheKey, (Instant, ImageCommand)>,
-    order: VecDeque<CacheKey>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-impl Cache {
-    fn get(&mut self, key: &CacheKey) -> Option<ImageCommand> {
-        match self.entries.get(key) {
-            Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
-            Some(_) => {
-                self.entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, key: CacheKey, value: ImageCommand) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.entries.insert(key.clone(), (Instant::now(), value)).is_none() {
-            self.order.push_back(key);
-        }
-        while self.entries.len() > self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.entries.remove(&old);
-                }
-                None => break,
-            }
-        }
-        // Keys of entries that expired and were removed on `get` linger in `order`; drop them.
-        if self.order.len() > self.capacity * 2 {
-            let entries = &self.entries;
-            self.order.retain(|k| entries.contains_key(k));
-        }
-    }
-}
-
 pub struct Registry {
-    cache: Mutex<Cache>,
+    cache: Mutex<TtlCache<CacheKey, ImageCommand>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -227,7 +186,7 @@ pub struct Lookup<'a> {
 
 impl Registry {
     pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>) -> Registry {
-        let cache = Cache { entries: HashMap::new(), order: VecDeque::new(), capacity, ttl };
+        let cache = TtlCache::new(capacity, ttl);
         Registry { cache: Mutex::new(cache), timeout, metrics }
     }
 
@@ -395,24 +354,6 @@ mod tests {
         assert!(!cacheable(&r("foo:latest"), None));
         assert!(!cacheable(&r("foo:bar"), Some("Always")));
         assert!(cacheable(&r("foo@sha256:0000000000000000000000000000000000000000000000000000000000000000"), None));
-    }
-
-    #[test]
-    fn bounded_expiring_cache() {
-        let mut c = Cache { entries: HashMap::new(), order: VecDeque::new(), capacity: 2, ttl: Duration::from_millis(50) };
-        let k = |i: u64| ("img".to_string(), "linux/amd64".to_string(), i);
-        let v = |s: &str| ImageCommand { entrypoint: vec![s.into()], cmd: vec![] };
-        c.put(k(1), v("a"));
-        c.put(k(2), v("b"));
-        c.put(k(3), v("c"));
-        assert_eq!(c.get(&k(1)), None, "oldest evicted");
-        assert_eq!(c.get(&k(3)), Some(v("c")));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.get(&k(3)), None, "expired");
-        for i in 0..100 {
-            c.put(k(i), v("x"));
-        }
-        assert!(c.entries.len() <= 2 && c.order.len() <= 4);
     }
 
     #[test]

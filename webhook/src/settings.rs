@@ -51,6 +51,8 @@ pub struct Settings {
     pub tls_reload_interval: Duration,
     pub registry_cache_size: usize,
     pub registry_cache_ttl: Duration,
+    /// How long pull credentials (pull secrets and ServiceAccount reads) are reused.
+    pub registry_credentials_ttl: Duration,
     pub registry_timeout: Duration,
     /// `os/arch[/variant]` picked from multi-platform images when the pod does not say.
     pub default_platform: String,
@@ -186,6 +188,7 @@ impl Settings {
             tls_reload_interval: r.duration("TLS_RELOAD_INTERVAL", Duration::from_secs(5)),
             registry_cache_size: r.int("REGISTRY_CACHE_SIZE", 1024),
             registry_cache_ttl: r.duration("REGISTRY_CACHE_TTL", Duration::from_secs(3600)),
+            registry_credentials_ttl: r.duration("REGISTRY_CREDENTIALS_TTL", Duration::from_secs(10)),
             registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
             default_platform: r.parsed("REGISTRY_DEFAULT_PLATFORM", "linux/amd64".into(), "os/arch[/variant], e.g. linux/arm64", |s| {
                 (s.split('/').count() >= 2 && !s.split('/').any(str::is_empty)).then(|| s.to_string())
