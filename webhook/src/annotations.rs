@@ -64,7 +64,7 @@ pub struct PodConfig {
 }
 
 /// Which Vault, as whom, and how: the settings pods and the webhook's own reads share.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VaultTarget {
     pub addr: String,
     pub skip_verify: bool,

@@ -9,7 +9,7 @@
 //! two thirds of the token's TTL have passed (Bank-Vaults logs in on every admission and never
 //! revokes). Tokens the webhook obtained are revoked on shutdown.
 
-use crate::annotations::ObjectConfig;
+use crate::annotations::{ObjectConfig, VaultTarget};
 use crate::kube_api::KubeApi;
 use crate::metrics::Metrics;
 use serde_json::json;
@@ -31,16 +31,10 @@ enum Identity {
     ServiceAccount { namespace: String, name: String },
 }
 
+/// One session per Vault target (address, TLS, namespace, auth method, mount, role) and identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SessionKey {
-    addr: String,
-    skip_verify: bool,
-    tls_secret: String,
-    vault_namespace: String,
-    timeout: Duration,
-    method: String,
-    mount: String,
-    role: String,
+    vault: VaultTarget,
     identity: Identity,
 }
 
@@ -83,7 +77,7 @@ impl VaultAccess {
             let result = resolve::render(plan, &fetched, config.vault.ignore_missing_secrets);
             match result {
                 Err(errors) if reused && !fresh && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied())) => {
-                    tracing::info!(addr = %key.addr, role = %key.role, "a reused Vault token was refused; logging in again");
+                    tracing::info!(addr = %key.vault.addr, role = %key.vault.role, "a reused Vault token was refused; logging in again");
                     self.forget(&key, &session).await;
                     fresh = true;
                 }
@@ -224,14 +218,14 @@ fn transit(config: &ObjectConfig) -> Transit {
 
 fn session_key(config: &ObjectConfig, namespace: &str) -> SessionKey {
     SessionKey {
-        addr: config.vault.addr.clone(),
-        skip_verify: config.vault.skip_verify,
-        tls_secret: config.vault.tls_secret.clone(),
-        vault_namespace: config.vault.namespace.clone(),
-        timeout: config.vault.client_timeout,
-        method: config.vault.auth_method.clone(),
-        mount: config.vault.path.clone(),
-        role: config.vault.role.clone(),
+        // Transit and ignore-missing only change how values are read, not the client or token.
+        vault: VaultTarget {
+            ignore_missing_secrets: false,
+            transit_key_id: String::new(),
+            transit_path: String::new(),
+            transit_batch_size: 0,
+            ..config.vault.clone()
+        },
         identity: match config.service_account.as_str() {
             "" => Identity::Webhook,
             name => Identity::ServiceAccount { namespace: namespace.to_string(), name: name.to_string() },
