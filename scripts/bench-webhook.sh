@@ -4,7 +4,9 @@
 #      and the maximum throughput
 #   2. the same pod without `command` in its containers: the image lookup is served from the cache
 #      (plus the ServiceAccount read for pull secrets, answered by the fixture Kubernetes API)
-#   3. the ceiling: Debian's nginx answering a fixed AdmissionReview over HTTPS, same load
+#   3. the ceiling: Debian's nginx answering a fixed AdmissionReview over HTTPS, same load: the
+#      webhook's own answer to the pod of case 1 (same bytes on the wire), and for reference a
+#      minimal answer with an empty patch
 # Targets (issue 4): p99 <= 1 ms at 1,000 rps; throughput >= 25 % of the nginx ceiling.
 # Load: wrk (2 threads); pacing through wrk's delay() hook. Load generator and server share the
 # machine's cores, for the webhook and for nginx alike.
@@ -109,7 +111,7 @@ env -i PATH=/usr/bin:/bin TLS_CERT_FILE="$B/tls.crt" TLS_PRIVATE_KEY_FILE="$B/tl
 wait_for 15 webhook curl -fsk "https://127.0.0.1:$WH_PORT/healthz"
 URL="https://127.0.0.1:$WH_PORT/pods?timeout=10s"
 curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod.json" "$URL" \
-  | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
+  | tee "$B/answer.json" | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
   || die "the webhook did not mutate the benchmark pod"
 curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod-registry.json" "$URL" \
   | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
@@ -123,7 +125,8 @@ stop_pid "$WH_PID"; WH_PID=
 
 # --- the ceiling: nginx answering a fixed AdmissionReview over HTTPS
 NG_PORT=$(free_port)
-ANSWER=$(curl -fsk -X POST --data-binary @"$B/pod.json" "$URL" 2>/dev/null || true)
+ANSWER=$(cat "$B/answer.json")
+case $ANSWER in *"'"*|*'\'*|*'$'*) die "the answer cannot be quoted in nginx.conf";; esac
 mkdir -p "$B/nginx"
 cat >"$B/nginx/nginx.conf" <<NGX
 worker_processes 2;
@@ -138,25 +141,30 @@ http {
   server {
     listen 127.0.0.1:$NG_PORT ssl http2;
     ssl_certificate $B/tls.crt; ssl_certificate_key $B/tls.key;
-    location /pods { default_type application/json; return 200 '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b3c1f7d2-0000-4000-8000-000000000001","allowed":true,"patchType":"JSONPatch","patch":"W10="}}'; }
+    location /pods { default_type application/json; return 200 '$ANSWER'; }
+    location /minimal { default_type application/json; return 200 '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"b3c1f7d2-0000-4000-8000-000000000001","allowed":true,"patchType":"JSONPatch","patch":"W10="}}'; }
   }
 }
 NGX
 nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" -g 'daemon off;' & NGINX_PID=$!
 wait_for 10 nginx curl -fsk -X POST -d '{}' "https://127.0.0.1:$NG_PORT/pods"
-log "nginx: fixed AdmissionReview"
+log "nginx: fixed AdmissionReview (the webhook's answer, $(wc -c <"$B/answer.json") bytes)"
 read -r N50 N99 NRPS NMAX < <(run nginx "https://127.0.0.1:$NG_PORT/pods?timeout=10s" "$B/pod.json")
+log "nginx: minimal AdmissionReview (empty patch)"
+read -r M50 M99 MRPS MMAX < <(run nginx-minimal "https://127.0.0.1:$NG_PORT/minimal?timeout=10s" "$B/pod.json")
 
-python3 - "$W50" "$W99" "$WRPS" "$WMAX" "$R50" "$R99" "$RRPS" "$RMAX" "$N50" "$N99" "$NRPS" "$NMAX" "$WH_RSS" "$DURATION" <<'PY'
+python3 - "$W50" "$W99" "$WRPS" "$WMAX" "$R50" "$R99" "$RRPS" "$RMAX" "$N50" "$N99" "$NRPS" "$NMAX" "$M50" "$M99" "$MRPS" "$MMAX" "$WH_RSS" "$DURATION" <<'PY'
 import sys
-w50, w99, wrps, wmax, r50, r99, rrps, rmax, n50, n99, nrps, nmax = map(float, sys.argv[1:13])
-rss, dur = int(sys.argv[13]), sys.argv[14]
+w50, w99, wrps, wmax, r50, r99, rrps, rmax, n50, n99, nrps, nmax, m50, m99, mrps, mmax = map(float, sys.argv[1:17])
+rss, dur = int(sys.argv[17]), sys.argv[18]
 print(f"\nvault-secrets-webhook over HTTPS, 2 wrk threads, {dur} s per run (this machine)\n")
 print(f"{'':44} {'p50 ms':>8} {'p99 ms':>8} {'paced rps':>10} {'max rps':>9}")
 print(f"{'webhook, 5-container pod (no registry)':44} {w50:8.3f} {w99:8.3f} {wrps:10.0f} {wmax:9.0f}")
 print(f"{'webhook, 5 containers, cached image lookup':44} {r50:8.3f} {r99:8.3f} {rrps:10.0f} {rmax:9.0f}")
-print(f"{'nginx, fixed AdmissionReview (ceiling)':44} {n50:8.3f} {n99:8.3f} {nrps:10.0f} {nmax:9.0f}")
+print(f"{'nginx, the same answer (ceiling)':44} {n50:8.3f} {n99:8.3f} {nrps:10.0f} {nmax:9.0f}")
+print(f"{'nginx, minimal answer (empty patch)':44} {m50:8.3f} {m99:8.3f} {mrps:10.0f} {mmax:9.0f}")
 print(f"\np99 at ~1,000 rps: {w99:.3f} ms (target <= 1 ms: {'met' if w99 <= 1 else 'MISSED'})")
 print(f"throughput: {wmax:.0f} / {nmax:.0f} rps = {100*wmax/nmax:.0f} % of the nginx ceiling (target >= 25 %: {'met' if wmax >= 0.25*nmax else 'MISSED'})")
+print(f"  (against nginx's minimal answer: {100*wmax/mmax:.0f} %)")
 print(f"webhook peak RSS: {rss/1024:.1f} MiB")
 PY

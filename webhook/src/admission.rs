@@ -5,7 +5,7 @@
 use crate::metrics::ReviewLabels;
 use crate::mutate::{Context, mutate_object, mutate_pod, object_name, pod_name};
 use crate::objects::Kind;
-use json_patch::Patch;
+use crate::patch::JsonPatch;
 use kube::core::DynamicObject;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,14 +18,27 @@ pub const V1: &str = "admission.k8s.io/v1";
 pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 /// An HTTP status and a JSON body.
-pub type Answer = (u16, Value);
+pub type Answer = (u16, String);
 
 fn bad_request(message: String) -> Answer {
-    (400, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400, "reason": "BadRequest", "message": message}))
+    (400, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400, "reason": "BadRequest", "message": message}).to_string())
 }
 
-fn answer(api_version: &str, response: Value) -> Answer {
-    (200, json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
+/// The AdmissionReview around `response`; a patch is base64-encoded straight into the text (it
+/// is most of the answer: no `Value` holding it, no second copy).
+fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answer {
+    let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}).to_string();
+    let Some(patch) = patch else { return (200, review) };
+    // `review` ends with the `}` of the response and the `}` of the review.
+    let Some(head) = review.strip_suffix("}}") else {
+        return (500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"}).to_string());
+    };
+    let mut out = String::with_capacity(head.len() + 40 + patch.json.len().div_ceil(3) * 4);
+    out.push_str(head);
+    out.push_str(r#","patchType":"JSONPatch","patch":""#);
+    STANDARD.encode_string(&patch.json, &mut out);
+    out.push_str("\"}}");
+    (200, out)
 }
 
 /// Reads the review; a wrong apiVersion/kind or a missing request is a 400.
@@ -91,7 +104,7 @@ async fn review<T>(
     ctx: &Context,
     body: &[u8],
     kind: &str,
-    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(Patch, String)>, String>,
+    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(JsonPatch, String)>, String>,
 ) -> Answer
 where
     T: kube::Resource + serde::de::DeserializeOwned,
@@ -117,21 +130,14 @@ where
             }
             let namespace = request.namespace.clone().unwrap_or_default();
             let mut response = json!({"uid": request.uid, "allowed": true});
+            let mut patch = None;
             match mutate(&request, &namespace).await {
-                Ok(Some((patch, who))) => match serde_json::to_vec(&patch) {
-                    Ok(bytes) => {
-                        response["patchType"] = json!("JSONPatch");
-                        response["patch"] = json!(STANDARD.encode(bytes));
-                        labels.mutated = "true".into();
-                        labels.outcome = "allowed".into();
-                        tracing::info!(object = %who, operations = patch.0.len(), dry_run = request.dry_run, "mutated");
-                    }
-                    Err(e) => {
-                        response["allowed"] = json!(false);
-                        response["status"] = json!({"code": 500, "message": format!("{who}: cannot encode the patch: {e}")});
-                        labels.outcome = "denied".into();
-                    }
-                },
+                Ok(Some((p, who))) => {
+                    labels.mutated = "true".into();
+                    labels.outcome = "allowed".into();
+                    tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
+                    patch = Some(p);
+                }
                 Ok(None) => labels.outcome = "allowed".into(),
                 Err(message) => {
                     tracing::warn!("denied: {message}");
@@ -140,7 +146,7 @@ where
                     labels.outcome = "denied".into();
                 }
             }
-            answer(&request.types.api_version, response)
+            answer(&request.types.api_version, response, patch.as_ref())
         }
     };
     ctx.metrics.reviews.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
@@ -178,7 +184,11 @@ mod tests {
                 "env": [{"name": "PW", "value": "vault:secret/data/db#password"}]}]}})
     }
 
-    fn patched(answer: &Answer, original: &[u8]) -> Pod {
+    fn json_of((status, body): Answer) -> (u16, Value) {
+        (status, serde_json::from_str(&body).expect("the answer is JSON"))
+    }
+
+    fn patched(answer: &(u16, Value), original: &[u8]) -> Pod {
         let review: Value = serde_json::from_slice(original).unwrap();
         let patch = STANDARD.decode(answer.1["response"]["patch"].as_str().unwrap()).unwrap();
         let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
@@ -191,7 +201,7 @@ mod tests {
     async fn v1_and_v1beta1_are_answered_in_kind() {
         for version in [V1, V1BETA1] {
             let body = review(version, "CREATE", app_pod(json!({"vault.security.banzaicloud.io/vault-env-daemon": "true"})));
-            let a = review_pod(&ctx(), &body).await;
+            let a = json_of(review_pod(&ctx(), &body).await);
             assert_eq!(a.0, 200);
             assert_eq!(a.1["apiVersion"], version);
             assert_eq!(a.1["kind"], "AdmissionReview");
@@ -208,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn bad_annotation_is_a_denial_naming_it() {
         let body = review(V1, "CREATE", app_pod(json!({"vault.security.banzaicloud.io/vault-env-daemon": "perhaps"})));
-        let a = review_pod(&ctx(), &body).await;
+        let a = json_of(review_pod(&ctx(), &body).await);
         assert_eq!(a.0, 200);
         assert_eq!(a.1["response"]["allowed"], false);
         let message = a.1["response"]["status"]["message"].as_str().unwrap();
@@ -219,7 +229,7 @@ mod tests {
     async fn malformed_requests_are_400() {
         let c = ctx();
         for body in [&b"not json"[..], br#"{"apiVersion":"v1","kind":"Pod"}"#, br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#] {
-            let a = review_pod(&c, body).await;
+            let a = json_of(review_pod(&c, body).await);
             assert_eq!(a.0, 400, "{}", String::from_utf8_lossy(body));
             assert!(!a.1["message"].as_str().unwrap().is_empty());
         }
@@ -231,15 +241,15 @@ mod tests {
     #[tokio::test]
     async fn updates_and_plain_pods_pass_unchanged() {
         let c = ctx();
-        let a = review_pod(&c, &review(V1, "UPDATE", app_pod(json!({})))).await;
+        let a = json_of(review_pod(&c, &review(V1, "UPDATE", app_pod(json!({})))).await);
         assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
         let mut plain = app_pod(json!({}));
         plain["spec"]["containers"][0]["env"][0]["value"] = json!("not a reference");
-        let a = review_pod(&c, &review(V1, "CREATE", plain)).await;
+        let a = json_of(review_pod(&c, &review(V1, "CREATE", plain)).await);
         assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
         // Opted out: not even a bad annotation matters.
         let skip = app_pod(json!({"vault.security.banzaicloud.io/mutate": "skip", "vault.security.banzaicloud.io/vault-env-daemon": "?"}));
-        let a = review_pod(&c, &review(V1, "CREATE", skip)).await;
+        let a = json_of(review_pod(&c, &review(V1, "CREATE", skip)).await);
         assert_eq!((a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (json!(true), None));
         let text = c.metrics.encode();
         assert!(text.contains(r#"operation="UPDATE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
@@ -264,12 +274,12 @@ mod tests {
         let c = Context::new(Settings::for_tests(&[("VAULT_ADDR", "http://127.0.0.1:1")]));
         let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "cGxhaW4="}});
         for (operation, object) in [("CREATE", plain.clone()), ("UPDATE", plain), ("DELETE", Value::Null)] {
-            let a = review_object(&c, &object_review(operation, object), Kind::Secret).await;
+            let a = json_of(review_object(&c, &object_review(operation, object), Kind::Secret).await);
             assert_eq!((a.0, a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (200, json!(true), None), "{operation}");
         }
         let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
             "stringData": {"a": "vault:secret/data/x", "b": "vault:v1:abc"}});
-        let a = review_object(&c, &object_review("CREATE", bad), Kind::Secret).await;
+        let a = json_of(review_object(&c, &object_review("CREATE", bad), Kind::Secret).await);
         let message = a.1["response"]["status"]["message"].as_str().unwrap();
         assert!(message.contains("secret shop/s: stringData[a]: vault:secret/data/x: malformed reference"), "{message}");
         assert!(message.contains("stringData[b]: vault:v1:abc…: an encrypted value needs"), "{message}");

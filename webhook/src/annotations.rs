@@ -87,22 +87,34 @@ pub struct ObjectInfo<'a> {
     pub service_account: &'a str,
 }
 
+/// (full annotation name, value) by the key after the prefix.
+type Keyed<'a> = BTreeMap<&'a str, (&'a String, &'a str)>;
+
 struct Reader<'a> {
-    annotations: &'a BTreeMap<String, String>,
+    /// Our annotations under the newer prefix, and under Bank-Vaults' original one.
+    new: Keyed<'a>,
+    old: Keyed<'a>,
     errors: Vec<AnnotationError>,
 }
 
 impl<'a> Reader<'a> {
+    fn new(annotations: &'a BTreeMap<String, String>) -> Reader<'a> {
+        let (mut new, mut old) = (Keyed::new(), Keyed::new());
+        for (name, value) in annotations {
+            if let Some(key) = name.strip_prefix(NEW_PREFIX) {
+                new.insert(key, (name, value.as_str()));
+            } else if let Some(key) = name.strip_prefix(PREFIX) {
+                old.insert(key, (name, value.as_str()));
+            }
+        }
+        Reader { new, old, errors: Vec::new() }
+    }
+
     /// The value and the full annotation name it came from; the new prefix wins over the old one.
     fn get(&self, key: &str) -> Option<(String, &'a str)> {
         let renamed = RENAMED.iter().find(|(old, _)| *old == key).map(|(_, new)| *new).unwrap_or(&[]);
-        let candidates = renamed.iter().map(|k| (NEW_PREFIX, *k)).chain([(NEW_PREFIX, key), (PREFIX, key)]);
-        for (prefix, k) in candidates {
-            if let Some((name, value)) = self.annotations.get_key_value(&format!("{prefix}{k}")) {
-                return Some((name.clone(), value.as_str()));
-            }
-        }
-        None
+        let found = renamed.iter().chain([&key]).find_map(|k| self.new.get(k)).or_else(|| self.old.get(key));
+        found.map(|(name, value)| (name.to_string(), *value))
     }
 
     fn string(&self, key: &str, default: &str) -> String {
@@ -179,7 +191,7 @@ impl PodConfig {
         object: &ObjectInfo<'_>,
         settings: &Settings,
     ) -> Result<PodConfig, Vec<AnnotationError>> {
-        let mut r = Reader { annotations, errors: Vec::new() };
+        let mut r = Reader::new(annotations);
         let skip = skipped(annotations, labels);
         let addr = r.parsed("vault-addr", settings.vault_addr.clone(), "an http:// or https:// address with a host", |s| {
             valid_addr(s).then(|| s.to_string())
@@ -242,7 +254,7 @@ impl ObjectConfig {
         namespace: &str,
         settings: &Settings,
     ) -> Result<ObjectConfig, Vec<AnnotationError>> {
-        let mut r = Reader { annotations, errors: Vec::new() };
+        let mut r = Reader::new(annotations);
         let addr = match r.get("vault-addr") {
             None => crate::vault_addr::normalize(&settings.vault_addr),
             Some((annotation, value)) => match crate::vault_addr::check_object_addr(value, settings) {
@@ -274,7 +286,7 @@ impl ObjectConfig {
 
 /// Opted out with the `mutate: skip` annotation or the `security.banzaicloud.io/mutate: skip` label.
 pub fn skipped(annotations: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    let r = Reader { annotations, errors: Vec::new() };
+    let r = Reader::new(annotations);
     r.string("mutate", "") == "skip" || labels.get(MUTATE_LABEL).is_some_and(|v| v == "skip")
 }
 

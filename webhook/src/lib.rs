@@ -10,6 +10,7 @@
 //! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation.
 
 pub mod annotations;
+pub mod patch;
 pub mod pod;
 pub mod settings;
 pub mod vault_addr;

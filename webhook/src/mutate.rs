@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::pod::{self, Fetched, ImageCommand, Source, Target};
 use crate::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
 use crate::settings::Settings;
-use json_patch::Patch;
+use crate::patch::JsonPatch;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,7 +60,7 @@ pub fn pod_name(pod: &Pod, namespace: &str) -> String {
 
 /// The patch for a pod, or `None` when it needs none. Errors name the pod, and the container or
 /// annotation at fault; they never carry a secret value.
-pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Option<Patch>, String> {
+pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Option<JsonPatch>, String> {
     let who = pod_name(pod, namespace);
     let spec = pod.spec.as_ref();
     let service_account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("");
@@ -108,7 +108,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
             images.insert(target, command);
         }
     }
-    Ok(pod::patch(pod, &config, &targets, &images))
+    pod::patch(pod, &config, &targets, &images).map_err(|e| format!("pod {who}: {e}"))
 }
 
 /// `secret shop/regcred`, `configmap shop/app-*`, `ingress shop/web`.
@@ -134,7 +134,7 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 /// it holds no reference (then Vault is not contacted) or the request is a dry run (references
 /// and annotations are still checked, but nothing is read or written in Vault). Errors name the
 /// object, the place and the reference, never a value.
-pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Option<Patch>, String> {
+pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Option<JsonPatch>, String> {
     let who = object_name(object, namespace);
     let annotations = string_map(&object["metadata"]["annotations"]);
     let labels = string_map(&object["metadata"]["labels"]);
@@ -163,8 +163,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
         tracing::warn!(object = %who, "holds dynamic secrets: they end when the webhook's Vault token does (use vault-env in the pod to keep them renewed)");
     }
     let mutated = objects::apply(kind, object, &resolved.values).map_err(|e| format!("{who}: {e}"))?;
-    let patch = json_patch::diff(object, &mutated);
-    Ok((!patch.0.is_empty()).then_some(patch))
+    JsonPatch::from_patch(&json_patch::diff(object, &mutated)).map_err(|e| format!("{who}: {e}"))
 }
 
 fn referring_container(pod: &Pod, source: Source, name: &str) -> String {

@@ -10,10 +10,11 @@
 
 use crate::annotations::PodConfig;
 use crate::settings::go_duration;
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use crate::patch::{AddOps, JsonPatch};
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use serde::Serialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use vault_env::reference::looks_like_reference;
 
@@ -131,35 +132,32 @@ pub fn images_to_look_up(pod: &Pod, targets: &[Target]) -> Vec<Target> {
     targets.iter().copied().filter(|t| container(pod, *t).is_some_and(|c| c.command.as_ref().is_none_or(|v| v.is_empty()))).collect()
 }
 
-struct Ops {
-    ops: Vec<PatchOperation>,
-}
-
-impl Ops {
-    fn add(&mut self, path: &[&str], value: Value) {
-        let path = PointerBuf::from_tokens(path.iter().copied());
-        self.ops.push(PatchOperation::Add(AddOperation { path, value }));
+/// Appends `values` to the array at `path`, which may be absent (`add …/-` on a missing array
+/// does not apply: then the whole array is added).
+fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &[T]) {
+    if values.is_empty() {
+        return;
     }
-
-    /// Appends to an array that may be absent (`add …/-` on a missing array does not apply).
-    fn append(&mut self, path: &[&str], exists: bool, values: Vec<Value>) {
-        if values.is_empty() {
-            return;
+    if exists {
+        let mut at = path.to_vec();
+        at.push("-");
+        for v in values {
+            ops.add(&at, v);
         }
-        if exists {
-            for v in values {
-                let mut p = path.to_vec();
-                p.push("-");
-                self.add(&p, v);
-            }
-        } else {
-            self.add(path, Value::Array(values));
-        }
+    } else {
+        ops.add(path, &values);
     }
 }
 
-fn env(name: &str, value: impl Into<String>) -> Value {
-    json!({"name": name, "value": value.into()})
+/// An `env` entry this webhook adds.
+#[derive(Serialize)]
+struct Env<'a> {
+    name: &'static str,
+    value: Cow<'a, str>,
+}
+
+fn env<'a>(name: &'static str, value: impl Into<Cow<'a, str>>) -> Env<'a> {
+    Env { name, value: value.into() }
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -174,33 +172,33 @@ fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
 }
 
 /// The variables vault-env reads, in Bank-Vaults' order.
-fn vault_env_vars(c: &Container, config: &PodConfig, pod: &Pod) -> Vec<Value> {
+fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<Env<'a>> {
     let mut out = vec![
-        env("VAULT_ADDR", &config.vault.addr),
+        env("VAULT_ADDR", config.vault.addr.as_str()),
         env("VAULT_SKIP_VERIFY", bool_str(config.vault.skip_verify)),
-        env("VAULT_AUTH_METHOD", &config.vault.auth_method),
-        env("VAULT_PATH", &config.vault.path),
-        env("VAULT_ROLE", &config.vault.role),
+        env("VAULT_AUTH_METHOD", config.vault.auth_method.as_str()),
+        env("VAULT_PATH", config.vault.path.as_str()),
+        env("VAULT_ROLE", config.vault.role.as_str()),
         env("VAULT_IGNORE_MISSING_SECRETS", bool_str(config.vault.ignore_missing_secrets)),
-        env("VAULT_ENV_PASSTHROUGH", &config.passthrough),
+        env("VAULT_ENV_PASSTHROUGH", config.passthrough.as_str()),
         env("VAULT_JSON_LOG", bool_str(config.json_log)),
         env("VAULT_CLIENT_TIMEOUT", go_duration(config.vault.client_timeout)),
     ];
     let has_level = c.env.iter().flatten().any(|e| e.name == "VAULT_LOG_LEVEL");
     if !has_level && !config.log_level.is_empty() {
-        out.push(env("VAULT_LOG_LEVEL", &config.log_level));
+        out.push(env("VAULT_LOG_LEVEL", config.log_level.as_str()));
     }
     if !config.vault.transit_key_id.is_empty() {
-        out.push(env("VAULT_TRANSIT_KEY_ID", &config.vault.transit_key_id));
+        out.push(env("VAULT_TRANSIT_KEY_ID", config.vault.transit_key_id.as_str()));
     }
     if !config.vault.transit_path.is_empty() {
-        out.push(env("VAULT_TRANSIT_PATH", &config.vault.transit_path));
+        out.push(env("VAULT_TRANSIT_PATH", config.vault.transit_path.as_str()));
     }
     if config.vault.transit_batch_size > 0 {
         out.push(env("VAULT_TRANSIT_BATCH_SIZE", config.vault.transit_batch_size.to_string()));
     }
     if !config.vault.namespace.is_empty() {
-        out.push(env("VAULT_NAMESPACE", &config.vault.namespace));
+        out.push(env("VAULT_NAMESPACE", config.vault.namespace.as_str()));
     }
     if !config.vault.tls_secret.is_empty() {
         out.push(env("VAULT_CACERT", format!("{}ca.crt", tls_volume(pod).1)));
@@ -215,7 +213,7 @@ fn vault_env_vars(c: &Container, config: &PodConfig, pod: &Pod) -> Vec<Value> {
         out.push(env("VAULT_ENV_DELAY", go_duration(delay)));
     }
     if !config.from_path.is_empty() {
-        out.push(env("VAULT_ENV_FROM_PATH", &config.from_path));
+        out.push(env("VAULT_ENV_FROM_PATH", config.from_path.as_str()));
     }
     out
 }
@@ -279,11 +277,11 @@ fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
 
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
 /// target without `command` (from [`images_to_look_up`]). `None` when nothing changes.
-pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap<Target, ImageCommand>) -> Option<Patch> {
+pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap<Target, ImageCommand>) -> Result<Option<JsonPatch>, String> {
     if targets.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let mut ops = Ops { ops: Vec::new() };
+    let mut ops = AddOps::default();
     for &target in targets {
         let Some(c) = container(pod, target) else { continue };
         let list = if target.init { "initContainers" } else { "containers" };
@@ -299,20 +297,20 @@ pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap
             let cmd = if args.is_empty() { image.cmd } else { Vec::new() };
             image.entrypoint.into_iter().chain(cmd).chain(args).collect()
         };
-        ops.add(&at("command"), json!([BINARY]));
-        ops.add(&at("args"), json!(args));
+        ops.add(&at("command"), &[BINARY]);
+        ops.add(&at("args"), &args);
 
         if config.mutate_probes {
             for (field, probe) in
                 [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)]
             {
                 if let Some(command) = probe_command(probe.as_ref()) {
-                    ops.add(&["spec", list, &index, field, "exec", "command"], json!(command));
+                    ops.add(&["spec", list, &index, field, "exec", "command"], &command);
                 }
             }
         }
-        ops.append(&at("volumeMounts"), c.volume_mounts.is_some(), mounts(config, pod));
-        ops.append(&at("env"), c.env.is_some(), vault_env_vars(c, config, pod));
+        append(&mut ops, &at("volumeMounts"), c.volume_mounts.is_some(), &mounts(config, pod));
+        append(&mut ops, &at("env"), c.env.is_some(), &vault_env_vars(c, config, pod));
     }
 
     let spec = pod.spec.as_ref();
@@ -323,13 +321,13 @@ pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap
             "projected": {"sources": [{"secret": {"name": config.vault.tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]},
         }));
     }
-    ops.append(&["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), volumes);
+    append(&mut ops, &["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), &volumes);
     // Last, so that the indices above still point at the user's init containers.
     match spec.and_then(|s| s.init_containers.as_ref()) {
-        Some(_) => ops.add(&["spec", "initContainers", "0"], copy_container(config, pod)),
-        None => ops.add(&["spec", "initContainers"], json!([copy_container(config, pod)])),
+        Some(_) => ops.add(&["spec", "initContainers", "0"], &copy_container(config, pod)),
+        None => ops.add(&["spec", "initContainers"], &[copy_container(config, pod)]),
     }
-    Some(Patch(ops.ops))
+    ops.finish()
 }
 
 #[cfg(test)]
@@ -340,6 +338,10 @@ mod tests {
     use std::time::Duration;
 
     /// The shared `vaultConfig` of Bank-Vaults' pod_test.go (spec §6.2).
+    fn var(name: &str, value: &str) -> Value {
+        json!({"name": name, "value": value})
+    }
+
     fn bank_vaults_config() -> PodConfig {
         let settings = Settings::for_tests(&[]);
         let info = ObjectInfo { name: "", namespace: "default", service_account: "" };
@@ -361,15 +363,15 @@ mod tests {
     /// Bank-Vaults' "STD9" block, with booleans as real booleans.
     fn std9() -> Vec<Value> {
         vec![
-            env("VAULT_ADDR", "addr"),
-            env("VAULT_SKIP_VERIFY", "false"),
-            env("VAULT_AUTH_METHOD", "jwt"),
-            env("VAULT_PATH", "path"),
-            env("VAULT_ROLE", "role"),
-            env("VAULT_IGNORE_MISSING_SECRETS", "false"),
-            env("VAULT_ENV_PASSTHROUGH", "vaultEnvPassThrough"),
-            env("VAULT_JSON_LOG", "false"),
-            env("VAULT_CLIENT_TIMEOUT", "10s"),
+            var("VAULT_ADDR", "addr"),
+            var("VAULT_SKIP_VERIFY", "false"),
+            var("VAULT_AUTH_METHOD", "jwt"),
+            var("VAULT_PATH", "path"),
+            var("VAULT_ROLE", "role"),
+            var("VAULT_IGNORE_MISSING_SECRETS", "false"),
+            var("VAULT_ENV_PASSTHROUGH", "vaultEnvPassThrough"),
+            var("VAULT_JSON_LOG", "false"),
+            var("VAULT_CLIENT_TIMEOUT", "10s"),
         ]
     }
 
@@ -383,7 +385,8 @@ mod tests {
         let targets = select(pod, config, fetched);
         let images: HashMap<Target, ImageCommand> =
             images_to_look_up(pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
-        let patch = patch(pod, config, &targets, &images)?;
+        let patch = patch(pod, config, &targets, &images).unwrap()?;
+        let patch: json_patch::Patch = serde_json::from_slice(&patch.json).unwrap();
         let mut doc = serde_json::to_value(pod).unwrap();
         json_patch::patch(&mut doc, &patch).expect("the patch applies");
         let _: Pod = serde_json::from_value(doc.clone()).expect("the result is a valid Pod");
@@ -406,7 +409,7 @@ mod tests {
         let c = &doc["spec"]["containers"][0];
         assert_eq!(c["command"], json!(["/vault/vault-env"]));
         assert_eq!(c["args"], json!(["/bin/bash"]));
-        let mut expected = vec![env("myvar", "vault:secrets")];
+        let mut expected = vec![var("myvar", "vault:secrets")];
         expected.extend(std9());
         assert_eq!(env_of(&doc, "containers", 0), expected);
         assert_eq!(c["volumeMounts"], json!([{"name": "vault-env", "mountPath": "/vault/"}]));
@@ -427,7 +430,7 @@ mod tests {
         for value in [">>vault:secrets", "scheme://${vault:secret/data/account#username}:${vault:secret/data/account#password}@127.0.0.1:8080"] {
             let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": value}]}]}));
             let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), None).expect(value);
-            assert_eq!(env_of(&doc, "containers", 0)[0], env("myvar", value), "values are never rewritten");
+            assert_eq!(env_of(&doc, "containers", 0)[0], var("myvar", value), "values are never rewritten");
             assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/bash"]));
         }
     }
@@ -480,7 +483,7 @@ mod tests {
         config.from_path = "secrets/application".into();
         let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
         let mut expected = std9();
-        expected.push(env("VAULT_ENV_FROM_PATH", "secrets/application"));
+        expected.push(var("VAULT_ENV_FROM_PATH", "secrets/application"));
         for (list, i) in [("containers", 0), ("containers", 1), ("initContainers", 1)] {
             assert_eq!(env_of(&doc, list, i), expected, "{list}[{i}]");
             assert_eq!(doc["spec"][list][i]["command"], json!(["/vault/vault-env"]));
@@ -501,7 +504,7 @@ mod tests {
         assert_eq!(levels, [&json!("info")]);
         // Without one, the configured level is added.
         let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
-        assert!(env_of(&doc, "containers", 0).contains(&super::env("VAULT_LOG_LEVEL", "debug")));
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_LOG_LEVEL", "debug")));
     }
 
     #[test]
@@ -568,10 +571,10 @@ mod tests {
             "VAULT_CACERT", "VAULT_TOKEN_FILE", "VAULT_ENV_DAEMON", "VAULT_ENV_DELAY", "VAULT_ENV_FROM_PATH",
         ]);
         let env = env_of(&doc, "containers", 0);
-        assert!(env.contains(&super::env("VAULT_ENV_DAEMON", "true")));
-        assert!(env.contains(&super::env("VAULT_CACERT", "/vault/tls/ca.crt")));
-        assert!(env.contains(&super::env("VAULT_TOKEN_FILE", "/vault-token/token")));
-        assert!(env.contains(&super::env("VAULT_ENV_DELAY", "5s")));
+        assert!(env.contains(&var("VAULT_ENV_DAEMON", "true")));
+        assert!(env.contains(&var("VAULT_CACERT", "/vault/tls/ca.crt")));
+        assert!(env.contains(&var("VAULT_TOKEN_FILE", "/vault-token/token")));
+        assert!(env.contains(&var("VAULT_ENV_DELAY", "5s")));
         let mounts = &doc["spec"]["containers"][0]["volumeMounts"];
         assert_eq!(mounts.as_array().unwrap().len(), 4, "{mounts}");
         let volumes: Vec<&str> = doc["spec"]["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
@@ -587,7 +590,7 @@ mod tests {
         let p = pod(json!({"volumes": [{"name": "vault-tls", "emptyDir": {}}],
             "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
         let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
-        assert!(env_of(&doc, "containers", 0).contains(&env("VAULT_CACERT", "/vault-env/tls/ca.crt")));
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_CACERT", "/vault-env/tls/ca.crt")));
         assert_eq!(doc["spec"]["volumes"][2]["name"], "vault-env-tls");
     }
 
@@ -596,7 +599,7 @@ mod tests {
         let mut config = bank_vaults_config();
         config.daemon = Some(false);
         let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
-        assert!(env_of(&doc, "containers", 0).contains(&env("VAULT_ENV_DAEMON", "false")));
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_ENV_DAEMON", "false")));
         config.daemon = None;
         let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
         assert!(!env_of(&doc, "containers", 0).iter().any(|e| e["name"] == "VAULT_ENV_DAEMON"));

@@ -124,7 +124,7 @@ pub fn tls_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String> {
 
 fn json_response((status, body): Answer) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn pods(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
