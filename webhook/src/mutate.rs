@@ -27,6 +27,9 @@ pub struct Context {
     /// Pull credentials by (pull secrets, ServiceAccount namespace and name), for
     /// `REGISTRY_CREDENTIALS_TTL`: spares the Kubernetes reads on every pod of a Deployment.
     credentials: Mutex<TtlCache<CredentialsKey, Vec<DockerAuth>>>,
+    /// One read per key at a time: when an entry expires under load, the pods waiting for it
+    /// share one read instead of each sending its own to the API server.
+    credential_reads: Mutex<HashMap<CredentialsKey, Arc<tokio::sync::Mutex<()>>>>,
     pub metrics: Arc<Metrics>,
     default_platform: Platform,
 }
@@ -34,8 +37,11 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings) -> Context {
         let metrics = Arc::new(Metrics::new());
+        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout)
+            .inspect_err(|e| tracing::warn!("ECR images without a pull secret will be pulled anonymously: {e}"))
+            .ok();
         let registry =
-            Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone());
+            Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
         let default_platform = Platform::parse(&settings.default_platform).unwrap_or(Platform {
             os: "linux".into(),
             arch: "amd64".into(),
@@ -43,7 +49,8 @@ impl Context {
         });
         let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
         let credentials = Mutex::new(TtlCache::new(settings.registry_cache_size, settings.registry_credentials_ttl));
-        Context { kube: KubeApi::new(metrics.clone()), registry, vault, credentials, metrics, default_platform, settings }
+        let credential_reads = Mutex::new(HashMap::new());
+        Context { kube: KubeApi::new(metrics.clone()), registry, vault, credentials, credential_reads, metrics, default_platform, settings }
     }
 }
 
@@ -209,13 +216,28 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
         _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
     };
     let key = (secrets.clone(), sa_namespace.clone(), sa_name.clone());
-    if let Some(found) = ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    let cached = || ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
+    if let Some(found) = cached() {
         return Ok(found);
     }
+    let gate = ctx.credential_reads.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+    let _reading = gate.lock().await;
+    if let Some(found) = cached() {
+        return Ok(found);
+    }
+    let read = read_pull_credentials(ctx, secrets, &sa_namespace, &sa_name).await;
+    if let Ok(out) = &read {
+        ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), out.clone());
+    }
+    ctx.credential_reads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    read
+}
+
+async fn read_pull_credentials(ctx: &Context, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, String> {
     if !sa_name.is_empty()
-        && let Some(sa) = ctx.kube.service_account(&sa_namespace, &sa_name).await.map_err(|e| e.to_string())?
+        && let Some(sa) = ctx.kube.service_account(sa_namespace, sa_name).await.map_err(|e| e.to_string())?
     {
-        secrets.extend(sa.image_pull_secrets.iter().flatten().map(|r| (sa_namespace.clone(), r.name.clone())));
+        secrets.extend(sa.image_pull_secrets.iter().flatten().map(|r| (sa_namespace.to_string(), r.name.clone())));
     }
     let mut out = Vec::new();
     for (ns, name) in secrets {
@@ -230,6 +252,5 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
             }
         }
     }
-    ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).put(key, out.clone());
     Ok(out)
 }

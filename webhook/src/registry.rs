@@ -7,6 +7,7 @@
 //! per lookup, because a client keeps the first credential it sees per registry.
 
 use crate::cache::TtlCache;
+use crate::ecr::Ecr;
 use crate::metrics::Metrics;
 use crate::pod::ImageCommand;
 use base64::Engine;
@@ -174,6 +175,8 @@ pub struct Registry {
     cache: Mutex<TtlCache<CacheKey, ImageCommand>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Credentials for private ECR registries the pod has no pull secret for.
+    ecr: Option<Arc<Ecr>>,
 }
 
 pub struct Lookup<'a> {
@@ -185,9 +188,9 @@ pub struct Lookup<'a> {
 }
 
 impl Registry {
-    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>) -> Registry {
+    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>, ecr: Option<Arc<Ecr>>) -> Registry {
         let cache = TtlCache::new(capacity, ttl);
-        Registry { cache: Mutex::new(cache), timeout, metrics }
+        Registry { cache: Mutex::new(cache), timeout, metrics, ecr }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -212,9 +215,20 @@ impl Registry {
             self.metrics.registry_call(&registry, "cached", started.elapsed());
             return Ok(hit);
         }
-        let auths: Vec<RegistryAuth> = match candidates.is_empty() {
-            true => vec![RegistryAuth::Anonymous],
-            false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
+        // No pull secret for a private ECR registry: the instance role's token, else anonymous.
+        let mut ecr_failed = None;
+        let auths: Vec<RegistryAuth> = match (candidates.is_empty(), &self.ecr) {
+            (false, _) => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
+            (true, Some(ecr)) => match ecr.pull_credentials(&wanted).await {
+                Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password)],
+                Some(Err(e)) => {
+                    tracing::warn!(%registry, "no ECR credentials from the instance role: {e}");
+                    ecr_failed = Some(e);
+                    vec![RegistryAuth::Anonymous]
+                }
+                None => vec![RegistryAuth::Anonymous],
+            },
+            (true, None) => vec![RegistryAuth::Anonymous],
         };
         let mut last = String::new();
         for auth in auths {
@@ -230,7 +244,10 @@ impl Registry {
             }
         }
         self.metrics.registry_call(&registry, "error", started.elapsed());
-        Err(error(last))
+        Err(error(match ecr_failed {
+            Some(e) => format!("{last} (tried anonymously: no ECR credentials from the instance role: {e})"),
+            None => last,
+        }))
     }
 
     /// HTTPS; for loopback registries plain HTTP after that, as go-containerregistry does.

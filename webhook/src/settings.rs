@@ -54,6 +54,8 @@ pub struct Settings {
     /// How long pull credentials (pull secrets and ServiceAccount reads) are reused.
     pub registry_credentials_ttl: Duration,
     pub registry_timeout: Duration,
+    /// Amazon ECR through the instance role (the AWS SDKs' variable names).
+    pub ecr: crate::ecr::EcrSettings,
     /// `os/arch[/variant]` picked from multi-platform images when the pod does not say.
     pub default_platform: String,
     /// A `VAULT_TOKEN` set on the webhook. Bank-Vaults copies it into every pod spec in clear text;
@@ -190,6 +192,13 @@ impl Settings {
             registry_cache_ttl: r.duration("REGISTRY_CACHE_TTL", Duration::from_secs(3600)),
             registry_credentials_ttl: r.duration("REGISTRY_CREDENTIALS_TTL", Duration::from_secs(10)),
             registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
+            ecr: crate::ecr::EcrSettings {
+                metadata_endpoint: match r.bool("AWS_EC2_METADATA_DISABLED", false) {
+                    true => None,
+                    false => Some(r.string("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254")),
+                },
+                api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", "")).filter(|s| !s.is_empty()).or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
+            },
             default_platform: r.parsed("REGISTRY_DEFAULT_PLATFORM", "linux/amd64".into(), "os/arch[/variant], e.g. linux/arm64", |s| {
                 (s.split('/').count() >= 2 && !s.split('/').any(str::is_empty)).then(|| s.to_string())
             }),

@@ -1,0 +1,394 @@
+//! Amazon ECR pull credentials from the node's instance role, for images on a private ECR
+//! registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) when the pod brings no pull secret for it:
+//! what go-containerregistry's `k8schain` does for Bank-Vaults with the ECR credential helper.
+//!
+//! IMDSv2 session token → the instance role's credentials → a SigV4-signed
+//! `ecr:GetAuthorizationToken` → `AWS:<password>`, used as basic auth. Credentials and tokens are
+//! kept until shortly before they expire. No AWS SDK: SigV4 is signed with `ring`, the project's
+//! one crypto provider, and checked against AWS's published test vector and, in the black-box
+//! test, against botocore.
+//!
+//! Settings (the AWS SDKs' names): `AWS_EC2_METADATA_SERVICE_ENDPOINT` (default
+//! `http://169.254.169.254`), `AWS_EC2_METADATA_DISABLED=true` (no instance role: ECR images then
+//! need a pull secret), `AWS_ENDPOINT_URL_ECR` / `AWS_ENDPOINT_URL` (the ECR API).
+
+use crate::registry::DockerAuth;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ring::{digest, hmac};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Credentials and tokens are renewed this long before they expire.
+const MARGIN: Duration = Duration::from_secs(5 * 60);
+const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// The region of a private ECR registry host (`ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]`,
+/// with or without a port), and whether it is in the China partition.
+pub fn ecr_region(registry: &str) -> Option<(&str, bool)> {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });
+    let parts: Vec<&str> = host.split('.').collect();
+    let (head, cn) = match parts.as_slice() {
+        [head @ .., "amazonaws", "com"] => (head, false),
+        [head @ .., "amazonaws", "com", "cn"] => (head, true),
+        _ => return None,
+    };
+    match head {
+        [account, "dkr", "ecr" | "ecr-fips", region]
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !region.is_empty() =>
+        {
+            Some((region, cn))
+        }
+        _ => None,
+    }
+}
+
+/// An AWS access key; never printed.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub expires: Option<SystemTime>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AwsCredentials({}, <redacted>)", self.access_key_id)
+    }
+}
+
+/// A request to sign. `headers` are lowercase names with trimmed values, and include `host`
+/// and `x-amz-date`; their order does not matter.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// `YYYYMMDDTHHMMSSZ`, as in the `x-amz-date` header.
+    pub amz_date: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac_sha256(key: &[u8], data: &str) -> hmac::Tag {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
+}
+
+/// The `Authorization` header of AWS Signature Version 4 (no query string: ECR's JSON API has
+/// none).
+pub fn sign(request: &Request<'_>, credentials: &AwsCredentials) -> String {
+    let mut headers: Vec<(&str, &str)> = request.headers.to_vec();
+    headers.sort_by(|a, b| a.0.cmp(b.0));
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signed_headers = headers.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
+    let body_hash = hex(digest::digest(&digest::SHA256, request.body).as_ref());
+    let canonical = format!("{}\n{}\n\n{canonical_headers}\n{signed_headers}\n{body_hash}", request.method, request.path);
+    let date = request.amz_date.get(..8).unwrap_or(request.amz_date);
+    let scope = format!("{date}/{}/{}/aws4_request", request.region, request.service);
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+        request.amz_date,
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let key = [date, request.region, request.service, "aws4_request"]
+        .iter()
+        .fold(format!("AWS4{}", credentials.secret_access_key).into_bytes(), |key, part| hmac_sha256(&key, part).as_ref().to_vec());
+    let signature = hex(hmac_sha256(&key, &to_sign).as_ref());
+    format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}", credentials.access_key_id)
+}
+
+/// `2026-11-22T19:34:18Z` → `20261122T193418Z`.
+fn amz_date(now: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "")
+}
+
+#[derive(Debug, Clone)]
+pub struct EcrSettings {
+    /// `None`: the instance metadata service is not used.
+    pub metadata_endpoint: Option<String>,
+    pub api_endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RoleCredentials {
+    code: String,
+    access_key_id: String,
+    secret_access_key: String,
+    token: Option<String>,
+    expiration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenAnswer {
+    authorization_data: Vec<AuthorizationData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizationData {
+    authorization_token: String,
+    expires_at: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+struct AwsError {
+    #[serde(rename = "__type", default)]
+    kind: String,
+    #[serde(default, alias = "Message")]
+    message: String,
+}
+
+pub struct Ecr {
+    settings: EcrSettings,
+    /// For the metadata service: never through a proxy.
+    imds: reqwest::Client,
+    /// For the ECR API: proxies from the environment apply.
+    api: reqwest::Client,
+    role: Mutex<Option<AwsCredentials>>,
+    tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
+}
+
+fn fresh(expires: Option<SystemTime>) -> bool {
+    expires.is_none_or(|e| e > SystemTime::now() + MARGIN)
+}
+
+impl Ecr {
+    pub fn new(settings: EcrSettings, timeout: Duration) -> Result<Arc<Ecr>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("ECR: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let imds = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| format!("ECR: cannot set up the metadata client: {e}"))?;
+        let api = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(timeout)
+            .timeout(timeout * 2)
+            .build()
+            .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
+        Ok(Arc::new(Ecr { settings, imds, api, role: Mutex::new(None), tokens: Mutex::new(HashMap::new()) }))
+    }
+
+    /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
+    /// private ECR registry. Errors say which step failed; they carry no secret.
+    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
+        let (region, cn) = ecr_region(registry)?;
+        if let Some((auth, expires)) = self.tokens.lock().ok()?.get(registry).cloned()
+            && fresh(Some(expires))
+        {
+            return Some(Ok(auth));
+        }
+        Some(self.fetch_token(registry, region, cn).await)
+    }
+
+    async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<DockerAuth, String> {
+        let credentials = self.role_credentials().await?;
+        let (auth, expires) = self.authorization_token(registry, region, cn, &credentials).await?;
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.retain(|_, (_, e)| fresh(Some(*e)));
+            tokens.insert(registry.to_string(), (auth.clone(), expires));
+        }
+        Ok(auth)
+    }
+
+    /// The instance role's credentials through IMDSv2.
+    async fn role_credentials(&self) -> Result<AwsCredentials, String> {
+        if let Some(c) = self.role.lock().ok().and_then(|r| r.clone())
+            && fresh(c.expires)
+        {
+            return Ok(c);
+        }
+        let Some(base) = &self.settings.metadata_endpoint else {
+            return Err("no instance role: AWS_EC2_METADATA_DISABLED is set".into());
+        };
+        let base = base.trim_end_matches('/');
+        let step = |what: &'static str| move |e: reqwest::Error| format!("instance metadata ({base}): {what}: {e}");
+        let token = self
+            .imds
+            .put(format!("{base}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(step("session token"))?
+            .text()
+            .await
+            .map_err(step("session token"))?;
+        let get = |path: String| self.imds.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim()).send();
+        let roles = get("/latest/meta-data/iam/security-credentials/".into())
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(step("instance role (does the node have an instance profile?)"))?
+            .text()
+            .await
+            .map_err(step("instance role"))?;
+        let role = roles.lines().map(str::trim).find(|l| !l.is_empty()).ok_or_else(|| format!("instance metadata ({base}): no instance role"))?;
+        let answer: RoleCredentials = get(format!("/latest/meta-data/iam/security-credentials/{role}"))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(step("role credentials"))?
+            .json()
+            .await
+            .map_err(step("role credentials"))?;
+        if answer.code != "Success" {
+            return Err(format!("instance metadata ({base}): credentials of role {role}: {}", answer.code));
+        }
+        let credentials = AwsCredentials {
+            access_key_id: answer.access_key_id,
+            secret_access_key: answer.secret_access_key,
+            session_token: answer.token.filter(|t| !t.is_empty()),
+            expires: answer.expiration.as_deref().and_then(|e| humantime::parse_rfc3339_weak(e).ok()),
+        };
+        if let Ok(mut r) = self.role.lock() {
+            *r = Some(credentials.clone());
+        }
+        tracing::debug!(role, "ECR: instance role credentials read");
+        Ok(credentials)
+    }
+
+    async fn authorization_token(
+        &self,
+        registry: &str,
+        region: &str,
+        cn: bool,
+        credentials: &AwsCredentials,
+    ) -> Result<(DockerAuth, SystemTime), String> {
+        let endpoint = match &self.settings.api_endpoint {
+            Some(e) => e.clone(),
+            None => format!("https://api.ecr.{region}.amazonaws.com{}/", if cn { ".cn" } else { "" }),
+        };
+        let url = url::Url::parse(&endpoint).map_err(|e| format!("ECR endpoint {endpoint}: {e}"))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(format!("ECR endpoint {endpoint}: no host")),
+        };
+        let date = amz_date(SystemTime::now());
+        let body = b"{}";
+        let mut headers = vec![("content-type", CONTENT_TYPE), ("host", host.as_str()), ("x-amz-date", date.as_str()), ("x-amz-target", TARGET)];
+        if let Some(token) = &credentials.session_token {
+            headers.push(("x-amz-security-token", token.as_str()));
+        }
+        let request = Request { method: "POST", path: url.path(), headers: &headers, body, amz_date: &date, region, service: "ecr" };
+        let authorization = sign(&request, credentials);
+        let mut post = self.api.post(url.clone()).header("authorization", authorization).body(&body[..]);
+        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
+            post = post.header(*name, *value);
+        }
+        let failed = |e: reqwest::Error| format!("ECR GetAuthorizationToken ({endpoint}): {e}");
+        let response = post.send().await.map_err(failed)?;
+        let status = response.status();
+        let text = response.text().await.map_err(failed)?;
+        if !status.is_success() {
+            let error: AwsError = serde_json::from_str(&text).unwrap_or_default();
+            return Err(format!("ECR GetAuthorizationToken ({endpoint}): {status}: {} {}", error.kind, error.message).trim_end().to_string());
+        }
+        let answer: TokenAnswer =
+            serde_json::from_str(&text).map_err(|e| format!("ECR GetAuthorizationToken ({endpoint}): unexpected answer: {e}"))?;
+        let data = answer.authorization_data.into_iter().next().ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): no token"))?;
+        let decoded = STANDARD.decode(data.authorization_token.trim()).ok().and_then(|d| String::from_utf8(d).ok());
+        let (username, password) = decoded
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): the token is not base64 of user:password"))?;
+        // ECR tokens last 12 hours.
+        let expires = data
+            .expires_at
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(SystemTime::now() + Duration::from_secs(12 * 3600), |s| UNIX_EPOCH + Duration::from_secs_f64(s));
+        tracing::debug!(registry, "ECR: authorization token obtained");
+        Ok((DockerAuth { registry: registry.to_string(), username, password }, expires))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(token: Option<&str>) -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: token.map(str::to_string),
+            expires: None,
+        }
+    }
+
+    #[test]
+    fn aws_test_vector_get_vanilla() {
+        // From AWS's SigV4 test suite (get-vanilla).
+        let request = Request {
+            method: "GET",
+            path: "/",
+            headers: &[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")],
+            body: b"",
+            amz_date: "20150830T123600Z",
+            region: "us-east-1",
+            service: "service",
+        };
+        assert_eq!(
+            sign(&request, &example(None)),
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, \
+             Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+    }
+
+    #[test]
+    fn get_authorization_token_as_botocore_signs_it() {
+        // The same request signed by botocore's SigV4Auth (1.45), session token included.
+        let headers = [
+            ("x-amz-target", TARGET),
+            ("content-type", CONTENT_TYPE),
+            ("host", "api.ecr.us-east-1.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+            ("x-amz-security-token", "session-token"),
+        ];
+        let request = Request {
+            method: "POST",
+            path: "/",
+            headers: &headers,
+            body: b"{}",
+            amz_date: "20150830T123600Z",
+            region: "us-east-1",
+            service: "ecr",
+        };
+        let signed = sign(&request, &example(Some("session-token")));
+        assert!(signed.ends_with(
+            "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, \
+             Signature=8102772839ac0eddeaadc71c776a7ea98f9507dcefa6da58d36088a9d49c6943"
+        ), "{signed}");
+        assert!(!format!("{:?}", example(None)).contains("EXAMPLEKEY"));
+    }
+
+    #[test]
+    fn ecr_hosts() {
+        assert_eq!(ecr_region("123456789012.dkr.ecr.us-east-1.amazonaws.com"), Some(("us-east-1", false)));
+        assert_eq!(ecr_region("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com:443"), Some(("us-gov-west-1", false)));
+        assert_eq!(ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"), Some(("cn-north-1", true)));
+        for other in ["public.ecr.aws", "12345.dkr.ecr.us-east-1.amazonaws.com", "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io",
+            "docker.io", "123456789012.dkr.ecr..amazonaws.com", "x.123456789012.dkr.ecr.us-east-1.amazonaws.com"] {
+            assert_eq!(ecr_region(other), None, "{other}");
+        }
+        assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(1_440_938_160)), "20150830T123600Z");
+    }
+}
