@@ -52,6 +52,11 @@ Image ENTRYPOINT/CMD lookup (containers without command):
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
   REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
+  HTTPS_PROXY, NO_PROXY                registry (and ECR API) connections go through the proxy
+  Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
+  through the node's instance role (IMDSv2, ecr:GetAuthorizationToken), kept until it expires:
+  AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254], AWS_EC2_METADATA_DISABLED [false],
+  AWS_ENDPOINT_URL_ECR (or AWS_ENDPOINT_URL) [https://api.ecr.REGION.amazonaws.com]
 
 Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
   VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET
