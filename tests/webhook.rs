@@ -650,61 +650,137 @@ fn python_fixture(script: &str, args: &[&str], portfile: &Path) -> (Proc, u16) {
     (proc, std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap())
 }
 
+/// A stand-in for ECR: the registry with basic auth as user AWS and the token's password;
+/// tests/fixtures/aws.py for IMDS, STS, the Pod Identity agent and the ECR API (it checks the
+/// request signatures with botocore); and an HTTPS proxy that tunnels
+/// "123456789012.dkr.ecr.REGION.amazonaws.com:443" to the registry. (With a kubeconfig,
+/// HTTPS_PROXY also carries the Kubernetes API calls: the proxy passes those through.)
+struct FakeAws {
+    _registry: Registry,
+    api: KubeApi,
+    dir: tempfile::TempDir,
+    endpoint: String,
+    proxy: String,
+    _procs: [Proc; 2],
+}
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const ECR_PASSWORD: &str = "ecr-t0ken-pw";
+
+impl FakeAws {
+    fn start() -> FakeAws {
+        let registry = Registry::secure("AWS", ECR_PASSWORD);
+        registry.push("team/app", "1", "oci");
+        registry.push("team/app", "2", "docker");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let (aws, aws_port) = python_fixture("aws.py", &[d, ECR_PASSWORD], &dir.path().join("aws.port"));
+        let (proxy, proxy_port) = python_fixture("connect_proxy.py", &[d, ".amazonaws.com", &registry.host], &dir.path().join("proxy.port"));
+        FakeAws {
+            _registry: registry,
+            api: KubeApi::start(),
+            endpoint: format!("http://127.0.0.1:{aws_port}"),
+            proxy: format!("http://127.0.0.1:{proxy_port}"),
+            dir,
+            _procs: [aws, proxy],
+        }
+    }
+
+    /// The webhook, with `env` on top of the proxy, the endpoints and the kubeconfig.
+    fn webhook(&self, env: &[(&str, &str)]) -> Webhook {
+        let kubeconfig = self.api.kubeconfig.display().to_string();
+        let mut all = vec![
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("HTTPS_PROXY", self.proxy.as_str()),
+            ("AWS_ENDPOINT_URL_ECR", self.endpoint.as_str()),
+            ("REGISTRY_SKIP_VERIFY", "true"),
+        ];
+        all.extend_from_slice(env);
+        Webhook::start(&all)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aws.log")).unwrap_or_default()
+    }
+
+    /// The webhook's log and `error` hold none of the fixture's secrets.
+    fn assert_no_secret_in(&self, hook: &Webhook, error: &str) {
+        let logged = hook.log();
+        let secrets = [ECR_PASSWORD, "secret+access+key", "session-token", "imds-session-token-1", "pod-identity-agent-token", "fixture-service-account-token"];
+        for secret in secrets {
+            assert!(!logged.contains(secret) && !error.contains(secret), "{secret} leaked");
+        }
+    }
+}
+
 #[test]
 fn ecr_images_without_a_pull_secret_use_the_instance_role() {
-    // The registry stands in for ECR: basic auth as user AWS with the token's password. The
-    // webhook reaches "123456789012.dkr.ecr.REGION.amazonaws.com:443" through an HTTPS proxy
-    // that tunnels to it; IMDS and the ECR API are tests/fixtures/aws.py, which checks the
-    // request signatures with botocore. (With a kubeconfig, HTTPS_PROXY also carries the
-    // Kubernetes API calls: the proxy passes those through.)
-    let registry = Registry::secure("AWS", "ecr-t0ken-pw");
-    registry.push("team/app", "1", "oci");
-    registry.push("team/app", "2", "docker");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let (_aws, aws_port) = python_fixture("aws.py", &[d, "ecr-t0ken-pw"], &dir.path().join("aws.port"));
-    let (_proxy, proxy_port) = python_fixture("connect_proxy.py", &[d, ".amazonaws.com", &registry.host], &dir.path().join("proxy.port"));
-    let aws = format!("http://127.0.0.1:{aws_port}");
-    let api = KubeApi::start();
-    let kubeconfig = api.kubeconfig.display().to_string();
-    let hook = Webhook::start(&[
-        ("KUBECONFIG", &kubeconfig),
-        ("HTTPS_PROXY", &format!("http://127.0.0.1:{proxy_port}")),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &aws),
-        ("AWS_ENDPOINT_URL_ECR", &aws),
-        ("REGISTRY_SKIP_VERIFY", "true"),
-    ]);
-    let aws_log = || std::fs::read_to_string(dir.path().join("aws.log")).unwrap_or_default();
-    let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
-
-    let pod = commandless_pod(&[&format!("{ecr}/team/app:1"), &format!("{ecr}/team/app:2")], json!({}), json!({}));
+    let aws = FakeAws::start();
+    let hook = aws.webhook(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &aws.endpoint)]);
+    let pod = commandless_pod(&[&format!("{ECR}/team/app:1"), &format!("{ECR}/team/app:2")], json!({}), json!({}));
     assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"], ["/bin/app", "--flag"]]);
-    let log = aws_log();
+    let log = aws.log();
     for step in ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/", "GET /latest/meta-data/iam/security-credentials/node-role"] {
         assert!(log.lines().any(|l| l == step), "{step} not in {log}");
     }
-    assert_eq!(log.matches("ecr us-east-1 signature-ok").count(), 1, "one signed token request for both images: {log}");
+    assert_eq!(log.matches("ecr us-east-1 signature-ok ASIAIMDSKEY").count(), 1, "one signed token request for both images: {log}");
     assert!(!log.contains("bad-signature") && !log.contains("without the session token"), "{log}");
-    let tunnels = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
-    assert!(tunnels.lines().any(|l| l == format!("{ecr}:443")), "{tunnels}");
+    let tunnels = std::fs::read_to_string(aws.dir.path().join("proxy.log")).unwrap();
+    assert!(tunnels.lines().any(|l| l == format!("{ECR}:443")), "{tunnels}");
 
     // With a pull secret for the registry, the instance role is not asked.
-    let auth = STANDARD.encode("AWS:ecr-t0ken-pw");
-    api.secret("shop", "ecr-pull", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", json!({"auths": {ecr: {"auth": auth}}}).to_string().as_bytes())]);
-    let pod = commandless_pod(&[&format!("{ecr}/team/app:2")], json!({}), json!({"imagePullSecrets": [{"name": "ecr-pull"}]}));
+    let auth = STANDARD.encode(format!("AWS:{ECR_PASSWORD}"));
+    let config = json!({"auths": {ECR: {"auth": auth}}}).to_string();
+    aws.api.secret("shop", "ecr-pull", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config.as_bytes())]);
+    let pod = commandless_pod(&[&format!("{ECR}/team/app:2")], json!({}), json!({"imagePullSecrets": [{"name": "ecr-pull"}]}));
     assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"]]);
-    assert_eq!(aws_log().matches("signature-ok").count(), 1);
+    assert_eq!(aws.log().matches("signature-ok").count(), 1);
 
     // A region where the role may not get a token: the answer names image, registry and AWS's reason.
     let denied = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
     let error = args_of(&hook, commandless_pod(&[&format!("{denied}/team/app:1")], json!({}), json!({}))).unwrap_err();
     assert!(error.contains(&format!("image {denied}/team/app:1 (registry {denied})")), "{error}");
     assert!(error.contains("AccessDeniedException") && error.contains("ecr:GetAuthorizationToken"), "{error}");
-    assert!(aws_log().contains("ecr eu-west-1 signature-ok"));
-    let logged = hook.log();
-    for secret in ["ecr-t0ken-pw", "fixture/secret+access+key", "fixture-session-token", "imds-session-token-1"] {
-        assert!(!logged.contains(secret) && !error.contains(secret), "{secret} leaked");
-    }
+    assert!(aws.log().contains("ecr eu-west-1 signature-ok"));
+    aws.assert_no_secret_in(&hook, &error);
+}
+
+#[test]
+fn ecr_credentials_from_irsa_and_pod_identity() {
+    let aws = FakeAws::start();
+    let image = format!("{ECR}/team/app:1");
+    // IRSA: the projected service-account token is exchanged at STS; IMDS is never asked.
+    let token_file = aws.dir.path().join("irsa-token");
+    std::fs::write(&token_file, "eyJ.fixture-service-account-token.sig\n").unwrap();
+    let token_path = token_file.display().to_string();
+    let irsa = [
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_path.as_str()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/webhook"),
+        ("AWS_ENDPOINT_URL_STS", aws.endpoint.as_str()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", aws.endpoint.as_str()),
+    ];
+    let hook = aws.webhook(&irsa);
+    assert_eq!(args_of(&hook, commandless_pod(&[&image], json!({}), json!({}))).unwrap(), [["/bin/app", "--flag"]]);
+    let log = aws.log();
+    assert!(log.contains("sts AssumeRoleWithWebIdentity arn:aws:iam::123456789012:role/webhook vault-secrets-webhook"), "{log}");
+    assert!(log.contains("ecr us-east-1 signature-ok ASIAIRSAKEY") && !log.contains("/latest/"), "{log}");
+    aws.assert_no_secret_in(&hook, "");
+    // A role STS refuses: the answer says so.
+    let wrong = [("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/other"), irsa[0], irsa[2]];
+    let refused = aws.webhook(&wrong);
+    let error = args_of(&refused, commandless_pod(&[&image], json!({}), json!({}))).unwrap_err();
+    assert!(error.contains("STS AssumeRoleWithWebIdentity") && error.contains("AccessDenied"), "{error}");
+
+    // EKS Pod Identity: the agent's endpoint with its token file.
+    let agent_token = aws.dir.path().join("pod-identity-token");
+    std::fs::write(&agent_token, "pod-identity-agent-token").unwrap();
+    let uri = format!("{}/v1/credentials", aws.endpoint);
+    let agent_path = agent_token.display().to_string();
+    let hook = aws.webhook(&[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri), ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &agent_path)]);
+    assert_eq!(args_of(&hook, commandless_pod(&[&image], json!({}), json!({}))).unwrap(), [["/bin/app", "--flag"]]);
+    let log = aws.log();
+    assert!(log.contains("GET /v1/credentials authorized") && log.contains("signature-ok ASIAPODIDKEY"), "{log}");
+    aws.assert_no_secret_in(&hook, "");
 }
 
 #[test]

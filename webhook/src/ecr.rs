@@ -2,15 +2,19 @@
 //! registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) when the pod brings no pull secret for it:
 //! what go-containerregistry's `k8schain` does for Bank-Vaults with the ECR credential helper.
 //!
-//! IMDSv2 session token → the instance role's credentials → a SigV4-signed
+//! AWS credentials, in the AWS SDKs' order ([`Source`]): static keys, IRSA (web identity), EKS Pod
+//! Identity (container credentials), the instance role (IMDSv2) → a SigV4-signed
 //! `ecr:GetAuthorizationToken` → `AWS:<password>`, used as basic auth. Credentials and tokens are
 //! kept until shortly before they expire. No AWS SDK: SigV4 is signed with `ring`, the project's
 //! one crypto provider, and checked against AWS's published test vector and, in the black-box
-//! test, against botocore.
+//! tests, against botocore.
 //!
-//! Settings (the AWS SDKs' names): `AWS_EC2_METADATA_SERVICE_ENDPOINT` (default
-//! `http://169.254.169.254`), `AWS_EC2_METADATA_DISABLED=true` (no instance role: ECR images then
-//! need a pull secret), `AWS_ENDPOINT_URL_ECR` / `AWS_ENDPOINT_URL` (the ECR API).
+//! Settings (the AWS SDKs' names): `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`;
+//! `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (+ `AWS_ROLE_SESSION_NAME`, `AWS_REGION`);
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI` or `_RELATIVE_URI` (+ `AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`);
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT` (default `http://169.254.169.254`),
+//! `AWS_EC2_METADATA_DISABLED=true`; endpoints `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`,
+//! `AWS_ENDPOINT_URL`.
 
 use crate::registry::DockerAuth;
 use base64::Engine;
@@ -18,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use ring::{digest, hmac};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,21 +115,98 @@ fn amz_date(now: SystemTime) -> String {
     humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "")
 }
 
+/// A secret setting; never printed.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the AWS credentials come from: the first source configured, in the AWS SDKs' order.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
+    Static(AwsCredentials),
+    /// IRSA: STS `AssumeRoleWithWebIdentity` with the projected service-account token.
+    WebIdentity { token_file: PathBuf, role_arn: String, session_name: String, sts: String },
+    /// EKS Pod Identity (and ECS): the agent's endpoint, with its authorization token.
+    Container { uri: String, token: Option<Redacted>, token_file: Option<PathBuf> },
+    /// The instance role, through IMDSv2 at this endpoint.
+    InstanceRole(String),
+    /// `AWS_EC2_METADATA_DISABLED=true` and nothing else: ECR images need a pull secret.
+    Disabled,
+}
+
+impl Source {
+    pub fn from_vars(get: &impl Fn(&str) -> Option<String>) -> Source {
+        let var = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            let session_token = var("AWS_SESSION_TOKEN");
+            return Source::Static(AwsCredentials { access_key_id: id, secret_access_key: secret, session_token, expires: None });
+        }
+        if let (Some(file), Some(role_arn)) = (var("AWS_WEB_IDENTITY_TOKEN_FILE"), var("AWS_ROLE_ARN")) {
+            let sts = var("AWS_ENDPOINT_URL_STS").or_else(|| var("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
+                match var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+                    Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
+                    Some(r) => format!("https://sts.{r}.amazonaws.com"),
+                    None => "https://sts.amazonaws.com".into(),
+                }
+            });
+            let session_name = var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "vault-secrets-webhook".into());
+            return Source::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
+        }
+        let container = var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .or_else(|| var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(|r| format!("http://169.254.170.2{r}")));
+        if let Some(uri) = container {
+            let token = var("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(Redacted);
+            return Source::Container { uri, token, token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from) };
+        }
+        match var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            true => Source::Disabled,
+            false => Source::InstanceRole(var("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into())),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EcrSettings {
-    /// `None`: the instance metadata service is not used.
-    pub metadata_endpoint: Option<String>,
+    pub source: Source,
+    /// The ECR API endpoint, instead of `https://api.ecr.REGION.amazonaws.com`.
     pub api_endpoint: Option<String>,
 }
 
+/// The credentials answer of IMDS and of the container credentials endpoint.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct RoleCredentials {
-    code: String,
+    #[serde(default)]
+    code: Option<String>,
     access_key_id: String,
     secret_access_key: String,
     token: Option<String>,
     expiration: Option<String>,
+}
+
+impl RoleCredentials {
+    fn into_credentials(self) -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: self.access_key_id,
+            secret_access_key: self.secret_access_key,
+            session_token: self.token.filter(|t| !t.is_empty()),
+            expires: self.expiration.as_deref().and_then(|e| humantime::parse_rfc3339_weak(e).ok()),
+        }
+    }
+}
+
+/// The text of the first `<tag>…</tag>` in an AWS query-API (XML) answer, entities decoded.
+fn xml_value(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    let text = xml[start..end].trim();
+    Some(text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&"))
 }
 
 #[derive(Deserialize)]
@@ -150,11 +232,11 @@ struct AwsError {
 
 pub struct Ecr {
     settings: EcrSettings,
-    /// For the metadata service: never through a proxy.
+    /// For the metadata services (IMDS, Pod Identity agent): never through a proxy.
     imds: reqwest::Client,
-    /// For the ECR API: proxies from the environment apply.
+    /// For the ECR and STS APIs: proxies from the environment apply.
     api: reqwest::Client,
-    role: Mutex<Option<AwsCredentials>>,
+    credentials: Mutex<Option<AwsCredentials>>,
     tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
 }
 
@@ -185,7 +267,7 @@ impl Ecr {
             .timeout(timeout * 2)
             .build()
             .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
-        Ok(Arc::new(Ecr { settings, imds, api, role: Mutex::new(None), tokens: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()) }))
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
@@ -201,7 +283,7 @@ impl Ecr {
     }
 
     async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<DockerAuth, String> {
-        let credentials = self.role_credentials().await?;
+        let credentials = self.aws_credentials().await?;
         let (auth, expires) = self.authorization_token(registry, region, cn, &credentials).await?;
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.retain(|_, (_, e)| fresh(Some(*e)));
@@ -210,17 +292,86 @@ impl Ecr {
         Ok(auth)
     }
 
-    /// The instance role's credentials through IMDSv2.
-    async fn role_credentials(&self) -> Result<AwsCredentials, String> {
-        if let Some(c) = self.role.lock().ok().and_then(|r| r.clone())
+    async fn aws_credentials(&self) -> Result<AwsCredentials, String> {
+        if let Some(c) = self.credentials.lock().ok().and_then(|r| r.clone())
             && fresh(c.expires)
         {
             return Ok(c);
         }
-        let Some(base) = &self.settings.metadata_endpoint else {
-            return Err("no instance role: AWS_EC2_METADATA_DISABLED is set".into());
+        let credentials = match &self.settings.source {
+            Source::Static(c) => return Ok(c.clone()),
+            Source::Disabled => return Err("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()),
+            Source::InstanceRole(base) => self.instance_role(base.trim_end_matches('/')).await?,
+            Source::Container { uri, token, token_file } => self.container(uri, token.as_ref(), token_file.as_ref()).await?,
+            Source::WebIdentity { token_file, role_arn, session_name, sts } => {
+                self.web_identity(token_file, role_arn, session_name, sts).await?
+            }
         };
-        let base = base.trim_end_matches('/');
+        if let Ok(mut c) = self.credentials.lock() {
+            *c = Some(credentials.clone());
+        }
+        Ok(credentials)
+    }
+
+    /// EKS Pod Identity / ECS: `GET uri` with the agent's token as `Authorization`.
+    async fn container(&self, uri: &str, token: Option<&Redacted>, token_file: Option<&PathBuf>) -> Result<AwsCredentials, String> {
+        let token = match (token_file, token) {
+            (Some(file), _) => Some(std::fs::read_to_string(file).map_err(|e| format!("container credentials: {}: {e}", file.display()))?),
+            (None, t) => t.map(|t| t.0.clone()),
+        };
+        let mut request = self.imds.get(uri);
+        if let Some(token) = token {
+            request = request.header("Authorization", token.trim());
+        }
+        let answer: RoleCredentials = request
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("container credentials ({uri}): {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("container credentials ({uri}): {e}"))?;
+        tracing::debug!(uri, "ECR: container credentials read");
+        Ok(answer.into_credentials())
+    }
+
+    /// IRSA: STS `AssumeRoleWithWebIdentity` (unsigned) with the service-account token.
+    async fn web_identity(&self, token_file: &PathBuf, role_arn: &str, session_name: &str, sts: &str) -> Result<AwsCredentials, String> {
+        let jwt = std::fs::read_to_string(token_file).map_err(|e| format!("web identity token {}: {e}", token_file.display()))?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", "AssumeRoleWithWebIdentity")
+            .append_pair("Version", "2011-06-15")
+            .append_pair("RoleArn", role_arn)
+            .append_pair("RoleSessionName", session_name)
+            .append_pair("WebIdentityToken", jwt.trim())
+            .finish();
+        let failed = |e: reqwest::Error| format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {e}");
+        let response = self
+            .api
+            .post(sts)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let text = response.text().await.map_err(failed)?;
+        if !status.is_success() {
+            let why = [xml_value(&text, "Code"), xml_value(&text, "Message")].into_iter().flatten().collect::<Vec<_>>().join(": ");
+            return Err(format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {status} {why}").trim_end().to_string());
+        }
+        let field = |tag: &str| xml_value(&text, tag).ok_or_else(|| format!("STS AssumeRoleWithWebIdentity ({sts}): no {tag} in the answer"));
+        tracing::debug!(role_arn, "ECR: web identity credentials obtained");
+        Ok(AwsCredentials {
+            access_key_id: field("AccessKeyId")?,
+            secret_access_key: field("SecretAccessKey")?,
+            session_token: xml_value(&text, "SessionToken"),
+            expires: xml_value(&text, "Expiration").and_then(|e| humantime::parse_rfc3339_weak(&e).ok()),
+        })
+    }
+
+    /// The instance role's credentials through IMDSv2.
+    async fn instance_role(&self, base: &str) -> Result<AwsCredentials, String> {
         let step = |what: &'static str| move |e: reqwest::Error| format!("instance metadata ({base}): {what}: {e}");
         let token = self
             .imds
@@ -249,20 +400,11 @@ impl Ecr {
             .json()
             .await
             .map_err(step("role credentials"))?;
-        if answer.code != "Success" {
-            return Err(format!("instance metadata ({base}): credentials of role {role}: {}", answer.code));
-        }
-        let credentials = AwsCredentials {
-            access_key_id: answer.access_key_id,
-            secret_access_key: answer.secret_access_key,
-            session_token: answer.token.filter(|t| !t.is_empty()),
-            expires: answer.expiration.as_deref().and_then(|e| humantime::parse_rfc3339_weak(e).ok()),
-        };
-        if let Ok(mut r) = self.role.lock() {
-            *r = Some(credentials.clone());
+        if let Some(code) = answer.code.as_deref().filter(|c| *c != "Success") {
+            return Err(format!("instance metadata ({base}): credentials of role {role}: {code}"));
         }
         tracing::debug!(role, "ECR: instance role credentials read");
-        Ok(credentials)
+        Ok(answer.into_credentials())
     }
 
     async fn authorization_token(
@@ -378,6 +520,36 @@ mod tests {
              Signature=8102772839ac0eddeaadc71c776a7ea98f9507dcefa6da58d36088a9d49c6943"
         ), "{signed}");
         assert!(!format!("{:?}", example(None)).contains("EXAMPLEKEY"));
+    }
+
+    #[test]
+    fn credential_sources_in_sdk_order() {
+        let source = |vars: &[(&str, &str)]| Source::from_vars(&|n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
+        let irsa = [("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"), ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"), ("AWS_REGION", "eu-central-1")];
+        let keys = [("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "very-secret")];
+        let all: Vec<_> = keys.iter().chain(&irsa).copied().collect();
+        assert!(matches!(source(&all), Source::Static(c) if c.access_key_id == "AKID"));
+        assert!(!format!("{:?}", source(&all)).contains("very-secret"));
+        match source(&irsa) {
+            Source::WebIdentity { sts, session_name, .. } => assert_eq!((sts.as_str(), session_name.as_str()), ("https://sts.eu-central-1.amazonaws.com", "vault-secrets-webhook")),
+            other => panic!("{other:?}"),
+        }
+        let pod_identity = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"), ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n")];
+        assert!(matches!(source(&pod_identity), Source::Container { uri, .. } if uri.ends_with("/v1/credentials")));
+        assert!(!format!("{:?}", source(&pod_identity)).contains("tok3n"));
+        assert!(matches!(source(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")]), Source::Container { uri, .. } if uri == "http://169.254.170.2/v2/c"));
+        assert!(matches!(source(&[]), Source::InstanceRole(e) if e == "http://169.254.169.254"));
+        assert!(matches!(source(&[("AWS_EC2_METADATA_DISABLED", "true")]), Source::Disabled));
+    }
+
+    #[test]
+    fn sts_answers() {
+        let ok = "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+            <SessionToken>tok&amp;en</SessionToken><AccessKeyId>ASIA1</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+        assert_eq!(xml_value(ok, "SessionToken").as_deref(), Some("tok&en"));
+        assert_eq!(xml_value(ok, "AccessKeyId").as_deref(), Some("ASIA1"));
+        assert_eq!(xml_value(ok, "Expiration"), None);
+        assert_eq!(xml_value("<Code>x", "Code"), None);
     }
 
     #[test]

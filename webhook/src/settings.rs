@@ -193,10 +193,7 @@ impl Settings {
             registry_credentials_ttl: r.duration("REGISTRY_CREDENTIALS_TTL", Duration::from_secs(10)),
             registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
             ecr: crate::ecr::EcrSettings {
-                metadata_endpoint: match r.bool("AWS_EC2_METADATA_DISABLED", false) {
-                    true => None,
-                    false => Some(r.string("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254")),
-                },
+                source: crate::ecr::Source::from_vars(get),
                 api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", "")).filter(|s| !s.is_empty()).or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
             },
             default_platform: r.parsed("REGISTRY_DEFAULT_PLATFORM", "linux/amd64".into(), "os/arch[/variant], e.g. linux/arm64", |s| {
