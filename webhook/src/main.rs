@@ -54,9 +54,14 @@ Image ENTRYPOINT/CMD lookup (containers without command):
   REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
   HTTPS_PROXY, NO_PROXY                registry (and ECR API) connections go through the proxy
   Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
-  through the node's instance role (IMDSv2, ecr:GetAuthorizationToken), kept until it expires:
-  AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254], AWS_EC2_METADATA_DISABLED [false],
-  AWS_ENDPOINT_URL_ECR (or AWS_ENDPOINT_URL) [https://api.ecr.REGION.amazonaws.com]
+  from ecr:GetAuthorizationToken, kept until it expires. AWS credentials, first set wins:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+    AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [AWS_ROLE_SESSION_NAME, AWS_REGION]   (IRSA)
+    AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]                                    (Pod Identity)
+    the instance role: AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254],
+      off with AWS_EC2_METADATA_DISABLED=true
+  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL    API endpoints [AWS's]
 
 Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
   VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET
