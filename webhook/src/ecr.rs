@@ -274,7 +274,8 @@ impl Ecr {
     /// private ECR registry. Errors say which step failed; they carry no secret.
     pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
         let (region, cn) = ecr_region(registry)?;
-        if let Some((auth, expires)) = self.tokens.lock().ok()?.get(registry).cloned()
+        let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(registry).cloned();
+        if let Some((auth, expires)) = cached
             && fresh(Some(expires))
         {
             return Some(Ok(auth));
