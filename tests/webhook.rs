@@ -583,6 +583,29 @@ fn image_entrypoint_and_cmd_from_a_plain_registry() {
 }
 
 #[test]
+fn pods_created_at_once_share_one_image_lookup() {
+    // A Deployment scaling up: eight pods with the same uncached image at the same moment.
+    let registry = Registry::plain();
+    registry.push("app", "7", "oci");
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig)]);
+    let image = format!("{}/app:7", registry.host);
+    std::thread::scope(|s| {
+        let pods: Vec<_> = (0..8).map(|_| s.spawn(|| args_of(&hook, commandless_pod(&[&image], json!({}), json!({}))))).collect();
+        for pod in pods {
+            assert_eq!(pod.join().unwrap().unwrap(), [["/bin/app", "--flag"]]);
+        }
+    });
+    let metrics = hook.get("/metrics").1;
+    let count = |outcome: &str| {
+        let prefix = format!(r#"vault_webhook_registry_lookups_total{{target="{}",outcome="{outcome}"}} "#, registry.host);
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!((count("ok"), count("cached")), (1, 7), "{metrics}");
+}
+
+#[test]
 fn registry_with_tls_and_basic_auth_uses_pull_secrets() {
     let registry = Registry::secure("puller", "s3cret-pw");
     registry.push("private/app", "1", "docker");

@@ -1,7 +1,9 @@
-//! A small bounded cache whose entries expire: image commands, and pull credentials.
+//! A small bounded cache whose entries expire (image commands, pull credentials), and
+//! [`Gates`], which let one caller at a time fill a missing entry.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct TtlCache<K, V> {
@@ -51,9 +53,74 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// One caller at a time per key. On a cache miss, callers pass the key's gate, look in the cache
+/// again, and only then fetch: when many pods need the same missing entry at once (a Deployment
+/// scaling up, an entry expiring under load), one fetch fills it for all of them.
+pub struct Gates<K> {
+    open: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<K> Default for Gates<K> {
+    fn default() -> Self {
+        Gates { open: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Held while the caller fills the entry; the next caller for the key goes on when it is dropped.
+pub struct Gate<'a, K: Hash + Eq> {
+    gates: &'a Gates<K>,
+    key: K,
+    _pass: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl<K: Hash + Eq + Clone> Gates<K> {
+    pub async fn pass(&self, key: &K) -> Gate<'_, K> {
+        let gate = self.open.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
+        Gate { gates: self, key: key.clone(), _pass: gate.lock_owned().await }
+    }
+}
+
+impl<K: Hash + Eq> Drop for Gate<'_, K> {
+    fn drop(&mut self) {
+        let mut open = self.gates.open.lock().unwrap_or_else(|p| p.into_inner());
+        // Nobody else waits (the map and this gate hold the only references): forget the key.
+        if open.get(&self.key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+            open.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_fetch_per_key_at_a_time() {
+        let gates: Arc<Gates<&str>> = Arc::default();
+        let cache = Arc::new(Mutex::new(TtlCache::new(8, Duration::from_secs(60))));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (gates, cache, fetches) = (gates.clone(), cache.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let key = if i % 2 == 0 { "a" } else { "b" };
+                    let _gate = gates.pass(&key).await;
+                    if let Some(v) = cache.lock().unwrap().get(&key) {
+                        return v;
+                    }
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    cache.lock().unwrap().put(key, key.len());
+                    key.len()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 1);
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2, "one fetch per key");
+        assert!(gates.open.lock().unwrap().is_empty(), "no gate is left behind");
+    }
 
     #[test]
     fn bounded_and_expiring() {

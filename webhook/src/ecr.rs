@@ -16,6 +16,7 @@
 //! `AWS_EC2_METADATA_DISABLED=true`; endpoints `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`,
 //! `AWS_ENDPOINT_URL`.
 
+use crate::cache::Gates;
 use crate::registry::DockerAuth;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -238,6 +239,8 @@ pub struct Ecr {
     api: reqwest::Client,
     credentials: Mutex<Option<AwsCredentials>>,
     tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
+    /// One credentials-and-token fetch at a time per registry (AWS throttles GetAuthorizationToken).
+    fetches: Gates<String>,
 }
 
 fn fresh(expires: Option<SystemTime>) -> bool {
@@ -267,17 +270,22 @@ impl Ecr {
             .timeout(timeout * 2)
             .build()
             .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
-        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()), fetches: Gates::default() }))
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
     /// private ECR registry. Errors say which step failed; they carry no secret.
     pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
         let (region, cn) = ecr_region(registry)?;
-        let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(registry).cloned();
-        if let Some((auth, expires)) = cached
-            && fresh(Some(expires))
-        {
+        let cached = || {
+            let token = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(registry).cloned();
+            token.filter(|(_, expires)| fresh(Some(*expires))).map(|(auth, _)| auth)
+        };
+        if let Some(auth) = cached() {
+            return Some(Ok(auth));
+        }
+        let _gate = self.fetches.pass(&registry.to_string()).await;
+        if let Some(auth) = cached() {
             return Some(Ok(auth));
         }
         Some(self.fetch_token(registry, region, cn).await)

@@ -15,7 +15,7 @@ use crate::patch::JsonPatch;
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use crate::cache::TtlCache;
+use crate::cache::{Gates, TtlCache};
 
 type CredentialsKey = (Vec<(String, String)>, String, String);
 
@@ -29,7 +29,7 @@ pub struct Context {
     credentials: Mutex<TtlCache<CredentialsKey, Vec<DockerAuth>>>,
     /// One read per key at a time: when an entry expires under load, the pods waiting for it
     /// share one read instead of each sending its own to the API server.
-    credential_reads: Mutex<HashMap<CredentialsKey, Arc<tokio::sync::Mutex<()>>>>,
+    credential_reads: Gates<CredentialsKey>,
     pub metrics: Arc<Metrics>,
     default_platform: Platform,
 }
@@ -49,7 +49,7 @@ impl Context {
         });
         let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
         let credentials = Mutex::new(TtlCache::new(settings.registry_cache_size, settings.registry_credentials_ttl));
-        let credential_reads = Mutex::new(HashMap::new());
+        let credential_reads = Gates::default();
         Context { kube: KubeApi::new(metrics.clone()), registry, vault, credentials, credential_reads, metrics, default_platform, settings }
     }
 }
@@ -220,17 +220,13 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
     if let Some(found) = cached() {
         return Ok(found);
     }
-    let gate = ctx.credential_reads.lock().unwrap_or_else(|p| p.into_inner()).entry(key.clone()).or_default().clone();
-    let _reading = gate.lock().await;
+    let _gate = ctx.credential_reads.pass(&key).await;
     if let Some(found) = cached() {
         return Ok(found);
     }
-    let read = read_pull_credentials(ctx, secrets, &sa_namespace, &sa_name).await;
-    if let Ok(out) = &read {
-        ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), out.clone());
-    }
-    ctx.credential_reads.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-    read
+    let out = read_pull_credentials(ctx, secrets, &sa_namespace, &sa_name).await?;
+    ctx.credentials.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), out.clone());
+    Ok(out)
 }
 
 async fn read_pull_credentials(ctx: &Context, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, String> {

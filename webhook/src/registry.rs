@@ -6,7 +6,7 @@
 //! keyed by image, platform and credentials (never shared across pull secrets); one `oci-client`
 //! per lookup, because a client keeps the first credential it sees per registry.
 
-use crate::cache::TtlCache;
+use crate::cache::{Gates, TtlCache};
 use crate::ecr::Ecr;
 use crate::metrics::Metrics;
 use crate::pod::ImageCommand;
@@ -173,6 +173,7 @@ type CacheKey = (String, String, u64);
 
 pub struct Registry {
     cache: Mutex<TtlCache<CacheKey, ImageCommand>>,
+    lookups: Gates<CacheKey>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     /// Credentials for private ECR registries the pod has no pull secret for.
@@ -190,7 +191,7 @@ pub struct Lookup<'a> {
 impl Registry {
     pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>, ecr: Option<Arc<Ecr>>) -> Registry {
         let cache = TtlCache::new(capacity, ttl);
-        Registry { cache: Mutex::new(cache), timeout, metrics, ecr }
+        Registry { cache: Mutex::new(cache), lookups: Gates::default(), timeout, metrics, ecr }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -211,7 +212,17 @@ impl Registry {
             (lookup.image.to_string(), lookup.platform.to_string(), h.finish())
         };
         let use_cache = cacheable(&reference, lookup.pull_policy);
-        if use_cache && let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
+        let cached = || self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
+        if use_cache && let Some(hit) = cached() {
+            self.metrics.registry_call(&registry, "cached", started.elapsed());
+            return Ok(hit);
+        }
+        // The same image for many pods at once: one registry read, the others wait for it.
+        let _gate = match use_cache {
+            true => Some(self.lookups.pass(&key).await),
+            false => None,
+        };
+        if use_cache && let Some(hit) = cached() {
             self.metrics.registry_call(&registry, "cached", started.elapsed());
             return Ok(hit);
         }
@@ -235,8 +246,8 @@ impl Registry {
             match self.fetch(&reference, &auth, lookup).await {
                 Ok(command) => {
                     self.metrics.registry_call(&registry, "ok", started.elapsed());
-                    if use_cache && let Ok(mut c) = self.cache.lock() {
-                        c.put(key, command.clone());
+                    if use_cache {
+                        self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), command.clone());
                     }
                     return Ok(command);
                 }
