@@ -6,8 +6,10 @@
 //! 3. [`admission`]: AdmissionReview in (v1 or v1beta1), AdmissionReview with a JSONPatch out.
 //! 4. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*` ([`vault_addr`]
 //!    guards the Vault address of objects the webhook resolves itself).
-//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`], [`vault`]), then
-//! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation.
+//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`] with [`ecr`] for
+//!    Amazon ECR, [`vault`]; [`cache`] keeps and single-flights those reads), then
+//! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation, written as
+//!    JSONPatch text by [`patch`].
 
 pub mod annotations;
 pub mod patch;
