@@ -765,6 +765,10 @@ fn ecr_images_without_a_pull_secret_use_the_instance_role() {
     assert!(error.contains(&format!("image {denied}/team/app:1 (registry {denied})")), "{error}");
     assert!(error.contains("AccessDeniedException") && error.contains("ecr:GetAuthorizationToken"), "{error}");
     assert!(aws.log().contains("ecr eu-west-1 signature-ok"));
+    let metrics = hook.get("/metrics").1;
+    for line in [format!(r#"vault_webhook_ecr_tokens_total{{target="{ECR}",outcome="ok"}} 1"#), format!(r#"vault_webhook_ecr_tokens_total{{target="{denied}",outcome="error"}} 1"#)] {
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
     aws.assert_no_secret_in(&hook, &error);
 }
 

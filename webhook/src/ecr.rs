@@ -17,6 +17,7 @@
 //! `AWS_ENDPOINT_URL`.
 
 use crate::cache::Gates;
+use crate::metrics::Metrics;
 use crate::registry::DockerAuth;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -241,6 +242,7 @@ pub struct Ecr {
     tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
     /// One credentials-and-token fetch at a time per registry (AWS throttles GetAuthorizationToken).
     fetches: Gates<String>,
+    metrics: Arc<Metrics>,
 }
 
 fn fresh(expires: Option<SystemTime>) -> bool {
@@ -248,7 +250,7 @@ fn fresh(expires: Option<SystemTime>) -> bool {
 }
 
 impl Ecr {
-    pub fn new(settings: EcrSettings, timeout: Duration) -> Result<Arc<Ecr>, String> {
+    pub fn new(settings: EcrSettings, timeout: Duration, metrics: Arc<Metrics>) -> Result<Arc<Ecr>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -270,7 +272,7 @@ impl Ecr {
             .timeout(timeout * 2)
             .build()
             .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
-        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()), fetches: Gates::default() }))
+        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()), fetches: Gates::default(), metrics }))
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
@@ -288,7 +290,9 @@ impl Ecr {
         if let Some(auth) = cached() {
             return Some(Ok(auth));
         }
-        Some(self.fetch_token(registry, region, cn).await)
+        let fetched = self.fetch_token(registry, region, cn).await;
+        self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
+        Some(fetched)
     }
 
     async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<DockerAuth, String> {

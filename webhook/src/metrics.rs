@@ -1,5 +1,5 @@
-//! Prometheus metrics (`/metrics`): admission reviews, registry lookups, Kubernetes API calls and
-//! the webhook's own Vault logins.
+//! Prometheus metrics (`/metrics`): admission reviews, registry lookups, Kubernetes API calls,
+//! the webhook's own Vault logins and its ECR tokens.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,6 +35,8 @@ pub struct Metrics {
     pub kube_duration: Family<CallLabels, Histogram>,
     /// The webhook's own Vault logins (Secrets, ConfigMaps, objects); target: the Vault address.
     pub vault_logins: Family<CallLabels, Counter>,
+    /// ECR authorization tokens fetched (not those reused); target: the registry.
+    pub ecr_tokens: Family<CallLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -57,7 +59,9 @@ impl Metrics {
         registry.register("kubernetes_api_request_duration_seconds", "Time of Kubernetes API reads", kube_duration.clone());
         let vault_logins = Family::<CallLabels, Counter>::default();
         registry.register("vault_logins", "The webhook's own Vault logins (a token is reused until near its expiry)", vault_logins.clone());
-        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration, vault_logins }
+        let ecr_tokens = Family::<CallLabels, Counter>::default();
+        registry.register("ecr_tokens", "ECR authorization tokens fetched with the webhook's AWS credentials", ecr_tokens.clone());
+        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration, vault_logins, ecr_tokens }
     }
 
     pub fn encode(&self) -> String {
@@ -75,6 +79,10 @@ impl Metrics {
 
     pub fn vault_login(&self, addr: &str, outcome: &str) {
         self.vault_logins.get_or_create(&CallLabels { target: addr.into(), outcome: outcome.into() }).inc();
+    }
+
+    pub fn ecr_token(&self, registry: &str, outcome: &str) {
+        self.ecr_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
     }
 
     pub fn kube_call(&self, resource: &str, outcome: &str, took: Duration) {

@@ -37,7 +37,7 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings) -> Context {
         let metrics = Arc::new(Metrics::new());
-        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout)
+        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone())
             .inspect_err(|e| tracing::warn!("ECR images without a pull secret will be pulled anonymously: {e}"))
             .ok();
         let registry =

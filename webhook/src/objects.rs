@@ -1,7 +1,7 @@
 //! Where `vault:` references sit in Secrets, ConfigMaps and other objects, and how resolved values
 //! are written back. Pure: [`slots`] lists the values that hold a reference, each with a place
 //! name used in errors (`data[password]`, `spec.tls[0].caBundle`); [`apply`] returns the object
-//! with the resolved values in those places. Both walk the object the same way ([`walk`]).
+//! with the resolved values in those places. Both walk the object the same way (`walk`).
 //!
 //! - Secret `data` (base64-decoded first) and `stringData`; in `.dockerconfigjson`, every string
 //!   of the JSON and each registry's `auth` (base64 `USER:PASSWORD`, either part a reference).
