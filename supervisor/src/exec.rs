@@ -43,13 +43,14 @@ impl ExecError {
     }
 }
 
-fn is_executable_file(p: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+/// `Err(None)`: nothing there; `Err(Some(why))`: there, but not an executable file.
+fn is_executable_file(p: &Path) -> Result<(), Option<String>> {
+    let meta = std::fs::metadata(p).map_err(|e| (e.kind() != std::io::ErrorKind::NotFound).then(|| e.to_string()))?;
     if meta.is_dir() {
-        return Err("is a directory".into());
+        return Err(Some("is a directory".into()));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err("permission denied (not executable)".into());
+        return Err(Some("permission denied (not executable)".into()));
     }
     Ok(())
 }
@@ -63,8 +64,8 @@ pub fn lookup(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Exec
     if program.as_bytes().contains(&b'/') {
         return match is_executable_file(&as_path) {
             Ok(()) => Ok(as_path),
-            Err(_) if !as_path.exists() => Err(ExecError::NotFound { program: as_path, searched: None }),
-            Err(reason) => Err(ExecError::NotExecutable { program: as_path, reason }),
+            Err(None) => Err(ExecError::NotFound { program: as_path, searched: None }),
+            Err(Some(reason)) => Err(ExecError::NotExecutable { program: as_path, reason }),
         };
     }
     let search = path_var.filter(|p| !p.is_empty()).unwrap_or(OsStr::new(DEFAULT_PATH));
@@ -72,9 +73,10 @@ pub fn lookup(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Exec
     for dir in search.as_bytes().split(|b| *b == b':') {
         let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
         let candidate = dir.join(program);
+        // One stat per directory: a missing candidate is not looked at again.
         match is_executable_file(&candidate) {
             Ok(()) => return Ok(candidate),
-            Err(reason) if candidate.exists() && not_executable.is_none() => not_executable = Some((candidate, reason)),
+            Err(Some(reason)) if not_executable.is_none() => not_executable = Some((candidate, reason)),
             Err(_) => {}
         }
     }
