@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn get_authorization_token_as_botocore_signs_it() {
-        // The same request signed by botocore's SigV4Auth (1.45), session token included.
+        // The same request signed by botocore's SigV4Auth (1.43), session token included.
         let headers = [
             ("x-amz-target", TARGET),
             ("content-type", CONTENT_TYPE),
