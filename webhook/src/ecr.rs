@@ -192,6 +192,15 @@ struct RoleCredentials {
     expiration: Option<String>,
 }
 
+/// The body of a 2xx answer to `request`; any other answer is an error.
+async fn ok_text(request: reqwest::RequestBuilder) -> Result<String, reqwest::Error> {
+    request.send().await?.error_for_status()?.text().await
+}
+
+async fn ok_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, reqwest::Error> {
+    request.send().await?.error_for_status()?.json().await
+}
+
 impl RoleCredentials {
     fn into_credentials(self) -> AwsCredentials {
         AwsCredentials {
@@ -234,10 +243,9 @@ struct AwsError {
 
 pub struct Ecr {
     settings: EcrSettings,
-    /// For the metadata services (IMDS, Pod Identity agent): never through a proxy.
-    imds: reqwest::Client,
-    /// For the ECR and STS APIs: proxies from the environment apply.
-    api: reqwest::Client,
+    timeout: Duration,
+    /// Made on first use: most clusters never see an ECR image.
+    clients: std::sync::OnceLock<Result<Clients, String>>,
     credentials: Mutex<Option<AwsCredentials>>,
     tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
     /// One credentials-and-token fetch at a time per registry (AWS throttles GetAuthorizationToken).
@@ -245,12 +253,15 @@ pub struct Ecr {
     metrics: Arc<Metrics>,
 }
 
-fn fresh(expires: Option<SystemTime>) -> bool {
-    expires.is_none_or(|e| e > SystemTime::now() + MARGIN)
+struct Clients {
+    /// For the metadata services (IMDS, Pod Identity agent): never through a proxy.
+    imds: reqwest::Client,
+    /// For the ECR and STS APIs: proxies from the environment apply.
+    api: reqwest::Client,
 }
 
-impl Ecr {
-    pub fn new(settings: EcrSettings, timeout: Duration, metrics: Arc<Metrics>) -> Result<Arc<Ecr>, String> {
+impl Clients {
+    fn new(timeout: Duration) -> Result<Clients, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -272,7 +283,29 @@ impl Ecr {
             .timeout(timeout * 2)
             .build()
             .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
-        Ok(Arc::new(Ecr { settings, imds, api, credentials: Mutex::new(None), tokens: Mutex::new(HashMap::new()), fetches: Gates::default(), metrics }))
+        Ok(Clients { imds, api })
+    }
+}
+
+fn fresh(expires: Option<SystemTime>) -> bool {
+    expires.is_none_or(|e| e > SystemTime::now() + MARGIN)
+}
+
+impl Ecr {
+    pub fn new(settings: EcrSettings, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Ecr> {
+        Arc::new(Ecr {
+            settings,
+            timeout,
+            clients: std::sync::OnceLock::new(),
+            credentials: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            fetches: Gates::default(),
+            metrics,
+        })
+    }
+
+    fn clients(&self) -> Result<&Clients, String> {
+        self.clients.get_or_init(|| Clients::new(self.timeout)).as_ref().map_err(Clone::clone)
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
@@ -332,18 +365,11 @@ impl Ecr {
             (Some(file), _) => Some(std::fs::read_to_string(file).map_err(|e| format!("container credentials: {}: {e}", file.display()))?),
             (None, t) => t.map(|t| t.0.clone()),
         };
-        let mut request = self.imds.get(uri);
+        let mut request = self.clients()?.imds.get(uri);
         if let Some(token) = token {
             request = request.header("Authorization", token.trim());
         }
-        let answer: RoleCredentials = request
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("container credentials ({uri}): {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("container credentials ({uri}): {e}"))?;
+        let answer: RoleCredentials = ok_json(request).await.map_err(|e| format!("container credentials ({uri}): {e}"))?;
         tracing::debug!(uri, "ECR: container credentials read");
         Ok(answer.into_credentials())
     }
@@ -360,6 +386,7 @@ impl Ecr {
             .finish();
         let failed = |e: reqwest::Error| format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {e}");
         let response = self
+            .clients()?
             .api
             .post(sts)
             .header("Content-Type", "application/x-www-form-urlencoded")
@@ -386,33 +413,16 @@ impl Ecr {
     /// The instance role's credentials through IMDSv2.
     async fn instance_role(&self, base: &str) -> Result<AwsCredentials, String> {
         let step = |what: &'static str| move |e: reqwest::Error| format!("instance metadata ({base}): {what}: {e}");
-        let token = self
-            .imds
-            .put(format!("{base}/latest/api/token"))
-            .header("X-aws-ec2-metadata-token-ttl-seconds", "21600")
-            .send()
+        let imds = &self.clients()?.imds;
+        let session = imds.put(format!("{base}/latest/api/token")).header("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+        let token = ok_text(session).await.map_err(step("session token"))?;
+        let get = |path: String| imds.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim());
+        let roles = ok_text(get("/latest/meta-data/iam/security-credentials/".into()))
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(step("session token"))?
-            .text()
-            .await
-            .map_err(step("session token"))?;
-        let get = |path: String| self.imds.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim()).send();
-        let roles = get("/latest/meta-data/iam/security-credentials/".into())
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(step("instance role (does the node have an instance profile?)"))?
-            .text()
-            .await
-            .map_err(step("instance role"))?;
+            .map_err(step("instance role (does the node have an instance profile?)"))?;
         let role = roles.lines().map(str::trim).find(|l| !l.is_empty()).ok_or_else(|| format!("instance metadata ({base}): no instance role"))?;
-        let answer: RoleCredentials = get(format!("/latest/meta-data/iam/security-credentials/{role}"))
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(step("role credentials"))?
-            .json()
-            .await
-            .map_err(step("role credentials"))?;
+        let answer: RoleCredentials =
+            ok_json(get(format!("/latest/meta-data/iam/security-credentials/{role}"))).await.map_err(step("role credentials"))?;
         if let Some(code) = answer.code.as_deref().filter(|c| *c != "Success") {
             return Err(format!("instance metadata ({base}): credentials of role {role}: {code}"));
         }
@@ -445,7 +455,7 @@ impl Ecr {
         }
         let request = Request { method: "POST", path: url.path(), headers: &headers, body, amz_date: &date, region, service: "ecr" };
         let authorization = sign(&request, credentials);
-        let mut post = self.api.post(url.clone()).header("authorization", authorization).body(&body[..]);
+        let mut post = self.clients()?.api.post(url.clone()).header("authorization", authorization).body(&body[..]);
         for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
             post = post.header(*name, *value);
         }

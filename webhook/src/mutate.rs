@@ -37,9 +37,7 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings) -> Context {
         let metrics = Arc::new(Metrics::new());
-        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone())
-            .inspect_err(|e| tracing::warn!("ECR images without a pull secret will be pulled anonymously: {e}"))
-            .ok();
+        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone());
         let registry =
             Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
         let default_platform = Platform::parse(&settings.default_platform).unwrap_or(Platform {

@@ -177,7 +177,7 @@ pub struct Registry {
     timeout: Duration,
     metrics: Arc<Metrics>,
     /// Credentials for private ECR registries the pod has no pull secret for.
-    ecr: Option<Arc<Ecr>>,
+    ecr: Arc<Ecr>,
 }
 
 pub struct Lookup<'a> {
@@ -189,7 +189,7 @@ pub struct Lookup<'a> {
 }
 
 impl Registry {
-    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>, ecr: Option<Arc<Ecr>>) -> Registry {
+    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>, ecr: Arc<Ecr>) -> Registry {
         let cache = TtlCache::new(capacity, ttl);
         Registry { cache: Mutex::new(cache), lookups: Gates::default(), timeout, metrics, ecr }
     }
@@ -226,20 +226,20 @@ impl Registry {
             self.metrics.registry_call(&registry, "cached", started.elapsed());
             return Ok(hit);
         }
-        // No pull secret for a private ECR registry: the instance role's token, else anonymous.
+        // No pull secret for a private ECR registry: a token with the webhook's AWS credentials,
+        // else anonymous.
         let mut ecr_failed = None;
-        let auths: Vec<RegistryAuth> = match (candidates.is_empty(), &self.ecr) {
-            (false, _) => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
-            (true, Some(ecr)) => match ecr.pull_credentials(&wanted).await {
+        let auths: Vec<RegistryAuth> = match candidates.is_empty() {
+            false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
+            true => match self.ecr.pull_credentials(&wanted).await {
                 Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password)],
                 Some(Err(e)) => {
-                    tracing::warn!(%registry, "no ECR credentials from the instance role: {e}");
+                    tracing::warn!(%registry, "no ECR token with the webhook's AWS credentials: {e}");
                     ecr_failed = Some(e);
                     vec![RegistryAuth::Anonymous]
                 }
                 None => vec![RegistryAuth::Anonymous],
             },
-            (true, None) => vec![RegistryAuth::Anonymous],
         };
         let mut last = String::new();
         for auth in auths {
@@ -256,7 +256,7 @@ impl Registry {
         }
         self.metrics.registry_call(&registry, "error", started.elapsed());
         Err(error(match ecr_failed {
-            Some(e) => format!("{last} (tried anonymously: no ECR credentials from the instance role: {e})"),
+            Some(e) => format!("{last} (tried anonymously: no ECR token with the webhook's AWS credentials: {e})"),
             None => last,
         }))
     }
