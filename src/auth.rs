@@ -68,8 +68,7 @@ fn method_name(m: AuthMethod) -> &'static str {
 }
 
 fn read_trimmed(var: &'static str, path: &Path) -> Result<SecretString, AuthError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AuthError::ReadFile { var, path: path.to_path_buf(), cause: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| AuthError::ReadFile { var, path: path.to_path_buf(), cause: e.to_string() })?;
     let text = text.trim();
     if text.is_empty() {
         return Err(AuthError::EmptyFile { var, path: path.to_path_buf() });
@@ -121,11 +120,7 @@ async fn login(client: &Client, auth: &AuthSettings) -> Result<Token, AuthError>
         }
         AuthMethod::AppRole => {
             let role_id = auth.role_id.as_ref().ok_or_else(|| {
-                AuthError::Missing(format!(
-                    "VAULT_AUTH_METHOD=approle needs {} or {}",
-                    config::VAULT_ROLE_ID,
-                    config::VAULT_ROLE_ID_FILE
-                ))
+                AuthError::Missing(format!("VAULT_AUTH_METHOD=approle needs {} or {}", config::VAULT_ROLE_ID, config::VAULT_ROLE_ID_FILE))
             })?;
             let role_id = given(config::VAULT_ROLE_ID, config::VAULT_ROLE_ID_FILE, role_id)?;
             let mut body = json!({ "role_id": role_id.expose() });

@@ -127,10 +127,7 @@ mod tests {
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
         let config = Config::from_env(&env).unwrap();
         let token = token.map(SecretString::new);
-        build(&env, &config, resolved, token.as_ref())
-            .into_iter()
-            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
-            .collect()
+        build(&env, &config, resolved, token.as_ref()).into_iter().map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap())).collect()
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -161,9 +161,7 @@ mod tests {
 
     fn run(argv: &[&str]) -> Option<(String, Vec<String>)> {
         match parse(argv.iter().map(OsString::from).collect()) {
-            Ok(Parsed::Run(a)) => {
-                Some((a.program.into_string().unwrap(), a.args.into_iter().map(|s| s.into_string().unwrap()).collect()))
-            }
+            Ok(Parsed::Run(a)) => Some((a.program.into_string().unwrap(), a.args.into_iter().map(|s| s.into_string().unwrap()).collect())),
             _ => None,
         }
     }
@@ -197,14 +195,49 @@ mod tests {
     fn help_lists_every_setting() {
         use crate::config::*;
         for var in [
-            VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_CACERT, VAULT_CAPATH, VAULT_CACERT_BYTES, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY,
-            VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_NAMESPACE, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES, VAULT_HTTP_PROXY,
-            VAULT_PROXY_ADDR, VAULT_TOKEN, VAULT_TOKEN_FILE, VAULT_TOKEN_PATH, VAULT_ROLE, VAULT_PATH, VAULT_AUTH_METHOD,
-            KUBERNETES_SERVICE_ACCOUNT_TOKEN, VAULT_JWT_FILE, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE, VAULT_SECRET_ID,
-            VAULT_SECRET_ID_FILE, VAULT_IGNORE_MISSING_SECRETS, VAULT_ENV_PASSTHROUGH, VAULT_JSON_LOG, VAULT_LOG_LEVEL,
-            VAULT_REVOKE_TOKEN, VAULT_ENV_DAEMON, VAULT_ENV_DELAY, VAULT_ENV_FROM_PATH, VAULT_TRANSIT_KEY_ID,
-            VAULT_TRANSIT_PATH, VAULT_TRANSIT_BATCH_SIZE, VAULT_ENV_STOP_SIGNAL, VAULT_ENV_STOP_TIMEOUT,
-            VAULT_ENV_ON_LEASE_END, VAULT_ENV_RESTART_SPLAY, VAULT_ENV_PROCESS_GROUP, VAULT_ENV_TERMINATE_DESCENDANTS,
+            VAULT_ADDR,
+            VAULT_AGENT_ADDR,
+            VAULT_CACERT,
+            VAULT_CAPATH,
+            VAULT_CACERT_BYTES,
+            VAULT_CLIENT_CERT,
+            VAULT_CLIENT_KEY,
+            VAULT_SKIP_VERIFY,
+            VAULT_TLS_SERVER_NAME,
+            VAULT_NAMESPACE,
+            VAULT_CLIENT_TIMEOUT,
+            VAULT_MAX_RETRIES,
+            VAULT_HTTP_PROXY,
+            VAULT_PROXY_ADDR,
+            VAULT_TOKEN,
+            VAULT_TOKEN_FILE,
+            VAULT_TOKEN_PATH,
+            VAULT_ROLE,
+            VAULT_PATH,
+            VAULT_AUTH_METHOD,
+            KUBERNETES_SERVICE_ACCOUNT_TOKEN,
+            VAULT_JWT_FILE,
+            VAULT_ROLE_ID,
+            VAULT_ROLE_ID_FILE,
+            VAULT_SECRET_ID,
+            VAULT_SECRET_ID_FILE,
+            VAULT_IGNORE_MISSING_SECRETS,
+            VAULT_ENV_PASSTHROUGH,
+            VAULT_JSON_LOG,
+            VAULT_LOG_LEVEL,
+            VAULT_REVOKE_TOKEN,
+            VAULT_ENV_DAEMON,
+            VAULT_ENV_DELAY,
+            VAULT_ENV_FROM_PATH,
+            VAULT_TRANSIT_KEY_ID,
+            VAULT_TRANSIT_PATH,
+            VAULT_TRANSIT_BATCH_SIZE,
+            VAULT_ENV_STOP_SIGNAL,
+            VAULT_ENV_STOP_TIMEOUT,
+            VAULT_ENV_ON_LEASE_END,
+            VAULT_ENV_RESTART_SPLAY,
+            VAULT_ENV_PROCESS_GROUP,
+            VAULT_ENV_TERMINATE_DESCENDANTS,
         ] {
             assert!(ENV_HELP.contains(var), "--help does not mention {var}");
         }

@@ -144,8 +144,8 @@ impl Client {
             .connect_timeout(config.timeout)
             .user_agent(concat!("vault-env/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy.as_str())
-                .map_err(|e| ClientError::Setup { var: config::VAULT_HTTP_PROXY, message: e.to_string() })?;
+            let proxy =
+                reqwest::Proxy::all(proxy.as_str()).map_err(|e| ClientError::Setup { var: config::VAULT_HTTP_PROXY, message: e.to_string() })?;
             builder = builder.proxy(proxy);
         } else {
             builder = builder.no_proxy();
@@ -220,13 +220,7 @@ impl Client {
         self.send(Method::PUT, "sys/leases/revoke", &[], Some(&body)).await.map(|_| ())
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Option<Secret>, ClientError> {
+    async fn send(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<Secret>, ClientError> {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
         let mut attempt = 0u32;
         loop {
@@ -257,13 +251,7 @@ impl Client {
         }
     }
 
-    async fn send_once(
-        &self,
-        method: Method,
-        url: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> Result<Option<Secret>, ClientError> {
+    async fn send_once(&self, method: Method, url: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<Secret>, ClientError> {
         let mut req = self.http.request(method, url).header("X-Vault-Request", "true");
         if !query.is_empty() {
             req = req.query(query);
@@ -287,9 +275,7 @@ impl Client {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        serde_json::from_slice::<Secret>(&bytes)
-            .map(Some)
-            .map_err(|e| ClientError::Decode(format!("{e} (HTTP {})", status.as_u16())))
+        serde_json::from_slice::<Secret>(&bytes).map(Some).map_err(|e| ClientError::Decode(format!("{e} (HTTP {})", status.as_u16())))
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {

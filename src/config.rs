@@ -449,18 +449,11 @@ fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
         token_file: r.text(VAULT_TOKEN_FILE).map(PathBuf::from),
         token,
         login_requested,
-        token_helper_file: r
-            .text(VAULT_TOKEN_PATH)
-            .map(PathBuf::from)
-            .or_else(|| r.text(HOME).map(|h| PathBuf::from(h).join(".vault-token"))),
+        token_helper_file: r.text(VAULT_TOKEN_PATH).map(PathBuf::from).or_else(|| r.text(HOME).map(|h| PathBuf::from(h).join(".vault-token"))),
         method,
         role: r.text(VAULT_ROLE).unwrap_or_else(|| "default".into()),
         mount: r.text(VAULT_PATH).map_or_else(|| default_mount.into(), |s| s.trim_matches('/').to_string()),
-        jwt_file: r
-            .text(KUBERNETES_SERVICE_ACCOUNT_TOKEN)
-            .or_else(|| r.text(VAULT_JWT_FILE))
-            .unwrap_or_else(|| DEFAULT_JWT_FILE.into())
-            .into(),
+        jwt_file: r.text(KUBERNETES_SERVICE_ACCOUNT_TOKEN).or_else(|| r.text(VAULT_JWT_FILE)).unwrap_or_else(|| DEFAULT_JWT_FILE.into()).into(),
         role_id: secret_or_file(r, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE),
         secret_id: secret_or_file(r, VAULT_SECRET_ID, VAULT_SECRET_ID_FILE),
     }
@@ -545,7 +538,10 @@ mod tests {
         ]))
         .unwrap();
         let d = &c.daemon_settings;
-        assert_eq!((d.stop_signal, d.stop_timeout, d.on_lease_end, d.restart_splay), (2, Duration::from_secs(3), OnLeaseEnd::Exit, Duration::from_secs(2)));
+        assert_eq!(
+            (d.stop_signal, d.stop_timeout, d.on_lease_end, d.restart_splay),
+            (2, Duration::from_secs(3), OnLeaseEnd::Exit, Duration::from_secs(2))
+        );
         assert!(d.process_group);
         assert_eq!(c.addr, "http://127.0.0.1:8200");
         assert_eq!(c.tls.ca.file, Some(PathBuf::from("/ca.pem")));
@@ -613,8 +609,7 @@ mod tests {
 
     #[test]
     fn config_approle_defaults_to_its_mount() {
-        let c = Config::from_env(&env(&[("VAULT_AUTH_METHOD", "approle"), ("VAULT_ROLE_ID", "rid"), ("VAULT_SECRET_ID_FILE", "/s")]))
-            .unwrap();
+        let c = Config::from_env(&env(&[("VAULT_AUTH_METHOD", "approle"), ("VAULT_ROLE_ID", "rid"), ("VAULT_SECRET_ID_FILE", "/s")])).unwrap();
         assert_eq!(c.auth.method, AuthMethod::AppRole);
         assert_eq!(c.auth.mount, "approle");
         assert_eq!(c.auth.role_id, Some(Given::Value(crate::SecretString::new("rid"))));

@@ -133,9 +133,15 @@ struct Prepared {
 enum Phase {
     Running,
     /// The app was asked to stop; start it again with `next` when it has.
-    Restarting { kill_at: Instant, next: Box<Prepared> },
+    Restarting {
+        kill_at: Instant,
+        next: Box<Prepared>,
+    },
     /// The app was asked to stop; then exit with `code`.
-    Exiting { kill_at: Instant, code: u8 },
+    Exiting {
+        kill_at: Instant,
+        code: u8,
+    },
 }
 
 /// Which tracked item.
@@ -149,7 +155,11 @@ enum Target {
 enum Due {
     Nothing,
     /// A lease or the token can't be extended: replace (or per policy, exit/ignore). `expires` is when it ends.
-    Replace { target: Target, what: String, expires: Instant },
+    Replace {
+        target: Target,
+        what: String,
+        expires: Instant,
+    },
 }
 
 pub struct Daemon<'a> {
@@ -266,7 +276,10 @@ impl<'a> Daemon<'a> {
         let now = Instant::now();
         match phase {
             Phase::Restarting { kill_at, .. } | Phase::Exiting { kill_at, .. } if now >= kill_at => {
-                tracing::warn!("the app did not stop within {}; sending SIGKILL", humantime::format_duration(self.config.daemon_settings.stop_timeout));
+                tracing::warn!(
+                    "the app did not stop within {}; sending SIGKILL",
+                    humantime::format_duration(self.config.daemon_settings.stop_timeout)
+                );
                 self.supervisor.signal_app(9);
                 return phase_with_kill_at(phase, now + Duration::from_secs(3600));
             }
@@ -367,7 +380,10 @@ impl<'a> Daemon<'a> {
                 Err(e) => {
                     let attempt = self.bump_attempt(target);
                     let retry = renew::retry_at(Instant::now(), attempt, expires);
-                    tracing::warn!("{what}: fetching new secrets failed ({e}); retrying in {}s, {left}s before it expires", retry.saturating_duration_since(now).as_secs());
+                    tracing::warn!(
+                        "{what}: fetching new secrets failed ({e}); retrying in {}s, {left}s before it expires",
+                        retry.saturating_duration_since(now).as_secs()
+                    );
                     self.set_due(target, Step::Replace(retry));
                     Phase::Running
                 }
@@ -381,7 +397,11 @@ impl<'a> Daemon<'a> {
 
     fn stop_app(&self, why: String, code: u8) -> Phase {
         let s = &self.config.daemon_settings;
-        tracing::warn!("{why}; stopping the app with {} (SIGKILL after {}), then exiting {code}", signals::name(s.stop_signal), humantime::format_duration(s.stop_timeout));
+        tracing::warn!(
+            "{why}; stopping the app with {} (SIGKILL after {}), then exiting {code}",
+            signals::name(s.stop_signal),
+            humantime::format_duration(s.stop_timeout)
+        );
         self.supervisor.signal_app(s.stop_signal);
         Phase::Exiting { kill_at: Instant::now() + s.stop_timeout, code }
     }

@@ -19,9 +19,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Error> {
-    let explicit_daemon = std::env::var_os(vault_env::config::VAULT_ENV_DAEMON)
-        .and_then(|v| v.to_str().and_then(vault_env::config::parse_bool))
-        == Some(true);
+    let explicit_daemon =
+        std::env::var_os(vault_env::config::VAULT_ENV_DAEMON).and_then(|v| v.to_str().and_then(vault_env::config::parse_bool)) == Some(true);
     if explicit_daemon {
         // Before any other thread exists: from now on a signal waits for the app instead of
         // taking its default action (or, as PID 1, being dropped).

@@ -84,10 +84,7 @@ pub enum ReferenceError {
 
 /// True when a value has any reference syntax (cheap pre-check).
 pub fn looks_like_reference(value: &str) -> bool {
-    value.starts_with(READ_PREFIX)
-        || value.starts_with(WRITE_PREFIX)
-        || value.contains("${vault:")
-        || value.contains("${>>vault:")
+    value.starts_with(READ_PREFIX) || value.starts_with(WRITE_PREFIX) || value.contains("${vault:") || value.contains("${>>vault:")
 }
 
 /// Parses one value. `Ok(Value::Plain)` for anything that is not a reference.
@@ -317,9 +314,7 @@ mod tests {
             ),
             (
                 "vault:v1:8SDd3WHDOjf7mq69CyCqYjBXAiQQAVZRkFM13ok481zoCmHnSeDX9vyf7w==",
-                Value::Whole(Reference::Transit {
-                    ciphertext: "vault:v1:8SDd3WHDOjf7mq69CyCqYjBXAiQQAVZRkFM13ok481zoCmHnSeDX9vyf7w==".into(),
-                }),
+                Value::Whole(Reference::Transit { ciphertext: "vault:v1:8SDd3WHDOjf7mq69CyCqYjBXAiQQAVZRkFM13ok481zoCmHnSeDX9vyf7w==".into() }),
             ),
             (
                 "scheme://${vault:secret/data/account#username}:${vault:secret/data/account#password}@127.0.0.1:8080",

@@ -58,11 +58,7 @@ impl Cause {
     pub fn is_missing(&self) -> bool {
         matches!(
             self,
-            Cause::PathNotFound
-                | Cause::Deleted
-                | Cause::KeyNotFound { .. }
-                | Cause::Transit(_)
-                | Cause::Template(TemplateError::KeyNotFound { .. })
+            Cause::PathNotFound | Cause::Deleted | Cause::KeyNotFound { .. } | Cause::Transit(_) | Cause::Template(TemplateError::KeyNotFound { .. })
         )
     }
 }
@@ -139,11 +135,8 @@ fn shown_raw(value: &str) -> Option<String> {
 }
 
 pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
-    let values = env
-        .vars()
-        .iter()
-        .filter_map(|(name, value)| Some((name.to_str()?, value.to_str()?)))
-        .filter(|(name, _)| !child_env::is_setting(name));
+    let values =
+        env.vars().iter().filter_map(|(name, value)| Some((name.to_str()?, value.to_str()?))).filter(|(name, _)| !child_env::is_setting(name));
     let mut plan = plan_values(values, config.transit.key_id.is_some())?;
     plan.from_path = config.from_path.clone();
     plan.login = config.auth.login_requested;
@@ -293,9 +286,7 @@ fn plaintext_of(item: &Value) -> Result<SecretString, Cause> {
         return Err(Cause::Transit(err.to_string()));
     }
     let b64 = item.get("plaintext").and_then(Value::as_str).ok_or_else(|| Cause::Transit("no plaintext in the answer".into()))?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| Cause::Transit(format!("plaintext is not base64: {e}")))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| Cause::Transit(format!("plaintext is not base64: {e}")))?;
     String::from_utf8(raw).map(SecretString::from).map_err(|_| Cause::NotText("decrypted value is not UTF-8 text".into()))
 }
 
@@ -458,9 +449,7 @@ mod tests {
 
     #[test]
     fn plan_reports_all_syntax_errors() {
-        let env: Env = [("A", "vault:secret/x"), ("B", "vault:v1:abc"), ("C", "x${vault:oops"), ("D", "vault:ok#k")]
-            .into_iter()
-            .collect();
+        let env: Env = [("A", "vault:secret/x"), ("B", "vault:v1:abc"), ("C", "x${vault:oops"), ("D", "vault:ok#k")].into_iter().collect();
         let errors = plan(&env, &Config::from_env(&Env::default()).unwrap()).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -491,7 +480,10 @@ mod tests {
         ]);
         let r = render(&p, &f, false).unwrap();
         let get = |k: &str| r.values[k].expose().to_string();
-        assert_eq!((get("A"), get("B"), get("C"), get("D"), get("E")), ("two".into(), "one".into(), "5".into(), "field named data".into(), "one-two".into()));
+        assert_eq!(
+            (get("A"), get("B"), get("C"), get("D"), get("E")),
+            ("two".into(), "one".into(), "5".into(), "field named data".into(), "one-two".into())
+        );
 
         let errs = render(&plan_of(&[("X", "vault:deleted#k"), ("Y", "vault:gone#k"), ("Z", "vault:v1#nope")]), &f, false).unwrap_err();
         let mut text: Vec<String> = errs.iter().map(ToString::to_string).collect();

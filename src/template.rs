@@ -92,9 +92,7 @@ pub enum TemplateError {
     UnterminatedString,
     #[error("template: unexpected {0:?}")]
     Unexpected(String),
-    #[error(
-        "template: function {0:?} is not available (vault-env templates cannot read files, the environment or the network; available: {1})"
-    )]
+    #[error("template: function {0:?} is not available (vault-env templates cannot read files, the environment or the network; available: {1})")]
     UnknownFunction(String, String),
     #[error("template: {func} takes {want} argument(s), got {got}")]
     Arity { func: &'static str, want: usize, got: usize },
@@ -244,8 +242,7 @@ fn parse_command(tokens: &[Token], piped: bool) -> Result<Command, TemplateError
     if let Token::Word(w) = head
         && !w.starts_with('.')
     {
-        let (func, arity) =
-            Func::lookup(w).ok_or_else(|| TemplateError::UnknownFunction(w.clone(), Func::names()))?;
+        let (func, arity) = Func::lookup(w).ok_or_else(|| TemplateError::UnknownFunction(w.clone(), Func::names()))?;
         let args = rest.iter().map(parse_operand).collect::<Result<Vec<_>, _>>()?;
         let got = args.len() + usize::from(piped);
         if got != arity {
@@ -348,9 +345,7 @@ fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
     let s = match func {
         Func::B64Enc => base64::engine::general_purpose::STANDARD.encode(text(0)?),
         Func::B64Dec => {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(text(0)?.trim())
-                .map_err(|e| TemplateError::Eval(format!("b64dec: {e}")))?;
+            let raw = base64::engine::general_purpose::STANDARD.decode(text(0)?.trim()).map_err(|e| TemplateError::Eval(format!("b64dec: {e}")))?;
             String::from_utf8(raw).map_err(|_| TemplateError::Eval("b64dec: decoded bytes are not UTF-8 text".into()))?
         }
         Func::Upper => text(0)?.to_uppercase(),
@@ -464,7 +459,8 @@ mod tests {
 
     #[test]
     fn template_errors_table() {
-        let cases: [(&str, fn(&TemplateError) -> bool); 10] = [
+        type Check = fn(&TemplateError) -> bool;
+        let cases: [(&str, Check); 10] = [
             ("${.missing}", |e| matches!(e, TemplateError::KeyNotFound { key, .. } if key == "missing")),
             ("${env \"HOME\"}", |e| matches!(e, TemplateError::UnknownFunction(f, _) if f == "env")),
             ("${file \"/etc/passwd\"}", |e| matches!(e, TemplateError::UnknownFunction(..))),

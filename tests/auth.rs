@@ -33,7 +33,8 @@ fn token_file_takes_precedence() {
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "s3cr3t"), "{}", out.stderr);
 
     std::fs::write(&file, "").unwrap();
-    let out = vault_env(&[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN_FILE", file.to_str().unwrap()), ("P", "vault:secret/data/app#password")], &["true"]);
+    let out =
+        vault_env(&[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN_FILE", file.to_str().unwrap()), ("P", "vault:secret/data/app#password")], &["true"]);
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     assert!(out.stderr.contains("VAULT_TOKEN_FILE:") && out.stderr.contains("is empty"), "{}", out.stderr);
 }
@@ -204,10 +205,8 @@ fn vault_login_hands_the_obtained_token_to_the_app() {
 #[test]
 fn token_never_reaches_the_app_without_login() {
     let bao = with_app_secret();
-    let out = vault_env(
-        &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_ROLE", "r"), ("P", "vault:secret/data/app#password")],
-        &["env"],
-    );
+    let out =
+        vault_env(&[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_ROLE", "r"), ("P", "vault:secret/data/app#password")], &["env"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("P=s3cr3t\n"), "{}", out.stdout);
     for name in ["VAULT_TOKEN", "VAULT_ADDR", "VAULT_ROLE"] {

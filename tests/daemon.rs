@@ -70,7 +70,7 @@ fn dynamic_mysql_credentials_rotate_with_zero_failed_logins() {
     // Revoked on exit: no lease left, and the last user can no longer log in.
     let (_, leases) = bao.try_api("LIST", "sys/leases/lookup/database/creds/app", None);
     assert!(leases["data"]["keys"].as_array().is_none_or(Vec::is_empty), "leases left: {leases}");
-    let last = out.stdout.lines().filter_map(|l| l.strip_prefix("OK ")).last().unwrap();
+    let last = out.stdout.lines().filter_map(|l| l.strip_prefix("OK ")).next_back().unwrap();
     assert!(db.login(last, "whatever").is_err());
     // Lease ids are logged shortened ("database/creds/app/AbCd…"), never in full.
     let mentions: Vec<&str> = out.stderr.split("database/creds/app/").skip(1).collect();

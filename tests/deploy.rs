@@ -21,7 +21,16 @@ fn find<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str) -> T {
 fn rendered_manifests_are_valid_and_safe() {
     let docs = documents();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    for kind in ["MutatingWebhookConfiguration", "Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PodDisruptionBudget", "Certificate"] {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PodDisruptionBudget",
+        "Certificate",
+    ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let config: MutatingWebhookConfiguration = find(&docs, "MutatingWebhookConfiguration");
@@ -31,8 +40,16 @@ fn rendered_manifests_are_valid_and_safe() {
     assert_eq!(pods.client_config.service.as_ref().unwrap().path.as_deref(), Some("/pods"));
     let rule = &pods.rules.as_ref().unwrap()[0];
     assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_string()][..]));
-    let excluded: Vec<String> = pods.namespace_selector.as_ref().unwrap().match_expressions.iter().flatten()
-        .filter(|e| e.operator == "NotIn").flat_map(|e| e.values.clone().unwrap_or_default()).collect();
+    let excluded: Vec<String> = pods
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .iter()
+        .flatten()
+        .filter(|e| e.operator == "NotIn")
+        .flat_map(|e| e.values.clone().unwrap_or_default())
+        .collect();
     assert!(excluded.contains(&"kube-system".to_string()) && excluded.contains(&"vault-infra".to_string()), "{excluded:?}");
     let skip = pods.object_selector.as_ref().unwrap().match_expressions.as_ref().unwrap();
     assert!(skip.iter().any(|e| e.key == "security.banzaicloud.io/mutate" && e.values.as_deref() == Some(&["skip".to_string()][..])));
@@ -41,11 +58,20 @@ fn rendered_manifests_are_valid_and_safe() {
     let secrets = hooks.iter().find(|w| w.name.starts_with("secrets.")).expect("a secrets webhook");
     assert_eq!(secrets.client_config.service.as_ref().unwrap().path.as_deref(), Some("/secrets"));
     let rule = &secrets.rules.as_ref().unwrap()[0];
-    assert_eq!((rule.operations.clone().unwrap(), rule.resources.clone().unwrap()), (vec!["CREATE".to_string(), "UPDATE".into()], vec!["secrets".to_string()]));
+    assert_eq!(
+        (rule.operations.clone().unwrap(), rule.resources.clone().unwrap()),
+        (vec!["CREATE".to_string(), "UPDATE".into()], vec!["secrets".to_string()])
+    );
     assert_eq!(secrets.side_effects, "NoneOnDryRun");
     let role: ClusterRole = find(&docs, "ClusterRole");
     let rules = role.rules.unwrap();
-    assert!(rules.iter().all(|r| r.verbs.iter().all(|v| v == "get" || (v == "create" && r.resources.as_deref() == Some(&["serviceaccounts/token".to_string()][..])))), "read-only but for tokens");
+    assert!(
+        rules.iter().all(|r| r
+            .verbs
+            .iter()
+            .all(|v| v == "get" || (v == "create" && r.resources.as_deref() == Some(&["serviceaccounts/token".to_string()][..])))),
+        "read-only but for tokens"
+    );
 
     let deployment: Deployment = find(&docs, "Deployment");
     let spec = deployment.spec.unwrap();

@@ -14,7 +14,8 @@ fn secret_values_never_appear_in_vault_env_output() {
     bao.mount("transit", "transit", json!({}));
     bao.api("POST", "transit/keys/app", Some(json!({})));
     let plaintext = base64_encode(&format!("{CANARY}-transit"));
-    let ciphertext = bao.api("POST", "transit/encrypt/app", Some(json!({"plaintext": plaintext})))["data"]["ciphertext"].as_str().unwrap().to_string();
+    let ciphertext =
+        bao.api("POST", "transit/encrypt/app", Some(json!({"plaintext": plaintext})))["data"]["ciphertext"].as_str().unwrap().to_string();
     let write = format!(r#">>vault:transit/encrypt/app#nokey#{{"plaintext":"{plaintext}"}}"#);
     let inline = format!("postgres://admin:{CANARY}-literal@db/${{vault:secret/data/app#missing}}");
     let base = [("VAULT_ADDR", bao.addr.as_str()), ("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_LOG_LEVEL", "trace"), ("VAULT_TRANSIT_KEY_ID", "app")];
@@ -72,7 +73,9 @@ fn every_malformed_reference_is_reported_in_one_run() {
         &["true"],
     );
     assert_eq!(out.code, Some(64), "{}", out.stderr);
-    for prefix in ["vault-env: A: vault:secret/data/x: malformed reference", "vault-env: B: ", "vault-env: C: ", "vault-env: D: vault:x#k#…: malformed"] {
+    for prefix in
+        ["vault-env: A: vault:secret/data/x: malformed reference", "vault-env: B: ", "vault-env: C: ", "vault-env: D: vault:x#k#…: malformed"]
+    {
         assert!(out.stderr.contains(prefix), "missing {prefix:?} in:\n{}", out.stderr);
     }
     assert!(out.stderr.contains("4 variable(s) could not be resolved; the app was not started"), "{}", out.stderr);

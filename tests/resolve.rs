@@ -49,11 +49,7 @@ fn kv1_and_a_field_named_data() {
     let bao = Bao::dev();
     bao.mount("kv1", "kv", json!({"version": "1"}));
     bao.api("POST", "kv1/app", Some(json!({"password": "v1pass", "data": "not kv2", "port": 5432})));
-    let out = resolve(
-        &bao,
-        &[("P", "vault:kv1/app#password"), ("D", "vault:kv1/app#data"), ("N", "vault:kv1/app#port")],
-        &["P", "D", "N"],
-    );
+    let out = resolve(&bao, &[("P", "vault:kv1/app#password"), ("D", "vault:kv1/app#data"), ("N", "vault:kv1/app#port")], &["P", "D", "N"]);
     assert_eq!(ok(&out), "v1pass|not kv2|5432");
 }
 

@@ -9,26 +9,26 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Init {
+enum Pid1 {
     VaultEnv,
     Tini,
     DumbInit,
 }
 
-const ALL: [Init; 3] = [Init::VaultEnv, Init::Tini, Init::DumbInit];
+const ALL: [Pid1; 3] = [Pid1::VaultEnv, Pid1::Tini, Pid1::DumbInit];
 
-impl Init {
+impl Pid1 {
     fn argv(self) -> Vec<String> {
         match self {
-            Init::VaultEnv => vec![vault_env_bin().to_string_lossy().into_owned()],
-            Init::Tini => vec!["tini".into(), "--".into()],
-            Init::DumbInit => vec!["dumb-init".into()],
+            Pid1::VaultEnv => vec![vault_env_bin().to_string_lossy().into_owned()],
+            Pid1::Tini => vec!["tini".into(), "--".into()],
+            Pid1::DumbInit => vec!["dumb-init".into()],
         }
     }
 }
 
 /// `init app…` as PID 1 of a new PID namespace.
-fn pid1_command(init: Init, app: &[&str]) -> Command {
+fn pid1_command(init: Pid1, app: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .args(init.argv())
@@ -40,7 +40,7 @@ fn pid1_command(init: Init, app: &[&str]) -> Command {
     cmd
 }
 
-fn run_pid1(init: Init, app: &[&str]) -> Output {
+fn run_pid1(init: Pid1, app: &[&str]) -> Output {
     run_with_timeout(pid1_command(init, app), Duration::from_secs(30))
 }
 
@@ -84,7 +84,7 @@ fn wait_for_file(path: &Path) {
 #[test]
 fn exit_codes_pass_through_like_tini_and_dumb_init() {
     for init in ALL {
-        let codes: Vec<u32> = if init == Init::VaultEnv { (0..=255).collect() } else { vec![0, 1, 2, 7, 126, 127, 128, 200, 255] };
+        let codes: Vec<u32> = if init == Pid1::VaultEnv { (0..=255).collect() } else { vec![0, 1, 2, 7, 126, 127, 128, 200, 255] };
         for code in codes {
             let out = run_pid1(init, &["sh", "-c", &format!("exit {code}")]);
             assert_eq!(out.code, Some(code as i32), "{init:?} exit {code}: {}", out.stderr);
@@ -129,7 +129,7 @@ fn a_burst_of_different_signals_all_arrive() {
         log = log.display(),
         ready = ready.display()
     );
-    let child = pid1_command(Init::VaultEnv, &["sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = pid1_command(Pid1::VaultEnv, &["sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let pid1 = pid1_host_pid(&child);
     wait_for_file(&ready);
     for sig in ["USR1", "USR2", "HUP", "WINCH"] {
@@ -169,19 +169,19 @@ fn orphans_are_reaped_as_a_subreaper_when_not_pid_1() {
 
 #[test]
 fn exec_failures_are_127_and_126_in_daemon_mode() {
-    let out = run_pid1(Init::VaultEnv, &["no-such-command-xyz"]);
+    let out = run_pid1(Pid1::VaultEnv, &["no-such-command-xyz"]);
     assert_eq!(out.code, Some(127), "{}", out.stderr);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("plain.sh");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
-    let out = run_pid1(Init::VaultEnv, &[script.to_str().unwrap()]);
+    let out = run_pid1(Pid1::VaultEnv, &[script.to_str().unwrap()]);
     assert_eq!(out.code, Some(126), "{}", out.stderr);
 }
 
 #[test]
 fn a_signal_before_the_app_starts_is_delivered_when_it_does() {
     // VAULT_ENV_DELAY holds the start for 2 s; a USR1 sent meanwhile must reach the app.
-    let mut cmd = pid1_command(Init::VaultEnv, &["sleep", "20"]);
+    let mut cmd = pid1_command(Pid1::VaultEnv, &["sleep", "20"]);
     cmd.env("VAULT_ENV_DELAY", "2s").stdout(Stdio::null()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let pid1 = pid1_host_pid(&child);
@@ -239,8 +239,10 @@ fn leftover_descendants_get_sigterm_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("bg");
     let app = format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
-    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    let alive = |pid: &str| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    };
 
     let out = vault_env(&[("VAULT_ENV_DAEMON", "true"), ("VAULT_ENV_TERMINATE_DESCENDANTS", "true")], &["sh", "-c", &app]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);

@@ -3,10 +3,12 @@
 
 mod common;
 
-/// Daemon mode with real leases: rotation, lease-end policies, outages, re-login.
-mod daemon;
 /// Token file, jwt, approle, namespaces, vault:login, scrubbing.
 mod auth;
+/// Daemon mode with real leases: rotation, lease-end policies, outages, re-login.
+mod daemon;
+/// The rendered deployment manifests, read as the API server would.
+mod deploy;
 /// Exit codes, whether Vault is contacted, error texts, canary values.
 mod errors;
 /// Exec mode: command lookup, argv, exit codes, SIGPIPE, delay.
@@ -21,5 +23,3 @@ mod tls;
 mod webhook;
 /// vault-secrets-webhook resolving references in Secrets, ConfigMaps and custom objects.
 mod webhook_objects;
-/// The rendered deployment manifests, read as the API server would.
-mod deploy;

@@ -60,7 +60,8 @@ fn mutual_tls() {
     let addr = format!("https://127.0.0.1:{port}");
     let ca = ca.to_str().unwrap();
 
-    let out = run(&addr, &[("VAULT_CACERT", ca), ("VAULT_CLIENT_CERT", client_crt.to_str().unwrap()), ("VAULT_CLIENT_KEY", client_key.to_str().unwrap())]);
+    let out =
+        run(&addr, &[("VAULT_CACERT", ca), ("VAULT_CLIENT_CERT", client_crt.to_str().unwrap()), ("VAULT_CLIENT_KEY", client_key.to_str().unwrap())]);
     assert_eq!((out.code, out.stdout.as_str()), (Some(0), "over-mtls"), "{}", out.stderr);
 
     let out = run(&addr, &[("VAULT_CACERT", ca)]);

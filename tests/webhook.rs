@@ -13,8 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn webhook_bin() -> PathBuf {
-    let path = std::env::var_os("VAULT_SECRETS_WEBHOOK_BIN")
-        .map_or_else(|| vault_env_bin().with_file_name("vault-secrets-webhook"), PathBuf::from);
+    let path = path_from_env("VAULT_SECRETS_WEBHOOK_BIN").unwrap_or_else(|| vault_env_bin().with_file_name("vault-secrets-webhook"));
     assert!(path.exists(), "{} is missing: build it first with `cargo build -p vault-env-webhook` (scripts/test.sh does)", path.display());
     path
 }
@@ -232,7 +231,12 @@ fn errors_bad_input_health_and_metrics() {
 
     let (code, metrics) = hook.get("/metrics");
     assert_eq!(code, 200);
-    assert!(metrics.contains(r#"vault_webhook_review_duration_seconds_count{kind="Pod",operation="CREATE",dry_run="false",mutated="false",outcome="denied"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"vault_webhook_review_duration_seconds_count{kind="Pod",operation="CREATE",dry_run="false",mutated="false",outcome="denied"} 1"#
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"outcome="invalid"} 3"#), "{metrics}");
     assert!(hook.get("/nope").0 == 404);
     assert!(!hook.log().contains("vault:secret/data/a#b"), "env values are never logged");
@@ -329,13 +333,7 @@ impl KubeApi {
         let dir = tempfile::tempdir().unwrap();
         let portfile = dir.path().join("port");
         let proc = Proc(
-            Command::new("python3")
-                .arg(fixtures().join("kube_api.py"))
-                .arg(dir.path())
-                .arg(&portfile)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("python3"),
+            Command::new("python3").arg(fixtures().join("kube_api.py")).arg(dir.path()).arg(&portfile).stdin(Stdio::null()).spawn().expect("python3"),
         );
         assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "the fixture API did not start");
         let port = std::fs::read_to_string(&portfile).unwrap();
@@ -359,8 +357,13 @@ impl KubeApi {
 
     pub fn secret(&self, namespace: &str, name: &str, kind: &str, data: &[(&str, &[u8])]) {
         let data: serde_json::Map<String, Value> = data.iter().map(|(k, v)| (k.to_string(), json!(STANDARD.encode(v)))).collect();
-        self.put(namespace, "secrets", name, json!({"apiVersion": "v1", "kind": "Secret", "type": kind,
-            "metadata": {"name": name, "namespace": namespace}, "data": data}));
+        self.put(
+            namespace,
+            "secrets",
+            name,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": name, "namespace": namespace}, "data": data}),
+        );
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -372,8 +375,13 @@ impl KubeApi {
 fn value_from_secrets_and_config_maps_read_through_the_api() {
     let api = KubeApi::start();
     api.secret("shop", "db", "Opaque", &[("password", b"vault:secret/data/db#password"), ("user", b"app")]);
-    api.put("shop", "configmaps", "settings", json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": "shop"}, "data": {"URL": "mysql://${vault:secret/data/db#user}@db"}}));
+    api.put(
+        "shop",
+        "configmaps",
+        "settings",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "shop"}, "data": {"URL": "mysql://${vault:secret/data/db#user}@db"}}),
+    );
     let kubeconfig = api.kubeconfig.display().to_string();
     let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig)]);
     let pod = pod_with(
@@ -403,14 +411,13 @@ fn value_from_secrets_and_config_maps_read_through_the_api() {
 fn pods_needing_no_read_work_without_an_api_server() {
     // KUBECONFIG points at nothing: pods with direct references are still mutated...
     let hook = Webhook::start(&[]);
-    let direct = review_of(pod_with(json!([{"name": "a", "image": "a:1", "command": ["a"], "env": [{"name": "X", "value": "vault:s/data/x#y"}]}]), json!({})));
+    let direct =
+        review_of(pod_with(json!([{"name": "a", "image": "a:1", "command": ["a"], "env": [{"name": "X", "value": "vault:s/data/x#y"}]}]), json!({})));
     let (_, answer) = hook.post("/pods", &direct);
     as_pod(&apply(&direct, &answer).expect("a patch"));
     // ...and a pod that needs a read is denied with the reason.
-    let indirect = review_of(pod_with(
-        json!([{"name": "a", "image": "a:1", "command": ["a"], "envFrom": [{"secretRef": {"name": "db"}}]}]),
-        json!({}),
-    ));
+    let indirect =
+        review_of(pod_with(json!([{"name": "a", "image": "a:1", "command": ["a"], "envFrom": [{"secretRef": {"name": "db"}}]}]), json!({})));
     let (_, answer) = hook.post("/pods", &indirect);
     assert_eq!(answer["response"]["allowed"], false, "{answer}");
     let message = answer["response"]["status"]["message"].as_str().unwrap();
@@ -499,12 +506,8 @@ impl Registry {
 
     /// Pushes `repo:tag` (see tests/fixtures/oci_push.py for the kinds).
     pub fn push(&self, repo: &str, tag: &str, kind: &str) {
-        let out = Command::new("python3")
-            .arg(fixtures().join("oci_push.py"))
-            .args([&self.base, repo, tag, kind])
-            .args(&self.push_args)
-            .output()
-            .unwrap();
+        let out =
+            Command::new("python3").arg(fixtures().join("oci_push.py")).args([&self.base, repo, tag, kind]).args(&self.push_args).output().unwrap();
         assert!(out.status.success(), "push {repo}:{tag}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -514,7 +517,10 @@ impl Registry {
 fn token_server(dir: &Path, cert: &Path, key: &Path, user: &str, password: &str, procs: &mut Vec<Proc>) -> String {
     std::fs::copy(cert, dir.join("tls.crt")).unwrap();
     std::fs::copy(key, dir.join("tls.key")).unwrap();
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=token-signer", "-keyout", "signer.key", "-out", "signer.crt"]);
+    openssl(
+        dir,
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=token-signer", "-keyout", "signer.key", "-out", "signer.crt"],
+    );
     let script = fixtures().join("registry_token.py");
     let child = Command::new("python3").arg(script).arg(dir).args([user, password, "test-issuer", "test-registry"]).stdin(Stdio::null()).spawn();
     procs.push(Proc(child.expect("python3")));
@@ -616,8 +622,13 @@ fn registry_with_tls_and_basic_auth_uses_pull_secrets() {
     };
     api.secret("shop", "regcred", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("puller", "s3cret-pw").as_bytes())]);
     api.secret("shop", "stale", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config("puller", "old-pw").as_bytes())]);
-    api.put("shop", "serviceaccounts", "builder", json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "builder", "namespace": "shop"}, "imagePullSecrets": [{"name": "regcred"}]}));
+    api.put(
+        "shop",
+        "serviceaccounts",
+        "builder",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "builder", "namespace": "shop"}, "imagePullSecrets": [{"name": "regcred"}]}),
+    );
     let kubeconfig = api.kubeconfig.display().to_string();
     let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig)]);
     let image = format!("{}/private/app:1", registry.host);
@@ -729,7 +740,8 @@ impl FakeAws {
     /// The webhook's log and `error` hold none of the fixture's secrets.
     fn assert_no_secret_in(&self, hook: &Webhook, error: &str) {
         let logged = hook.log();
-        let secrets = [ECR_PASSWORD, "secret+access+key", "session-token", "imds-session-token-1", "pod-identity-agent-token", "fixture-service-account-token"];
+        let secrets =
+            [ECR_PASSWORD, "secret+access+key", "session-token", "imds-session-token-1", "pod-identity-agent-token", "fixture-service-account-token"];
         for secret in secrets {
             assert!(!logged.contains(secret) && !error.contains(secret), "{secret} leaked");
         }
@@ -743,7 +755,9 @@ fn ecr_images_without_a_pull_secret_use_the_instance_role() {
     let pod = commandless_pod(&[&format!("{ECR}/team/app:1"), &format!("{ECR}/team/app:2")], json!({}), json!({}));
     assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"], ["/bin/app", "--flag"]]);
     let log = aws.log();
-    for step in ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/", "GET /latest/meta-data/iam/security-credentials/node-role"] {
+    for step in
+        ["PUT /latest/api/token", "GET /latest/meta-data/iam/security-credentials/", "GET /latest/meta-data/iam/security-credentials/node-role"]
+    {
         assert!(log.lines().any(|l| l == step), "{step} not in {log}");
     }
     assert_eq!(log.matches("ecr us-east-1 signature-ok ASIAIMDSKEY").count(), 1, "one signed token request for both images: {log}");
@@ -766,7 +780,10 @@ fn ecr_images_without_a_pull_secret_use_the_instance_role() {
     assert!(error.contains("AccessDeniedException") && error.contains("ecr:GetAuthorizationToken"), "{error}");
     assert!(aws.log().contains("ecr eu-west-1 signature-ok"));
     let metrics = hook.get("/metrics").1;
-    for line in [format!(r#"vault_webhook_ecr_tokens_total{{target="{ECR}",outcome="ok"}} 1"#), format!(r#"vault_webhook_ecr_tokens_total{{target="{denied}",outcome="error"}} 1"#)] {
+    for line in [
+        format!(r#"vault_webhook_ecr_tokens_total{{target="{ECR}",outcome="ok"}} 1"#),
+        format!(r#"vault_webhook_ecr_tokens_total{{target="{denied}",outcome="error"}} 1"#),
+    ] {
         assert!(metrics.contains(&line), "{line} not in {metrics}");
     }
     aws.assert_no_secret_in(&hook, &error);

@@ -298,7 +298,12 @@ fn allowlisted_private_address_and_service_account_login() {
     // VAULT_ALLOW_PRIVATE_ADDR, spelled in upper case to show it is normalized.
     let gate = Gate::to(&v.bao.addr);
     let api = KubeApi::start();
-    api.put("shop", "serviceaccounts", "app", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "shop"}}));
+    api.put(
+        "shop",
+        "serviceaccounts",
+        "app",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": "shop"}}),
+    );
     let tokens = api.dir.path().join("shop/tokens");
     std::fs::create_dir_all(&tokens).unwrap();
     std::fs::write(tokens.join("app"), mint_sa_jwt(&v.key, "shop", "app", "https://kubernetes.default.svc", 600)).unwrap();
@@ -316,9 +321,14 @@ fn allowlisted_private_address_and_service_account_login() {
     let out = admitted(&hook, "/configmaps", &review("configmaps", cm("a", "vault:secret/data/app#password", as_app.clone()), "CREATE", false));
     assert_eq!(out["data"]["v"], "app-only");
     assert!(api.requests().contains(&"POST /api/v1/namespaces/shop/serviceaccounts/app/token".to_string()), "{:?}", api.requests());
-    let message = denied(&hook, "/configmaps", &review("configmaps", cm("b", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", as_app), "CREATE", false));
+    let message =
+        denied(&hook, "/configmaps", &review("configmaps", cm("b", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", as_app), "CREATE", false));
     assert!(message.contains("configmap shop/b: data[v]: vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID: permission denied"), "{message}");
     // The webhook's own identity still reads it.
-    let out = admitted(&hook, "/configmaps", &review("configmaps", cm("c", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", json!({})), "CREATE", false));
+    let out = admitted(
+        &hook,
+        "/configmaps",
+        &review("configmaps", cm("c", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", json!({})), "CREATE", false),
+    );
     assert_eq!(out["data"]["v"], "secretId");
 }

@@ -114,7 +114,19 @@ mod tests {
     #[test]
     fn forwarded_excludes_chld_faults_and_job_control() {
         let f = forwarded();
-        for kept in [libc::SIGCHLD, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE, libc::SIGBUS, libc::SIGABRT, libc::SIGSYS, libc::SIGTTIN, libc::SIGTTOU, libc::SIGKILL, libc::SIGSTOP] {
+        for kept in [
+            libc::SIGCHLD,
+            libc::SIGSEGV,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGBUS,
+            libc::SIGABRT,
+            libc::SIGSYS,
+            libc::SIGTTIN,
+            libc::SIGTTOU,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+        ] {
             assert!(!f.contains(&kept), "{} must not be forwarded", name(kept));
         }
         for sent in [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGINT, libc::SIGWINCH, libc::SIGRTMIN(), libc::SIGRTMAX()] {

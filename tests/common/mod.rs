@@ -17,7 +17,7 @@ pub const ROOT_TOKEN: &str = "root";
 pub fn bao_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("BAO_BIN").map(PathBuf::from).filter(|p| p.is_file()) {
+        if let Some(p) = path_from_env("BAO_BIN").filter(|p| p.is_file()) {
             return p;
         }
         let out = Command::new("python3")
@@ -124,9 +124,7 @@ impl Bao {
         let child = cmd.spawn().expect("start bao");
         let ca = opts.tls.then(|| dir.path().join("vault-ca.pem"));
         let mut bao = Bao { child, addr, dir, ca };
-        let ready = busy_wait(Duration::from_secs(30), || {
-            bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200
-        });
+        let ready = busy_wait(Duration::from_secs(30), || bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200);
         if ready && !bao.exited() {
             return Ok(bao);
         }
@@ -218,7 +216,14 @@ impl Output {
 }
 
 pub fn vault_env_bin() -> PathBuf {
-    std::env::var_os("VAULT_ENV_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vault-env")), PathBuf::from)
+    path_from_env("VAULT_ENV_BIN").unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vault-env")))
+}
+
+/// A tool's path given in the test run's environment (`BAO_BIN`, `VAULT_ENV_BIN`, …): the one place
+/// the harness reads its own environment.
+#[allow(clippy::disallowed_methods)]
+pub fn path_from_env(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from)
 }
 
 /// Runs vault-env with exactly `env` (plus PATH and a HOME without a token file) and `args`.
@@ -278,14 +283,55 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A CA and a certificate it signed for 127.0.0.1/localhost: (ca.crt, NAME.crt, NAME.key) in `dir`.
 pub fn ca_and_cert(dir: &Path, name: &str, san: &str) -> (PathBuf, PathBuf, PathBuf) {
     if !dir.join("ca.crt").exists() {
-        openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
     }
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(&ext, format!("subjectAltName={san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")).unwrap();
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr")]);
-    openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-extfile", &format!("{name}.ext"), "-out", &format!("{name}.crt")]);
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={name}"), "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr")],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
     (dir.join("ca.crt"), dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")))
 }
 
@@ -312,13 +358,7 @@ pub fn mint_sa_jwt(key: &Path, namespace: &str, sa: &str, aud: &str, ttl_secs: i
         "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": sa, "uid": "0000-1111"}, "pod": {"name": "app-0", "uid": "2222"}},
     });
     let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new("openssl").args(["dgst", "-sha256", "-sign"]).arg(key).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     use std::io::Write as _;
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -347,7 +387,14 @@ impl MariaDb {
         let port = free_port();
         let sock = dir.path().join("mysqld.sock");
         let child = Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=16M",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", sock.display()))
             .arg(format!("--pid-file={}", dir.path().join("mariadbd.pid").display()))

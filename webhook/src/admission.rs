@@ -6,10 +6,10 @@ use crate::metrics::ReviewLabels;
 use crate::mutate::{Context, mutate_object, mutate_pod, object_name, pod_name};
 use crate::objects::Kind;
 use crate::patch::JsonPatch;
-use kube::core::DynamicObject;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -31,7 +31,10 @@ fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answ
     let Some(patch) = patch else { return (200, review) };
     // `review` ends with the `}` of the response and the `}` of the review.
     let Some(head) = review.strip_suffix("}}") else {
-        return (500, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"}).to_string());
+        return (
+            500,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"}).to_string(),
+        );
     };
     let mut out = String::with_capacity(head.len() + 40 + patch.json.len().div_ceil(3) * 4);
     out.push_str(head);
@@ -46,8 +49,7 @@ fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
 where
     T: kube::Resource + serde::de::DeserializeOwned,
 {
-    let review: AdmissionReview<T> =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not an AdmissionReview: {e}"))?;
+    let review: AdmissionReview<T> = serde_json::from_slice(body).map_err(|e| format!("the body is not an AdmissionReview: {e}"))?;
     if review.types.kind != "AdmissionReview" || !matches!(review.types.api_version.as_str(), V1 | V1BETA1) {
         return Err(format!(
             "expected kind AdmissionReview of {V1} or {V1BETA1}, got kind {:?} of {:?}",
@@ -110,13 +112,8 @@ where
     T: kube::Resource + serde::de::DeserializeOwned,
 {
     let started = Instant::now();
-    let mut labels = ReviewLabels {
-        kind: kind.into(),
-        operation: String::new(),
-        dry_run: String::new(),
-        mutated: "false".into(),
-        outcome: "invalid".into(),
-    };
+    let mut labels =
+        ReviewLabels { kind: kind.into(), operation: String::new(), dry_run: String::new(), mutated: "false".into(), outcome: "invalid".into() };
     let (status, body) = match parse::<T>(body) {
         Err(message) => {
             tracing::warn!("rejected a malformed request: {message}");

@@ -44,9 +44,7 @@ pub fn ecr_region(registry: &str) -> Option<(&str, bool)> {
         _ => return None,
     };
     match head {
-        [account, "dkr", "ecr" | "ecr-fips", region]
-            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !region.is_empty() =>
-        {
+        [account, "dkr", "ecr" | "ecr-fips", region] if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !region.is_empty() => {
             Some((region, cn))
         }
         _ => None,
@@ -100,11 +98,7 @@ pub fn sign(request: &Request<'_>, credentials: &AwsCredentials) -> String {
     let canonical = format!("{}\n{}\n\n{canonical_headers}\n{signed_headers}\n{body_hash}", request.method, request.path);
     let date = request.amz_date.get(..8).unwrap_or(request.amz_date);
     let scope = format!("{date}/{}/{}/aws4_request", request.region, request.service);
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        request.amz_date,
-        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
-    );
+    let to_sign = format!("AWS4-HMAC-SHA256\n{}\n{scope}\n{}", request.amz_date, hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref()));
     let key = [date, request.region, request.service, "aws4_request"]
         .iter()
         .fold(format!("AWS4{}", credentials.secret_access_key).into_bytes(), |key, part| hmac_sha256(&key, part).as_ref().to_vec());
@@ -349,9 +343,7 @@ impl Ecr {
             Source::Disabled => return Err("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()),
             Source::InstanceRole(base) => self.instance_role(base.trim_end_matches('/')).await?,
             Source::Container { uri, token, token_file } => self.container(uri, token.as_ref(), token_file.as_ref()).await?,
-            Source::WebIdentity { token_file, role_arn, session_name, sts } => {
-                self.web_identity(token_file, role_arn, session_name, sts).await?
-            }
+            Source::WebIdentity { token_file, role_arn, session_name, sts } => self.web_identity(token_file, role_arn, session_name, sts).await?,
         };
         if let Ok(mut c) = self.credentials.lock() {
             *c = Some(credentials.clone());
@@ -385,15 +377,8 @@ impl Ecr {
             .append_pair("WebIdentityToken", jwt.trim())
             .finish();
         let failed = |e: reqwest::Error| format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {e}");
-        let response = self
-            .clients()?
-            .api
-            .post(sts)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(failed)?;
+        let response =
+            self.clients()?.api.post(sts).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().await.map_err(failed)?;
         let status = response.status();
         let text = response.text().await.map_err(failed)?;
         if !status.is_success() {
@@ -528,39 +513,44 @@ mod tests {
             ("x-amz-date", "20150830T123600Z"),
             ("x-amz-security-token", "session-token"),
         ];
-        let request = Request {
-            method: "POST",
-            path: "/",
-            headers: &headers,
-            body: b"{}",
-            amz_date: "20150830T123600Z",
-            region: "us-east-1",
-            service: "ecr",
-        };
+        let request =
+            Request { method: "POST", path: "/", headers: &headers, body: b"{}", amz_date: "20150830T123600Z", region: "us-east-1", service: "ecr" };
         let signed = sign(&request, &example(Some("session-token")));
-        assert!(signed.ends_with(
-            "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, \
+        assert!(
+            signed.ends_with(
+                "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, \
              Signature=8102772839ac0eddeaadc71c776a7ea98f9507dcefa6da58d36088a9d49c6943"
-        ), "{signed}");
+            ),
+            "{signed}"
+        );
         assert!(!format!("{:?}", example(None)).contains("EXAMPLEKEY"));
     }
 
     #[test]
     fn credential_sources_in_sdk_order() {
         let source = |vars: &[(&str, &str)]| Source::from_vars(&|n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
-        let irsa = [("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"), ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"), ("AWS_REGION", "eu-central-1")];
+        let irsa = [
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_REGION", "eu-central-1"),
+        ];
         let keys = [("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "very-secret")];
         let all: Vec<_> = keys.iter().chain(&irsa).copied().collect();
         assert!(matches!(source(&all), Source::Static(c) if c.access_key_id == "AKID"));
         assert!(!format!("{:?}", source(&all)).contains("very-secret"));
         match source(&irsa) {
-            Source::WebIdentity { sts, session_name, .. } => assert_eq!((sts.as_str(), session_name.as_str()), ("https://sts.eu-central-1.amazonaws.com", "vault-secrets-webhook")),
+            Source::WebIdentity { sts, session_name, .. } => {
+                assert_eq!((sts.as_str(), session_name.as_str()), ("https://sts.eu-central-1.amazonaws.com", "vault-secrets-webhook"))
+            }
             other => panic!("{other:?}"),
         }
-        let pod_identity = [("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"), ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n")];
+        let pod_identity =
+            [("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"), ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n")];
         assert!(matches!(source(&pod_identity), Source::Container { uri, .. } if uri.ends_with("/v1/credentials")));
         assert!(!format!("{:?}", source(&pod_identity)).contains("tok3n"));
-        assert!(matches!(source(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")]), Source::Container { uri, .. } if uri == "http://169.254.170.2/v2/c"));
+        assert!(
+            matches!(source(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")]), Source::Container { uri, .. } if uri == "http://169.254.170.2/v2/c")
+        );
         assert!(matches!(source(&[]), Source::InstanceRole(e) if e == "http://169.254.169.254"));
         assert!(matches!(source(&[("AWS_EC2_METADATA_DISABLED", "true")]), Source::Disabled));
     }
@@ -580,8 +570,14 @@ mod tests {
         assert_eq!(ecr_region("123456789012.dkr.ecr.us-east-1.amazonaws.com"), Some(("us-east-1", false)));
         assert_eq!(ecr_region("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com:443"), Some(("us-gov-west-1", false)));
         assert_eq!(ecr_region("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"), Some(("cn-north-1", true)));
-        for other in ["public.ecr.aws", "12345.dkr.ecr.us-east-1.amazonaws.com", "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io",
-            "docker.io", "123456789012.dkr.ecr..amazonaws.com", "x.123456789012.dkr.ecr.us-east-1.amazonaws.com"] {
+        for other in [
+            "public.ecr.aws",
+            "12345.dkr.ecr.us-east-1.amazonaws.com",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io",
+            "docker.io",
+            "123456789012.dkr.ecr..amazonaws.com",
+            "x.123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        ] {
             assert_eq!(ecr_region(other), None, "{other}");
         }
         assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(1_440_938_160)), "20150830T123600Z");

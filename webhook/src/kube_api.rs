@@ -7,13 +7,13 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::PostParams;
 use kube::{Api, Client};
-use vault_env::SecretString;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::OnceCell;
+use vault_env::SecretString;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -100,12 +100,8 @@ impl KubeApi {
     /// A Secret's values as text (`data` decoded, `stringData` if a client sent it); values that
     /// are not UTF-8 cannot be references and are left out.
     pub fn secret_strings(secret: &Secret) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = secret
-            .data
-            .iter()
-            .flatten()
-            .filter_map(|(k, v)| String::from_utf8(v.0.clone()).ok().map(|s| (k.clone(), s)))
-            .collect();
+        let mut out: BTreeMap<String, String> =
+            secret.data.iter().flatten().filter_map(|(k, v)| String::from_utf8(v.0.clone()).ok().map(|s| (k.clone(), s))).collect();
         out.extend(secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
         out
     }

@@ -11,18 +11,18 @@
 //! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation, written as
 //!    JSONPatch text by [`patch`].
 
+pub mod admission;
 pub mod annotations;
-pub mod patch;
-pub mod pod;
-pub mod settings;
-pub mod vault_addr;
-pub mod objects;
-pub mod vault;
-pub mod kube_api;
-pub mod metrics;
 pub mod cache;
 pub mod ecr;
-pub mod registry;
-pub mod admission;
+pub mod kube_api;
+pub mod metrics;
 pub mod mutate;
+pub mod objects;
+pub mod patch;
+pub mod pod;
+pub mod registry;
 pub mod server;
+pub mod settings;
+pub mod vault;
+pub mod vault_addr;

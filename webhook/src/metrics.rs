@@ -117,7 +117,12 @@ mod tests {
         m.registry_call("ghcr.io", "ok", Duration::from_millis(3));
         m.kube_call("secrets", "not_found", Duration::from_millis(1));
         let text = m.encode();
-        assert!(text.contains(r#"vault_webhook_review_duration_seconds_count{kind="Pod",operation="CREATE",dry_run="false",mutated="true",outcome="allowed"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"vault_webhook_review_duration_seconds_count{kind="Pod",operation="CREATE",dry_run="false",mutated="true",outcome="allowed"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"vault_webhook_registry_lookups_total{target="ghcr.io",outcome="ok"} 1"#), "{text}");
         assert!(text.contains(r#"vault_webhook_kubernetes_api_requests_total{target="secrets",outcome="not_found"} 1"#), "{text}");
     }

@@ -3,19 +3,19 @@
 //! decisions are the pure functions of [`crate::pod`]; this module does the reads between them.
 
 use crate::annotations::{self, ObjectConfig, ObjectInfo, PodConfig};
-use crate::objects::{self, Kind};
-use crate::vault::VaultAccess;
-use serde_json::Value;
+use crate::cache::{Gates, TtlCache};
 use crate::kube_api::KubeApi;
 use crate::metrics::Metrics;
+use crate::objects::{self, Kind};
+use crate::patch::JsonPatch;
 use crate::pod::{self, Fetched, ImageCommand, Source, Target};
 use crate::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
 use crate::settings::Settings;
-use crate::patch::JsonPatch;
+use crate::vault::VaultAccess;
 use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use crate::cache::{Gates, TtlCache};
 
 type CredentialsKey = (Vec<(String, String)>, String, String);
 
@@ -38,13 +38,9 @@ impl Context {
     pub fn new(settings: Settings) -> Context {
         let metrics = Arc::new(Metrics::new());
         let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone());
-        let registry =
-            Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
-        let default_platform = Platform::parse(&settings.default_platform).unwrap_or(Platform {
-            os: "linux".into(),
-            arch: "amd64".into(),
-            variant: None,
-        });
+        let registry = Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
+        let default_platform =
+            Platform::parse(&settings.default_platform).unwrap_or(Platform { os: "linux".into(), arch: "amd64".into(), variant: None });
         let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
         let credentials = Mutex::new(TtlCache::new(settings.registry_cache_size, settings.registry_credentials_ttl));
         let credential_reads = Gates::default();
@@ -107,9 +103,11 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
                 platform: &platform,
                 skip_verify: config.registry_skip_verify,
             };
-            let command = ctx.registry.image_command(&lookup).await.map_err(|e| {
-                format!("pod {who}: container {}: it has no command, and the image's ENTRYPOINT/CMD cannot be read: {e}", c.name)
-            })?;
+            let command = ctx
+                .registry
+                .image_command(&lookup)
+                .await
+                .map_err(|e| format!("pod {who}: container {}: it has no command, and the image's ENTRYPOINT/CMD cannot be read: {e}", c.name))?;
             images.insert(target, command);
         }
     }
@@ -200,12 +198,8 @@ fn pod_platform(pod: &Pod) -> Option<Platform> {
 /// ServiceAccount's; with none on the pod, the webhook's `DEFAULT_IMAGE_PULL_SECRET*`.
 async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, String> {
     let spec = pod.spec.as_ref();
-    let mut secrets: Vec<(String, String)> = spec
-        .and_then(|s| s.image_pull_secrets.as_ref())
-        .iter()
-        .flat_map(|v| v.iter())
-        .map(|r| (namespace.to_string(), r.name.clone()))
-        .collect();
+    let mut secrets: Vec<(String, String)> =
+        spec.and_then(|s| s.image_pull_secrets.as_ref()).iter().flat_map(|v| v.iter()).map(|r| (namespace.to_string(), r.name.clone())).collect();
     let (sa_namespace, sa_name) = match (&ctx.settings.default_pull_secret, secrets.is_empty()) {
         (Some((secret, ns, sa)), true) => {
             secrets.push((ns.clone(), secret.clone()));
@@ -227,7 +221,12 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
     Ok(out)
 }
 
-async fn read_pull_credentials(ctx: &Context, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, String> {
+async fn read_pull_credentials(
+    ctx: &Context,
+    mut secrets: Vec<(String, String)>,
+    sa_namespace: &str,
+    sa_name: &str,
+) -> Result<Vec<DockerAuth>, String> {
     if !sa_name.is_empty()
         && let Some(sa) = ctx.kube.service_account(sa_namespace, sa_name).await.map_err(|e| e.to_string())?
     {

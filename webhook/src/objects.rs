@@ -283,7 +283,8 @@ mod tests {
                 ("stringData[token]".into(), ">>vault:gen/pw#value".into()),
             ]
         );
-        let out = apply(Kind::Secret, &secret, &resolved(&[("data[password]", "s3cr3t"), ("data[url]", "pg://me@db"), ("stringData[token]", "t")])).unwrap();
+        let out = apply(Kind::Secret, &secret, &resolved(&[("data[password]", "s3cr3t"), ("data[url]", "pg://me@db"), ("stringData[token]", "t")]))
+            .unwrap();
         assert_eq!(out["data"]["password"], b64("s3cr3t"));
         assert_eq!(out["data"]["url"], b64("pg://me@db"));
         assert_eq!(out["data"]["plain"], b64("hello"));
@@ -330,7 +331,10 @@ mod tests {
         let doc: Value = serde_json::from_str(&text).unwrap();
         let hub = &doc["auths"]["https://index.docker.io/v1/"];
         assert_eq!(hub["auth"], b64("dockerrepouser:dockerrepopassword"));
-        assert_eq!((hub["username"].as_str(), hub["password"].as_str(), hub["email"].as_str()), (Some("dockerrepouser"), Some("dockerrepopassword"), Some("ops@example.com")));
+        assert_eq!(
+            (hub["username"].as_str(), hub["password"].as_str(), hub["email"].as_str()),
+            (Some("dockerrepouser"), Some("dockerrepopassword"), Some("ops@example.com"))
+        );
         assert_eq!(doc["auths"]["ghcr.io"], json!({"auth": b64("bot:plain-token"), "identitytoken": "keep-me"}));
         assert_eq!(doc["auths"]["quay.io"]["auth"], b64("robot:qt"));
         assert_eq!(doc["credsStore"], "none");
@@ -385,7 +389,8 @@ mod tests {
                 ("spec[\"odd key/x\"].v".into(), "vault:a#c".into()),
             ]
         );
-        let out = apply(Kind::Object, &obj, &resolved(&[("spec.caBundle", "CA"), ("spec.list[1]", "in B text"), ("spec[\"odd key/x\"].v", "C")])).unwrap();
+        let out =
+            apply(Kind::Object, &obj, &resolved(&[("spec.caBundle", "CA"), ("spec.list[1]", "in B text"), ("spec[\"odd key/x\"].v", "C")])).unwrap();
         assert_eq!(out["spec"]["caBundle"], "CA");
         assert_eq!(out["spec"]["list"], json!(["x", "in B text", 3, true, null]));
         assert_eq!(out["spec"]["vault:a#k"], "key stays");

@@ -9,8 +9,8 @@
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
 use crate::annotations::PodConfig;
-use crate::settings::go_duration;
 use crate::patch::{AddOps, JsonPatch};
+use crate::settings::go_duration;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -301,9 +301,7 @@ pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap
         ops.add(&at("args"), &args);
 
         if config.mutate_probes {
-            for (field, probe) in
-                [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)]
-            {
+            for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)] {
                 if let Some(command) = probe_command(probe.as_ref()) {
                     ops.add(&["spec", list, &index, field, "exec", "command"], &command);
                 }
@@ -394,7 +392,8 @@ mod tests {
     }
 
     fn one_container(extra: Value) -> Pod {
-        let mut c = json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": "vault:secrets"}]});
+        let mut c =
+            json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": "vault:secrets"}]});
         c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         pod(json!({"containers": [c]}))
     }
@@ -531,7 +530,10 @@ mod tests {
             vec![(Source::Secret, "db".to_string()), (Source::ConfigMap, "gone".into()), (Source::ConfigMap, "settings".into())]
         );
         let mut fetched = Fetched::new();
-        fetched.insert((Source::Secret, "db".into()), Some([("password".into(), "vault:secret/data/db#pw".into()), ("user".into(), "app".into())].into()));
+        fetched.insert(
+            (Source::Secret, "db".into()),
+            Some([("password".into(), "vault:secret/data/db#pw".into()), ("user".into(), "app".into())].into()),
+        );
         fetched.insert((Source::ConfigMap, "settings".into()), Some([("URL".into(), "x ${vault:secret/data/u#url} y".into())].into()));
         fetched.insert((Source::ConfigMap, "gone".into()), None);
         let targets = select(&p, &config, &fetched);
@@ -566,10 +568,21 @@ mod tests {
         }));
         let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
         let names: Vec<String> = env_of(&doc, "containers", 0).iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
-        assert_eq!(names[9..], [
-            "VAULT_LOG_LEVEL", "VAULT_TRANSIT_KEY_ID", "VAULT_TRANSIT_PATH", "VAULT_TRANSIT_BATCH_SIZE", "VAULT_NAMESPACE",
-            "VAULT_CACERT", "VAULT_TOKEN_FILE", "VAULT_ENV_DAEMON", "VAULT_ENV_DELAY", "VAULT_ENV_FROM_PATH",
-        ]);
+        assert_eq!(
+            names[9..],
+            [
+                "VAULT_LOG_LEVEL",
+                "VAULT_TRANSIT_KEY_ID",
+                "VAULT_TRANSIT_PATH",
+                "VAULT_TRANSIT_BATCH_SIZE",
+                "VAULT_NAMESPACE",
+                "VAULT_CACERT",
+                "VAULT_TOKEN_FILE",
+                "VAULT_ENV_DAEMON",
+                "VAULT_ENV_DELAY",
+                "VAULT_ENV_FROM_PATH",
+            ]
+        );
         let env = env_of(&doc, "containers", 0);
         assert!(env.contains(&var("VAULT_ENV_DAEMON", "true")));
         assert!(env.contains(&var("VAULT_CACERT", "/vault/tls/ca.crt")));

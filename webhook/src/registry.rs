@@ -17,8 +17,8 @@ use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -367,8 +367,16 @@ mod tests {
     fn registries() {
         assert_eq!(normalize_registry("https://index.docker.io/v1/"), "docker.io");
         assert_eq!(normalize_registry("http://Reg.Example:5000/x"), "reg.example:5000");
-        for (r, loopback) in [("127.0.0.1:5000", true), ("localhost:5000", true), ("localhost", true), ("[::1]:5000", true), ("127.1.2.3", true),
-            ("ghcr.io", false), ("10.0.0.1:5000", false), ("localhost.evil.com", false)] {
+        for (r, loopback) in [
+            ("127.0.0.1:5000", true),
+            ("localhost:5000", true),
+            ("localhost", true),
+            ("[::1]:5000", true),
+            ("127.1.2.3", true),
+            ("ghcr.io", false),
+            ("10.0.0.1:5000", false),
+            ("localhost.evil.com", false),
+        ] {
             assert_eq!(is_loopback(r), loopback, "{r}");
         }
     }

@@ -3,9 +3,9 @@
 //! does not load is logged and the old one kept. Plain HTTP is only ever used for the optional
 //! metrics-only listener (`TELEMETRY_LISTEN_ADDRESS`), as in Bank-Vaults.
 
-use crate::objects::Kind;
 use crate::admission::{self, Answer};
 use crate::mutate::Context;
+use crate::objects::Kind;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -32,9 +32,8 @@ const BODY_LIMIT: usize = 8 * 1024 * 1024;
 fn load_pair(cert: &Path, key: &Path) -> Result<(CertifiedKey, Vec<u8>), String> {
     let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
     let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate: {e}", cert.display()))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<_, _>>().map_err(|e| format!("{}: not a PEM certificate: {e}", cert.display()))?;
     if chain.is_empty() {
         return Err(format!("{}: no certificate in the file", cert.display()));
     }
@@ -57,12 +56,7 @@ pub struct CertStore {
 impl CertStore {
     pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertStore>, String> {
         let (certified, fingerprint) = load_pair(cert, key)?;
-        Ok(Arc::new(CertStore {
-            current: RwLock::new(Arc::new(certified)),
-            loaded: RwLock::new(fingerprint),
-            cert: cert.into(),
-            key: key.into(),
-        }))
+        Ok(Arc::new(CertStore { current: RwLock::new(Arc::new(certified)), loaded: RwLock::new(fingerprint), cert: cert.into(), key: key.into() }))
     }
 
     /// Re-reads the files; `Ok(true)` when a new pair is now served.
@@ -165,12 +159,7 @@ pub fn metrics_router(ctx: Arc<Context>) -> Router {
 
 /// Serves `router` on `listener`, over TLS when `tls` is given, until `shutdown` resolves; then
 /// waits (up to 10 s) for requests in flight.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<ServerConfig>>,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerConfig>>, router: Router, shutdown: impl std::future::Future<Output = ()>) {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());

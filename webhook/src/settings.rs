@@ -128,9 +128,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
     }
 
     fn quantity(&mut self, name: &str, default: &str) -> String {
-        self.parsed(name, default.to_string(), "a Kubernetes quantity such as 100m or 256Mi", |s| {
-            is_quantity(s).then(|| s.to_string())
-        })
+        self.parsed(name, default.to_string(), "a Kubernetes quantity such as 100m or 256Mi", |s| is_quantity(s).then(|| s.to_string()))
     }
 }
 
@@ -194,7 +192,9 @@ impl Settings {
             registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
             ecr: crate::ecr::EcrSettings {
                 source: crate::ecr::Source::from_vars(get),
-                api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", "")).filter(|s| !s.is_empty()).or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
+                api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", ""))
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
             },
             default_platform: r.parsed("REGISTRY_DEFAULT_PLATFORM", "linux/amd64".into(), "os/arch[/variant], e.g. linux/arm64", |s| {
                 (s.split('/').count() >= 2 && !s.split('/').any(str::is_empty)).then(|| s.to_string())
@@ -335,7 +335,8 @@ mod tests {
         map.insert("VAULT_ENV_PULL_POLICY", "Sometimes");
         let errors = Settings::from_vars(&|n| map.get(n).map(|v| v.to_string())).unwrap_err();
         let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
-        for name in ["VAULT_ENV_PULL_POLICY", "VAULT_ENV_CPU_LIMIT", "TRANSIT_BATCH_SIZE", "VAULT_SKIP_VERIFY", "TLS_CERT_FILE/TLS_PRIVATE_KEY_FILE"] {
+        for name in ["VAULT_ENV_PULL_POLICY", "VAULT_ENV_CPU_LIMIT", "TRANSIT_BATCH_SIZE", "VAULT_SKIP_VERIFY", "TLS_CERT_FILE/TLS_PRIVATE_KEY_FILE"]
+        {
             assert!(names.contains(&name), "{name} missing from {names:?}");
         }
         assert_eq!(errors.len(), 5, "{errors:?}");

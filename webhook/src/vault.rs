@@ -147,11 +147,12 @@ impl VaultAccess {
             Identity::ServiceAccount { namespace, name } => {
                 let jwt = kube.service_account_token(namespace, name).await.map_err(|e| e.to_string())?;
                 let body = json!({ "role": config.vault.role, "jwt": jwt.expose() });
-                client
-                    .login(&vault_config.auth.mount, &body)
-                    .await
-                    .map(|a| (a.client_token, a.lease_duration, true))
-                    .map_err(|e| format!("login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}", config.vault.addr, vault_config.auth.mount, config.vault.role))
+                client.login(&vault_config.auth.mount, &body).await.map(|a| (a.client_token, a.lease_duration, true)).map_err(|e| {
+                    format!(
+                        "login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}",
+                        config.vault.addr, vault_config.auth.mount, config.vault.role
+                    )
+                })
             }
             Identity::Webhook => auth::token(&client, &vault_config.auth)
                 .await
@@ -174,9 +175,9 @@ impl VaultAccess {
     async fn ca_from_secret(&self, name: &str, kube: &KubeApi) -> Result<String, String> {
         let namespace = match &self.own_namespace {
             Some(n) => n.clone(),
-            None => std::fs::read_to_string(SA_NAMESPACE_FILE)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {e})"))?,
+            None => std::fs::read_to_string(SA_NAMESPACE_FILE).map(|s| s.trim().to_string()).map_err(|e| {
+                format!("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {e})")
+            })?,
         };
         let secret = kube.secret(&namespace, name).await.map_err(|e| format!("vault-tls-secret: {e}"))?;
         let ca = secret.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get("ca.crt"));

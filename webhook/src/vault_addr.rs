@@ -106,11 +106,7 @@ mod tests {
 
     fn settings(allowlist: &str, allow_private: bool) -> Settings {
         let private = if allow_private { "true" } else { "false" };
-        Settings::for_tests(&[
-            ("VAULT_ADDR", "https://vault.vault:8200"),
-            ("VAULT_ADDR_ALLOWLIST", allowlist),
-            ("VAULT_ALLOW_PRIVATE_ADDR", private),
-        ])
+        Settings::for_tests(&[("VAULT_ADDR", "https://vault.vault:8200"), ("VAULT_ADDR_ALLOWLIST", allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", private)])
     }
 
     /// Bank-Vaults' `TestValidateObjectAddr` cases, plus IPv6 and mapped forms.
