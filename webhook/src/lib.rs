@@ -1,28 +1,23 @@
 //! vault-secrets-webhook: a Kubernetes mutating admission webhook, drop-in for Bank-Vaults'.
 //!
-//! The data flow, top to bottom:
-//! 1. [`settings`]: the webhook's own environment (Bank-Vaults' names and defaults).
-//! 2. [`server`]: HTTPS (certificate reloaded when its files change), `/healthz`, `/metrics`.
-//! 3. [`admission`]: AdmissionReview in (v1 or v1beta1), AdmissionReview with a JSONPatch out.
-//! 4. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*` ([`vault_addr`]
-//!    guards the Vault address of objects the webhook resolves itself).
-//! 5. [`mutate`]: reads what the decision needs ([`kube_api`], [`registry`] with [`ecr`] for
-//!    Amazon ECR, [`vault`]; [`cache`] keeps and single-flights those reads), then
-//! 6. [`pod`] (pods) or [`objects`] (Secrets, ConfigMaps, others): the pure mutation, written as
-//!    JSONPatch text by [`patch`].
+//! The data path, top to bottom, one folder a layer:
+//! 1. [`http`]: HTTPS (certificate reloaded when its files change), `/healthz`, `/metrics`, and the
+//!    AdmissionReview wire format (v1 or v1beta1 in, a JSONPatch out).
+//! 2. [`admit`]: one orchestrator per kind (pods; Secrets, ConfigMaps and other objects): reads
+//!    what the decision needs through [`fetch`], then calls the pure code.
+//! 3. [`annotations`]: per-object settings from `vault.security.banzaicloud.io/*` (pure).
+//! 4. [`fetch`]: the I/O adapters: Kubernetes, Vault, image registries (with Amazon ECR), and the
+//!    cache that keeps and single-flights their reads.
+//! 5. [`mutate`]: the pure decision, object in, JSONPatch text out (kube-rs' `mutate()`); no
+//!    `async` and no I/O in it.
+//!
+//! [`settings`] reads the webhook's own environment once, at start-up, and hands each layer the
+//! settings type it owns; [`metrics`] counts what every layer does.
 
-pub mod admission;
+pub mod http;
+pub mod admit;
 pub mod annotations;
-pub mod cache;
-pub mod ecr;
-pub mod kube_api;
-pub mod metrics;
+pub mod fetch;
 pub mod mutate;
-pub mod objects;
-pub mod patch;
-pub mod pod;
-pub mod registry;
-pub mod server;
 pub mod settings;
-pub mod vault;
-pub mod vault_addr;
+pub mod metrics;

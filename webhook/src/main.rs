@@ -7,8 +7,8 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
-use vault_env_webhook::mutate::Context;
-use vault_env_webhook::server::{self, CertStore};
+use vault_env_webhook::admit::Context;
+use vault_env_webhook::http::{self, CertStore};
 use vault_env_webhook::settings::Settings;
 
 const HELP: &str = "\
@@ -137,7 +137,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     let store = CertStore::load(settings.tls_cert_file.as_ref(), settings.tls_key_file.as_ref())
         .map_err(|e| format!("cannot load the serving certificate: {e}"))?;
     store.clone().watch(settings.tls_reload_interval);
-    let tls = server::tls_config(store)?;
+    let tls = http::tls_config(store)?;
     if settings.has_vault_token {
         tracing::warn!("VAULT_TOKEN is set on the webhook: it is NOT copied into pods (Bank-Vaults does, in clear text)");
     }
@@ -153,10 +153,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     let ctx = Arc::new(Context::new(settings));
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(address), "serving HTTPS");
     if let Some(t) = telemetry {
-        let router = server::metrics_router(ctx.clone());
-        tokio::spawn(server::serve(t, None, router, std::future::pending()));
+        let router = http::metrics_router(ctx.clone());
+        tokio::spawn(http::serve(t, None, router, std::future::pending()));
     }
-    server::serve(listener, Some(tls), server::router(ctx.clone()), shutdown_signal()).await;
+    http::serve(listener, Some(tls), http::router(ctx.clone()), shutdown_signal()).await;
     let revoked = ctx.vault.revoke_all().await;
     tracing::info!(revoked_vault_tokens = revoked, "stopped");
     Ok(())

@@ -55,7 +55,7 @@ pub struct Settings {
     pub registry_credentials_ttl: Duration,
     pub registry_timeout: Duration,
     /// Amazon ECR through the instance role (the AWS SDKs' variable names).
-    pub ecr: crate::ecr::EcrSettings,
+    pub ecr: crate::fetch::registry::ecr::EcrSettings,
     /// `os/arch[/variant]` picked from multi-platform images when the pod does not say.
     pub default_platform: String,
     /// A `VAULT_TOKEN` set on the webhook. Bank-Vaults copies it into every pod spec in clear text;
@@ -190,8 +190,8 @@ impl Settings {
             registry_cache_ttl: r.duration("REGISTRY_CACHE_TTL", Duration::from_secs(3600)),
             registry_credentials_ttl: r.duration("REGISTRY_CREDENTIALS_TTL", Duration::from_secs(10)),
             registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
-            ecr: crate::ecr::EcrSettings {
-                source: crate::ecr::Source::from_vars(get),
+            ecr: crate::fetch::registry::ecr::EcrSettings {
+                source: crate::fetch::registry::ecr::Source::from_vars(get),
                 api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", ""))
                     .filter(|s| !s.is_empty())
                     .or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
@@ -205,7 +205,7 @@ impl Settings {
                 .split(',')
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
-                .map(crate::vault_addr::normalize)
+                .map(crate::annotations::vault_addr::normalize)
                 .collect(),
             allow_private_addr: r.bool("VAULT_ALLOW_PRIVATE_ADDR", false),
             allow_object_skip_verify: r.bool("VAULT_ALLOW_OBJECT_SKIP_VERIFY", false),

@@ -1,6 +1,6 @@
 //! Pod mutation (spec §5.5): which containers run through vault-env, and the JSONPatch that makes
 //! them do so. Everything here is pure; the Kubernetes API and registry reads it needs are done by
-//! [`crate::mutate`] between the phases:
+//! [`crate::admit`] between the phases:
 //!
 //! 1. [`sources_to_fetch`]: Secrets/ConfigMaps whose values decide whether a container is mutated;
 //! 2. [`select`]: the containers to mutate;
@@ -9,7 +9,7 @@
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
 use crate::annotations::PodConfig;
-use crate::patch::{AddOps, JsonPatch};
+use crate::mutate::patch::{AddOps, JsonPatch};
 use crate::settings::go_duration;
 use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use serde::Serialize;

@@ -1,17 +1,17 @@
 //! Pod admission, top to bottom: annotations → Kubernetes reads for `valueFrom`/`envFrom` →
 //! containers to mutate → registry lookups for containers without `command` → patch. The
-//! decisions are the pure functions of [`crate::pod`]; this module does the reads between them.
+//! decisions are the pure functions of [`crate::mutate::pod`]; this module does the reads between them.
 
 use crate::annotations::{self, ObjectConfig, ObjectInfo, PodConfig};
-use crate::cache::{Gates, TtlCache};
-use crate::kube_api::KubeApi;
+use crate::fetch::cache::{Gates, TtlCache};
+use crate::fetch::kube::KubeApi;
+use crate::fetch::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
+use crate::fetch::vault::VaultAccess;
 use crate::metrics::Metrics;
-use crate::objects::{self, Kind};
-use crate::patch::JsonPatch;
-use crate::pod::{self, Fetched, ImageCommand, Source, Target};
-use crate::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
+use crate::mutate::object::{self, Kind};
+use crate::mutate::patch::JsonPatch;
+use crate::mutate::pod::{self, Fetched, ImageCommand, Source, Target};
 use crate::settings::Settings;
-use crate::vault::VaultAccess;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +37,7 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings) -> Context {
         let metrics = Arc::new(Metrics::new());
-        let ecr = crate::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone());
+        let ecr = crate::fetch::registry::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone());
         let registry = Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
         let default_platform =
             Platform::parse(&settings.default_platform).unwrap_or(Platform { os: "linux".into(), arch: "amd64".into(), variant: None });
@@ -144,7 +144,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
     if annotations::skipped(&annotations, &labels) {
         return Ok(None);
     }
-    let slots = objects::slots(kind, object);
+    let slots = object::slots(kind, object);
     if slots.is_empty() {
         return Ok(None);
     }
@@ -165,7 +165,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
     if !resolved.leases.is_empty() {
         tracing::warn!(object = %who, "holds dynamic secrets: they end when the webhook's Vault token does (use vault-env in the pod to keep them renewed)");
     }
-    let mutated = objects::apply(kind, object, &resolved.values).map_err(|e| format!("{who}: {e}"))?;
+    let mutated = object::apply(kind, object, &resolved.values).map_err(|e| format!("{who}: {e}"))?;
     JsonPatch::from_patch(&json_patch::diff(object, &mutated)).map_err(|e| format!("{who}: {e}"))
 }
 

@@ -6,10 +6,12 @@
 //! keyed by image, platform and credentials (never shared across pull secrets); one `oci-client`
 //! per lookup, because a client keeps the first credential it sees per registry.
 
-use crate::cache::{Gates, TtlCache};
-use crate::ecr::Ecr;
+pub mod ecr;
+
+use crate::fetch::cache::{Gates, TtlCache};
+use crate::fetch::registry::ecr::Ecr;
 use crate::metrics::Metrics;
-use crate::pod::ImageCommand;
+use crate::mutate::pod::ImageCommand;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use oci_client::client::{ClientConfig, ClientProtocol};

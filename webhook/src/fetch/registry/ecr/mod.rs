@@ -16,9 +16,9 @@
 //! `AWS_EC2_METADATA_DISABLED=true`; endpoints `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`,
 //! `AWS_ENDPOINT_URL`.
 
-use crate::cache::Gates;
+use crate::fetch::cache::Gates;
+use crate::fetch::registry::DockerAuth;
 use crate::metrics::Metrics;
-use crate::registry::DockerAuth;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ring::{digest, hmac};

@@ -3,9 +3,10 @@
 //! does not load is logged and the old one kept. Plain HTTP is only ever used for the optional
 //! metrics-only listener (`TELEMETRY_LISTEN_ADDRESS`), as in Bank-Vaults.
 
-use crate::admission::{self, Answer};
-use crate::mutate::Context;
-use crate::objects::Kind;
+pub mod review;
+
+use crate::admit::Context;
+use crate::mutate::object::Kind;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use review::Answer;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -122,19 +124,19 @@ fn json_response((status, body): Answer) -> Response {
 }
 
 async fn pods(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(admission::review_pod(&ctx, &body).await)
+    json_response(review::review_pod(&ctx, &body).await)
 }
 
 async fn secrets(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(admission::review_object(&ctx, &body, Kind::Secret).await)
+    json_response(review::review_object(&ctx, &body, Kind::Secret).await)
 }
 
 async fn configmaps(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(admission::review_object(&ctx, &body, Kind::ConfigMap).await)
+    json_response(review::review_object(&ctx, &body, Kind::ConfigMap).await)
 }
 
 async fn objects(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(admission::review_object(&ctx, &body, Kind::Object).await)
+    json_response(review::review_object(&ctx, &body, Kind::Object).await)
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {

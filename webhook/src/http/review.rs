@@ -2,10 +2,10 @@
 //! kind). Malformed input is a 400 with a message; a mutation error is an `allowed: false` answer
 //! naming pod, container and annotation, so a pod never starts with unresolved `vault:` values.
 
+use crate::admit::{Context, mutate_object, mutate_pod, object_name, pod_name};
 use crate::metrics::ReviewLabels;
-use crate::mutate::{Context, mutate_object, mutate_pod, object_name, pod_name};
-use crate::objects::Kind;
-use crate::patch::JsonPatch;
+use crate::mutate::object::Kind;
+use crate::mutate::patch::JsonPatch;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Pod;

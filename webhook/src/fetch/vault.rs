@@ -10,7 +10,7 @@
 //! revokes). Tokens the webhook obtained are revoked on shutdown.
 
 use crate::annotations::{ObjectConfig, VaultTarget};
-use crate::kube_api::KubeApi;
+use crate::fetch::kube::KubeApi;
 use crate::metrics::Metrics;
 use serde_json::json;
 use std::collections::HashMap;

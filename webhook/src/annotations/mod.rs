@@ -2,6 +2,8 @@
 //! the newer `secrets-webhook.security.bank-vaults.io/` prefix), falling back to the webhook's
 //! [`Settings`]. Unknown keys are ignored; a bad value is an error naming the annotation.
 
+pub mod vault_addr;
+
 use crate::settings::{Resources, Settings, pull_policy};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -256,8 +258,8 @@ impl ObjectConfig {
     ) -> Result<ObjectConfig, Vec<AnnotationError>> {
         let mut r = Reader::new(annotations);
         let addr = match r.get("vault-addr") {
-            None => crate::vault_addr::normalize(&settings.vault_addr),
-            Some((annotation, value)) => match crate::vault_addr::check_object_addr(value, settings) {
+            None => crate::annotations::vault_addr::normalize(&settings.vault_addr),
+            Some((annotation, value)) => match crate::annotations::vault_addr::check_object_addr(value, settings) {
                 Ok(addr) => addr,
                 Err(why) => {
                     r.errors.push(AnnotationError { annotation, value: value.into(), expected: format!("an allowed Vault address: {why}") });
