@@ -9,74 +9,6 @@ use crate::resolve::Resolved;
 use std::collections::HashSet;
 use std::ffi::OsString;
 
-/// Bank-Vaults' scrub table (vault-env `sanitizeEnvmap`): 33 names. `true` means the variable is
-/// passed to the app when `VAULT_TOKEN=vault:login`, so the app can talk to Vault itself.
-pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
-    ("VAULT_TOKEN", true),
-    ("VAULT_ADDR", true),
-    ("VAULT_AGENT_ADDR", true),
-    ("VAULT_CACERT", true),
-    ("VAULT_CAPATH", true),
-    ("VAULT_CLIENT_CERT", true),
-    ("VAULT_CLIENT_KEY", true),
-    ("VAULT_CLIENT_TIMEOUT", true),
-    ("VAULT_SRV_LOOKUP", true),
-    ("VAULT_SKIP_VERIFY", true),
-    ("VAULT_NAMESPACE", true),
-    ("VAULT_TLS_SERVER_NAME", true),
-    ("VAULT_WRAP_TTL", true),
-    ("VAULT_MFA", true),
-    ("VAULT_MAX_RETRIES", true),
-    ("VAULT_CLUSTER_ADDR", false),
-    ("VAULT_REDIRECT_ADDR", false),
-    ("VAULT_CLI_NO_COLOR", false),
-    ("VAULT_RATE_LIMIT", false),
-    ("VAULT_ROLE", false),
-    ("VAULT_PATH", false),
-    ("VAULT_AUTH_METHOD", false),
-    ("VAULT_TRANSIT_KEY_ID", false),
-    ("VAULT_TRANSIT_PATH", false),
-    ("VAULT_TRANSIT_BATCH_SIZE", false),
-    ("VAULT_IGNORE_MISSING_SECRETS", false),
-    ("VAULT_ENV_PASSTHROUGH", false),
-    ("VAULT_JSON_LOG", false),
-    ("VAULT_LOG_LEVEL", false),
-    ("VAULT_REVOKE_TOKEN", false),
-    ("VAULT_ENV_DAEMON", false),
-    ("VAULT_ENV_FROM_PATH", false),
-    ("VAULT_ENV_DELAY", false),
-];
-
-/// Settings vault-env reads that Bank-Vaults let through to the app (or that it lacks).
-pub const OWN_SCRUB: [(&str, bool); 17] = [
-    (config::VAULT_CACERT_BYTES, true),
-    (config::VAULT_TOKEN_FILE, true),
-    (config::VAULT_TOKEN_PATH, true),
-    (config::VAULT_HTTP_PROXY, true),
-    (config::VAULT_PROXY_ADDR, true),
-    (config::VAULT_JWT_FILE, false),
-    (config::KUBERNETES_SERVICE_ACCOUNT_TOKEN, false),
-    (config::VAULT_ROLE_ID, false),
-    (config::VAULT_ROLE_ID_FILE, false),
-    (config::VAULT_SECRET_ID, false),
-    (config::VAULT_SECRET_ID_FILE, false),
-    (config::VAULT_ENV_STOP_SIGNAL, false),
-    (config::VAULT_ENV_STOP_TIMEOUT, false),
-    (config::VAULT_ENV_ON_LEASE_END, false),
-    (config::VAULT_ENV_RESTART_SPLAY, false),
-    (config::VAULT_ENV_PROCESS_GROUP, false),
-    (config::VAULT_ENV_TERMINATE_DESCENDANTS, false),
-];
-
-fn scrub_entry(name: &str) -> Option<bool> {
-    BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).find(|(n, _)| *n == name).map(|&(_, login)| login)
-}
-
-/// True for vault-env's own settings: never read as references, never passed on by default.
-pub fn is_setting(name: &str) -> bool {
-    scrub_entry(name).is_some()
-}
-
 /// Builds the app's environment.
 ///
 /// `login_token` is the token to hand over as `VAULT_TOKEN` when `VAULT_TOKEN=vault:login`.
@@ -87,7 +19,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
     let mut seen: HashSet<OsString> = HashSet::new();
     for (name, value) in env.vars() {
         let key = name.to_str().unwrap_or_default();
-        if let Some(on_login) = scrub_entry(key)
+        if let Some(on_login) = config::passed_on_login(key)
             && !passthrough.contains(key)
             && !(login && on_login)
         {
@@ -122,6 +54,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{BANK_VAULTS_SCRUB, OWN_SCRUB};
 
     fn run(vars: &[(&str, &str)], resolved: &Resolved, token: Option<&str>) -> Vec<(String, String)> {
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();

@@ -6,7 +6,6 @@
 //!    reported together, each with the variable's name and the reference, never a value.
 
 use crate::SecretString;
-use crate::child_env;
 use crate::client::{Client, ClientError, Secret};
 use crate::config::{self, Config, Env, FromPath, Transit};
 use crate::reference::{self, Fetch, Key, Piece, Reference, ReferenceError};
@@ -135,8 +134,7 @@ fn shown_raw(value: &str) -> Option<String> {
 }
 
 pub fn plan(env: &Env, config: &Config) -> Result<Plan, Vec<VarError>> {
-    let values =
-        env.vars().iter().filter_map(|(name, value)| Some((name.to_str()?, value.to_str()?))).filter(|(name, _)| !child_env::is_setting(name));
+    let values = env.vars().iter().filter_map(|(name, value)| Some((name.to_str()?, value.to_str()?))).filter(|(name, _)| !config::is_setting(name));
     let mut plan = plan_values(values, config.transit.key_id.is_some())?;
     plan.from_path = config.from_path.clone();
     plan.login = config.auth.login_requested;

@@ -57,9 +57,9 @@ fn every_bad_setting_is_reported_in_one_run() {
     );
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     for line in [
-        "vault-env: VAULT_SKIP_VERIFY: \"maybe\" is not valid: expected true or false",
-        "vault-env: VAULT_CLIENT_TIMEOUT: \"soon\" is not valid",
-        "vault-env: VAULT_AUTH_METHOD: \"magic\" is not valid",
+        "vault-env: VAULT_SKIP_VERIFY=\"maybe\" is not valid: expected true or false",
+        "vault-env: VAULT_CLIENT_TIMEOUT=\"soon\" is not valid",
+        "vault-env: VAULT_AUTH_METHOD=\"magic\" is not valid",
     ] {
         assert!(out.stderr.contains(line), "missing {line:?} in:\n{}", out.stderr);
     }

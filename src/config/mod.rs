@@ -4,57 +4,18 @@
 //! every bad variable in one run. File contents (token files, JWTs, CA certificates) are read later,
 //! by the stage that needs them.
 
+mod names;
+pub mod reader;
+
+pub use names::*;
+pub use reader::{FieldError, Lookup, Reader, parse_bool, parse_duration};
+
 use crate::reference::{self, Reference};
+use reader::Found;
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
-
-// === Variable names (one block; `--help` and the scrub table use the same constants) ===
-pub const VAULT_ADDR: &str = "VAULT_ADDR";
-pub const VAULT_AGENT_ADDR: &str = "VAULT_AGENT_ADDR";
-pub const VAULT_CACERT: &str = "VAULT_CACERT";
-pub const VAULT_CAPATH: &str = "VAULT_CAPATH";
-pub const VAULT_CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
-pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
-pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
-pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
-pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
-pub const VAULT_NAMESPACE: &str = "VAULT_NAMESPACE";
-pub const VAULT_CLIENT_TIMEOUT: &str = "VAULT_CLIENT_TIMEOUT";
-pub const VAULT_MAX_RETRIES: &str = "VAULT_MAX_RETRIES";
-pub const VAULT_HTTP_PROXY: &str = "VAULT_HTTP_PROXY";
-pub const VAULT_PROXY_ADDR: &str = "VAULT_PROXY_ADDR";
-pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
-pub const VAULT_TOKEN_FILE: &str = "VAULT_TOKEN_FILE";
-pub const VAULT_TOKEN_PATH: &str = "VAULT_TOKEN_PATH";
-pub const VAULT_ROLE: &str = "VAULT_ROLE";
-pub const VAULT_PATH: &str = "VAULT_PATH";
-pub const VAULT_AUTH_METHOD: &str = "VAULT_AUTH_METHOD";
-pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str = "KUBERNETES_SERVICE_ACCOUNT_TOKEN";
-pub const VAULT_JWT_FILE: &str = "VAULT_JWT_FILE";
-pub const VAULT_ROLE_ID: &str = "VAULT_ROLE_ID";
-pub const VAULT_ROLE_ID_FILE: &str = "VAULT_ROLE_ID_FILE";
-pub const VAULT_SECRET_ID: &str = "VAULT_SECRET_ID";
-pub const VAULT_SECRET_ID_FILE: &str = "VAULT_SECRET_ID_FILE";
-pub const VAULT_IGNORE_MISSING_SECRETS: &str = "VAULT_IGNORE_MISSING_SECRETS";
-pub const VAULT_ENV_PASSTHROUGH: &str = "VAULT_ENV_PASSTHROUGH";
-pub const VAULT_JSON_LOG: &str = "VAULT_JSON_LOG";
-pub const VAULT_LOG_LEVEL: &str = "VAULT_LOG_LEVEL";
-pub const VAULT_REVOKE_TOKEN: &str = "VAULT_REVOKE_TOKEN";
-pub const VAULT_ENV_DAEMON: &str = "VAULT_ENV_DAEMON";
-pub const VAULT_ENV_DELAY: &str = "VAULT_ENV_DELAY";
-pub const VAULT_ENV_FROM_PATH: &str = "VAULT_ENV_FROM_PATH";
-pub const VAULT_TRANSIT_KEY_ID: &str = "VAULT_TRANSIT_KEY_ID";
-pub const VAULT_TRANSIT_PATH: &str = "VAULT_TRANSIT_PATH";
-pub const VAULT_TRANSIT_BATCH_SIZE: &str = "VAULT_TRANSIT_BATCH_SIZE";
-pub const VAULT_ENV_STOP_SIGNAL: &str = "VAULT_ENV_STOP_SIGNAL";
-pub const VAULT_ENV_STOP_TIMEOUT: &str = "VAULT_ENV_STOP_TIMEOUT";
-pub const VAULT_ENV_ON_LEASE_END: &str = "VAULT_ENV_ON_LEASE_END";
-pub const VAULT_ENV_RESTART_SPLAY: &str = "VAULT_ENV_RESTART_SPLAY";
-pub const VAULT_ENV_PROCESS_GROUP: &str = "VAULT_ENV_PROCESS_GROUP";
-pub const VAULT_ENV_TERMINATE_DESCENDANTS: &str = "VAULT_ENV_TERMINATE_DESCENDANTS";
-pub const HOME: &str = "HOME";
 
 /// `VAULT_TOKEN=vault:login`: log in, and hand the obtained token to the app.
 pub const LOGIN_TOKEN: &str = "vault:login";
@@ -90,6 +51,12 @@ impl<K: Into<OsString>, V: Into<OsString>> FromIterator<(K, V)> for Env {
     }
 }
 
+impl Lookup for Env {
+    fn find(&self, key: &str) -> Option<Found<'_>> {
+        self.get(key).map(|v| Found { name: Cow::Owned(key.to_string()), text: v.to_str() })
+    }
+}
+
 /// Where the CA certificates that verify Vault come from (they replace the system roots, as in Vault's Go client).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CaSource {
@@ -119,6 +86,21 @@ pub enum AuthMethod {
     Jwt,
     /// `approle`: `POST auth/<path>/login {role_id, secret_id}` (not in Bank-Vaults).
     AppRole,
+}
+
+impl AuthMethod {
+    pub const EXPECTED: &str = "jwt, kubernetes, namespaced or approle";
+    /// Bank-Vaults' cloud methods, named as such in errors.
+    pub const NOT_YET: [&str; 5] = ["aws-ec2", "aws-iam", "gcp-gce", "gcp-iam", "azure"];
+
+    /// `VAULT_AUTH_METHOD` (and the webhook's `vault-auth-method` annotation).
+    pub fn parse(s: &str) -> Option<AuthMethod> {
+        match s {
+            "jwt" | "kubernetes" | "namespaced" => Some(AuthMethod::Jwt),
+            "approle" => Some(AuthMethod::AppRole),
+            _ => None,
+        }
+    }
 }
 
 /// A value given inline or as a file to read.
@@ -212,87 +194,8 @@ pub struct Config {
     pub transit: Transit,
 }
 
-/// One bad variable. `shown` is false for variables that hold secrets: their value is never printed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.var, self.message)
-    }
-}
-
-/// Collects errors while reading variables, so all of them are reported together.
-struct Reader<'a> {
-    env: &'a Env,
-    errors: Vec<ConfigError>,
-}
-
-impl Reader<'_> {
-    fn fail(&mut self, var: &'static str, message: impl Into<String>) {
-        self.errors.push(ConfigError { var, message: message.into() });
-    }
-
-    /// The variable as UTF-8 text; unset and empty are both `None`.
-    fn text(&mut self, var: &'static str) -> Option<String> {
-        let raw = self.env.get(var)?;
-        match raw.to_str() {
-            Some("") => None,
-            Some(s) => Some(s.to_string()),
-            None => {
-                self.fail(var, "is not valid UTF-8");
-                None
-            }
-        }
-    }
-
-    fn parsed<T>(&mut self, var: &'static str, default: T, expected: &str, parse: impl Fn(&str) -> Option<T>) -> T {
-        match self.text(var) {
-            None => default,
-            Some(s) => parse(s.trim()).unwrap_or_else(|| {
-                self.fail(var, format!("{s:?} is not valid: expected {expected}"));
-                default
-            }),
-        }
-    }
-
-    fn bool(&mut self, var: &'static str, default: bool) -> bool {
-        self.parsed(var, default, "true or false", parse_bool)
-    }
-
-    fn optional_bool(&mut self, var: &'static str) -> Option<bool> {
-        let text = self.text(var)?;
-        let parsed = parse_bool(text.trim());
-        if parsed.is_none() {
-            self.fail(var, format!("{text:?} is not valid: expected true or false"));
-        }
-        parsed
-    }
-
-    fn duration(&mut self, var: &'static str, default: Duration) -> Duration {
-        self.parsed(var, default, "a duration such as 10s, 1m30s or 500ms (a bare number is seconds)", parse_duration)
-    }
-}
-
-/// Go's `strconv.ParseBool` set, plus yes/no/on/off; case-insensitive.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "yes" | "y" | "on" => Some(true),
-        "0" | "f" | "false" | "no" | "n" | "off" => Some(false),
-        _ => None,
-    }
-}
-
-/// `10s`, `1m30s`, `500ms`, `1h`; a bare number is seconds (Vault's `ParseDurationSecond`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s).ok()
-}
+/// One bad variable (the reader's error: its value is shown unless it may be a secret).
+pub type ConfigError = FieldError;
 
 fn parse_log_level(s: &str) -> Option<LogLevel> {
     match s.to_ascii_lowercase().as_str() {
@@ -307,14 +210,14 @@ fn parse_log_level(s: &str) -> Option<LogLevel> {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, Vec<ConfigError>> {
-        let mut r = Reader { env, errors: Vec::new() };
+        let mut r = Reader::new(env);
 
         let addr = r.text(VAULT_AGENT_ADDR).or_else(|| r.text(VAULT_ADDR)).unwrap_or_else(|| DEFAULT_ADDR.into());
         let addr = addr.trim_end_matches('/').to_string();
         match reqwest::Url::parse(&addr) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(u) if u.scheme() == "unix" => r.fail(VAULT_ADDR, "unix sockets are not supported; use http:// or https://"),
-            _ => r.fail(VAULT_ADDR, format!("{addr:?} is not valid: expected a URL such as https://vault:8200")),
+            _ => r.push(FieldError::invalid(VAULT_ADDR, &addr, "a URL such as https://vault:8200")),
         }
 
         let client_cert = match (r.text(VAULT_CLIENT_CERT), r.text(VAULT_CLIENT_KEY)) {
@@ -382,10 +285,7 @@ impl Config {
             },
         };
 
-        if !r.errors.is_empty() {
-            return Err(r.errors);
-        }
-        Ok(Config {
+        r.finish(Config {
             addr,
             tls,
             namespace,
@@ -407,40 +307,26 @@ impl Config {
     }
 }
 
-fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
+fn read_auth(r: &mut Reader<'_, Env>) -> AuthSettings {
     // VAULT_TOKEN may hold a secret: never echo it in an error.
-    let raw_token = match r.env.get(VAULT_TOKEN).map(|v| v.to_str()) {
-        None | Some(Some("")) => None,
-        Some(Some(s)) => Some(s.to_string()),
-        Some(None) => {
-            r.fail(VAULT_TOKEN, "is not valid UTF-8");
-            None
-        }
-    };
-    let login_requested = raw_token.as_deref() == Some(LOGIN_TOKEN);
-    let token = raw_token.filter(|t| t != LOGIN_TOKEN).map(|t| crate::SecretString::new(t.trim()));
+    let raw_token = r.secret(VAULT_TOKEN);
+    let login_requested = raw_token.as_ref().is_some_and(|t| t.expose() == LOGIN_TOKEN);
+    let token = raw_token.filter(|_| !login_requested);
 
-    let method_text = r.text(VAULT_AUTH_METHOD).unwrap_or_else(|| "jwt".into());
-    let method = match method_text.trim() {
-        "jwt" | "kubernetes" | "namespaced" => AuthMethod::Jwt,
-        "approle" => AuthMethod::AppRole,
-        m @ ("aws-ec2" | "aws-iam" | "gcp-gce" | "gcp-iam" | "azure") => {
-            r.fail(VAULT_AUTH_METHOD, format!("{m:?} is not supported by this vault-env yet; supported: jwt, kubernetes, namespaced, approle"));
+    let method = match r.text(VAULT_AUTH_METHOD) {
+        Some(m) if AuthMethod::NOT_YET.contains(&m.trim()) => {
+            r.fail(VAULT_AUTH_METHOD, format!("{:?} is not supported by this vault-env yet; supported: {}", m.trim(), AuthMethod::EXPECTED));
             AuthMethod::Jwt
         }
-        other => {
-            r.fail(VAULT_AUTH_METHOD, format!("{other:?} is not valid: expected jwt, kubernetes, namespaced or approle"));
-            AuthMethod::Jwt
-        }
+        _ => r.parsed(VAULT_AUTH_METHOD, AuthMethod::Jwt, AuthMethod::EXPECTED, AuthMethod::parse),
     };
     let default_mount = match method {
         AuthMethod::Jwt => "kubernetes",
         AuthMethod::AppRole => "approle",
     };
-    let secret_or_file = |r: &mut Reader<'_>, var: &'static str, file_var: &'static str| -> Option<Given> {
-        let inline = r.env.get(var).and_then(|v| v.to_str()).filter(|s| !s.is_empty());
-        match (inline, r.text(file_var)) {
-            (Some(v), _) => Some(Given::Value(crate::SecretString::new(v.trim()))),
+    let secret_or_file = |r: &mut Reader<'_, Env>, var: &'static str, file_var: &'static str| -> Option<Given> {
+        match (r.secret(var), r.text(file_var)) {
+            (Some(v), _) => Some(Given::Value(v)),
             (None, Some(f)) => Some(Given::File(f.into())),
             (None, None) => None,
         }
@@ -460,7 +346,7 @@ fn read_auth(r: &mut Reader<'_>) -> AuthSettings {
 }
 
 /// `VAULT_ENV_FROM_PATH=secret/data/a,secret/data/b#3`.
-fn read_from_path(r: &mut Reader<'_>) -> Vec<FromPath> {
+fn read_from_path(r: &mut Reader<'_, Env>) -> Vec<FromPath> {
     let Some(list) = r.text(VAULT_ENV_FROM_PATH) else { return Vec::new() };
     let mut out = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -580,7 +466,7 @@ mod tests {
             ("VAULT_ENV_ON_LEASE_END", "explode"),
         ]))
         .unwrap_err();
-        let vars: Vec<&str> = errors.iter().map(|e| e.var).collect();
+        let vars: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             vars,
             [

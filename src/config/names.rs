@@ -1,0 +1,117 @@
+//! Every variable vault-env reads, declared once; the scrub table (which of them never reach the
+//! app) is built on the same constants, and the webhook writes pods' variables with them too, so
+//! a rename breaks the build.
+
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+pub const VAULT_AGENT_ADDR: &str = "VAULT_AGENT_ADDR";
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
+pub const VAULT_CAPATH: &str = "VAULT_CAPATH";
+pub const VAULT_CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
+pub const VAULT_CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
+pub const VAULT_CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
+pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+pub const VAULT_TLS_SERVER_NAME: &str = "VAULT_TLS_SERVER_NAME";
+pub const VAULT_NAMESPACE: &str = "VAULT_NAMESPACE";
+pub const VAULT_CLIENT_TIMEOUT: &str = "VAULT_CLIENT_TIMEOUT";
+pub const VAULT_MAX_RETRIES: &str = "VAULT_MAX_RETRIES";
+pub const VAULT_HTTP_PROXY: &str = "VAULT_HTTP_PROXY";
+pub const VAULT_PROXY_ADDR: &str = "VAULT_PROXY_ADDR";
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+pub const VAULT_TOKEN_FILE: &str = "VAULT_TOKEN_FILE";
+pub const VAULT_TOKEN_PATH: &str = "VAULT_TOKEN_PATH";
+pub const VAULT_ROLE: &str = "VAULT_ROLE";
+pub const VAULT_PATH: &str = "VAULT_PATH";
+pub const VAULT_AUTH_METHOD: &str = "VAULT_AUTH_METHOD";
+pub const KUBERNETES_SERVICE_ACCOUNT_TOKEN: &str = "KUBERNETES_SERVICE_ACCOUNT_TOKEN";
+pub const VAULT_JWT_FILE: &str = "VAULT_JWT_FILE";
+pub const VAULT_ROLE_ID: &str = "VAULT_ROLE_ID";
+pub const VAULT_ROLE_ID_FILE: &str = "VAULT_ROLE_ID_FILE";
+pub const VAULT_SECRET_ID: &str = "VAULT_SECRET_ID";
+pub const VAULT_SECRET_ID_FILE: &str = "VAULT_SECRET_ID_FILE";
+pub const VAULT_IGNORE_MISSING_SECRETS: &str = "VAULT_IGNORE_MISSING_SECRETS";
+pub const VAULT_ENV_PASSTHROUGH: &str = "VAULT_ENV_PASSTHROUGH";
+pub const VAULT_JSON_LOG: &str = "VAULT_JSON_LOG";
+pub const VAULT_LOG_LEVEL: &str = "VAULT_LOG_LEVEL";
+pub const VAULT_REVOKE_TOKEN: &str = "VAULT_REVOKE_TOKEN";
+pub const VAULT_ENV_DAEMON: &str = "VAULT_ENV_DAEMON";
+pub const VAULT_ENV_DELAY: &str = "VAULT_ENV_DELAY";
+pub const VAULT_ENV_FROM_PATH: &str = "VAULT_ENV_FROM_PATH";
+pub const VAULT_TRANSIT_KEY_ID: &str = "VAULT_TRANSIT_KEY_ID";
+pub const VAULT_TRANSIT_PATH: &str = "VAULT_TRANSIT_PATH";
+pub const VAULT_TRANSIT_BATCH_SIZE: &str = "VAULT_TRANSIT_BATCH_SIZE";
+pub const VAULT_ENV_STOP_SIGNAL: &str = "VAULT_ENV_STOP_SIGNAL";
+pub const VAULT_ENV_STOP_TIMEOUT: &str = "VAULT_ENV_STOP_TIMEOUT";
+pub const VAULT_ENV_ON_LEASE_END: &str = "VAULT_ENV_ON_LEASE_END";
+pub const VAULT_ENV_RESTART_SPLAY: &str = "VAULT_ENV_RESTART_SPLAY";
+pub const VAULT_ENV_PROCESS_GROUP: &str = "VAULT_ENV_PROCESS_GROUP";
+pub const VAULT_ENV_TERMINATE_DESCENDANTS: &str = "VAULT_ENV_TERMINATE_DESCENDANTS";
+pub const HOME: &str = "HOME";
+
+/// Bank-Vaults' scrub table (vault-env `sanitizeEnvmap`): 33 names. `true` means the variable is
+/// passed to the app when `VAULT_TOKEN=vault:login`, so the app can talk to Vault itself.
+pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
+    (VAULT_TOKEN, true),
+    (VAULT_ADDR, true),
+    (VAULT_AGENT_ADDR, true),
+    (VAULT_CACERT, true),
+    (VAULT_CAPATH, true),
+    (VAULT_CLIENT_CERT, true),
+    (VAULT_CLIENT_KEY, true),
+    (VAULT_CLIENT_TIMEOUT, true),
+    ("VAULT_SRV_LOOKUP", true),
+    (VAULT_SKIP_VERIFY, true),
+    (VAULT_NAMESPACE, true),
+    (VAULT_TLS_SERVER_NAME, true),
+    ("VAULT_WRAP_TTL", true),
+    ("VAULT_MFA", true),
+    (VAULT_MAX_RETRIES, true),
+    ("VAULT_CLUSTER_ADDR", false),
+    ("VAULT_REDIRECT_ADDR", false),
+    ("VAULT_CLI_NO_COLOR", false),
+    ("VAULT_RATE_LIMIT", false),
+    (VAULT_ROLE, false),
+    (VAULT_PATH, false),
+    (VAULT_AUTH_METHOD, false),
+    (VAULT_TRANSIT_KEY_ID, false),
+    (VAULT_TRANSIT_PATH, false),
+    (VAULT_TRANSIT_BATCH_SIZE, false),
+    (VAULT_IGNORE_MISSING_SECRETS, false),
+    (VAULT_ENV_PASSTHROUGH, false),
+    (VAULT_JSON_LOG, false),
+    (VAULT_LOG_LEVEL, false),
+    (VAULT_REVOKE_TOKEN, false),
+    (VAULT_ENV_DAEMON, false),
+    (VAULT_ENV_FROM_PATH, false),
+    (VAULT_ENV_DELAY, false),
+];
+
+/// Settings vault-env reads that Bank-Vaults let through to the app (or that it lacks).
+pub const OWN_SCRUB: [(&str, bool); 17] = [
+    (VAULT_CACERT_BYTES, true),
+    (VAULT_TOKEN_FILE, true),
+    (VAULT_TOKEN_PATH, true),
+    (VAULT_HTTP_PROXY, true),
+    (VAULT_PROXY_ADDR, true),
+    (VAULT_JWT_FILE, false),
+    (KUBERNETES_SERVICE_ACCOUNT_TOKEN, false),
+    (VAULT_ROLE_ID, false),
+    (VAULT_ROLE_ID_FILE, false),
+    (VAULT_SECRET_ID, false),
+    (VAULT_SECRET_ID_FILE, false),
+    (VAULT_ENV_STOP_SIGNAL, false),
+    (VAULT_ENV_STOP_TIMEOUT, false),
+    (VAULT_ENV_ON_LEASE_END, false),
+    (VAULT_ENV_RESTART_SPLAY, false),
+    (VAULT_ENV_PROCESS_GROUP, false),
+    (VAULT_ENV_TERMINATE_DESCENDANTS, false),
+];
+
+/// True for vault-env's own settings: never read as references, never passed on by default.
+pub fn is_setting(name: &str) -> bool {
+    passed_on_login(name).is_some()
+}
+
+/// Whether the setting is passed to the app when `VAULT_TOKEN=vault:login` (`None`: not a setting).
+pub fn passed_on_login(name: &str) -> Option<bool> {
+    BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).find(|(n, _)| *n == name).map(|&(_, login)| login)
+}
