@@ -104,6 +104,11 @@ pub async fn token(client: &Client, auth: &AuthSettings) -> Result<Token, AuthEr
     login(client, auth).await
 }
 
+/// The body of a jwt/kubernetes login (`POST auth/MOUNT/login`); the webhook sends it too.
+pub fn jwt_body(role: &str, jwt: &SecretString) -> serde_json::Value {
+    json!({ "role": role, "jwt": jwt.expose() })
+}
+
 async fn login(client: &Client, auth: &AuthSettings) -> Result<Token, AuthError> {
     let (what, body) = match auth.method {
         AuthMethod::Jwt => {
@@ -116,7 +121,7 @@ async fn login(client: &Client, auth: &AuthSettings) -> Result<Token, AuthError>
                 },
                 other => other,
             })?;
-            ("jwt", json!({ "role": auth.role, "jwt": jwt.expose() }))
+            ("jwt", jwt_body(&auth.role, &jwt))
         }
         AuthMethod::AppRole => {
             let role_id = auth.role_id.as_ref().ok_or_else(|| {

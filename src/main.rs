@@ -19,8 +19,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Error> {
-    let explicit_daemon =
-        std::env::var_os(vault_env::config::VAULT_ENV_DAEMON).and_then(|v| v.to_str().and_then(vault_env::config::parse_bool)) == Some(true);
+    let env = Env::from_process();
+    let explicit_daemon = env.get(vault_env::config::VAULT_ENV_DAEMON).and_then(|v| v.to_str()).and_then(vault_env::config::parse_bool) == Some(true);
     if explicit_daemon {
         // Before any other thread exists: from now on a signal waits for the app instead of
         // taking its default action (or, as PID 1, being dropped).
@@ -31,7 +31,6 @@ fn run() -> Result<ExitCode, Error> {
         Parsed::Done(code) => return Ok(code),
         Parsed::CopyTo(dir) => return copy_to(&dir).map(|()| ExitCode::SUCCESS),
     };
-    let env = Env::from_process();
     let config = Config::from_env(&env).map_err(Error::Config)?;
     logging::init(&config);
     let program = vault_env_supervisor::lookup(&args.program, env.get("PATH"))?;

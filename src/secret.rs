@@ -7,7 +7,7 @@
 use std::fmt;
 use zeroize::Zeroize;
 
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct SecretString(String);
 
 impl SecretString {

@@ -1,339 +1,334 @@
-//! Webhook-level settings from the environment, with Bank-Vaults' names and defaults (§5.2 of
-//! the spec). Pure: [`Settings::from_vars`] reads a lookup function, never the process, and
-//! reports every bad variable at once.
+//! The webhook's own environment, read once at start-up with Bank-Vaults' names and defaults, into
+//! the settings type each layer owns (linkerd2-proxy's way): [`ServerSettings`] for the HTTPS edge,
+//! [`PodDefaults`] and [`ObjectDefaults`] for the annotations, [`RegistrySettings`] (with ECR's) for
+//! image lookups, [`VaultSettings`] for the webhook's own Vault client. Only `main.rs` imports this
+//! module. Every bad variable is reported at once, by the core's one reader.
 
+use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
+use crate::annotations::vault_addr::AddrPolicy;
+use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
+use crate::fetch::registry::ecr::{EcrSettings, Source};
+use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
+use crate::fetch::vault::VaultSettings;
+use crate::http::ServerSettings;
 use std::time::Duration;
-use vault_env::config::{parse_bool, parse_duration};
+use vault_env::config::reader::{EXPECTED_BOOL, FieldError, Reader};
+use vault_env::config::{self as core, Config, Env, parse_bool, parse_duration};
 
-/// Image whose `/usr/local/bin/vault-env` the `copy-vault-env` init container copies.
-pub const DEFAULT_VAULT_ENV_IMAGE: &str = "ghcr.io/vault-env/vault-env:0.1.0";
+// The webhook's own variables; the `VAULT_*` ones it shares with vault-env are the core's constants.
+pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
+pub const TLS_PRIVATE_KEY_FILE: &str = "TLS_PRIVATE_KEY_FILE";
+pub const TLS_RELOAD_INTERVAL: &str = "TLS_RELOAD_INTERVAL";
+pub const LISTEN_ADDRESS: &str = "LISTEN_ADDRESS";
+pub const TELEMETRY_LISTEN_ADDRESS: &str = "TELEMETRY_LISTEN_ADDRESS";
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+pub const ENABLE_JSON_LOG: &str = "ENABLE_JSON_LOG";
+pub const VAULT_TLS_SECRET: &str = "VAULT_TLS_SECRET";
+pub const TRANSIT_KEY_ID: &str = "TRANSIT_KEY_ID";
+pub const TRANSIT_PATH: &str = "TRANSIT_PATH";
+pub const TRANSIT_BATCH_SIZE: &str = "TRANSIT_BATCH_SIZE";
+pub const RUN_AS_NON_ROOT: &str = "RUN_AS_NON_ROOT";
+pub const RUN_AS_USER: &str = "RUN_AS_USER";
+pub const RUN_AS_GROUP: &str = "RUN_AS_GROUP";
+pub const READONLY_ROOT_FS: &str = "READONLY_ROOT_FS";
+pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "PSP_ALLOW_PRIVILEGE_ESCALATION";
+pub const VAULT_ENV_IMAGE: &str = "VAULT_ENV_IMAGE";
+pub const VAULT_ENV_PULL_POLICY: &str = "VAULT_ENV_PULL_POLICY";
+pub const VAULT_ENV_CPU_REQUEST: &str = "VAULT_ENV_CPU_REQUEST";
+pub const VAULT_ENV_MEMORY_REQUEST: &str = "VAULT_ENV_MEMORY_REQUEST";
+pub const VAULT_ENV_CPU_LIMIT: &str = "VAULT_ENV_CPU_LIMIT";
+pub const VAULT_ENV_MEMORY_LIMIT: &str = "VAULT_ENV_MEMORY_LIMIT";
+pub const REGISTRY_SKIP_VERIFY: &str = "REGISTRY_SKIP_VERIFY";
+pub const DEFAULT_IMAGE_PULL_SECRET: &str = "DEFAULT_IMAGE_PULL_SECRET";
+pub const DEFAULT_IMAGE_PULL_SECRET_NAMESPACE: &str = "DEFAULT_IMAGE_PULL_SECRET_NAMESPACE";
+pub const DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT: &str = "DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT";
+pub const REGISTRY_DEFAULT_PLATFORM: &str = "REGISTRY_DEFAULT_PLATFORM";
+pub const REGISTRY_CACHE_SIZE: &str = "REGISTRY_CACHE_SIZE";
+pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
+pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
+pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
+pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const VAULT_SERVICEACCOUNT: &str = "VAULT_SERVICEACCOUNT";
+pub const VAULT_ADDR_ALLOWLIST: &str = "VAULT_ADDR_ALLOWLIST";
+pub const VAULT_ALLOW_PRIVATE_ADDR: &str = "VAULT_ALLOW_PRIVATE_ADDR";
+pub const VAULT_ALLOW_OBJECT_SKIP_VERIFY: &str = "VAULT_ALLOW_OBJECT_SKIP_VERIFY";
+pub const KUBERNETES_NAMESPACE: &str = "KUBERNETES_NAMESPACE";
+
+/// Every variable above, for the `--help` test.
+pub const ALL: [&str; 40] = [
+    TLS_CERT_FILE,
+    TLS_PRIVATE_KEY_FILE,
+    TLS_RELOAD_INTERVAL,
+    LISTEN_ADDRESS,
+    TELEMETRY_LISTEN_ADDRESS,
+    LOG_LEVEL,
+    ENABLE_JSON_LOG,
+    VAULT_TLS_SECRET,
+    TRANSIT_KEY_ID,
+    TRANSIT_PATH,
+    TRANSIT_BATCH_SIZE,
+    RUN_AS_NON_ROOT,
+    RUN_AS_USER,
+    RUN_AS_GROUP,
+    READONLY_ROOT_FS,
+    PSP_ALLOW_PRIVILEGE_ESCALATION,
+    VAULT_ENV_IMAGE,
+    VAULT_ENV_PULL_POLICY,
+    VAULT_ENV_CPU_REQUEST,
+    VAULT_ENV_MEMORY_REQUEST,
+    VAULT_ENV_CPU_LIMIT,
+    VAULT_ENV_MEMORY_LIMIT,
+    REGISTRY_SKIP_VERIFY,
+    DEFAULT_IMAGE_PULL_SECRET,
+    DEFAULT_IMAGE_PULL_SECRET_NAMESPACE,
+    DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT,
+    REGISTRY_DEFAULT_PLATFORM,
+    REGISTRY_CACHE_SIZE,
+    REGISTRY_CACHE_TTL,
+    REGISTRY_TIMEOUT,
+    REGISTRY_CREDENTIALS_TTL,
+    AWS_ENDPOINT_URL_ECR,
+    AWS_ENDPOINT_URL,
+    VAULT_SERVICEACCOUNT,
+    VAULT_ADDR_ALLOWLIST,
+    VAULT_ALLOW_PRIVATE_ADDR,
+    VAULT_ALLOW_OBJECT_SKIP_VERIFY,
+    KUBERNETES_NAMESPACE,
+    core::VAULT_TOKEN_FILE,
+    core::VAULT_ENV_PASSTHROUGH,
+];
+
+/// `--help`: every variable the webhook reads.
+pub const HELP: &str = "\
+vault-secrets-webhook: Kubernetes mutating admission webhook that runs containers through vault-env
+(a drop-in for Bank-Vaults' vault-secrets-webhook). Configured through the environment.
+
+Usage: vault-secrets-webhook [--help | --version]
+
+Endpoints: POST /pods, /secrets, /configmaps, /objects (AdmissionReview v1 or v1beta1),
+           GET /healthz, GET /metrics
+
+Server:
+  TLS_CERT_FILE, TLS_PRIVATE_KEY_FILE  PEM certificate and key (required: HTTPS only); re-read
+                                       when they change (every TLS_RELOAD_INTERVAL [default: 5s])
+  LISTEN_ADDRESS                       [default: :8443]
+  TELEMETRY_LISTEN_ADDRESS             also serve /metrics there, over plain HTTP
+  LOG_LEVEL                            the webhook's log level [default: info]
+  ENABLE_JSON_LOG                      JSON logs; also the default of VAULT_JSON_LOG in pods
+  KUBECONFIG                           Kubernetes API access outside a cluster (else in-cluster);
+                                       the API is only contacted when a pod needs a read
+
+Defaults for pods (each overridable by a vault.security.banzaicloud.io/ annotation):
+  VAULT_ADDR [https://vault:8200], VAULT_SKIP_VERIFY, VAULT_ROLE [the pod's ServiceAccount],
+  VAULT_PATH [kubernetes], VAULT_AUTH_METHOD [jwt], VAULT_TLS_SECRET, VAULT_CLIENT_TIMEOUT [10s],
+  VAULT_NAMESPACE, VAULT_ENV_DAEMON, VAULT_ENV_DELAY, VAULT_IGNORE_MISSING_SECRETS,
+  VAULT_ENV_PASSTHROUGH, VAULT_LOG_LEVEL [info], TRANSIT_KEY_ID, TRANSIT_PATH,
+  TRANSIT_BATCH_SIZE [25], RUN_AS_NON_ROOT, RUN_AS_USER, RUN_AS_GROUP, READONLY_ROOT_FS,
+  PSP_ALLOW_PRIVILEGE_ESCALATION
+
+The copy-vault-env init container:
+  VAULT_ENV_IMAGE [ghcr.io/vault-env/vault-env:0.1.0], VAULT_ENV_PULL_POLICY [IfNotPresent],
+  VAULT_ENV_CPU_REQUEST [100m], VAULT_ENV_MEMORY_REQUEST [256Mi], VAULT_ENV_CPU_LIMIT [500m],
+  VAULT_ENV_MEMORY_LIMIT [256Mi]
+
+Image ENTRYPOINT/CMD lookup (containers without command):
+  REGISTRY_SKIP_VERIFY                 accept any registry certificate [default: false]
+  DEFAULT_IMAGE_PULL_SECRET, DEFAULT_IMAGE_PULL_SECRET_NAMESPACE,
+  DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT
+                                       credentials for pods without imagePullSecrets
+  REGISTRY_DEFAULT_PLATFORM            platform picked from multi-arch images when the pod's
+                                       nodeSelector does not say [default: linux/amd64]
+  REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
+  REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
+  HTTPS_PROXY, NO_PROXY                registry (and ECR API) connections go through the proxy
+  Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
+  from ecr:GetAuthorizationToken, kept until it expires. AWS credentials, first set wins:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+    AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [AWS_ROLE_SESSION_NAME, AWS_REGION]   (IRSA)
+    AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]                                    (Pod Identity)
+    the instance role: AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254],
+      off with AWS_EC2_METADATA_DISABLED=true
+  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL    API endpoints [AWS's]
+
+Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
+  VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET
+                                       (ca.crt of that Secret in KUBERNETES_NAMESPACE), and the
+                                       other VAULT_* variables as vault-env reads them
+  VAULT_TOKEN_FILE, VAULT_TOKEN        a token to use as is; else a login with the webhook's
+                                       service-account JWT (KUBERNETES_SERVICE_ACCOUNT_TOKEN)
+  VAULT_SERVICEACCOUNT                 default of the vault-serviceaccount annotation: log in as
+                                       that ServiceAccount of the object's namespace
+  VAULT_ADDR_ALLOWLIST                 other addresses a vault-addr annotation may name
+  VAULT_ALLOW_PRIVATE_ADDR             allow loopback/private IPs there [default: false]
+  VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations [default: false]
+  One token per address/role/mount/identity is reused until 2/3 of its TTL; tokens the webhook
+  obtained are revoked when it stops.";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    // Defaults for the per-pod annotations.
-    pub vault_addr: String,
-    pub skip_verify: bool,
-    pub role: String,
-    pub path: String,
-    pub auth_method: String,
-    pub tls_secret: String,
-    pub client_timeout: Duration,
-    /// `None` when unset: vault-env then picks daemon mode by itself when a secret has a lease.
-    pub env_daemon: Option<bool>,
-    pub env_delay: Option<Duration>,
-    pub ignore_missing_secrets: bool,
-    pub env_passthrough: String,
-    pub env_image: String,
-    pub env_pull_policy: String,
-    pub resources: Resources,
-    pub namespace: String,
-    pub transit_key_id: String,
-    pub transit_path: String,
-    pub transit_batch_size: u32,
-    pub allow_privilege_escalation: bool,
-    pub run_as_non_root: bool,
-    pub run_as_user: i64,
-    pub run_as_group: i64,
-    pub readonly_root_fs: bool,
-    pub registry_skip_verify: bool,
-    /// (secret, namespace, service account): credentials for images of pods with no pull secret.
-    pub default_pull_secret: Option<(String, String, String)>,
-    /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
-    pub app_log_level: String,
-    pub json_log: bool,
-    // The webhook itself.
+    /// The webhook's own log level and format.
     pub log_level: String,
-    pub listen_address: String,
-    pub telemetry_listen_address: Option<String>,
-    pub tls_cert_file: String,
-    pub tls_key_file: String,
-    /// How often the certificate files are checked for a change.
-    pub tls_reload_interval: Duration,
-    pub registry_cache_size: usize,
-    pub registry_cache_ttl: Duration,
-    /// How long pull credentials (pull secrets and ServiceAccount reads) are reused.
-    pub registry_credentials_ttl: Duration,
-    pub registry_timeout: Duration,
-    /// Amazon ECR through the instance role (the AWS SDKs' variable names).
-    pub ecr: crate::fetch::registry::ecr::EcrSettings,
-    /// `os/arch[/variant]` picked from multi-platform images when the pod does not say.
-    pub default_platform: String,
+    pub json_log: bool,
+    pub server: ServerSettings,
+    pub pods: PodDefaults,
+    pub objects: ObjectDefaults,
+    pub registry: RegistrySettings,
+    pub vault: VaultSettings,
     /// A `VAULT_TOKEN` set on the webhook. Bank-Vaults copies it into every pod spec in clear text;
     /// we never do (it would land in etcd).
     pub has_vault_token: bool,
-    // The webhook's own Vault client (Secrets, ConfigMaps, objects).
-    /// `VAULT_ADDR_ALLOWLIST`: addresses a `vault-addr` annotation on an object may name (besides
-    /// `VAULT_ADDR`), normalized.
-    pub addr_allowlist: Vec<String>,
-    /// `VAULT_ALLOW_PRIVATE_ADDR`: loopback and private IP literals are allowed in those annotations.
-    pub allow_private_addr: bool,
-    /// `VAULT_ALLOW_OBJECT_SKIP_VERIFY`: whether an object's `vault-skip-verify` annotation counts.
-    pub allow_object_skip_verify: bool,
-    /// `VAULT_SERVICEACCOUNT`: default for the `vault-serviceaccount` annotation.
-    pub service_account: String,
-    /// `KUBERNETES_NAMESPACE`: where `vault-tls-secret` is read for the webhook's own client (else
-    /// the namespace of its service account).
-    pub own_namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resources {
-    pub cpu_request: String,
-    pub memory_request: String,
-    pub cpu_limit: String,
-    pub memory_limit: String,
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{name}={value:?}: expected {expected}")]
-pub struct SettingError {
-    pub name: String,
-    pub value: String,
-    pub expected: &'static str,
-}
-
-struct Reader<'a, F: Fn(&str) -> Option<String>> {
-    get: &'a F,
-    errors: Vec<SettingError>,
-}
-
-impl<F: Fn(&str) -> Option<String>> Reader<'_, F> {
-    fn string(&self, name: &str, default: &str) -> String {
-        (self.get)(name).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
-    }
-
-    fn parsed<T>(&mut self, name: &str, default: T, expected: &'static str, parse: impl Fn(&str) -> Option<T>) -> T {
-        match (self.get)(name).filter(|v| !v.is_empty()) {
-            None => default,
-            Some(v) => match parse(&v) {
-                Some(t) => t,
-                None => {
-                    self.errors.push(SettingError { name: name.into(), value: v, expected });
-                    default
-                }
-            },
-        }
-    }
-
-    fn bool(&mut self, name: &str, default: bool) -> bool {
-        self.parsed(name, default, "true or false", parse_bool)
-    }
-
-    fn duration(&mut self, name: &str, default: Duration) -> Duration {
-        self.parsed(name, default, "a duration such as 10s or 1m30s", parse_duration)
-    }
-
-    fn int<T: std::str::FromStr>(&mut self, name: &str, default: T) -> T {
-        self.parsed(name, default, "a whole number", |s| s.parse().ok())
-    }
-
-    fn quantity(&mut self, name: &str, default: &str) -> String {
-        self.parsed(name, default.to_string(), "a Kubernetes quantity such as 100m or 256Mi", |s| is_quantity(s).then(|| s.to_string()))
-    }
-}
+const EXPECTED_QUANTITY: &str = "a Kubernetes quantity such as 100m or 256Mi";
 
 impl Settings {
-    pub fn from_process() -> Result<Settings, Vec<SettingError>> {
-        Settings::from_vars(&|name| std::env::var(name).ok())
-    }
-
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(get: &F) -> Result<Settings, Vec<SettingError>> {
-        let mut r = Reader { get, errors: Vec::new() };
-        let default_pull_secret = match (
-            r.string("DEFAULT_IMAGE_PULL_SECRET", ""),
-            r.string("DEFAULT_IMAGE_PULL_SECRET_NAMESPACE", ""),
-            r.string("DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT", ""),
-        ) {
-            (s, n, a) if !s.is_empty() && !n.is_empty() => Some((s, n, a)),
-            _ => None,
+    pub fn from_env(env: &Env) -> Result<Settings, Vec<FieldError>> {
+        let mut r = Reader::new(env);
+        let vault = read_vault_defaults(&mut r);
+        let pods = read_pod_defaults(&mut r, vault.clone());
+        let objects = ObjectDefaults {
+            addr_policy: AddrPolicy::new(&vault.addr, &r.string(VAULT_ADDR_ALLOWLIST, ""), r.bool(VAULT_ALLOW_PRIVATE_ADDR, false)),
+            allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, false),
+            service_account: r.string(VAULT_SERVICEACCOUNT, ""),
+            vault,
         };
-        let s = Settings {
-            vault_addr: r.string("VAULT_ADDR", "https://vault:8200"),
-            skip_verify: r.bool("VAULT_SKIP_VERIFY", false),
-            role: r.string("VAULT_ROLE", ""),
-            path: r.string("VAULT_PATH", "kubernetes"),
-            auth_method: r.string("VAULT_AUTH_METHOD", "jwt"),
-            tls_secret: r.string("VAULT_TLS_SECRET", ""),
-            client_timeout: r.duration("VAULT_CLIENT_TIMEOUT", Duration::from_secs(10)),
-            env_daemon: r.parsed("VAULT_ENV_DAEMON", None, "true or false", |s| parse_bool(s).map(Some)),
-            env_delay: r.parsed("VAULT_ENV_DELAY", None, "a duration such as 10s", |s| parse_duration(s).map(Some)),
-            ignore_missing_secrets: r.bool("VAULT_IGNORE_MISSING_SECRETS", false),
-            env_passthrough: r.string("VAULT_ENV_PASSTHROUGH", ""),
-            env_image: r.string("VAULT_ENV_IMAGE", DEFAULT_VAULT_ENV_IMAGE),
-            env_pull_policy: r.parsed("VAULT_ENV_PULL_POLICY", "IfNotPresent".into(), "Always, IfNotPresent or Never", pull_policy),
-            resources: Resources {
-                cpu_request: r.quantity("VAULT_ENV_CPU_REQUEST", "100m"),
-                memory_request: r.quantity("VAULT_ENV_MEMORY_REQUEST", "256Mi"),
-                cpu_limit: r.quantity("VAULT_ENV_CPU_LIMIT", "500m"),
-                memory_limit: r.quantity("VAULT_ENV_MEMORY_LIMIT", "256Mi"),
-            },
-            namespace: r.string("VAULT_NAMESPACE", ""),
-            transit_key_id: r.string("TRANSIT_KEY_ID", ""),
-            transit_path: r.string("TRANSIT_PATH", ""),
-            transit_batch_size: r.int("TRANSIT_BATCH_SIZE", 25),
-            allow_privilege_escalation: r.bool("PSP_ALLOW_PRIVILEGE_ESCALATION", false),
-            run_as_non_root: r.bool("RUN_AS_NON_ROOT", false),
-            run_as_user: r.int("RUN_AS_USER", 0),
-            run_as_group: r.int("RUN_AS_GROUP", 0),
-            readonly_root_fs: r.bool("READONLY_ROOT_FS", false),
-            registry_skip_verify: r.bool("REGISTRY_SKIP_VERIFY", false),
-            default_pull_secret,
-            app_log_level: r.string("VAULT_LOG_LEVEL", "info"),
-            json_log: r.bool("ENABLE_JSON_LOG", false),
-            log_level: r.string("LOG_LEVEL", "info"),
-            listen_address: r.string("LISTEN_ADDRESS", ":8443"),
-            telemetry_listen_address: Some(r.string("TELEMETRY_LISTEN_ADDRESS", "")).filter(|s| !s.is_empty()),
-            tls_cert_file: r.string("TLS_CERT_FILE", ""),
-            tls_key_file: r.string("TLS_PRIVATE_KEY_FILE", ""),
-            tls_reload_interval: r.duration("TLS_RELOAD_INTERVAL", Duration::from_secs(5)),
-            registry_cache_size: r.int("REGISTRY_CACHE_SIZE", 1024),
-            registry_cache_ttl: r.duration("REGISTRY_CACHE_TTL", Duration::from_secs(3600)),
-            registry_credentials_ttl: r.duration("REGISTRY_CREDENTIALS_TTL", Duration::from_secs(10)),
-            registry_timeout: r.duration("REGISTRY_TIMEOUT", Duration::from_secs(5)),
-            ecr: crate::fetch::registry::ecr::EcrSettings {
-                source: crate::fetch::registry::ecr::Source::from_vars(get),
-                api_endpoint: Some(r.string("AWS_ENDPOINT_URL_ECR", ""))
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| Some(r.string("AWS_ENDPOINT_URL", "")).filter(|s| !s.is_empty())),
-            },
-            default_platform: r.parsed("REGISTRY_DEFAULT_PLATFORM", "linux/amd64".into(), "os/arch[/variant], e.g. linux/arm64", |s| {
-                (s.split('/').count() >= 2 && !s.split('/').any(str::is_empty)).then(|| s.to_string())
+        let server = ServerSettings {
+            listen_address: r.string(LISTEN_ADDRESS, ":8443"),
+            telemetry_listen_address: r.text(TELEMETRY_LISTEN_ADDRESS),
+            tls_cert_file: r.string(TLS_CERT_FILE, ""),
+            tls_key_file: r.string(TLS_PRIVATE_KEY_FILE, ""),
+            tls_reload_interval: r.duration(TLS_RELOAD_INTERVAL, Duration::from_secs(5)),
+        };
+        if server.tls_cert_file.is_empty() || server.tls_key_file.is_empty() {
+            r.push(FieldError::other(
+                format!("{TLS_CERT_FILE}/{TLS_PRIVATE_KEY_FILE}"),
+                "both must be set: the webhook serves HTTPS only (the API server requires it)",
+            ));
+        }
+        let registry = read_registry(&mut r);
+        let (log_level, own_namespace, has_vault_token) = (r.string(LOG_LEVEL, "info"), r.text(KUBERNETES_NAMESPACE), r.is_set(core::VAULT_TOKEN));
+        let mut errors = r.finish(()).err().unwrap_or_default();
+        // The webhook's own Vault client: vault-env's reading of the same environment, checked
+        // now so that a bad value stops the start instead of failing the first Secret. A variable
+        // both read is reported once.
+        let base = Config::from_env(env).map_err(|core_errors| {
+            let more: Vec<FieldError> = core_errors.into_iter().filter(|e| !errors.iter().any(|o| o.name == e.name)).collect();
+            errors.extend(more);
+        });
+        match base {
+            Ok(base) if errors.is_empty() => Ok(Settings {
+                log_level,
+                json_log: pods.json_log,
+                server,
+                pods,
+                objects,
+                registry,
+                vault: VaultSettings { base, own_namespace },
+                has_vault_token,
             }),
-            has_vault_token: (get)("VAULT_TOKEN").is_some_and(|t| !t.is_empty()),
-            addr_allowlist: r
-                .string("VAULT_ADDR_ALLOWLIST", "")
-                .split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .map(crate::annotations::vault_addr::normalize)
-                .collect(),
-            allow_private_addr: r.bool("VAULT_ALLOW_PRIVATE_ADDR", false),
-            allow_object_skip_verify: r.bool("VAULT_ALLOW_OBJECT_SKIP_VERIFY", false),
-            service_account: r.string("VAULT_SERVICEACCOUNT", ""),
-            own_namespace: Some(r.string("KUBERNETES_NAMESPACE", "")).filter(|s| !s.is_empty()),
-        };
-        if s.tls_cert_file.is_empty() || s.tls_key_file.is_empty() {
-            r.errors.push(SettingError {
-                name: "TLS_CERT_FILE/TLS_PRIVATE_KEY_FILE".into(),
-                value: String::new(),
-                expected: "both set: the webhook serves HTTPS only (the API server requires it)",
-            });
-        }
-        match r.errors.is_empty() {
-            true => Ok(s),
-            false => Err(r.errors),
-        }
-    }
-
-    /// Settings with the certificate paths filled in and `vars` on top (unit tests).
-    #[cfg(test)]
-    pub fn for_tests(vars: &[(&str, &str)]) -> Settings {
-        let lookup = |n: &str| match n {
-            "TLS_CERT_FILE" | "TLS_PRIVATE_KEY_FILE" => Some("/x".to_string()),
-            _ => vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()),
-        };
-        match Settings::from_vars(&lookup) {
-            Ok(s) => s,
-            Err(e) => panic!("test settings: {e:?}"),
-        }
-    }
-
-    /// The socket address to bind: Go's `:8443` means every interface.
-    pub fn bind_address(addr: &str) -> String {
-        match addr.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => addr.to_string(),
+            _ => Err(errors),
         }
     }
 }
 
-pub fn pull_policy(s: &str) -> Option<String> {
-    matches!(s, "Always" | "IfNotPresent" | "Never").then(|| s.to_string())
+fn read_vault_defaults(r: &mut Reader<'_, Env>) -> VaultDefaults {
+    let d = VaultDefaults::default();
+    VaultDefaults {
+        addr: r.string(core::VAULT_ADDR, &d.addr),
+        skip_verify: r.bool(core::VAULT_SKIP_VERIFY, d.skip_verify),
+        role: r.string(core::VAULT_ROLE, &d.role),
+        path: r.string(core::VAULT_PATH, &d.path),
+        auth_method: r.string(core::VAULT_AUTH_METHOD, &d.auth_method),
+        tls_secret: r.string(VAULT_TLS_SECRET, &d.tls_secret),
+        client_timeout: r.duration(core::VAULT_CLIENT_TIMEOUT, d.client_timeout),
+        namespace: r.string(core::VAULT_NAMESPACE, &d.namespace),
+        ignore_missing_secrets: r.bool(core::VAULT_IGNORE_MISSING_SECRETS, d.ignore_missing_secrets),
+        transit_key_id: r.string(TRANSIT_KEY_ID, &d.transit_key_id),
+        transit_path: r.string(TRANSIT_PATH, &d.transit_path),
+        transit_batch_size: r.int(TRANSIT_BATCH_SIZE, d.transit_batch_size),
+    }
 }
 
-/// A Kubernetes resource quantity: a decimal number with an optional SI/binary suffix or exponent.
-pub fn is_quantity(s: &str) -> bool {
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(number_end);
-    let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
-    let number_ok = !digits.is_empty() && digits.matches('.').count() <= 1 && digits != "." && !digits.contains(['+', '-']);
-    let suffix_ok = matches!(suffix, "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")
-        || (suffix.len() > 1
-            && suffix.starts_with(['e', 'E'])
-            && suffix[1..].trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit())
-            && !suffix[1..].trim_start_matches(['+', '-']).is_empty());
-    number_ok && suffix_ok
-}
-
-/// Go's `time.Duration.String()`: `10s`, `1m30s`, `1h0m0s`, `500ms`, `0s` — how Bank-Vaults writes
-/// `VAULT_CLIENT_TIMEOUT` into pods.
-pub fn go_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000_000_000 {
-        let (unit, div) = match nanos {
-            n if n < 1_000 => return format!("{n}ns"),
-            n if n < 1_000_000 => ("µs", 1_000f64),
-            _ => ("ms", 1_000_000f64),
-        };
-        return format!("{}{unit}", trim_float(nanos as f64 / div));
-    }
-    let secs = d.as_secs();
-    let frac = d.subsec_nanos();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let sec = match frac {
-        0 => format!("{s}s"),
-        f => format!("{}s", trim_float(s as f64 + f as f64 / 1e9)),
+fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaults {
+    let d = PodDefaults::default();
+    let mut quantity = |name: &str, default: &str| r.parsed(name, default.to_string(), EXPECTED_QUANTITY, |s| is_quantity(s).then(|| s.to_string()));
+    let resources = Resources {
+        cpu_request: quantity(VAULT_ENV_CPU_REQUEST, &d.resources.cpu_request),
+        memory_request: quantity(VAULT_ENV_MEMORY_REQUEST, &d.resources.memory_request),
+        cpu_limit: quantity(VAULT_ENV_CPU_LIMIT, &d.resources.cpu_limit),
+        memory_limit: quantity(VAULT_ENV_MEMORY_LIMIT, &d.resources.memory_limit),
     };
-    match (h, m) {
-        (0, 0) => sec,
-        (0, m) => format!("{m}m{sec}"),
-        (h, m) => format!("{h}h{m}m{sec}"),
+    PodDefaults {
+        vault,
+        env_daemon: r.optional(core::VAULT_ENV_DAEMON, EXPECTED_BOOL, parse_bool),
+        env_delay: r.optional(core::VAULT_ENV_DELAY, "a duration such as 10s", parse_duration),
+        env_passthrough: r.string(core::VAULT_ENV_PASSTHROUGH, &d.env_passthrough),
+        env_image: r.string(VAULT_ENV_IMAGE, &d.env_image),
+        env_pull_policy: r.parsed(VAULT_ENV_PULL_POLICY, d.env_pull_policy, EXPECTED_PULL_POLICY, pull_policy),
+        resources,
+        allow_privilege_escalation: r.bool(PSP_ALLOW_PRIVILEGE_ESCALATION, d.allow_privilege_escalation),
+        run_as_non_root: r.bool(RUN_AS_NON_ROOT, d.run_as_non_root),
+        run_as_user: r.int(RUN_AS_USER, d.run_as_user),
+        run_as_group: r.int(RUN_AS_GROUP, d.run_as_group),
+        readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
+        registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
+        app_log_level: r.parsed(core::VAULT_LOG_LEVEL, d.app_log_level, EXPECTED_LOG_LEVEL, log_level),
+        json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
     }
 }
 
-fn trim_float(f: f64) -> String {
-    let s = format!("{f:.9}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
+    let default_pull_secret = match (r.text(DEFAULT_IMAGE_PULL_SECRET), r.text(DEFAULT_IMAGE_PULL_SECRET_NAMESPACE)) {
+        (Some(secret), Some(namespace)) => {
+            Some(DefaultPullSecret { secret, namespace, service_account: r.string(DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT, "") })
+        }
+        _ => None,
+    };
+    let d = RegistrySettings::default();
+    RegistrySettings {
+        cache_size: r.int(REGISTRY_CACHE_SIZE, d.cache_size),
+        cache_ttl: r.duration(REGISTRY_CACHE_TTL, d.cache_ttl),
+        credentials_ttl: r.duration(REGISTRY_CREDENTIALS_TTL, d.credentials_ttl),
+        timeout: r.duration(REGISTRY_TIMEOUT, d.timeout),
+        default_platform: r.parsed(REGISTRY_DEFAULT_PLATFORM, d.default_platform, "os/arch[/variant], e.g. linux/arm64", Platform::parse),
+        default_pull_secret,
+        ecr: EcrSettings { source: Source::read(r), api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)) },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn settings(vars: &[(&str, &str)]) -> Result<Settings, Vec<SettingError>> {
-        let mut map: HashMap<String, String> =
-            [("TLS_CERT_FILE", "/c"), ("TLS_PRIVATE_KEY_FILE", "/k")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Settings::from_vars(&|n| map.get(n).cloned())
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, Vec<FieldError>> {
+        let env: Env = [(TLS_CERT_FILE, "/c"), (TLS_PRIVATE_KEY_FILE, "/k")].iter().chain(vars).map(|(k, v)| (*k, *v)).collect();
+        Settings::from_env(&env)
     }
 
     #[test]
     fn defaults_match_bank_vaults() {
         let s = settings(&[]).unwrap();
-        assert_eq!(s.vault_addr, "https://vault:8200");
-        assert_eq!(s.path, "kubernetes");
-        assert_eq!(s.auth_method, "jwt");
-        assert_eq!(s.client_timeout, Duration::from_secs(10));
-        assert_eq!(s.transit_batch_size, 25);
-        assert_eq!(s.env_pull_policy, "IfNotPresent");
-        assert_eq!(s.resources.cpu_request, "100m");
-        assert_eq!(s.resources.memory_limit, "256Mi");
-        assert_eq!(s.listen_address, ":8443");
-        assert_eq!(s.default_pull_secret, None);
+        assert_eq!(s.pods.vault.addr, "https://vault:8200");
+        assert_eq!(s.pods.vault.path, "kubernetes");
+        assert_eq!(s.pods.vault.auth_method, "jwt");
+        assert_eq!(s.pods.vault.client_timeout, Duration::from_secs(10));
+        assert_eq!(s.pods.vault.transit_batch_size, 25);
+        assert_eq!(s.pods.env_pull_policy, "IfNotPresent");
+        assert_eq!(s.pods.resources.cpu_request, "100m");
+        assert_eq!(s.pods.resources.memory_limit, "256Mi");
+        assert_eq!(s.server.listen_address, ":8443");
+        assert_eq!(s.registry.default_pull_secret, None);
     }
 
     #[test]
     fn every_bad_setting_is_reported_and_https_is_required() {
-        let mut map = HashMap::new();
-        map.insert("VAULT_SKIP_VERIFY", "maybe");
-        map.insert("VAULT_ENV_CPU_LIMIT", "lots");
-        map.insert("TRANSIT_BATCH_SIZE", "-1");
-        map.insert("VAULT_ENV_PULL_POLICY", "Sometimes");
-        let errors = Settings::from_vars(&|n| map.get(n).map(|v| v.to_string())).unwrap_err();
+        let env: Env =
+            [("VAULT_SKIP_VERIFY", "maybe"), ("VAULT_ENV_CPU_LIMIT", "lots"), ("TRANSIT_BATCH_SIZE", "-1"), ("VAULT_ENV_PULL_POLICY", "Sometimes")]
+                .into_iter()
+                .collect();
+        let errors = Settings::from_env(&env).unwrap_err();
         let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
         for name in ["VAULT_ENV_PULL_POLICY", "VAULT_ENV_CPU_LIMIT", "TRANSIT_BATCH_SIZE", "VAULT_SKIP_VERIFY", "TLS_CERT_FILE/TLS_PRIVATE_KEY_FILE"]
         {
@@ -343,41 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn the_webhooks_own_vault_settings_are_checked_at_start_up() {
+        let errors = settings(&[(core::VAULT_CLIENT_CERT, "/cert.pem"), (core::VAULT_MAX_RETRIES, "many")]).unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [core::VAULT_CLIENT_KEY, core::VAULT_MAX_RETRIES], "{errors:?}");
+    }
+
+    #[test]
     fn default_pull_secret_needs_name_and_namespace() {
-        assert_eq!(settings(&[("DEFAULT_IMAGE_PULL_SECRET", "regcred")]).unwrap().default_pull_secret, None);
+        assert_eq!(settings(&[("DEFAULT_IMAGE_PULL_SECRET", "regcred")]).unwrap().registry.default_pull_secret, None);
         let s = settings(&[("DEFAULT_IMAGE_PULL_SECRET", "regcred"), ("DEFAULT_IMAGE_PULL_SECRET_NAMESPACE", "infra")]).unwrap();
-        assert_eq!(s.default_pull_secret, Some(("regcred".into(), "infra".into(), String::new())));
+        let want = DefaultPullSecret { secret: "regcred".into(), namespace: "infra".into(), service_account: String::new() };
+        assert_eq!(s.registry.default_pull_secret, Some(want));
     }
 
     #[test]
-    fn quantities() {
-        for ok in ["100m", "256Mi", "1", "0.5", "1e3", "2Gi", "1.5G", "+1"] {
-            assert!(is_quantity(ok), "{ok}");
+    fn help_lists_every_setting() {
+        for name in ALL {
+            assert!(HELP.contains(name), "--help does not mention {name}");
         }
-        for bad in ["", "lots", "1x", "Mi", "1..2", "1e", "--1", "1 Mi"] {
-            assert!(!is_quantity(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn go_duration_strings() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_secs(3600), "1h0m0s"),
-            (Duration::from_millis(500), "500ms"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_nanos(42), "42ns"),
-        ];
-        for (d, s) in cases {
-            assert_eq!(go_duration(d), s);
-        }
-    }
-
-    #[test]
-    fn bind_address_accepts_go_form() {
-        assert_eq!(Settings::bind_address(":8443"), "0.0.0.0:8443");
-        assert_eq!(Settings::bind_address("127.0.0.1:9443"), "127.0.0.1:9443");
     }
 }

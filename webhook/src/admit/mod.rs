@@ -2,16 +2,15 @@
 //! containers to mutate → registry lookups for containers without `command` → patch. The
 //! decisions are the pure functions of [`crate::mutate::pod`]; this module does the reads between them.
 
-use crate::annotations::{self, ObjectConfig, ObjectInfo, PodConfig};
+use crate::annotations::{self, ObjectConfig, ObjectDefaults, ObjectInfo, PodConfig, PodDefaults};
 use crate::fetch::cache::{Gates, TtlCache};
 use crate::fetch::kube::KubeApi;
-use crate::fetch::registry::{DockerAuth, Lookup, Platform, Registry, parse_pull_secret};
-use crate::fetch::vault::VaultAccess;
+use crate::fetch::registry::{DefaultPullSecret, DockerAuth, Lookup, Platform, Registry, RegistrySettings, parse_pull_secret};
+use crate::fetch::vault::{VaultAccess, VaultSettings};
 use crate::metrics::Metrics;
 use crate::mutate::object::{self, Kind};
 use crate::mutate::patch::JsonPatch;
 use crate::mutate::pod::{self, Fetched, ImageCommand, Source, Target};
-use crate::settings::Settings;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +19,9 @@ use std::sync::{Arc, Mutex};
 type CredentialsKey = (Vec<(String, String)>, String, String);
 
 pub struct Context {
-    pub settings: Settings,
+    pub pods: PodDefaults,
+    pub objects: ObjectDefaults,
+    default_pull_secret: Option<DefaultPullSecret>,
     pub kube: KubeApi,
     pub registry: Registry,
     pub vault: VaultAccess,
@@ -35,16 +36,33 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(settings: Settings) -> Context {
+    pub fn new(pods: PodDefaults, objects: ObjectDefaults, registry: &RegistrySettings, vault: VaultSettings) -> Context {
         let metrics = Arc::new(Metrics::new());
-        let ecr = crate::fetch::registry::ecr::Ecr::new(settings.ecr.clone(), settings.registry_timeout, metrics.clone());
-        let registry = Registry::new(settings.registry_cache_size, settings.registry_cache_ttl, settings.registry_timeout, metrics.clone(), ecr);
-        let default_platform =
-            Platform::parse(&settings.default_platform).unwrap_or(Platform { os: "linux".into(), arch: "amd64".into(), variant: None });
-        let vault = VaultAccess::new(std::env::vars().collect(), settings.own_namespace.clone(), metrics.clone());
-        let credentials = Mutex::new(TtlCache::new(settings.registry_cache_size, settings.registry_credentials_ttl));
-        let credential_reads = Gates::default();
-        Context { kube: KubeApi::new(metrics.clone()), registry, vault, credentials, credential_reads, metrics, default_platform, settings }
+        Context {
+            pods,
+            objects,
+            default_pull_secret: registry.default_pull_secret.clone(),
+            kube: KubeApi::new(metrics.clone()),
+            credentials: Mutex::new(TtlCache::new(registry.cache_size, registry.credentials_ttl)),
+            credential_reads: Gates::default(),
+            default_platform: registry.default_platform.clone(),
+            registry: Registry::new(registry, metrics.clone()),
+            vault: VaultAccess::new(vault, metrics.clone()),
+            metrics,
+        }
+    }
+
+    /// A context with Bank-Vaults' defaults and `vault_addr` (unit tests; nothing is read from
+    /// the process environment).
+    #[cfg(test)]
+    pub fn for_tests(vault_addr: &str) -> Context {
+        use crate::annotations::VaultDefaults;
+        use crate::annotations::vault_addr::AddrPolicy;
+        let vault = VaultDefaults { addr: vault_addr.into(), ..VaultDefaults::default() };
+        let pods = PodDefaults { vault: vault.clone(), ..PodDefaults::default() };
+        let objects = ObjectDefaults { addr_policy: AddrPolicy::new(vault_addr, "", false), vault, ..ObjectDefaults::default() };
+        let base = vault_env::config::Config::from_env(&vault_env::config::Env::default()).expect("vault-env's defaults are valid");
+        Context::new(pods, objects, &RegistrySettings::default(), VaultSettings { base, own_namespace: None })
     }
 }
 
@@ -72,7 +90,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     if annotations::skipped(annotations, labels) || pod::already_mutated(pod) {
         return Ok(None);
     }
-    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.settings).map_err(|errors| {
+    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("pod {who}: {}", list.join("; "))
     })?;
@@ -149,7 +167,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
         return Ok(None);
     }
     let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.settings).map_err(|errors| {
+    let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.objects).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("{who}: {}", list.join("; "))
     })?;
@@ -200,10 +218,10 @@ async fn pull_credentials(ctx: &Context, pod: &Pod, namespace: &str) -> Result<V
     let spec = pod.spec.as_ref();
     let mut secrets: Vec<(String, String)> =
         spec.and_then(|s| s.image_pull_secrets.as_ref()).iter().flat_map(|v| v.iter()).map(|r| (namespace.to_string(), r.name.clone())).collect();
-    let (sa_namespace, sa_name) = match (&ctx.settings.default_pull_secret, secrets.is_empty()) {
-        (Some((secret, ns, sa)), true) => {
-            secrets.push((ns.clone(), secret.clone()));
-            (ns.clone(), sa.clone())
+    let (sa_namespace, sa_name) = match (&ctx.default_pull_secret, secrets.is_empty()) {
+        (Some(d), true) => {
+            secrets.push((d.namespace.clone(), d.secret.clone()));
+            (d.namespace.clone(), d.service_account.clone())
         }
         _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
     };

@@ -3,7 +3,6 @@
 //! could send the webhook's credentials to a server of their choice, or make it reach the cloud
 //! metadata service. Same rules as Bank-Vaults' `ValidateObjectAddr` (v1.23.1+).
 
-use crate::settings::Settings;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
@@ -15,19 +14,24 @@ pub fn normalize(addr: &str) -> String {
     }
 }
 
-/// Host names that always mean "this machine" or a metadata service.
-const REFUSED_HOSTS: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data", "metadata.azure.internal"];
+/// Which Vault addresses an object's annotation may name (the webhook's `VAULT_ADDR`,
+/// `VAULT_ADDR_ALLOWLIST`, `VAULT_ALLOW_PRIVATE_ADDR`); addresses are kept normalized.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AddrPolicy {
+    pub own: String,
+    pub allowlist: Vec<String>,
+    pub allow_private: bool,
+}
 
-/// The address an object's `vault-addr` annotation may use, normalized, or why not.
-pub fn check_object_addr(addr: &str, settings: &Settings) -> Result<String, String> {
-    let addr = addr.trim();
-    if addr.is_empty() {
-        return Err("the address is empty".into());
+impl AddrPolicy {
+    pub fn new(own: &str, allowlist: &str, allow_private: bool) -> AddrPolicy {
+        let allowlist = allowlist.split(',').map(str::trim).filter(|a| !a.is_empty()).map(normalize).collect();
+        AddrPolicy { own: normalize(own), allowlist, allow_private }
     }
-    let normalized = normalize(addr);
-    if normalized == normalize(&settings.vault_addr) {
-        return Ok(normalized);
-    }
+}
+
+/// An address vault-env can use: http(s), a host, no credentials, query or fragment.
+pub fn usable(addr: &str) -> Result<Url, String> {
     let url = Url::parse(addr).map_err(|_| "not an http:// or https:// address with a host".to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not allowed (http or https only)", url.scheme()));
@@ -38,6 +42,26 @@ pub fn check_object_addr(addr: &str, settings: &Settings) -> Result<String, Stri
     if url.query().is_some() || url.fragment().is_some() {
         return Err("a query or fragment is not allowed".into());
     }
+    if !url.has_host() || addr.contains(' ') {
+        return Err("not an http:// or https:// address with a host".into());
+    }
+    Ok(url)
+}
+
+/// Host names that always mean "this machine" or a metadata service.
+const REFUSED_HOSTS: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data", "metadata.azure.internal"];
+
+/// The address an object's `vault-addr` annotation may use, normalized, or why not.
+pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Err("the address is empty".into());
+    }
+    let normalized = normalize(addr);
+    if normalized == policy.own {
+        return Ok(normalized);
+    }
+    let url = usable(addr)?;
     match url.host() {
         None => return Err("the address has no host".into()),
         Some(Host::Domain(d)) => {
@@ -52,16 +76,16 @@ pub fn check_object_addr(addr: &str, settings: &Settings) -> Result<String, Stri
             if raw_host(addr) != ip.to_string() {
                 return Err("numeric IP forms other than dotted decimal are refused".into());
             }
-            check_ipv4(ip, settings.allow_private_addr)?;
+            check_ipv4(ip, policy.allow_private)?;
         }
         Some(Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
-            Some(v4) => check_ipv4(v4, settings.allow_private_addr)?,
-            None => check_ipv6(ip, settings.allow_private_addr)?,
+            Some(v4) => check_ipv4(v4, policy.allow_private)?,
+            None => check_ipv6(ip, policy.allow_private)?,
         },
     }
-    if settings.addr_allowlist.contains(&normalized) {
+    if policy.allowlist.contains(&normalized) {
         Ok(normalized)
-    } else if settings.addr_allowlist.is_empty() {
+    } else if policy.allowlist.is_empty() {
         Err("VAULT_ADDR_ALLOWLIST is empty: objects may only use the webhook's VAULT_ADDR".into())
     } else {
         Err("not in VAULT_ADDR_ALLOWLIST".into())
@@ -104,9 +128,8 @@ fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn settings(allowlist: &str, allow_private: bool) -> Settings {
-        let private = if allow_private { "true" } else { "false" };
-        Settings::for_tests(&[("VAULT_ADDR", "https://vault.vault:8200"), ("VAULT_ADDR_ALLOWLIST", allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", private)])
+    fn settings(allowlist: &str, allow_private: bool) -> AddrPolicy {
+        AddrPolicy::new("https://vault.vault:8200", allowlist, allow_private)
     }
 
     /// Bank-Vaults' `TestValidateObjectAddr` cases, plus IPv6 and mapped forms.
@@ -137,7 +160,7 @@ mod tests {
             ("http://169.254.169.254/latest/meta-data/", list, true),
         ];
         for (addr, allowlist, private) in rejected {
-            assert!(check_object_addr(addr, &settings(allowlist, private)).is_err(), "{addr:?} was accepted");
+            assert!(check(addr, &settings(allowlist, private)).is_err(), "{addr:?} was accepted");
         }
         let accepted = [
             ("https://vault.prod.svc:8200", list, false, "https://vault.prod.svc:8200"),
@@ -148,10 +171,20 @@ mod tests {
             ("https://VAULT.vault:8200/", "", false, "https://vault.vault:8200"),
         ];
         for (addr, allowlist, private, want) in accepted {
-            assert_eq!(check_object_addr(addr, &settings(allowlist, private)).as_deref(), Ok(want), "{addr:?}");
+            assert_eq!(check(addr, &settings(allowlist, private)).as_deref(), Ok(want), "{addr:?}");
         }
-        let why = check_object_addr("http://127.0.0.1:8200", &settings(list, false)).unwrap_err();
+        let why = check("http://127.0.0.1:8200", &settings(list, false)).unwrap_err();
         assert!(why.contains("VAULT_ALLOW_PRIVATE_ADDR"), "{why}");
-        assert!(check_object_addr("https://x.example", &settings("", false)).unwrap_err().contains("VAULT_ADDR_ALLOWLIST is empty"));
+        assert!(check("https://x.example", &settings("", false)).unwrap_err().contains("VAULT_ADDR_ALLOWLIST is empty"));
+    }
+
+    #[test]
+    fn addresses() {
+        for ok in ["https://vault:8200", "http://10.0.0.1:8200/", "https://vault.prod.svc"] {
+            assert!(usable(ok).is_ok(), "{ok}");
+        }
+        for bad in ["vault:8200", "file:///etc/passwd", "https://", "https://u:p@vault", "https://vault?x=1", "https://:8200"] {
+            assert!(usable(bad).is_err(), "{bad}");
+        }
     }
 }

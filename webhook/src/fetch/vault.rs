@@ -12,14 +12,13 @@
 use crate::annotations::{ObjectConfig, VaultTarget};
 use crate::fetch::kube::KubeApi;
 use crate::metrics::Metrics;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vault_env::SecretString;
 use vault_env::auth::{self, TokenSource};
 use vault_env::client::Client;
-use vault_env::config::{Config, Env, Transit};
+use vault_env::config::{Config, Transit};
 use vault_env::resolve::{self, Cause, Plan, Resolved};
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -48,22 +47,44 @@ struct Session {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
 
+/// The webhook's own Vault client settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// vault-env's reading of the webhook's environment (TLS, token, retries, proxy, …); each
+    /// object's annotations override the address, mount, role and the rest.
+    pub base: Config,
+    /// `KUBERNETES_NAMESPACE`: where `vault-tls-secret` is read (else the namespace of the
+    /// webhook's service account).
+    pub own_namespace: Option<String>,
+}
+
 pub struct VaultAccess {
-    /// The webhook's `VAULT_*` (and service-account token path) variables.
-    base: Vec<(String, String)>,
-    own_namespace: Option<String>,
+    settings: VaultSettings,
     sessions: Mutex<HashMap<SessionKey, Slot>>,
     retired: Mutex<Vec<Arc<Session>>>,
     metrics: Arc<Metrics>,
 }
 
 impl VaultAccess {
-    pub fn new(base: Vec<(String, String)>, own_namespace: Option<String>, metrics: Arc<Metrics>) -> VaultAccess {
-        let base = base
-            .into_iter()
-            .filter(|(k, _)| (k.starts_with("VAULT_") && k != "VAULT_AGENT_ADDR") || k == "KUBERNETES_SERVICE_ACCOUNT_TOKEN" || k == "HOME")
-            .collect();
-        VaultAccess { base, own_namespace, sessions: Mutex::new(HashMap::new()), retired: Mutex::new(Vec::new()), metrics }
+    pub fn new(settings: VaultSettings, metrics: Arc<Metrics>) -> VaultAccess {
+        VaultAccess { settings, sessions: Mutex::new(HashMap::new()), retired: Mutex::new(Vec::new()), metrics }
+    }
+
+    /// The client settings for an object: the webhook's, with the object's annotations on top.
+    async fn client_config(&self, config: &ObjectConfig, kube: &KubeApi) -> Result<Config, String> {
+        let v = &config.vault;
+        let mut c = self.settings.base.clone();
+        c.addr = v.addr.trim_end_matches('/').to_string();
+        c.tls.skip_verify = v.skip_verify;
+        c.auth.method = config.auth_method;
+        c.auth.mount = v.path.trim_matches('/').to_string();
+        c.auth.role = v.role.clone();
+        c.namespace = Some(v.namespace.trim().trim_matches('/').to_string()).filter(|n| !n.is_empty());
+        c.timeout = v.client_timeout.max(Duration::from_millis(1));
+        if !v.tls_secret.is_empty() {
+            c.tls.ca.pem = Some(self.ca_from_secret(&v.tls_secret, kube).await?);
+        }
+        Ok(c)
     }
 
     /// Fetches and renders `plan` for an object. A token that was reused and is now refused (revoked
@@ -81,10 +102,7 @@ impl VaultAccess {
                     self.forget(&key, &session).await;
                     fresh = true;
                 }
-                Err(errors) => {
-                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                    return Err(list.join("; "));
-                }
+                Err(errors) => return Err(vault_env::config::reader::join(&errors)),
                 Ok(resolved) => return Ok(resolved),
             }
         }
@@ -124,29 +142,13 @@ impl VaultAccess {
     }
 
     async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<Session, String> {
-        let mut env: Vec<(String, String)> = self.base.clone();
-        env.extend([
-            ("VAULT_ADDR".to_string(), config.vault.addr.clone()),
-            ("VAULT_SKIP_VERIFY".into(), config.vault.skip_verify.to_string()),
-            ("VAULT_AUTH_METHOD".into(), config.vault.auth_method.clone()),
-            ("VAULT_PATH".into(), config.vault.path.clone()),
-            ("VAULT_ROLE".into(), config.vault.role.clone()),
-            ("VAULT_NAMESPACE".into(), config.vault.namespace.clone()),
-            ("VAULT_CLIENT_TIMEOUT".into(), format!("{}ms", config.vault.client_timeout.as_millis().max(1))),
-        ]);
-        if !config.vault.tls_secret.is_empty() {
-            env.push(("VAULT_CACERT_BYTES".into(), self.ca_from_secret(&config.vault.tls_secret, kube).await?));
-        }
-        let vault_config = Config::from_env(&env.into_iter().collect::<Env>()).map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!("the webhook's Vault settings: {}", list.join("; "))
-        })?;
+        let vault_config = self.client_config(config, kube).await?;
         let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.vault.addr))?;
         let obtained = Instant::now();
         let result = match &key.identity {
             Identity::ServiceAccount { namespace, name } => {
                 let jwt = kube.service_account_token(namespace, name).await.map_err(|e| e.to_string())?;
-                let body = json!({ "role": config.vault.role, "jwt": jwt.expose() });
+                let body = auth::jwt_body(&config.vault.role, &jwt);
                 client.login(&vault_config.auth.mount, &body).await.map(|a| (a.client_token, a.lease_duration, true)).map_err(|e| {
                     format!(
                         "login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}",
@@ -173,7 +175,7 @@ impl VaultAccess {
 
     /// `ca.crt` of the `vault-tls-secret` Secret in the webhook's own namespace.
     async fn ca_from_secret(&self, name: &str, kube: &KubeApi) -> Result<String, String> {
-        let namespace = match &self.own_namespace {
+        let namespace = match &self.settings.own_namespace {
             Some(n) => n.clone(),
             None => std::fs::read_to_string(SA_NAMESPACE_FILE).map(|s| s.trim().to_string()).map_err(|e| {
                 format!("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {e})")

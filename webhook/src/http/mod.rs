@@ -143,6 +143,26 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], ctx.metrics.encode()).into_response()
 }
 
+/// Where and how the webhook serves.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen_address: String,
+    /// Also serve `/metrics` there, over plain HTTP.
+    pub telemetry_listen_address: Option<String>,
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    /// How often the certificate files are checked for a change.
+    pub tls_reload_interval: Duration,
+}
+
+/// The socket address to bind: Go's `:8443` means every interface.
+pub fn bind_address(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_string(),
+    }
+}
+
 pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .route("/pods", post(pods))
@@ -202,5 +222,16 @@ pub async fn serve(listener: TcpListener, tls: Option<Arc<ServerConfig>>, router
     }
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in flight after 10 s; stopping anyway");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_address_accepts_go_form() {
+        assert_eq!(bind_address(":8443"), "0.0.0.0:8443");
+        assert_eq!(bind_address("127.0.0.1:9443"), "127.0.0.1:9443");
     }
 }

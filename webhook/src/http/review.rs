@@ -153,10 +153,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
 
     fn ctx() -> Context {
-        Context::new(Settings::for_tests(&[("VAULT_ADDR", "https://vault.vault:8200")]))
+        Context::for_tests("https://vault.vault:8200")
     }
 
     fn review(api_version: &str, operation: &str, pod: Value) -> Vec<u8> {
@@ -268,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn objects_deletes_plain_values_and_syntax_errors() {
         // VAULT_ADDR points nowhere: none of these may reach Vault.
-        let c = Context::new(Settings::for_tests(&[("VAULT_ADDR", "http://127.0.0.1:1")]));
+        let c = Context::for_tests("http://127.0.0.1:1");
         let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "cGxhaW4="}});
         for (operation, object) in [("CREATE", plain.clone()), ("UPDATE", plain), ("DELETE", Value::Null)] {
             let a = json_of(review_object(&c, &object_review(operation, object), Kind::Secret).await);

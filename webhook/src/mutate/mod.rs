@@ -5,3 +5,4 @@
 pub mod object;
 pub mod patch;
 pub mod pod;
+pub mod pod_parts;

@@ -1,4 +1,4 @@
-//! Pod mutation (spec §5.5): which containers run through vault-env, and the JSONPatch that makes
+//! Pod mutation (Bank-Vaults' `pkg/webhook/pod.go`, `mutateContainers`): which containers run through vault-env, and the JSONPatch that makes
 //! them do so. Everything here is pure; the Kubernetes API and registry reads it needs are done by
 //! [`crate::admit`] between the phases:
 //!
@@ -8,23 +8,14 @@
 //! 4. [`patch`]: the RFC 6902 patch, as precise `add` operations on the original object, so fields
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
+use super::pod_parts::{BINARY, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
 use crate::annotations::PodConfig;
 use crate::mutate::patch::{AddOps, JsonPatch};
-use crate::settings::go_duration;
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
-use serde_json::{Value, json};
-use std::borrow::Cow;
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use vault_env::reference::looks_like_reference;
-
-pub const VOLUME: &str = "vault-env";
-pub const MOUNT_PATH: &str = "/vault/";
-pub const BINARY: &str = "/vault/vault-env";
-pub const COPY_CONTAINER: &str = "copy-vault-env";
-/// Where the vault-env image keeps its binary; `vault-env --copy-to DIR` copies itself, no shell.
-pub const IMAGE_BINARY: &str = "/usr/local/bin/vault-env";
-pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
@@ -149,132 +140,6 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
     }
 }
 
-/// An `env` entry this webhook adds.
-#[derive(Serialize)]
-struct Env<'a> {
-    name: &'static str,
-    value: Cow<'a, str>,
-}
-
-fn env<'a>(name: &'static str, value: impl Into<Cow<'a, str>>) -> Env<'a> {
-    Env { name, value: value.into() }
-}
-
-fn bool_str(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
-}
-
-/// Where the CA of `vault-tls-secret` goes: `vault-tls` at `/vault/tls/`, or `vault-env-tls` at
-/// `/vault-env/tls/` when the pod already has a `vault-tls` volume (Vault's own pods).
-fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
-    let taken = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == "vault-tls"));
-    if taken { ("vault-env-tls", "/vault-env/tls/") } else { ("vault-tls", "/vault/tls/") }
-}
-
-/// The variables vault-env reads, in Bank-Vaults' order.
-fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<Env<'a>> {
-    let mut out = vec![
-        env("VAULT_ADDR", config.vault.addr.as_str()),
-        env("VAULT_SKIP_VERIFY", bool_str(config.vault.skip_verify)),
-        env("VAULT_AUTH_METHOD", config.vault.auth_method.as_str()),
-        env("VAULT_PATH", config.vault.path.as_str()),
-        env("VAULT_ROLE", config.vault.role.as_str()),
-        env("VAULT_IGNORE_MISSING_SECRETS", bool_str(config.vault.ignore_missing_secrets)),
-        env("VAULT_ENV_PASSTHROUGH", config.passthrough.as_str()),
-        env("VAULT_JSON_LOG", bool_str(config.json_log)),
-        env("VAULT_CLIENT_TIMEOUT", go_duration(config.vault.client_timeout)),
-    ];
-    let has_level = c.env.iter().flatten().any(|e| e.name == "VAULT_LOG_LEVEL");
-    if !has_level && !config.log_level.is_empty() {
-        out.push(env("VAULT_LOG_LEVEL", config.log_level.as_str()));
-    }
-    if !config.vault.transit_key_id.is_empty() {
-        out.push(env("VAULT_TRANSIT_KEY_ID", config.vault.transit_key_id.as_str()));
-    }
-    if !config.vault.transit_path.is_empty() {
-        out.push(env("VAULT_TRANSIT_PATH", config.vault.transit_path.as_str()));
-    }
-    if config.vault.transit_batch_size > 0 {
-        out.push(env("VAULT_TRANSIT_BATCH_SIZE", config.vault.transit_batch_size.to_string()));
-    }
-    if !config.vault.namespace.is_empty() {
-        out.push(env("VAULT_NAMESPACE", config.vault.namespace.as_str()));
-    }
-    if !config.vault.tls_secret.is_empty() {
-        out.push(env("VAULT_CACERT", format!("{}ca.crt", tls_volume(pod).1)));
-    }
-    if let Some((_, file)) = &config.token_auth_mount {
-        out.push(env("VAULT_TOKEN_FILE", format!("{TOKEN_MOUNT_PATH}{file}")));
-    }
-    if let Some(daemon) = config.daemon {
-        out.push(env("VAULT_ENV_DAEMON", bool_str(daemon)));
-    }
-    if let Some(delay) = config.delay {
-        out.push(env("VAULT_ENV_DELAY", go_duration(delay)));
-    }
-    if !config.from_path.is_empty() {
-        out.push(env("VAULT_ENV_FROM_PATH", config.from_path.as_str()));
-    }
-    out
-}
-
-fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
-    let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
-    if !config.vault.tls_secret.is_empty() {
-        let (name, path) = tls_volume(pod);
-        out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
-    }
-    if let Some((volume, _)) = &config.token_auth_mount {
-        out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
-    }
-    out
-}
-
-/// The security context of containers this webhook adds (spec §5.5 step 11), plus the
-/// `RuntimeDefault` seccomp profile that restricted Pod Security requires.
-fn security_context(config: &PodConfig, pod: &Pod) -> Value {
-    let mut sc = json!({
-        "allowPrivilegeEscalation": config.allow_privilege_escalation,
-        "readOnlyRootFilesystem": config.readonly_root_fs,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    });
-    if let Some(user) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user) {
-        sc["runAsUser"] = json!(user);
-    }
-    if config.run_as_non_root {
-        sc["runAsNonRoot"] = json!(true);
-    }
-    if config.run_as_user > 0 {
-        sc["runAsUser"] = json!(config.run_as_user);
-    }
-    if config.run_as_group > 0 {
-        sc["runAsGroup"] = json!(config.run_as_group);
-    }
-    sc
-}
-
-fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
-    let r = &config.resources;
-    json!({
-        "name": COPY_CONTAINER,
-        "image": config.env_image,
-        "imagePullPolicy": config.env_pull_policy,
-        "command": [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
-        "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
-        "securityContext": security_context(config, pod),
-        "resources": {
-            "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
-            "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
-        },
-    })
-}
-
-fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
-    let command = probe?.exec.as_ref()?.command.clone()?;
-    Some([BINARY.to_string()].into_iter().chain(command).collect())
-}
-
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
 /// target without `command` (from [`images_to_look_up`]). `None` when nothing changes.
 pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap<Target, ImageCommand>) -> Result<Option<JsonPatch>, String> {
@@ -331,19 +196,18 @@ pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotations::{ObjectInfo, PodConfig};
-    use crate::settings::Settings;
+    use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
+    use serde_json::Value;
     use std::time::Duration;
 
-    /// The shared `vaultConfig` of Bank-Vaults' pod_test.go (spec §6.2).
+    /// The shared `vaultConfig` of Bank-Vaults' `pkg/webhook/pod_test.go`.
     fn var(name: &str, value: &str) -> Value {
         json!({"name": name, "value": value})
     }
 
     fn bank_vaults_config() -> PodConfig {
-        let settings = Settings::for_tests(&[]);
         let info = ObjectInfo { name: "", namespace: "default", service_account: "" };
-        let mut c = PodConfig::from_annotations(&BTreeMap::new(), &BTreeMap::new(), &info, &settings).unwrap();
+        let mut c = PodConfig::from_annotations(&BTreeMap::new(), &BTreeMap::new(), &info, &PodDefaults::default()).unwrap();
         c.vault.addr = "addr".into();
         c.vault.path = "path".into();
         c.vault.role = "role".into();

@@ -6,92 +6,24 @@
 //! keyed by image, platform and credentials (never shared across pull secrets); one `oci-client`
 //! per lookup, because a client keeps the first credential it sees per registry.
 
+pub mod pull_secrets;
 pub mod ecr;
 
+pub use pull_secrets::{DockerAuth, normalize_registry, parse_pull_secret};
+
 use crate::fetch::cache::{Gates, TtlCache};
-use crate::fetch::registry::ecr::Ecr;
 use crate::metrics::Metrics;
 use crate::mutate::pod::ImageCommand;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use ecr::{Ecr, EcrSettings};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One registry entry of a `kubernetes.io/dockerconfigjson` (or legacy `dockercfg`) Secret.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct DockerAuth {
-    /// Normalized host (`docker.io` for Docker Hub's aliases).
-    pub registry: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for DockerAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DockerAuth({}, {}, <redacted>)", self.registry, self.username)
-    }
-}
-
-#[derive(Deserialize)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: BTreeMap<String, DockerEntry>,
-}
-
-#[derive(Deserialize, Default)]
-struct DockerEntry {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-}
-
-/// `https://index.docker.io/v1/` → `docker.io`; `registry:5000/path` → `registry:5000`.
-pub fn normalize_registry(key: &str) -> String {
-    let host = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
-    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
-        _ => host,
-    }
-}
-
-/// Credentials from a pull secret's data (`.dockerconfigjson` or `.dockercfg`); entries that
-/// carry no username/password (e.g. only an identity token) are skipped.
-pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerAuth>, String> {
-    let entries: BTreeMap<String, DockerEntry> = if let Some(json) = data.get(".dockerconfigjson") {
-        serde_json::from_slice::<DockerConfig>(json).map_err(|e| format!(".dockerconfigjson is not valid JSON: {e}"))?.auths
-    } else if let Some(json) = data.get(".dockercfg") {
-        serde_json::from_slice(json).map_err(|e| format!(".dockercfg is not valid JSON: {e}"))?
-    } else {
-        return Err("neither .dockerconfigjson nor .dockercfg".into());
-    };
-    let mut out = Vec::new();
-    for (key, entry) in entries {
-        let (username, password) = match (entry.username, entry.password, entry.auth) {
-            (Some(u), Some(p), _) if !u.is_empty() => (u, p),
-            (_, _, Some(auth)) if !auth.is_empty() => {
-                let decoded = STANDARD.decode(auth.trim()).map_err(|_| format!("auth of {key} is not base64"))?;
-                let text = String::from_utf8(decoded).map_err(|_| format!("auth of {key} is not text"))?;
-                let (u, p) = text.split_once(':').ok_or_else(|| format!("auth of {key} is not user:password"))?;
-                (u.to_string(), p.to_string())
-            }
-            _ => continue,
-        };
-        out.push(DockerAuth { registry: normalize_registry(&key), username, password });
-    }
-    Ok(out)
-}
 
 /// `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,10 +122,49 @@ pub struct Lookup<'a> {
     pub skip_verify: bool,
 }
 
+/// The pull secret for pods that name none (`DEFAULT_IMAGE_PULL_SECRET*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultPullSecret {
+    pub secret: String,
+    pub namespace: String,
+    /// Its ServiceAccount's pull secrets are used too (may be empty).
+    pub service_account: String,
+}
+
+/// Image lookups: the cache, timeouts, platform, default credentials and ECR.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub cache_size: usize,
+    pub cache_ttl: Duration,
+    /// How long pull credentials (pull secrets and ServiceAccount reads) are reused.
+    pub credentials_ttl: Duration,
+    pub timeout: Duration,
+    /// Picked from multi-platform images when the pod does not say.
+    pub default_platform: Platform,
+    pub default_pull_secret: Option<DefaultPullSecret>,
+    pub ecr: EcrSettings,
+}
+
+impl Default for RegistrySettings {
+    /// Bank-Vaults' defaults; no ECR credentials.
+    fn default() -> Self {
+        RegistrySettings {
+            cache_size: 1024,
+            cache_ttl: Duration::from_secs(3600),
+            credentials_ttl: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            default_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
+            default_pull_secret: None,
+            ecr: EcrSettings { source: ecr::Source::Disabled, api_endpoint: None },
+        }
+    }
+}
+
 impl Registry {
-    pub fn new(capacity: usize, ttl: Duration, timeout: Duration, metrics: Arc<Metrics>, ecr: Arc<Ecr>) -> Registry {
-        let cache = TtlCache::new(capacity, ttl);
-        Registry { cache: Mutex::new(cache), lookups: Gates::default(), timeout, metrics, ecr }
+    pub fn new(settings: &RegistrySettings, metrics: Arc<Metrics>) -> Registry {
+        let ecr = Ecr::new(settings.ecr.clone(), settings.timeout, metrics.clone());
+        let cache = TtlCache::new(settings.cache_size, settings.cache_ttl);
+        Registry { cache: Mutex::new(cache), lookups: Gates::default(), timeout: settings.timeout, metrics, ecr }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -232,9 +203,9 @@ impl Registry {
         // else anonymous.
         let mut ecr_failed = None;
         let auths: Vec<RegistryAuth> = match candidates.is_empty() {
-            false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.clone())).collect(),
+            false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string())).collect(),
             true => match self.ecr.pull_credentials(&wanted).await {
-                Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password)],
+                Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password.expose().to_string())],
                 Some(Err(e)) => {
                     tracing::warn!(%registry, "no ECR token with the webhook's AWS credentials: {e}");
                     ecr_failed = Some(e);
@@ -342,28 +313,6 @@ fn describe(e: &oci_client::errors::OciDistributionError, platform: &Platform) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secret(key: &str, json: &str) -> BTreeMap<String, Vec<u8>> {
-        [(key.to_string(), json.as_bytes().to_vec())].into()
-    }
-
-    #[test]
-    fn pull_secrets() {
-        let auth = STANDARD.encode("bob:pa:ss");
-        let json = format!(
-            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.example:5000":{{"username":"u","password":"p","email":"e"}},"token-only.io":{{"identitytoken":"x"}}}}}}"#
-        );
-        let creds = parse_pull_secret(&secret(".dockerconfigjson", &json)).unwrap();
-        assert_eq!(creds.len(), 2);
-        assert_eq!((creds[0].registry.as_str(), creds[0].username.as_str(), creds[0].password.as_str()), ("docker.io", "bob", "pa:ss"));
-        assert_eq!((creds[1].registry.as_str(), creds[1].username.as_str()), ("reg.example:5000", "u"));
-        let legacy = parse_pull_secret(&secret(".dockercfg", r#"{"quay.io":{"username":"q","password":"w"}}"#)).unwrap();
-        assert_eq!(legacy[0].registry, "quay.io");
-        assert!(parse_pull_secret(&secret(".dockerconfigjson", "{")).unwrap_err().contains(".dockerconfigjson"));
-        assert!(parse_pull_secret(&secret(".dockerconfigjson", r#"{"auths":{"r":{"auth":"***"}}}"#)).unwrap_err().contains("auth of r"));
-        assert!(parse_pull_secret(&BTreeMap::new()).is_err());
-        assert!(!format!("{:?}", creds[0]).contains("pa:ss"), "Debug never shows the password");
-    }
 
     #[test]
     fn registries() {

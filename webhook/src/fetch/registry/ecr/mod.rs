@@ -16,8 +16,8 @@
 //! `AWS_EC2_METADATA_DISABLED=true`; endpoints `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`,
 //! `AWS_ENDPOINT_URL`.
 
+use super::pull_secrets::DockerAuth;
 use crate::fetch::cache::Gates;
-use crate::fetch::registry::DockerAuth;
 use crate::metrics::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vault_env::config::reader::{Lookup, Reader};
 
 /// Credentials and tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -137,8 +138,8 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn from_vars(get: &impl Fn(&str) -> Option<String>) -> Source {
-        let var = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>) -> Source {
+        let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
             let session_token = var("AWS_SESSION_TOKEN");
             return Source::Static(AwsCredentials { access_key_id: id, secret_access_key: secret, session_token, expires: None });
@@ -467,7 +468,7 @@ impl Ecr {
             .filter(|s| s.is_finite() && *s > 0.0)
             .map_or(SystemTime::now() + Duration::from_secs(12 * 3600), |s| UNIX_EPOCH + Duration::from_secs_f64(s));
         tracing::debug!(registry, "ECR: authorization token obtained");
-        Ok((DockerAuth { registry: registry.to_string(), username, password }, expires))
+        Ok((DockerAuth { registry: registry.to_string(), username, password: password.into() }, expires))
     }
 }
 
@@ -528,7 +529,7 @@ mod tests {
 
     #[test]
     fn credential_sources_in_sdk_order() {
-        let source = |vars: &[(&str, &str)]| Source::from_vars(&|n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()));
+        let source = |vars: &[(&str, &str)]| Source::read(&mut Reader::new(vars));
         let irsa = [
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),

@@ -1,0 +1,97 @@
+//! Annotation names, declared once, and an object's annotations as a [`Lookup`] for the core's
+//! reader (the newer prefix wins over Bank-Vaults' original one).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use vault_env::config::reader::{Found, Lookup};
+
+pub const PREFIX: &str = "vault.security.banzaicloud.io/";
+pub const NEW_PREFIX: &str = "secrets-webhook.security.bank-vaults.io/";
+/// The label (and annotation) value that opts an object out of mutation.
+pub const MUTATE_LABEL: &str = "security.banzaicloud.io/mutate";
+
+// Annotation keys (after the prefix), each declared once.
+pub const MUTATE: &str = "mutate";
+pub const VAULT_ADDR: &str = "vault-addr";
+pub const VAULT_SKIP_VERIFY: &str = "vault-skip-verify";
+pub const VAULT_ROLE: &str = "vault-role";
+pub const VAULT_PATH: &str = "vault-path";
+pub const VAULT_AUTH_METHOD: &str = "vault-auth-method";
+pub const VAULT_NAMESPACE: &str = "vault-namespace";
+pub const VAULT_TLS_SECRET: &str = "vault-tls-secret";
+pub const VAULT_CLIENT_TIMEOUT: &str = "vault-client-timeout";
+pub const VAULT_IGNORE_MISSING_SECRETS: &str = "vault-ignore-missing-secrets";
+pub const TRANSIT_KEY_ID: &str = "transit-key-id";
+pub const TRANSIT_PATH: &str = "transit-path";
+pub const TRANSIT_BATCH_SIZE: &str = "transit-batch-size";
+pub const VAULT_ENV_PASSTHROUGH: &str = "vault-env-passthrough";
+pub const ENABLE_JSON_LOG: &str = "enable-json-log";
+pub const LOG_LEVEL: &str = "log-level";
+pub const TOKEN_AUTH_MOUNT: &str = "token-auth-mount";
+pub const VAULT_ENV_DAEMON: &str = "vault-env-daemon";
+pub const VAULT_ENV_DELAY: &str = "vault-env-delay";
+pub const VAULT_ENV_FROM_PATH: &str = "vault-env-from-path";
+pub const VAULT_ENV_IMAGE: &str = "vault-env-image";
+pub const VAULT_ENV_IMAGE_PULL_POLICY: &str = "vault-env-image-pull-policy";
+pub const MUTATE_PROBES: &str = "mutate-probes";
+pub const RUN_AS_NON_ROOT: &str = "run-as-non-root";
+pub const RUN_AS_USER: &str = "run-as-user";
+pub const RUN_AS_GROUP: &str = "run-as-group";
+pub const READONLY_ROOT_FS: &str = "readonly-root-fs";
+pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "psp-allow-privilege-escalation";
+pub const REGISTRY_SKIP_VERIFY: &str = "registry-skip-verify";
+pub const VAULT_SERVICEACCOUNT: &str = "vault-serviceaccount";
+
+/// Keys renamed under the new prefix by bank-vaults/secrets-webhook (`secrets-webhook` `pkg/common/annotations.go`): old key → new keys.
+const RENAMED: &[(&str, &[&str])] = &[
+    ("transit-key-id", &["vault-transit-key-id"]),
+    ("transit-path", &["vault-transit-path"]),
+    ("transit-batch-size", &["vault-transit-batch-size"]),
+    ("token-auth-mount", &["vault-token-auth-mount"]),
+    ("log-level", &["vault-log-level"]),
+    ("vault-env-passthrough", &["vault-passthrough"]),
+    ("vault-env-from-path", &["vault-from-path"]),
+    ("vault-env-daemon", &["secret-init-daemon"]),
+    ("vault-env-delay", &["secret-init-delay"]),
+    ("enable-json-log", &["secret-init-json-log"]),
+    ("vault-env-image", &["secret-init-image"]),
+    ("vault-env-image-pull-policy", &["secret-init-image-pull-policy"]),
+    ("service-account-token-volume-name", &["vault-service-account-token-volume-name"]),
+];
+
+/// (full annotation name, value) by the key after the prefix.
+type Keyed<'a> = BTreeMap<&'a str, (&'a String, &'a str)>;
+
+/// An object's annotations as a [`Lookup`]: our keys under the newer prefix win over Bank-Vaults'
+/// original one; values are trimmed; errors name the full annotation.
+pub struct Annotations<'a> {
+    new: Keyed<'a>,
+    old: Keyed<'a>,
+}
+
+impl<'a> Annotations<'a> {
+    pub fn new(annotations: &'a BTreeMap<String, String>) -> Annotations<'a> {
+        let (mut new, mut old) = (Keyed::new(), Keyed::new());
+        for (name, value) in annotations {
+            if let Some(key) = name.strip_prefix(NEW_PREFIX) {
+                new.insert(key, (name, value.as_str()));
+            } else if let Some(key) = name.strip_prefix(PREFIX) {
+                old.insert(key, (name, value.as_str()));
+            }
+        }
+        Annotations { new, old }
+    }
+}
+
+impl Lookup for Annotations<'_> {
+    fn find(&self, key: &str) -> Option<Found<'_>> {
+        let renamed = RENAMED.iter().find(|(old, _)| *old == key).map(|(_, new)| *new).unwrap_or(&[]);
+        let (name, value) = renamed.iter().chain([&key]).find_map(|k| self.new.get(k)).or_else(|| self.old.get(key))?;
+        Some(Found { name: Cow::Owned(format!("annotation {name}")), text: Some(value.trim()) })
+    }
+}
+
+/// Opted out with the `mutate: skip` annotation or the `security.banzaicloud.io/mutate: skip` label.
+pub fn skipped(annotations: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    Annotations::new(annotations).find(MUTATE).is_some_and(|f| f.text == Some("skip")) || labels.get(MUTATE_LABEL).is_some_and(|v| v == "skip")
+}

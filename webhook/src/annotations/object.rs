@@ -1,0 +1,95 @@
+//! How the webhook itself reaches Vault for a Secret, ConfigMap or custom object: its annotations
+//! over [`ObjectDefaults`], with the address guarded by [`vault_addr::check`].
+
+use super::keys::*;
+use super::vault::{ObjectInfo, VaultDefaults, VaultTarget, read_vault_target};
+use super::vault_addr;
+use std::collections::BTreeMap;
+use vault_addr::AddrPolicy;
+use vault_env::config::AuthMethod;
+use vault_env::config::reader::{FieldError, Lookup, Reader};
+
+/// The webhook's defaults for the objects it resolves itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectDefaults {
+    pub vault: VaultDefaults,
+    /// Which `vault-addr` annotations are allowed.
+    pub addr_policy: AddrPolicy,
+    /// `VAULT_ALLOW_OBJECT_SKIP_VERIFY`: whether an object's `vault-skip-verify` annotation counts.
+    pub allow_skip_verify: bool,
+    /// `VAULT_SERVICEACCOUNT`: default for the `vault-serviceaccount` annotation.
+    pub service_account: String,
+}
+
+impl Default for ObjectDefaults {
+    fn default() -> Self {
+        let vault = VaultDefaults::default();
+        ObjectDefaults { addr_policy: AddrPolicy::new(&vault.addr, "", false), vault, allow_skip_verify: false, service_account: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectConfig {
+    /// Its address is checked against `VAULT_ADDR_ALLOWLIST` and the private-address rules.
+    pub vault: VaultTarget,
+    /// Checked when read: the webhook logs in with it itself.
+    pub auth_method: AuthMethod,
+    /// `vault-serviceaccount`: log in as this ServiceAccount of the object's namespace instead of
+    /// as the webhook.
+    pub service_account: String,
+}
+
+impl ObjectConfig {
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        name: &str,
+        namespace: &str,
+        defaults: &ObjectDefaults,
+    ) -> Result<ObjectConfig, Vec<FieldError>> {
+        let source = Annotations::new(annotations);
+        let mut r = Reader::new(&source);
+        let d = defaults;
+        let addr = match source.find(VAULT_ADDR) {
+            None => d.addr_policy.own.clone(),
+            Some(found) => {
+                let value = found.text.unwrap_or_default();
+                match vault_addr::check(value, &d.addr_policy) {
+                    Ok(addr) => addr,
+                    Err(why) => {
+                        r.push(FieldError::invalid(found.name, value, format!("an allowed Vault address: {why}")));
+                        String::new()
+                    }
+                }
+            }
+        };
+        let skip_verify = match r.name_of(VAULT_SKIP_VERIFY) {
+            Some(annotation) if !d.allow_skip_verify => {
+                tracing::warn!("{annotation} is ignored: VAULT_ALLOW_OBJECT_SKIP_VERIFY is off");
+                d.vault.skip_verify
+            }
+            _ => r.bool(VAULT_SKIP_VERIFY, d.vault.skip_verify),
+        };
+        let service_account = r.string(VAULT_SERVICEACCOUNT, &d.service_account);
+        let default_role = if d.vault.role.is_empty() { "default" } else { d.vault.role.as_str() };
+        let info = ObjectInfo { name, namespace, service_account: &service_account };
+        let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, &info);
+        let auth_method = AuthMethod::parse(&vault.auth_method).unwrap_or_else(|| {
+            let name = r.name_of(VAULT_AUTH_METHOD).unwrap_or_else(|| vault_env::config::VAULT_AUTH_METHOD.into());
+            r.push(FieldError::invalid(name, &vault.auth_method, AuthMethod::EXPECTED));
+            AuthMethod::Jwt
+        });
+        r.finish(ObjectConfig { vault, auth_method, service_account })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_auth_method_is_named_when_read() {
+        let annotations = [(format!("{PREFIX}{VAULT_AUTH_METHOD}"), "magic".to_string())].into();
+        let errors = ObjectConfig::from_annotations(&annotations, "s", "shop", &ObjectDefaults::default()).unwrap_err();
+        assert_eq!(errors[0].to_string(), format!("annotation {PREFIX}vault-auth-method=\"magic\" is not valid: expected {}", AuthMethod::EXPECTED));
+    }
+}

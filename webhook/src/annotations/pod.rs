@@ -1,0 +1,253 @@
+//! A pod's settings: its annotations over the webhook's [`PodDefaults`].
+
+use super::keys::*;
+use super::vault::{ObjectInfo, VaultDefaults, VaultTarget, read_vault_target};
+use super::vault_addr;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vault_env::config::reader::{EXPECTED_BOOL, parse_bool, parse_duration};
+use vault_env::config::reader::{FieldError, Reader};
+
+/// Image whose `/usr/local/bin/vault-env` the `copy-vault-env` init container copies.
+pub const DEFAULT_VAULT_ENV_IMAGE: &str = "ghcr.io/vault-env/vault-env:0.1.0";
+
+/// The webhook's defaults for pods (its environment); `Default` is Bank-Vaults'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodDefaults {
+    pub vault: VaultDefaults,
+    /// `None` when unset: vault-env then picks daemon mode by itself when a secret has a lease.
+    pub env_daemon: Option<bool>,
+    pub env_delay: Option<Duration>,
+    pub env_passthrough: String,
+    pub env_image: String,
+    pub env_pull_policy: String,
+    pub resources: Resources,
+    pub allow_privilege_escalation: bool,
+    pub run_as_non_root: bool,
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    pub readonly_root_fs: bool,
+    pub registry_skip_verify: bool,
+    /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
+    pub app_log_level: String,
+    pub json_log: bool,
+}
+
+impl Default for PodDefaults {
+    fn default() -> Self {
+        PodDefaults {
+            vault: VaultDefaults::default(),
+            env_daemon: None,
+            env_delay: None,
+            env_passthrough: String::new(),
+            env_image: DEFAULT_VAULT_ENV_IMAGE.into(),
+            env_pull_policy: "IfNotPresent".into(),
+            resources: Resources::default(),
+            allow_privilege_escalation: false,
+            run_as_non_root: false,
+            run_as_user: 0,
+            run_as_group: 0,
+            readonly_root_fs: false,
+            registry_skip_verify: false,
+            app_log_level: "info".into(),
+            json_log: false,
+        }
+    }
+}
+
+/// The `copy-vault-env` init container's requests and limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { cpu_request: "100m".into(), memory_request: "256Mi".into(), cpu_limit: "500m".into(), memory_limit: "256Mi".into() }
+    }
+}
+
+/// Everything the pod mutation needs to know, resolved once per pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodConfig {
+    pub skip: bool,
+    pub vault: VaultTarget,
+    pub passthrough: String,
+    pub json_log: bool,
+    pub log_level: String,
+    /// `token-auth-mount: "volume:file"`.
+    pub token_auth_mount: Option<(String, String)>,
+    /// `Some` only when set (annotation or webhook default); unset lets vault-env choose.
+    pub daemon: Option<bool>,
+    pub delay: Option<Duration>,
+    pub from_path: String,
+    pub env_image: String,
+    pub env_pull_policy: String,
+    pub resources: Resources,
+    pub mutate_probes: bool,
+    pub run_as_non_root: bool,
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    pub readonly_root_fs: bool,
+    pub allow_privilege_escalation: bool,
+    pub registry_skip_verify: bool,
+}
+
+pub const EXPECTED_PULL_POLICY: &str = "Always, IfNotPresent or Never";
+pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
+
+impl PodConfig {
+    pub fn from_annotations(
+        annotations: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+        object: &ObjectInfo<'_>,
+        defaults: &PodDefaults,
+    ) -> Result<PodConfig, Vec<FieldError>> {
+        let source = Annotations::new(annotations);
+        let mut r = Reader::new(&source);
+        let skip = skipped(annotations, labels);
+        let d = defaults;
+        let addr = r.parsed(VAULT_ADDR, d.vault.addr.clone(), "an http:// or https:// address with a host", |s| {
+            vault_addr::usable(s).is_ok().then(|| s.to_string())
+        });
+        let skip_verify = r.bool(VAULT_SKIP_VERIFY, d.vault.skip_verify);
+        let default_role = match (d.vault.role.as_str(), object.service_account) {
+            ("", "") => "default",
+            ("", sa) => sa,
+            (role, _) => role,
+        };
+        let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, object);
+        let token_auth_mount = r.optional(TOKEN_AUTH_MOUNT, "VOLUME:FILE", |s| match s.split_once(':') {
+            Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some((v.to_string(), f.to_string())),
+            _ => None,
+        });
+        let config = PodConfig {
+            skip,
+            vault,
+            passthrough: r.string(VAULT_ENV_PASSTHROUGH, &d.env_passthrough),
+            json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
+            log_level: r.parsed(LOG_LEVEL, d.app_log_level.clone(), EXPECTED_LOG_LEVEL, log_level),
+            token_auth_mount,
+            daemon: r.parsed(VAULT_ENV_DAEMON, d.env_daemon, EXPECTED_BOOL, |s| parse_bool(s).map(Some)),
+            delay: r.parsed(VAULT_ENV_DELAY, d.env_delay, "a duration such as 10s", |s| parse_duration(s).map(Some)),
+            from_path: r.string(VAULT_ENV_FROM_PATH, ""),
+            env_image: r.string(VAULT_ENV_IMAGE, &d.env_image),
+            env_pull_policy: r.parsed(VAULT_ENV_IMAGE_PULL_POLICY, d.env_pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
+            resources: d.resources.clone(),
+            mutate_probes: r.bool(MUTATE_PROBES, false),
+            run_as_non_root: r.bool(RUN_AS_NON_ROOT, d.run_as_non_root),
+            run_as_user: r.int(RUN_AS_USER, d.run_as_user),
+            run_as_group: r.int(RUN_AS_GROUP, d.run_as_group),
+            readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
+            allow_privilege_escalation: r.bool(PSP_ALLOW_PRIVILEGE_ESCALATION, d.allow_privilege_escalation),
+            registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
+        };
+        r.finish(config)
+    }
+}
+
+/// A level vault-env accepts, as written.
+pub fn log_level(s: &str) -> Option<String> {
+    matches!(s.to_ascii_lowercase().as_str(), "trace" | "debug" | "info" | "warn" | "warning" | "error").then(|| s.to_string())
+}
+
+pub fn pull_policy(s: &str) -> Option<String> {
+    matches!(s, "Always" | "IfNotPresent" | "Never").then(|| s.to_string())
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional SI/binary suffix or exponent.
+pub fn is_quantity(s: &str) -> bool {
+    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
+    let number_ok = !digits.is_empty() && digits.matches('.').count() <= 1 && digits != "." && !digits.contains(['+', '-']);
+    let suffix_ok = matches!(suffix, "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")
+        || (suffix.len() > 1
+            && suffix.starts_with(['e', 'E'])
+            && suffix[1..].trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit())
+            && !suffix[1..].trim_start_matches(['+', '-']).is_empty());
+    number_ok && suffix_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<PodConfig, Vec<FieldError>> {
+        let annotations = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let info = ObjectInfo { name: "web-1", namespace: "shop", service_account: "web" };
+        PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &PodDefaults::default())
+    }
+
+    #[test]
+    fn defaults_and_role_from_service_account() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.vault.addr, "https://vault:8200");
+        assert_eq!(c.vault.role, "web");
+        assert_eq!(c.vault.path, "kubernetes");
+        assert_eq!(c.vault.transit_batch_size, 25);
+        assert_eq!(c.log_level, "info");
+        assert!(c.daemon.is_none() && !c.skip);
+    }
+
+    #[test]
+    fn old_and_new_prefixes_new_wins() {
+        let c = config(&[
+            ("vault.security.banzaicloud.io/vault-env-daemon", "true"),
+            ("vault.security.banzaicloud.io/vault-role", "old"),
+            ("secrets-webhook.security.bank-vaults.io/vault-role", "new"),
+            ("secrets-webhook.security.bank-vaults.io/vault-transit-key-id", "k1"),
+            ("vault.security.banzaicloud.io/unknown-key", "whatever"),
+        ])
+        .unwrap();
+        assert_eq!(c.daemon, Some(true));
+        assert_eq!(c.vault.role, "new");
+        assert_eq!(c.vault.transit_key_id, "k1");
+    }
+
+    #[test]
+    fn bad_values_are_all_named() {
+        let errors = config(&[
+            ("vault.security.banzaicloud.io/vault-env-daemon", "yes please"),
+            ("vault.security.banzaicloud.io/vault-client-timeout", "soon"),
+            ("vault.security.banzaicloud.io/run-as-user", "root"),
+            ("vault.security.banzaicloud.io/vault-addr", "vault:8200"),
+            ("vault.security.banzaicloud.io/token-auth-mount", "novolume"),
+        ])
+        .unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        for key in ["vault-env-daemon", "vault-client-timeout", "run-as-user", "vault-addr", "token-auth-mount"] {
+            assert!(names.contains(&format!("annotation {PREFIX}{key}").as_str()), "{key} not in {names:?}");
+        }
+        assert!(errors[0].to_string().starts_with("annotation vault.security.banzaicloud.io/"));
+    }
+
+    #[test]
+    fn role_templates() {
+        let c = config(&[("vault.security.banzaicloud.io/vault-role", "{{.namespace}}-{{.serviceaccount}}")]).unwrap();
+        assert_eq!(c.vault.role, "shop-web");
+    }
+
+    #[test]
+    fn skip_by_annotation_or_label() {
+        assert!(config(&[("vault.security.banzaicloud.io/mutate", "skip")]).unwrap().skip);
+        let labels = [(MUTATE_LABEL.to_string(), "skip".to_string())].into();
+        let info = ObjectInfo { name: "p", namespace: "n", service_account: "" };
+        let c = PodConfig::from_annotations(&BTreeMap::new(), &labels, &info, &PodDefaults::default()).unwrap();
+        assert!(c.skip);
+        assert_eq!(c.vault.role, "default");
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["100m", "256Mi", "1", "0.5", "1e3", "2Gi", "1.5G", "+1"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["", "lots", "1x", "Mi", "1..2", "1e", "--1", "1 Mi"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+}

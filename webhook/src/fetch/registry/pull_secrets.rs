@@ -1,0 +1,97 @@
+//! Pull secrets: the credentials of `kubernetes.io/dockerconfigjson` (and legacy `dockercfg`)
+//! Secrets, by registry host. Passwords live in the core's `SecretString`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use vault_env::SecretString;
+
+/// One registry entry of a `kubernetes.io/dockerconfigjson` (or legacy `dockercfg`) Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DockerAuth {
+    /// Normalized host (`docker.io` for Docker Hub's aliases).
+    pub registry: String,
+    pub username: String,
+    pub password: SecretString,
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerEntry>,
+}
+
+#[derive(Deserialize, Default)]
+struct DockerEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `registry:5000/path` → `registry:5000`.
+pub fn normalize_registry(key: &str) -> String {
+    let host = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
+        _ => host,
+    }
+}
+
+/// Credentials from a pull secret's data (`.dockerconfigjson` or `.dockercfg`); entries that
+/// carry no username/password (e.g. only an identity token) are skipped.
+pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerAuth>, String> {
+    let entries: BTreeMap<String, DockerEntry> = if let Some(json) = data.get(".dockerconfigjson") {
+        serde_json::from_slice::<DockerConfig>(json).map_err(|e| format!(".dockerconfigjson is not valid JSON: {e}"))?.auths
+    } else if let Some(json) = data.get(".dockercfg") {
+        serde_json::from_slice(json).map_err(|e| format!(".dockercfg is not valid JSON: {e}"))?
+    } else {
+        return Err("neither .dockerconfigjson nor .dockercfg".into());
+    };
+    let mut out = Vec::new();
+    for (key, entry) in entries {
+        let (username, password) = match (entry.username, entry.password, entry.auth) {
+            (Some(u), Some(p), _) if !u.is_empty() => (u, p),
+            (_, _, Some(auth)) if !auth.is_empty() => {
+                let decoded = STANDARD.decode(auth.trim()).map_err(|_| format!("auth of {key} is not base64"))?;
+                let text = String::from_utf8(decoded).map_err(|_| format!("auth of {key} is not text"))?;
+                let (u, p) = text.split_once(':').ok_or_else(|| format!("auth of {key} is not user:password"))?;
+                (u.to_string(), p.to_string())
+            }
+            _ => continue,
+        };
+        out.push(DockerAuth { registry: normalize_registry(&key), username, password: SecretString::new(password) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(key: &str, json: &str) -> BTreeMap<String, Vec<u8>> {
+        [(key.to_string(), json.as_bytes().to_vec())].into()
+    }
+
+    #[test]
+    fn pull_secrets() {
+        let auth = STANDARD.encode("bob:pa:ss");
+        let json = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.example:5000":{{"username":"u","password":"p","email":"e"}},"token-only.io":{{"identitytoken":"x"}}}}}}"#
+        );
+        let creds = parse_pull_secret(&secret(".dockerconfigjson", &json)).unwrap();
+        assert_eq!(creds.len(), 2);
+        assert_eq!((creds[0].registry.as_str(), creds[0].username.as_str(), creds[0].password.expose()), ("docker.io", "bob", "pa:ss"));
+        assert_eq!((creds[1].registry.as_str(), creds[1].username.as_str()), ("reg.example:5000", "u"));
+        let legacy = parse_pull_secret(&secret(".dockercfg", r#"{"quay.io":{"username":"q","password":"w"}}"#)).unwrap();
+        assert_eq!(legacy[0].registry, "quay.io");
+        assert!(parse_pull_secret(&secret(".dockerconfigjson", "{")).unwrap_err().contains(".dockerconfigjson"));
+        assert!(parse_pull_secret(&secret(".dockerconfigjson", r#"{"auths":{"r":{"auth":"***"}}}"#)).unwrap_err().contains("auth of r"));
+        assert!(parse_pull_secret(&BTreeMap::new()).is_err());
+        assert!(!format!("{:?}", creds[0]).contains("pa:ss"), "Debug never shows the password");
+    }
+}

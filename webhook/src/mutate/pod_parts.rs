@@ -1,0 +1,200 @@
+//! What the webhook adds to a pod: vault-env's variables (written with the core's constants, so a
+//! rename breaks the build), the volume mounts, the `copy-vault-env` init container and its
+//! security context.
+
+use crate::annotations::PodConfig;
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::time::Duration;
+use vault_env::config as names;
+
+pub const VOLUME: &str = "vault-env";
+pub const MOUNT_PATH: &str = "/vault/";
+pub const BINARY: &str = "/vault/vault-env";
+pub const COPY_CONTAINER: &str = "copy-vault-env";
+/// Where the vault-env image keeps its binary; `vault-env --copy-to DIR` copies itself, no shell.
+pub const IMAGE_BINARY: &str = "/usr/local/bin/vault-env";
+pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
+
+/// An `env` entry this webhook adds.
+#[derive(Serialize)]
+pub struct Env<'a> {
+    name: &'static str,
+    value: Cow<'a, str>,
+}
+
+fn env<'a>(name: &'static str, value: impl Into<Cow<'a, str>>) -> Env<'a> {
+    Env { name, value: value.into() }
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Where the CA of `vault-tls-secret` goes: `vault-tls` at `/vault/tls/`, or `vault-env-tls` at
+/// `/vault-env/tls/` when the pod already has a `vault-tls` volume (Vault's own pods).
+pub fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
+    let taken = pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == "vault-tls"));
+    if taken { ("vault-env-tls", "/vault-env/tls/") } else { ("vault-tls", "/vault/tls/") }
+}
+
+/// The variables vault-env reads, in Bank-Vaults' order.
+pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<Env<'a>> {
+    let mut out = vec![
+        env(names::VAULT_ADDR, config.vault.addr.as_str()),
+        env(names::VAULT_SKIP_VERIFY, bool_str(config.vault.skip_verify)),
+        env(names::VAULT_AUTH_METHOD, config.vault.auth_method.as_str()),
+        env(names::VAULT_PATH, config.vault.path.as_str()),
+        env(names::VAULT_ROLE, config.vault.role.as_str()),
+        env(names::VAULT_IGNORE_MISSING_SECRETS, bool_str(config.vault.ignore_missing_secrets)),
+        env(names::VAULT_ENV_PASSTHROUGH, config.passthrough.as_str()),
+        env(names::VAULT_JSON_LOG, bool_str(config.json_log)),
+        env(names::VAULT_CLIENT_TIMEOUT, go_duration(config.vault.client_timeout)),
+    ];
+    let has_level = c.env.iter().flatten().any(|e| e.name == names::VAULT_LOG_LEVEL);
+    if !has_level && !config.log_level.is_empty() {
+        out.push(env(names::VAULT_LOG_LEVEL, config.log_level.as_str()));
+    }
+    if !config.vault.transit_key_id.is_empty() {
+        out.push(env(names::VAULT_TRANSIT_KEY_ID, config.vault.transit_key_id.as_str()));
+    }
+    if !config.vault.transit_path.is_empty() {
+        out.push(env(names::VAULT_TRANSIT_PATH, config.vault.transit_path.as_str()));
+    }
+    if config.vault.transit_batch_size > 0 {
+        out.push(env(names::VAULT_TRANSIT_BATCH_SIZE, config.vault.transit_batch_size.to_string()));
+    }
+    if !config.vault.namespace.is_empty() {
+        out.push(env(names::VAULT_NAMESPACE, config.vault.namespace.as_str()));
+    }
+    if !config.vault.tls_secret.is_empty() {
+        out.push(env(names::VAULT_CACERT, format!("{}ca.crt", tls_volume(pod).1)));
+    }
+    if let Some((_, file)) = &config.token_auth_mount {
+        out.push(env(names::VAULT_TOKEN_FILE, format!("{TOKEN_MOUNT_PATH}{file}")));
+    }
+    if let Some(daemon) = config.daemon {
+        out.push(env(names::VAULT_ENV_DAEMON, bool_str(daemon)));
+    }
+    if let Some(delay) = config.delay {
+        out.push(env(names::VAULT_ENV_DELAY, go_duration(delay)));
+    }
+    if !config.from_path.is_empty() {
+        out.push(env(names::VAULT_ENV_FROM_PATH, config.from_path.as_str()));
+    }
+    out
+}
+
+pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
+    let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
+    if !config.vault.tls_secret.is_empty() {
+        let (name, path) = tls_volume(pod);
+        out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
+    }
+    if let Some((volume, _)) = &config.token_auth_mount {
+        out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
+    }
+    out
+}
+
+/// The security context of containers this webhook adds (Bank-Vaults' `getSecurityContext`), plus the
+/// `RuntimeDefault` seccomp profile that restricted Pod Security requires.
+fn security_context(config: &PodConfig, pod: &Pod) -> Value {
+    let mut sc = json!({
+        "allowPrivilegeEscalation": config.allow_privilege_escalation,
+        "readOnlyRootFilesystem": config.readonly_root_fs,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    });
+    if let Some(user) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user) {
+        sc["runAsUser"] = json!(user);
+    }
+    if config.run_as_non_root {
+        sc["runAsNonRoot"] = json!(true);
+    }
+    if config.run_as_user > 0 {
+        sc["runAsUser"] = json!(config.run_as_user);
+    }
+    if config.run_as_group > 0 {
+        sc["runAsGroup"] = json!(config.run_as_group);
+    }
+    sc
+}
+
+pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
+    let r = &config.resources;
+    json!({
+        "name": COPY_CONTAINER,
+        "image": config.env_image,
+        "imagePullPolicy": config.env_pull_policy,
+        "command": [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
+        "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
+        "securityContext": security_context(config, pod),
+        "resources": {
+            "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
+            "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+        },
+    })
+}
+
+pub fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
+    let command = probe?.exec.as_ref()?.command.clone()?;
+    Some([BINARY.to_string()].into_iter().chain(command).collect())
+}
+
+/// Go's `time.Duration.String()`: `10s`, `1m30s`, `1h0m0s`, `500ms`, `0s` — how Bank-Vaults writes
+/// `VAULT_CLIENT_TIMEOUT` into pods.
+pub fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        let (unit, div) = match nanos {
+            n if n < 1_000 => return format!("{n}ns"),
+            n if n < 1_000_000 => ("µs", 1_000f64),
+            _ => ("ms", 1_000_000f64),
+        };
+        return format!("{}{unit}", trim_float(nanos as f64 / div));
+    }
+    let secs = d.as_secs();
+    let frac = d.subsec_nanos();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let sec = match frac {
+        0 => format!("{s}s"),
+        f => format!("{}s", trim_float(s as f64 + f as f64 / 1e9)),
+    };
+    match (h, m) {
+        (0, 0) => sec,
+        (0, m) => format!("{m}m{sec}"),
+        (h, m) => format!("{h}h{m}m{sec}"),
+    }
+}
+
+fn trim_float(f: f64) -> String {
+    let s = format!("{f:.9}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_nanos(42), "42ns"),
+        ];
+        for (d, s) in cases {
+            assert_eq!(go_duration(d), s);
+        }
+    }
+}
