@@ -102,8 +102,6 @@ impl fmt::Debug for Secret {
 pub struct Auth {
     pub client_token: SecretString,
     #[serde(default)]
-    pub accessor: String,
-    #[serde(default)]
     pub lease_duration: u64,
     #[serde(default)]
     pub renewable: bool,

@@ -1,5 +1,5 @@
 //! Daemon mode: vault-env stays as the app's parent (PID 1 in a container), keeps the Vault token
-//! and every lease alive, and replaces secrets before they expire.
+//! and every lease alive ([`crate::lease`]), and replaces secrets before they expire.
 //!
 //! The loop has one arm per source of work, as tini's does:
 //! - the supervisor's events: a signal (forwarded already), the app's exit, a reaped orphan;
@@ -16,112 +16,14 @@ use crate::child_env;
 use crate::client::Client;
 use crate::config::{Config, Env, OnLeaseEnd};
 use crate::error::{EXIT_LEASE_ENDED, Error};
-use crate::resolve::{self, Lease, Plan, Resolved};
+use crate::lease::{Due, Leases, Renewable, short_id};
+use crate::resolve::{self, Plan, Resolved, VarError};
+use crate::session::{App, Session};
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::time::sleep_until;
 use vault_env_supervisor::renew::{self, Step};
 use vault_env_supervisor::{Event, Status, Supervisor, signals};
-
-/// The command to run.
-pub struct App {
-    pub program: PathBuf,
-    pub argv0: OsString,
-    pub args: Vec<OsString>,
-}
-
-/// What vault-env holds from Vault: the client, the token, and the resolved secrets.
-pub struct Session {
-    pub base: Client,
-    pub client: Client,
-    pub token: Token,
-    pub resolved: Resolved,
-}
-
-impl Session {
-    /// Logs in (or reads the token) and resolves every reference.
-    pub async fn open(config: &Config, plan: &Plan) -> Result<Session, Error> {
-        let base = Client::new(config)?;
-        let token = auth::token(&base, &config.auth).await?;
-        tracing::debug!(source = %token.source, "using token");
-        let client = base.with_token(token.secret.clone());
-        let resolved = resolve::fetch_and_render(&client, plan, config).await.map_err(Error::Vars)?;
-        tracing::info!(
-            variables = resolved.values.len() + resolved.from_path.len(),
-            requests = plan.fetches.len(),
-            leases = resolved.leases.len(),
-            "secrets resolved"
-        );
-        Ok(Session { base, client, token, resolved })
-    }
-
-    /// The token for the app when it asked for one (`VAULT_TOKEN=vault:login`).
-    pub fn app_token<'a>(&'a self, config: &Config) -> Option<&'a crate::SecretString> {
-        config.auth.login_requested.then_some(&self.token.secret)
-    }
-
-    /// Whether daemon mode is needed to keep these secrets valid.
-    pub fn needs_daemon(&self, config: &Config) -> Option<String> {
-        if let Some(l) = self.resolved.leases.first() {
-            return Some(format!("{} secret(s) have leases (e.g. {}, ttl {}s)", self.resolved.leases.len(), l.path, l.duration));
-        }
-        if config.auth.login_requested && self.token.renewable && self.token.lease_duration > 0 {
-            return Some(format!("the app's vault:login token must be renewed (ttl {}s)", self.token.lease_duration));
-        }
-        None
-    }
-}
-
-/// A lease id as it may be logged: the path and the first characters of the id.
-pub fn short_id(id: &str) -> String {
-    match id.rsplit_once('/') {
-        Some((path, tail)) => format!("{path}/{}…", tail.chars().take(4).collect::<String>()),
-        None => format!("{}…", id.chars().take(4).collect::<String>()),
-    }
-}
-
-/// One lease (or the token) and when to act on it next.
-struct Tracked {
-    timing: renew::Lease,
-    due: Step,
-    attempt: u32,
-}
-
-impl Tracked {
-    fn new(timing: renew::Lease, splay: Duration) -> Tracked {
-        Tracked { timing, due: schedule(&timing, splay), attempt: 0 }
-    }
-
-    /// A renewal granted `ttl_secs` at `now`.
-    fn renewed(&mut self, now: Instant, ttl_secs: u64, splay: Duration) {
-        self.timing = self.timing.renewed(now, Duration::from_secs(ttl_secs));
-        self.due = schedule(&self.timing, splay);
-        self.attempt = 0;
-    }
-
-    /// A renewal failed at `now`: retry with backoff. True when the lease has already expired.
-    fn failed(&mut self, now: Instant) -> bool {
-        self.attempt += 1;
-        self.due = Step::Renew(renew::retry_at(now, self.attempt, self.timing.expires_at()));
-        now >= self.timing.expires_at()
-    }
-}
-
-fn schedule(timing: &renew::Lease, splay: Duration) -> Step {
-    match timing.next_step(fastrand::f64()) {
-        Step::Replace(at) if !splay.is_zero() => {
-            let earlier = splay.mul_f64(fastrand::f64());
-            Step::Replace(at.checked_sub(earlier).unwrap_or(at).max(timing.granted_at))
-        }
-        step => step,
-    }
-}
-
-struct TrackedLease {
-    lease: Lease,
-    tracked: Tracked,
-}
 
 /// New secrets, ready to start the app with.
 struct Prepared {
@@ -130,36 +32,36 @@ struct Prepared {
     token: Option<(Token, Client)>,
 }
 
+/// What to do once the app has stopped.
+enum Then {
+    Restart(Box<Prepared>),
+    Exit(u8),
+}
+
 enum Phase {
     Running,
-    /// The app was asked to stop; start it again with `next` when it has.
-    Restarting {
+    /// The app was asked to stop (SIGKILL at `kill_at`); then `then`.
+    Stopping {
         kill_at: Instant,
-        next: Box<Prepared>,
-    },
-    /// The app was asked to stop; then exit with `code`.
-    Exiting {
-        kill_at: Instant,
-        code: u8,
+        then: Then,
     },
 }
 
-/// Which tracked item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Token,
-    Lease(usize),
+/// Why fetching replacement secrets failed.
+enum PrepareError {
+    NoSession,
+    Login(auth::AuthError),
+    Vars(Vec<VarError>),
 }
 
-/// What a due timer asks for.
-enum Due {
-    Nothing,
-    /// A lease or the token can't be extended: replace (or per policy, exit/ignore). `expires` is when it ends.
-    Replace {
-        target: Target,
-        what: String,
-        expires: Instant,
-    },
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::NoSession => f.write_str("no Vault session"),
+            PrepareError::Login(e) => write!(f, "{e}"),
+            PrepareError::Vars(errors) => f.write_str(&crate::config::reader::join(errors)),
+        }
+    }
 }
 
 pub struct Daemon<'a> {
@@ -169,8 +71,7 @@ pub struct Daemon<'a> {
     app: App,
     supervisor: Supervisor,
     session: Option<Session>,
-    token: Option<Tracked>,
-    leases: Vec<TrackedLease>,
+    leases: Leases,
     stopping: bool,
 }
 
@@ -178,17 +79,14 @@ impl<'a> Daemon<'a> {
     pub async fn new(config: &'a Config, env: &'a Env, plan: &'a Plan, app: App, supervisor: Supervisor, mut session: Option<Session>) -> Daemon<'a> {
         // From here on the keeper schedules retries itself, bounded by each lease's time left.
         if let Some(s) = session.as_mut() {
-            s.base = s.base.impatient();
+            s.login_client = s.login_client.impatient();
             s.client = s.client.impatient();
         }
-        let mut d = Daemon { config, env, plan, app, supervisor, session, token: None, leases: Vec::new(), stopping: false };
+        let leases = Leases::new(config.daemon_settings.restart_splay);
+        let mut d = Daemon { config, env, plan, app, supervisor, session, leases, stopping: false };
         d.track_token().await;
         d.track_leases(Instant::now());
         d
-    }
-
-    fn splay(&self) -> Duration {
-        self.config.daemon_settings.restart_splay
     }
 
     async fn track_token(&mut self) {
@@ -206,19 +104,18 @@ impl<'a> Daemon<'a> {
                 _ => (0, false),
             },
         };
-        self.token = (ttl > 0).then(|| {
+        if ttl > 0 {
             tracing::info!(ttl, renewable, "keeping the Vault token alive");
-            Tracked::new(renew::Lease::new(Instant::now(), Duration::from_secs(ttl), renewable), self.splay())
-        });
+            self.leases.track(Renewable::Token, Instant::now(), Duration::from_secs(ttl), renewable);
+        }
     }
 
     fn track_leases(&mut self, now: Instant) {
-        let splay = self.splay();
-        self.leases = self.session.iter().flat_map(|s| s.resolved.leases.iter()).map(|lease| {
-            let timing = renew::Lease::new(now, Duration::from_secs(lease.duration), lease.renewable);
+        self.leases.clear_leases();
+        for lease in self.session.iter().flat_map(|s| s.resolved.leases.iter()) {
             tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), ttl = lease.duration, renewable = lease.renewable, "tracking lease");
-            TrackedLease { lease: lease.clone(), tracked: Tracked::new(timing, splay) }
-        }).collect();
+            self.leases.track(Renewable::Lease(lease.clone()), now, Duration::from_secs(lease.duration), lease.renewable);
+        }
     }
 
     fn child_env(&self) -> Vec<(OsString, OsString)> {
@@ -242,7 +139,7 @@ impl<'a> Daemon<'a> {
             let timer = self.next_timer(&phase);
             tokio::select! {
                 event = self.supervisor.next() => match event {
-                    None => return Err(Error::Usage("the signal thread stopped".into())),
+                    None => return Err(Error::Internal("the signal thread stopped".into())),
                     Some(Event::Signal(sig)) => {
                         tracing::debug!("received {}", signals::name(sig));
                         if signals::is_termination(sig) {
@@ -253,8 +150,8 @@ impl<'a> Daemon<'a> {
                     Some(Event::Exited { pid, status }) => {
                         tracing::info!(pid, code = status.exit_code(), "the app exited{}", describe(status));
                         match std::mem::replace(&mut phase, Phase::Running) {
-                            Phase::Restarting { next, .. } if !self.stopping => self.start_replacement(*next).await?,
-                            Phase::Exiting { code, .. } => return Ok(self.shutdown(code).await),
+                            Phase::Stopping { then: Then::Restart(next), .. } if !self.stopping => self.start_replacement(*next).await?,
+                            Phase::Stopping { then: Then::Exit(code), .. } => return Ok(self.shutdown(code).await),
                             _ => return Ok(self.shutdown(status.exit_code()).await),
                         }
                     }
@@ -265,88 +162,36 @@ impl<'a> Daemon<'a> {
     }
 
     fn next_timer(&self, phase: &Phase) -> Instant {
-        let far = Instant::now() + Duration::from_secs(24 * 3600);
         match phase {
-            Phase::Restarting { kill_at, .. } | Phase::Exiting { kill_at, .. } => *kill_at,
-            Phase::Running => self.token.iter().chain(self.leases.iter().map(|l| &l.tracked)).map(|t| t.due.at()).min().unwrap_or(far),
+            Phase::Stopping { kill_at, .. } => *kill_at,
+            Phase::Running => self.leases.next_due().unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600)),
         }
     }
 
     async fn on_timer(&mut self, phase: Phase) -> Phase {
         let now = Instant::now();
         match phase {
-            Phase::Restarting { kill_at, .. } | Phase::Exiting { kill_at, .. } if now >= kill_at => {
-                tracing::warn!(
-                    "the app did not stop within {}; sending SIGKILL",
-                    humantime::format_duration(self.config.daemon_settings.stop_timeout)
-                );
-                self.supervisor.signal_app(9);
-                return phase_with_kill_at(phase, now + Duration::from_secs(3600));
+            Phase::Stopping { kill_at, then } if now >= kill_at => {
+                let timeout = humantime::format_duration(self.config.daemon_settings.stop_timeout);
+                tracing::warn!("the app did not stop within {timeout}; sending SIGKILL");
+                self.supervisor.signal_app(signals::SIGKILL);
+                Phase::Stopping { kill_at: now + Duration::from_secs(3600), then }
             }
-            Phase::Restarting { .. } | Phase::Exiting { .. } => return phase,
-            Phase::Running => {}
-        }
-        match self.renew_due(now).await {
-            Due::Nothing => Phase::Running,
-            Due::Replace { target, what, expires } => self.on_lease_end(now, target, what, expires).await,
+            Phase::Stopping { .. } => phase,
+            Phase::Running => {
+                let Some(session) = &self.session else { return Phase::Running };
+                let client = session.client.clone();
+                match self.leases.renew_due(&client, now).await {
+                    Due::Nothing => Phase::Running,
+                    Due::Replace { index, what, expires } => self.on_lease_end(now, index, what, expires).await,
+                }
+            }
         }
     }
 
-    /// Renews whatever is due; reports the first lease (or the token) that needs replacing.
-    async fn renew_due(&mut self, now: Instant) -> Due {
-        let Some(session) = &self.session else { return Due::Nothing };
-        let client = session.client.clone();
-        let splay = self.splay();
-        if let Some(t) = self.token.as_mut().filter(|t| t.due.at() <= now) {
-            match t.due {
-                Step::Renew(_) => match client.renew_self(t.timing.wanted.as_secs()).await {
-                    Ok(auth) => {
-                        t.renewed(now, auth.lease_duration, splay);
-                        tracing::info!(ttl = auth.lease_duration, capped = !t.timing.extendable(), "token renewed");
-                    }
-                    Err(e) => {
-                        let expired = t.failed(now);
-                        tracing::warn!(attempt = t.attempt, "token renewal failed: {e}; retrying");
-                        if expired {
-                            return Due::Replace { target: Target::Token, what: "the Vault token".into(), expires: t.timing.expires_at() };
-                        }
-                    }
-                },
-                Step::Replace(_) => return Due::Replace { target: Target::Token, what: "the Vault token".into(), expires: t.timing.expires_at() },
-            }
-        }
-        for (i, l) in self.leases.iter_mut().enumerate().filter(|(_, l)| l.tracked.due.at() <= now) {
-            let target = Target::Lease(i);
-            let t = &mut l.tracked;
-            let what = format!("lease {} ({})", short_id(&l.lease.lease_id), l.lease.path);
-            match t.due {
-                Step::Renew(_) => match client.renew_lease(&l.lease.lease_id, t.timing.wanted.as_secs()).await {
-                    Ok(s) => {
-                        t.renewed(now, s.lease_duration, splay);
-                        tracing::info!(path = %l.lease.path, lease = %short_id(&l.lease.lease_id), ttl = s.lease_duration, capped = !t.timing.extendable(), "lease renewed");
-                    }
-                    // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
-                    Err(e) if e.status() == Some(400) => {
-                        tracing::warn!(path = %l.lease.path, "{what} can no longer be renewed: {e}");
-                        return Due::Replace { target, what, expires: now };
-                    }
-                    Err(e) => {
-                        let expired = t.failed(now);
-                        tracing::warn!(path = %l.lease.path, attempt = t.attempt, "lease renewal failed: {e}; retrying");
-                        if expired {
-                            return Due::Replace { target, what, expires: t.timing.expires_at() };
-                        }
-                    }
-                },
-                Step::Replace(_) => return Due::Replace { target, what, expires: t.timing.expires_at() },
-            }
-        }
-        Due::Nothing
-    }
-
-    /// A lease (or the token) can't be extended: act per `VAULT_ENV_ON_LEASE_END`.
-    async fn on_lease_end(&mut self, now: Instant, target: Target, what: String, expires: Instant) -> Phase {
-        let token = target == Target::Token;
+    /// Item `index` (a lease or the token) can't be extended: act per `VAULT_ENV_ON_LEASE_END`.
+    async fn on_lease_end(&mut self, now: Instant, index: usize, what: String, expires: Instant) -> Phase {
+        let token = self.leases.is_token(index);
         let can_relogin = self.session.as_ref().is_some_and(|s| !matches!(s.token.source, TokenSource::Env));
         let policy = match self.config.daemon_settings.on_lease_end {
             // Without a way to get a new token, new secrets would die with the old one.
@@ -357,97 +202,58 @@ impl<'a> Daemon<'a> {
         match policy {
             OnLeaseEnd::Ignore => {
                 tracing::warn!("{what} ends in {left}s and can't be extended; leaving the app running (VAULT_ENV_ON_LEASE_END=ignore)");
-                self.forget(target);
+                self.leases.forget(index);
                 Phase::Running
             }
             OnLeaseEnd::Exit if now < expires => {
                 tracing::info!("{what} can't be extended; stopping the app when it expires in {left}s");
-                self.set_due(target, Step::Replace(expires));
+                self.leases.set_due(index, Step::Replace(expires));
                 Phase::Running
             }
             OnLeaseEnd::Exit => self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED),
-            OnLeaseEnd::Restart => match self.prepare(can_relogin && (token || self.token_capped())).await {
+            OnLeaseEnd::Restart => match self.prepare(can_relogin && (token || self.leases.token_capped())).await {
                 Ok(next) => {
                     tracing::info!("{what} can't be extended (ends in {left}s); restarting the app with new secrets");
                     let kill_at = Instant::now() + self.config.daemon_settings.stop_timeout;
                     self.supervisor.signal_app(self.config.daemon_settings.stop_signal);
-                    Phase::Restarting { kill_at, next: Box::new(next) }
+                    Phase::Stopping { kill_at, then: Then::Restart(Box::new(next)) }
                 }
                 Err(e) if Instant::now() >= expires => {
                     tracing::error!("{what} expired and no replacement could be fetched: {e}");
                     self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED)
                 }
                 Err(e) => {
-                    let attempt = self.bump_attempt(target);
+                    let attempt = self.leases.bump_attempt(index);
                     let retry = renew::retry_at(Instant::now(), attempt, expires);
-                    tracing::warn!(
-                        "{what}: fetching new secrets failed ({e}); retrying in {}s, {left}s before it expires",
-                        retry.saturating_duration_since(now).as_secs()
-                    );
-                    self.set_due(target, Step::Replace(retry));
+                    let wait = retry.saturating_duration_since(now).as_secs();
+                    tracing::warn!("{what}: fetching new secrets failed ({e}); retrying in {wait}s, {left}s before it expires");
+                    self.leases.set_due(index, Step::Replace(retry));
                     Phase::Running
                 }
             },
         }
     }
 
-    fn token_capped(&self) -> bool {
-        self.token.as_ref().is_some_and(|t| !t.timing.extendable())
-    }
-
     fn stop_app(&self, why: String, code: u8) -> Phase {
         let s = &self.config.daemon_settings;
-        tracing::warn!(
-            "{why}; stopping the app with {} (SIGKILL after {}), then exiting {code}",
-            signals::name(s.stop_signal),
-            humantime::format_duration(s.stop_timeout)
-        );
+        let (signal, timeout) = (signals::name(s.stop_signal), humantime::format_duration(s.stop_timeout));
+        tracing::warn!("{why}; stopping the app with {signal} (SIGKILL after {timeout}), then exiting {code}");
         self.supervisor.signal_app(s.stop_signal);
-        Phase::Exiting { kill_at: Instant::now() + s.stop_timeout, code }
-    }
-
-    fn tracked_mut(&mut self, target: Target) -> Option<&mut Tracked> {
-        match target {
-            Target::Token => self.token.as_mut(),
-            Target::Lease(i) => self.leases.get_mut(i).map(|l| &mut l.tracked),
-        }
-    }
-
-    fn set_due(&mut self, target: Target, due: Step) {
-        if let Some(t) = self.tracked_mut(target) {
-            t.due = due;
-        }
-    }
-
-    fn bump_attempt(&mut self, target: Target) -> u32 {
-        self.tracked_mut(target).map_or(1, |t| {
-            t.attempt += 1;
-            t.attempt
-        })
-    }
-
-    fn forget(&mut self, target: Target) {
-        match target {
-            Target::Token => self.token = None,
-            Target::Lease(i) if i < self.leases.len() => drop(self.leases.remove(i)),
-            Target::Lease(_) => {}
-        }
+        Phase::Stopping { kill_at: Instant::now() + s.stop_timeout, then: Then::Exit(code) }
     }
 
     /// Fetches every secret again (after a new login when `relogin`), and builds the app's new environment.
-    async fn prepare(&self, relogin: bool) -> Result<Prepared, String> {
-        let session = self.session.as_ref().ok_or("no Vault session")?;
+    async fn prepare(&self, relogin: bool) -> Result<Prepared, PrepareError> {
+        let Some(session) = self.session.as_ref() else { return Err(PrepareError::NoSession) };
         let (client, token) = if relogin {
-            let token = auth::token(&session.base, &self.config.auth).await.map_err(|e| e.to_string())?;
+            let token = auth::token(&session.login_client, &self.config.auth).await.map_err(PrepareError::Login)?;
             tracing::info!(source = %token.source, "obtained a new Vault token");
-            let client = session.base.with_token(token.secret.clone());
+            let client = session.login_client.with_token(token.secret.clone());
             (client.clone(), Some((token, client)))
         } else {
             (session.client.clone(), None)
         };
-        let resolved = resolve::fetch_and_render(&client, self.plan, self.config)
-            .await
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        let resolved = resolve::fetch_and_render(&client, self.plan, self.config).await.map_err(PrepareError::Vars)?;
         let app_token = match &token {
             Some((t, _)) => Some(&t.secret),
             None => session.app_token(self.config),
@@ -486,6 +292,7 @@ impl<'a> Daemon<'a> {
     /// The app is gone for good: revoke what vault-env obtained (unless told not to), clean up.
     async fn shutdown(&mut self, code: u8) -> u8 {
         if self.config.daemon_settings.terminate_descendants {
+            // Blocks this (current-thread) runtime for up to 2 s; nothing else runs at exit.
             self.supervisor.terminate_descendants(Duration::from_secs(2));
         }
         let Some(session) = &self.session else { return code };
@@ -509,28 +316,9 @@ impl<'a> Daemon<'a> {
     }
 }
 
-fn phase_with_kill_at(phase: Phase, kill_at: Instant) -> Phase {
-    match phase {
-        Phase::Restarting { next, .. } => Phase::Restarting { kill_at, next },
-        Phase::Exiting { code, .. } => Phase::Exiting { kill_at, code },
-        Phase::Running => Phase::Running,
-    }
-}
-
 fn describe(status: Status) -> String {
     match status {
         Status::Code(_) => String::new(),
         Status::Signaled(sig) => format!(" (killed by {})", signals::name(sig)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_id_hides_most_of_the_lease_id() {
-        assert_eq!(short_id("database/creds/app/EOYXC0q047th4R4u8PH1moTi"), "database/creds/app/EOYX…");
-        assert_eq!(short_id("abcdefgh"), "abcd…");
     }
 }

@@ -5,6 +5,7 @@
 //! | 64   | usage or configuration: bad `VAULT_*` value, malformed reference, unreadable token/JWT file |
 //! | 65   | a secret, version or key is missing, or a value cannot be used (not text) |
 //! | 69   | Vault unreachable (after retrying for `VAULT_CLIENT_TIMEOUT`) |
+//! | 70   | internal: the async runtime or signal handling could not start, the signal thread stopped |
 //! | 75   | daemon mode: a lease ended and could not be replaced |
 //! | 77   | Vault refused: login rejected or permission denied |
 //! | 126  | the command was found but cannot be executed |
@@ -21,6 +22,7 @@ use vault_env_supervisor::ExecError;
 pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_DATA: u8 = 65;
 pub const EXIT_UNAVAILABLE: u8 = 69;
+pub const EXIT_INTERNAL: u8 = 70;
 pub const EXIT_LEASE_ENDED: u8 = 75;
 pub const EXIT_DENIED: u8 = 77;
 
@@ -28,6 +30,9 @@ pub const EXIT_DENIED: u8 = 77;
 pub enum Error {
     #[error("{0}")]
     Usage(String),
+    /// Not the user's doing (`EX_SOFTWARE`).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("invalid configuration")]
     Config(Vec<ConfigError>),
     #[error("variables could not be resolved")]
@@ -65,6 +70,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Config(_) => EXIT_USAGE,
+            Error::Internal(_) => EXIT_INTERNAL,
             Error::Vars(errors) => {
                 let codes: Vec<u8> = errors.iter().map(|e| cause_exit_code(&e.cause)).collect();
                 [EXIT_UNAVAILABLE, EXIT_DENIED, EXIT_USAGE].into_iter().find(|c| codes.contains(c)).unwrap_or(EXIT_DATA)

@@ -6,20 +6,24 @@
 //! 3. [`auth`]: a token from a file, the environment, or a login (jwt/kubernetes, approle).
 //! 4. [`resolve`]: one concurrent read per distinct path, transit batches, rendering.
 //! 5. [`child_env`]: the app's environment, with vault-env's own settings removed.
-//! 6. `vault_env_supervisor`: exec (or, in daemon mode, spawn and supervise) the app.
+//! 6. [`session`]: what both modes hold (client, token, resolved secrets); then
+//!    `vault_env_supervisor` execs the app, or in daemon mode [`daemon`] spawns and supervises it
+//!    and [`lease`] keeps the token and leases renewed.
 
-pub mod auth;
-pub mod child_env;
 pub mod cli;
-pub mod client;
 pub mod config;
+pub mod reference;
+pub mod template;
+pub mod auth;
+pub mod client;
+pub mod resolve;
+pub mod child_env;
+pub mod session;
 pub mod daemon;
+pub mod lease;
+pub mod secret;
 pub mod error;
 pub mod logging;
-pub mod reference;
-pub mod resolve;
-pub mod secret;
-pub mod template;
 
 pub use error::Error;
 pub use secret::SecretString;

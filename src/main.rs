@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use vault_env::cli::{self, Parsed};
 use vault_env::config::{Config, Env};
-use vault_env::daemon::{App, Daemon, Session};
+use vault_env::daemon::Daemon;
 use vault_env::resolve::{self, Resolved};
+use vault_env::session::{App, Session};
 use vault_env::{Error, child_env, logging};
 use vault_env_supervisor::{Options, Supervisor};
 
@@ -43,7 +44,7 @@ fn run() -> Result<ExitCode, Error> {
         // Helper threads (DNS lookups) must never take a signal meant for the app.
         .on_thread_start(block_signals)
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let session = match plan.needs_vault() {
             true => Some(Session::open(&config, &plan).await?),
@@ -78,7 +79,7 @@ fn block_signals() {
 
 fn start_supervisor(config: &Config) -> Result<Supervisor, Error> {
     Supervisor::start(Options { process_group: config.daemon_settings.process_group })
-        .map_err(|e| Error::Usage(format!("cannot set up signal handling: {e}")))
+        .map_err(|e| Error::Internal(format!("cannot set up signal handling: {e}")))
 }
 
 /// `VAULT_ENV_DAEMON` decides when set; otherwise daemon mode when something must be renewed.

@@ -14,7 +14,6 @@
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use std::fmt;
 
 /// A parsed key template. Parsing happens once, before any Vault call, so syntax errors are
 /// reported together with the other configuration errors.
@@ -399,12 +398,6 @@ pub fn query_escape(s: &str) -> String {
         }
     }
     out
-}
-
-impl fmt::Display for Template {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "template with {} part(s)", self.parts.len())
-    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ pub const DEFAULT_ADDR: &str = "https://127.0.0.1:8200";
 pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TRANSIT_BATCH_SIZE: usize = 25;
-const SIGTERM: i32 = 15;
 
 /// The process environment (or a test's), in order, as raw bytes.
 #[derive(Debug, Clone, Default)]
@@ -261,7 +260,12 @@ impl Config {
         let revoke_token = r.optional_bool(VAULT_REVOKE_TOKEN);
         let daemon = r.optional_bool(VAULT_ENV_DAEMON);
         let daemon_settings = DaemonSettings {
-            stop_signal: r.parsed(VAULT_ENV_STOP_SIGNAL, SIGTERM, "a signal name such as SIGTERM or SIGINT", vault_env_supervisor::signals::parse),
+            stop_signal: r.parsed(
+                VAULT_ENV_STOP_SIGNAL,
+                vault_env_supervisor::signals::SIGTERM,
+                "a signal name such as SIGTERM or SIGINT",
+                vault_env_supervisor::signals::parse,
+            ),
             stop_timeout: r.duration(VAULT_ENV_STOP_TIMEOUT, Duration::from_secs(10)),
             on_lease_end: r.parsed(VAULT_ENV_ON_LEASE_END, OnLeaseEnd::Restart, "restart, exit or ignore", |s| match s {
                 "restart" => Some(OnLeaseEnd::Restart),

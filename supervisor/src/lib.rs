@@ -1,6 +1,7 @@
-//! Starting the app for vault-env: command lookup, `exec` with a given environment, and (daemon
-//! mode) supervision as PID 1. This crate knows nothing about Vault: it takes a program, its
-//! arguments and a finished environment.
+//! Starting the app for vault-env: command lookup, `exec` with a given environment, (daemon mode)
+//! supervision as PID 1, and lease timing ([`renew`]: when to renew, retry or replace a lease).
+//! This crate knows nothing about Vault: it takes a program, its arguments and a finished
+//! environment, and leases as TTLs granted at an instant.
 
 pub mod exec;
 pub mod renew;

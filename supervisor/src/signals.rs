@@ -14,6 +14,10 @@
 use nix::libc::{self, c_int};
 use nix::sys::signal::{SigSet, Signal};
 
+/// The signals vault-env sends itself, by name (the core has no `libc` of its own).
+pub const SIGKILL: c_int = libc::SIGKILL;
+pub const SIGTERM: c_int = libc::SIGTERM;
+
 /// Signals vault-env must never block: synchronous faults and terminal job control.
 const NOT_HANDLED: [Signal; 11] = [
     Signal::SIGSEGV,

@@ -151,10 +151,6 @@ impl Supervisor {
         }
     }
 
-    pub fn app_pid(&self) -> Option<u32> {
-        lock(&self.shared).app.map(|p| p.as_raw() as u32)
-    }
-
     /// SIGTERM to every remaining child process of vault-env, then reap them (waits up to `grace`).
     pub fn terminate_descendants(&self, grace: Duration) {
         let me = std::process::id();

@@ -1,0 +1,300 @@
+//! The Vault side of lease keeping: the token and every lease in one list, renewed by one loop
+//! whose renew call is a parameter (Vault's `renewFunc` in `LifetimeWatcher`), so the decisions —
+//! renew, retry with backoff, replace — are unit-tested with a fake renewer. The timing rules
+//! (70–75 %, backoff bounded by expiry, replacement lead) are `vault_env_supervisor::renew`'s.
+
+use crate::client::{Client, ClientError};
+use crate::resolve::Lease;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use vault_env_supervisor::renew::{self, Step};
+
+/// What is kept alive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Renewable {
+    Token,
+    Lease(Lease),
+}
+
+impl Renewable {
+    /// `token` or `lease`, for log lines.
+    fn noun(&self) -> &'static str {
+        match self {
+            Renewable::Token => "token",
+            Renewable::Lease(_) => "lease",
+        }
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Renewable::Token => "",
+            Renewable::Lease(l) => &l.path,
+        }
+    }
+
+    /// How logs and errors name it (a lease id is cut short).
+    pub fn describe(&self) -> String {
+        match self {
+            Renewable::Token => "the Vault token".into(),
+            Renewable::Lease(l) => format!("lease {} ({})", short_id(&l.lease_id), l.path),
+        }
+    }
+}
+
+/// The renew call: Vault's in the daemon, a fake in tests. Returns the TTL granted, in seconds.
+pub trait Renewer {
+    fn renew(&self, item: &Renewable, wanted_secs: u64) -> impl Future<Output = Result<u64, ClientError>>;
+}
+
+impl Renewer for Client {
+    async fn renew(&self, item: &Renewable, wanted_secs: u64) -> Result<u64, ClientError> {
+        match item {
+            Renewable::Token => self.renew_self(wanted_secs).await.map(|a| a.lease_duration),
+            Renewable::Lease(l) => self.renew_lease(&l.lease_id, wanted_secs).await.map(|s| s.lease_duration),
+        }
+    }
+}
+
+/// One lease (or the token) and when to act on it next.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub item: Renewable,
+    pub timing: renew::Lease,
+    pub due: Step,
+    pub attempt: u32,
+}
+
+/// What a pass over the due items asks for.
+#[derive(Debug, PartialEq)]
+pub enum Due {
+    Nothing,
+    /// Item `index` can't be extended: replace it (or, per policy, exit or ignore). It ends at `expires`.
+    Replace {
+        index: usize,
+        what: String,
+        expires: Instant,
+    },
+}
+
+/// The token (first, when kept) and every lease.
+#[derive(Debug, Default)]
+pub struct Leases {
+    items: Vec<Tracked>,
+    /// `VAULT_ENV_RESTART_SPLAY`: replacements start up to this much earlier, at random.
+    splay: Duration,
+}
+
+impl Leases {
+    pub fn new(splay: Duration) -> Leases {
+        Leases { items: Vec::new(), splay }
+    }
+
+    /// Starts tracking `item`, granted `ttl` at `now`.
+    pub fn track(&mut self, item: Renewable, now: Instant, ttl: Duration, renewable: bool) {
+        let timing = renew::Lease::new(now, ttl, renewable);
+        let tracked = Tracked { item, timing, due: schedule(&timing, self.splay), attempt: 0 };
+        match tracked.item {
+            Renewable::Token => {
+                self.items.retain(|t| t.item != Renewable::Token);
+                self.items.insert(0, tracked);
+            }
+            Renewable::Lease(_) => self.items.push(tracked),
+        }
+    }
+
+    /// Stops tracking every lease (the token stays).
+    pub fn clear_leases(&mut self) {
+        self.items.retain(|t| t.item == Renewable::Token);
+    }
+
+    pub fn items(&self) -> &[Tracked] {
+        &self.items
+    }
+
+    /// When the next item is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.items.iter().map(|t| t.due.at()).min()
+    }
+
+    /// Whether the token is tracked and can no longer be extended (it caps every lease).
+    pub fn token_capped(&self) -> bool {
+        self.items.iter().any(|t| t.item == Renewable::Token && !t.timing.extendable())
+    }
+
+    pub fn is_token(&self, index: usize) -> bool {
+        self.items.get(index).is_some_and(|t| t.item == Renewable::Token)
+    }
+
+    pub fn set_due(&mut self, index: usize, due: Step) {
+        if let Some(t) = self.items.get_mut(index) {
+            t.due = due;
+        }
+    }
+
+    /// One more failed attempt at item `index`; returns the count.
+    pub fn bump_attempt(&mut self, index: usize) -> u32 {
+        self.items.get_mut(index).map_or(1, |t| {
+            t.attempt += 1;
+            t.attempt
+        })
+    }
+
+    pub fn forget(&mut self, index: usize) {
+        if index < self.items.len() {
+            self.items.remove(index);
+        }
+    }
+
+    /// Renews every item due at `now`; reports the first one that needs replacing.
+    pub async fn renew_due(&mut self, renewer: &impl Renewer, now: Instant) -> Due {
+        let splay = self.splay;
+        for (index, t) in self.items.iter_mut().enumerate().filter(|(_, t)| t.due.at() <= now) {
+            let (what, noun, path) = (t.item.describe(), t.item.noun(), t.item.path());
+            if let Step::Replace(_) = t.due {
+                return Due::Replace { index, what, expires: t.timing.expires_at() };
+            }
+            match renewer.renew(&t.item, t.timing.wanted.as_secs()).await {
+                Ok(ttl) => {
+                    t.timing = t.timing.renewed(now, Duration::from_secs(ttl));
+                    t.due = schedule(&t.timing, splay);
+                    t.attempt = 0;
+                    tracing::info!(path, ttl, capped = !t.timing.extendable(), "{noun} renewed");
+                }
+                // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
+                Err(e) if e.status() == Some(400) && matches!(t.item, Renewable::Lease(_)) => {
+                    tracing::warn!("{what} can no longer be renewed: {e}");
+                    return Due::Replace { index, what, expires: now };
+                }
+                Err(e) => {
+                    t.attempt += 1;
+                    t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at()));
+                    tracing::warn!(path, attempt = t.attempt, "{noun} renewal failed: {e}; retrying");
+                    if now >= t.timing.expires_at() {
+                        return Due::Replace { index, what, expires: t.timing.expires_at() };
+                    }
+                }
+            }
+        }
+        Due::Nothing
+    }
+}
+
+fn schedule(timing: &renew::Lease, splay: Duration) -> Step {
+    match timing.next_step(fastrand::f64()) {
+        Step::Replace(at) if !splay.is_zero() => {
+            let earlier = splay.mul_f64(fastrand::f64());
+            Step::Replace(at.checked_sub(earlier).unwrap_or(at).max(timing.granted_at))
+        }
+        step => step,
+    }
+}
+
+/// A lease id as it may be logged: the path and the first characters of the id.
+pub fn short_id(id: &str) -> String {
+    match id.rsplit_once('/') {
+        Some((path, tail)) => format!("{path}/{}…", tail.chars().take(4).collect::<String>()),
+        None => format!("{}…", id.chars().take(4).collect::<String>()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    /// Answers each renew call with the next scripted result and records what was asked.
+    struct Fake {
+        answers: RefCell<Vec<Result<u64, ClientError>>>,
+        calls: RefCell<Vec<(String, u64)>>,
+    }
+
+    impl Fake {
+        fn new(answers: Vec<Result<u64, ClientError>>) -> Fake {
+            Fake { answers: RefCell::new(answers.into_iter().rev().collect()), calls: RefCell::default() }
+        }
+    }
+
+    impl Renewer for Fake {
+        async fn renew(&self, item: &Renewable, wanted_secs: u64) -> Result<u64, ClientError> {
+            self.calls.borrow_mut().push((item.describe(), wanted_secs));
+            self.answers.borrow_mut().pop().expect("a scripted answer")
+        }
+    }
+
+    fn lease(id: &str) -> Renewable {
+        Renewable::Lease(Lease { path: "database/creds/app".into(), lease_id: format!("database/creds/app/{id}"), duration: 60, renewable: true })
+    }
+
+    fn refused(status: u16) -> ClientError {
+        ClientError::Status { status, errors: vec!["nope".into()] }
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn the_token_comes_first_and_due_items_are_renewed_for_their_full_ttl() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(lease("AAAAAAAA"), t0, S(60), true);
+        leases.track(Renewable::Token, t0, S(100), true);
+        assert!(leases.is_token(0));
+        let fake = Fake::new(vec![Ok(100), Ok(60)]);
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(76))), Due::Nothing);
+        assert_eq!(
+            *fake.calls.borrow(),
+            [("the Vault token".to_string(), 100), ("lease database/creds/app/AAAA… (database/creds/app)".to_string(), 60)]
+        );
+        let due = leases.items()[1].due;
+        assert!(matches!(due, Step::Renew(at) if at >= t0 + S(76) + S(42) && at <= t0 + S(76) + S(45)), "{due:?}");
+    }
+
+    #[test]
+    fn a_failed_renewal_is_retried_with_backoff_then_replaced_once_expired() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(lease("B"), t0, S(60), true);
+        let fake = Fake::new(vec![Err(refused(503)), Err(refused(503)), Err(refused(503))]);
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(45))), Due::Nothing);
+        assert_eq!((leases.items()[0].attempt, leases.items()[0].due), (1, Step::Renew(t0 + S(47))));
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(47))), Due::Nothing);
+        assert_eq!(leases.items()[0].due, Step::Renew(t0 + S(51)), "backoff doubles");
+        let expired = run(leases.renew_due(&fake, t0 + S(60)));
+        assert!(matches!(expired, Due::Replace { index: 0, expires, .. } if expires == t0 + S(60)), "{expired:?}");
+    }
+
+    #[test]
+    fn a_lease_vault_no_longer_knows_is_replaced_at_once_but_the_token_is_retried() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(Renewable::Token, t0, S(100), true);
+        leases.track(lease("C"), t0, S(60), true);
+        let fake = Fake::new(vec![Err(refused(400)), Err(refused(400))]);
+        let due = run(leases.renew_due(&fake, t0 + S(80)));
+        assert!(matches!(&due, Due::Replace { index: 1, expires, what } if *expires == t0 + S(80) && what.starts_with("lease")), "{due:?}");
+        assert_eq!(leases.items()[0].attempt, 1, "the token's 400 is a failure to retry");
+    }
+
+    #[test]
+    fn a_capped_grant_turns_renewal_into_replacement_before_expiry() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(Renewable::Token, t0, S(100), true);
+        let fake = Fake::new(vec![Ok(20)]);
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(75))), Due::Nothing);
+        assert!(leases.token_capped());
+        assert_eq!(leases.items()[0].due, Step::Replace(t0 + S(95) - S(20)), "a fifth of the wanted 100 s before the end");
+        let due = run(leases.renew_due(&fake, t0 + S(75)));
+        assert!(matches!(due, Due::Replace { index: 0, expires, .. } if expires == t0 + S(95)), "{due:?}");
+        assert_eq!(fake.calls.borrow().len(), 1, "a replacement is not renewed again");
+    }
+
+    #[test]
+    fn short_id_hides_most_of_the_lease_id() {
+        assert_eq!(short_id("database/creds/app/EOYXC0q047th4R4u8PH1moTi"), "database/creds/app/EOYX…");
+        assert_eq!(short_id("abcdefgh"), "abcd…");
+    }
+}
