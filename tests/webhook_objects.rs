@@ -4,7 +4,6 @@
 //! `vault-serviceaccount`, with a token the fixture Kubernetes API issues for that account.
 
 use crate::common::*;
-use crate::webhook::{KubeApi, Webhook, apply};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};

@@ -1,8 +1,19 @@
 //! Test helpers: a real OpenBao dev server per test, the vault-env binary, certificates and JWTs
 //! made with the system's `openssl`. Every server listens on 127.0.0.1 on a free port and is killed
-//! (by PID, through `Child`) when its handle drops.
+//! (by PID, through `Child`) when its handle drops. The webhook's harness is in the submodules
+//! (ripgrep's `tests/util.rs` idea: no test file imports from another).
 
 #![allow(dead_code)]
+
+pub mod aws;
+pub mod kube;
+pub mod registry;
+pub mod webhook;
+
+pub use aws::*;
+pub use kube::*;
+pub use registry::*;
+pub use webhook::*;
 
 use serde_json::{Value, json};
 use std::net::TcpListener;

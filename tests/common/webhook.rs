@@ -1,0 +1,133 @@
+//! The webhook process for black-box tests: its binary, a serving certificate, the process
+//! (killed when dropped), AdmissionReviews over HTTPS, and reading the patched object.
+
+use super::*;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn webhook_bin() -> PathBuf {
+    let path = path_from_env("VAULT_SECRETS_WEBHOOK_BIN").unwrap_or_else(|| vault_env_bin().with_file_name("vault-secrets-webhook"));
+    assert!(path.exists(), "{} is missing: build it first with `cargo build -p vault-env-webhook` (scripts/test.sh does)", path.display());
+    path
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Kills and reaps the process when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Webhook {
+    pub proc: Proc,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+}
+
+impl Webhook {
+    pub fn start(env: &[(&str, &str)]) -> Webhook {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
+        Webhook::launch(dir, ca, &cert, &key, env)
+    }
+
+    /// Starts the webhook serving `cert`/`key`, which `ca` verifies.
+    pub fn launch(dir: tempfile::TempDir, ca: PathBuf, cert: &Path, key: &Path, env: &[(&str, &str)]) -> Webhook {
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
+        let mut cmd = Command::new(webhook_bin());
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LISTEN_ADDRESS", format!("127.0.0.1:{port}"))
+            .env("TLS_CERT_FILE", cert)
+            .env("TLS_PRIVATE_KEY_FILE", key)
+            .env("TLS_RELOAD_INTERVAL", "200ms")
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .env("LOG_LEVEL", "debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let proc = Proc(cmd.spawn().expect("start the webhook"));
+        let mut hook = Webhook { proc, url: format!("https://127.0.0.1:{port}"), dir, ca };
+        let ready = busy_wait(Duration::from_secs(20), || hook.exited() || hook.get("/healthz").0 == 200);
+        assert!(ready && !hook.exited(), "the webhook did not start: {}", hook.log());
+        hook
+    }
+
+    pub fn exited(&mut self) -> bool {
+        matches!(self.proc.0.try_wait(), Ok(Some(_)))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
+    }
+
+    pub fn curl(&self, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca)
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.curl(&[&format!("{}{path}", self.url)])
+    }
+
+    /// POSTs `body` as the API server does; returns the status and the JSON answer.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let file = self.dir.path().join(format!("review-{}.json", fastrand::u64(..)));
+        std::fs::write(&file, body.to_string()).unwrap();
+        let (code, text) = self.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{}{path}?timeout=10s", self.url),
+        ]);
+        (code, serde_json::from_str(&text).unwrap_or_else(|_| panic!("HTTP {code}, not JSON: {text}")))
+    }
+}
+
+/// The patch of a review answer applied to the review's object (`None` when there is no patch).
+pub fn apply(review: &Value, answer: &Value) -> Option<Value> {
+    let response = &answer["response"];
+    assert_eq!(response["uid"], review["request"]["uid"], "the answer echoes the uid");
+    assert_eq!(answer["apiVersion"], review["apiVersion"]);
+    assert_eq!(answer["kind"], "AdmissionReview");
+    let patch = response.get("patch")?.as_str().expect("patch is a base64 string");
+    assert_eq!(response["patchType"], "JSONPatch");
+    let patch: json_patch::Patch = serde_json::from_slice(&STANDARD.decode(patch).unwrap()).expect("an RFC 6902 patch");
+    let mut doc = review["request"]["object"].clone();
+    json_patch::patch(&mut doc, &patch).expect("the patch applies to the object");
+    Some(doc)
+}
+
+pub fn as_pod(doc: &Value) -> Pod {
+    serde_json::from_value(doc.clone()).expect("the patched object is a valid Pod")
+}
+
+pub fn fixture(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap()
+}
