@@ -97,6 +97,7 @@ Exit codes (the app's own code once it runs):
   64   usage or configuration error, malformed reference, unreadable token/JWT file
   65   a secret, version or key is missing, or a value is not text
   69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT)
+  70   internal error: the async runtime or signal handling could not start
   75   daemon mode: a lease ended and could not be replaced
   77   Vault refused the login or a read (permission denied)
   126  the command cannot be executed
@@ -241,7 +242,7 @@ mod tests {
         ] {
             assert!(ENV_HELP.contains(var), "--help does not mention {var}");
         }
-        for code in ["64", "65", "69", "75", "77", "126", "127"] {
+        for code in ["64", "65", "69", "70", "75", "77", "126", "127"] {
             assert!(ENV_HELP.contains(code), "--help does not list exit code {code}");
         }
     }

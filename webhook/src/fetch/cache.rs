@@ -1,5 +1,6 @@
-//! A small bounded cache whose entries expire (image commands, pull credentials), and
-//! [`Gates`], which let one caller at a time fill a missing entry.
+//! A small bounded cache whose entries expire (image commands, pull credentials, ECR tokens),
+//! [`Gates`], which let one caller at a time fill a missing entry, and [`Cached`], the two
+//! together: check → gate → check → fetch → put, written once.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct TtlCache<K, V> {
+    /// Each value with the instant it expires.
     entries: HashMap<K, (Instant, V)>,
     order: VecDeque<K>,
     capacity: usize,
@@ -21,7 +23,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     pub fn get(&mut self, key: &K) -> Option<V> {
         match self.entries.get(key) {
-            Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
+            Some((expires, v)) if Instant::now() < *expires => Some(v.clone()),
             Some(_) => {
                 self.entries.remove(key);
                 None
@@ -31,10 +33,15 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
     }
 
     pub fn put(&mut self, key: K, value: V) {
+        self.put_until(key, value, Instant::now() + self.ttl);
+    }
+
+    /// Keeps `value` until `expires` instead of for the cache's TTL.
+    pub fn put_until(&mut self, key: K, value: V, expires: Instant) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(key.clone(), (Instant::now(), value)).is_none() {
+        if self.entries.insert(key.clone(), (expires, value)).is_none() {
             self.order.push_back(key);
         }
         while self.entries.len() > self.capacity {
@@ -90,6 +97,60 @@ impl<K: Hash + Eq> Drop for Gate<'_, K> {
     }
 }
 
+/// Where a value came from.
+pub enum Got<V> {
+    Cached(V),
+    Fetched(V),
+}
+
+impl<V> Got<V> {
+    pub fn value(self) -> V {
+        match self {
+            Got::Cached(v) | Got::Fetched(v) => v,
+        }
+    }
+}
+
+/// A [`TtlCache`] whose misses are filled by one fetch per key at a time.
+pub struct Cached<K, V> {
+    cache: Mutex<TtlCache<K, V>>,
+    gates: Gates<K>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Cached<K, V> {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        Cached { cache: Mutex::new(TtlCache::new(capacity, ttl)), gates: Gates::default() }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+    }
+
+    /// The cached value, or the one `fetch` returns (kept for the cache's TTL). Callers that find
+    /// the key being fetched wait for that fetch and read its result.
+    pub async fn get_or_fetch<E>(&self, key: &K, fetch: impl AsyncFnOnce() -> Result<V, E>) -> Result<Got<V>, E> {
+        self.get_or_fetch_until(key, async || fetch().await.map(|v| (v, None))).await
+    }
+
+    /// As [`Cached::get_or_fetch`]; `fetch` may say until when its value is good.
+    pub async fn get_or_fetch_until<E>(&self, key: &K, fetch: impl AsyncFnOnce() -> Result<(V, Option<Instant>), E>) -> Result<Got<V>, E> {
+        if let Some(hit) = self.get(key) {
+            return Ok(Got::Cached(hit));
+        }
+        let _gate = self.gates.pass(key).await;
+        if let Some(hit) = self.get(key) {
+            return Ok(Got::Cached(hit));
+        }
+        let (value, until) = fetch().await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match until {
+            Some(expires) => cache.put_until(key.clone(), value.clone(), expires),
+            None => cache.put(key.clone(), value.clone()),
+        }
+        Ok(Got::Fetched(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +181,36 @@ mod tests {
         }
         assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 2, "one fetch per key");
         assert!(gates.open.lock().unwrap().is_empty(), "no gate is left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_or_fetch_fetches_once_per_key_and_honours_expiry() {
+        let cached: Arc<Cached<&str, usize>> = Arc::new(Cached::new(8, Duration::from_secs(60)));
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cached, fetches) = (cached.clone(), fetches.clone());
+                tokio::spawn(async move {
+                    let got = cached.get_or_fetch(&"k", async || {
+                        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, ()>(7)
+                    });
+                    got.await.unwrap().value()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 7);
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert!(matches!(cached.get_or_fetch_until(&"e", async || Ok::<_, ()>((1, Some(soon)))).await, Ok(Got::Fetched(1))));
+        assert!(matches!(cached.get_or_fetch_until(&"e", async || Ok::<_, ()>((2, None))).await, Ok(Got::Cached(1))));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cached.get(&"e"), None, "its own expiry, not the cache's hour");
+        assert!(cached.get_or_fetch(&"x", async || Err::<usize, _>("down")).await.is_err());
+        assert_eq!(cached.get(&"x"), None, "errors are not cached");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! kind). Malformed input is a 400 with a message; a mutation error is an `allowed: false` answer
 //! naming pod, container and annotation, so a pod never starts with unresolved `vault:` values.
 
-use crate::admit::{Context, mutate_object, mutate_pod, object_name, pod_name};
+use crate::admit::{Context, Denial, mutate_object, mutate_pod, object_name, pod_name};
 use crate::metrics::ReviewLabels;
 use crate::mutate::object::Kind;
 use crate::mutate::patch::JsonPatch;
@@ -90,7 +90,7 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind) -> Answer {
     review::<DynamicObject>(ctx, body, label, async |request: &AdmissionRequest<DynamicObject>, namespace: &str| {
         match (&request.operation, &request.object) {
             (Operation::Create | Operation::Update, Some(object)) => {
-                let object = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+                let object = serde_json::to_value(object).map_err(|e| Denial::new("object", format!("cannot read it: {e}")))?;
                 let patch = mutate_object(ctx, kind, &object, namespace, request.dry_run).await?;
                 Ok(patch.map(|p| (p, object_name(&object, namespace))))
             }
@@ -106,7 +106,7 @@ async fn review<T>(
     ctx: &Context,
     body: &[u8],
     kind: &str,
-    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(JsonPatch, String)>, String>,
+    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(JsonPatch, String)>, Denial>,
 ) -> Answer
 where
     T: kube::Resource + serde::de::DeserializeOwned,
@@ -136,7 +136,8 @@ where
                     patch = Some(p);
                 }
                 Ok(None) => labels.outcome = "allowed".into(),
-                Err(message) => {
+                Err(denial) => {
+                    let message = denial.to_string();
                     tracing::warn!("denied: {message}");
                     response["allowed"] = json!(false);
                     response["status"] = json!({"code": 400, "reason": "BadRequest", "message": format!("vault-secrets-webhook: {message}")});

@@ -8,7 +8,7 @@
 //!   Unlike Bank-Vaults, registries that are not Vault-backed and extra fields (`email`,
 //!   `identitytoken`, …) are kept.
 //! - ConfigMap `data`, and `binaryData` whose decoded bytes are a reference: the value in Vault is
-//!   base64 and is stored decoded (spec §5.9).
+//!   base64 and is stored decoded (Bank-Vaults' `configmap.go`).
 //! - Any other object: every string leaf (never a map key), except `metadata.managedFields` and
 //!   kubectl's last-applied-configuration annotation (a copy of the object as sent: resolving
 //!   references there would put secrets into an annotation and break its JSON).

@@ -1,4 +1,4 @@
-//! Image ENTRYPOINT/CMD lookup (spec §5.7) for mutated containers without `command`.
+//! Image ENTRYPOINT/CMD lookup (Bank-Vaults' `pkg/webhook/registry.go`) for mutated containers without `command`.
 //!
 //! Differences from Bank-Vaults, on purpose: multi-platform images resolve to the pod's platform
 //! (its `kubernetes.io/os`/`arch` node selector, else `REGISTRY_DEFAULT_PLATFORM`) instead of the
@@ -9,9 +9,9 @@
 pub mod pull_secrets;
 pub mod ecr;
 
-pub use pull_secrets::{DockerAuth, normalize_registry, parse_pull_secret};
+pub use pull_secrets::{DefaultPullSecret, DockerAuth, normalize_registry, parse_pull_secret};
 
-use crate::fetch::cache::{Gates, TtlCache};
+use crate::fetch::cache::{Cached, Got};
 use crate::metrics::Metrics;
 use crate::mutate::pod::ImageCommand;
 use ecr::{Ecr, EcrSettings};
@@ -22,7 +22,7 @@ use oci_client::{Client, Reference};
 use serde::Deserialize;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `os/arch[/variant]`.
@@ -106,8 +106,7 @@ pub fn cacheable(reference: &Reference, pull_policy: Option<&str>) -> bool {
 type CacheKey = (String, String, u64);
 
 pub struct Registry {
-    cache: Mutex<TtlCache<CacheKey, ImageCommand>>,
-    lookups: Gates<CacheKey>,
+    cache: Cached<CacheKey, ImageCommand>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     /// Credentials for private ECR registries the pod has no pull secret for.
@@ -120,15 +119,6 @@ pub struct Lookup<'a> {
     pub credentials: &'a [DockerAuth],
     pub platform: &'a Platform,
     pub skip_verify: bool,
-}
-
-/// The pull secret for pods that name none (`DEFAULT_IMAGE_PULL_SECRET*`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DefaultPullSecret {
-    pub secret: String,
-    pub namespace: String,
-    /// Its ServiceAccount's pull secrets are used too (may be empty).
-    pub service_account: String,
 }
 
 /// Image lookups: the cache, timeouts, platform, default credentials and ECR.
@@ -163,8 +153,8 @@ impl Default for RegistrySettings {
 impl Registry {
     pub fn new(settings: &RegistrySettings, metrics: Arc<Metrics>) -> Registry {
         let ecr = Ecr::new(settings.ecr.clone(), settings.timeout, metrics.clone());
-        let cache = TtlCache::new(settings.cache_size, settings.cache_ttl);
-        Registry { cache: Mutex::new(cache), lookups: Gates::default(), timeout: settings.timeout, metrics, ecr }
+        let cache = Cached::new(settings.cache_size, settings.cache_ttl);
+        Registry { cache, timeout: settings.timeout, metrics, ecr }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -184,30 +174,31 @@ impl Registry {
             lookup.skip_verify.hash(&mut h);
             (lookup.image.to_string(), lookup.platform.to_string(), h.finish())
         };
-        let use_cache = cacheable(&reference, lookup.pull_policy);
-        let cached = || self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
-        if use_cache && let Some(hit) = cached() {
-            self.metrics.registry_call(&registry, "cached", started.elapsed());
-            return Ok(hit);
-        }
         // The same image for many pods at once: one registry read, the others wait for it.
-        let _gate = match use_cache {
-            true => Some(self.lookups.pass(&key).await),
-            false => None,
+        let read = async || self.read(&reference, lookup, &candidates, &wanted).await;
+        let got = match cacheable(&reference, lookup.pull_policy) {
+            true => self.cache.get_or_fetch(&key, read).await,
+            false => read().await.map(Got::Fetched),
         };
-        if use_cache && let Some(hit) = cached() {
-            self.metrics.registry_call(&registry, "cached", started.elapsed());
-            return Ok(hit);
-        }
-        // No pull secret for a private ECR registry: a token with the webhook's AWS credentials,
-        // else anonymous.
+        let (outcome, result) = match got {
+            Ok(Got::Cached(command)) => ("cached", Ok(command)),
+            Ok(Got::Fetched(command)) => ("ok", Ok(command)),
+            Err(why) => ("error", Err(error(why))),
+        };
+        self.metrics.registry_call(&registry, outcome, started.elapsed());
+        result
+    }
+
+    /// Reads the image's config with each matching credential in turn; with none for a private
+    /// ECR registry, a token with the webhook's AWS credentials, else anonymously.
+    async fn read(&self, reference: &Reference, lookup: &Lookup<'_>, candidates: &[&DockerAuth], wanted: &str) -> Result<ImageCommand, String> {
         let mut ecr_failed = None;
         let auths: Vec<RegistryAuth> = match candidates.is_empty() {
             false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string())).collect(),
-            true => match self.ecr.pull_credentials(&wanted).await {
+            true => match self.ecr.pull_credentials(wanted).await {
                 Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password.expose().to_string())],
                 Some(Err(e)) => {
-                    tracing::warn!(%registry, "no ECR token with the webhook's AWS credentials: {e}");
+                    tracing::warn!(registry = %reference.registry(), "no ECR token with the webhook's AWS credentials: {e}");
                     ecr_failed = Some(e);
                     vec![RegistryAuth::Anonymous]
                 }
@@ -216,22 +207,15 @@ impl Registry {
         };
         let mut last = String::new();
         for auth in auths {
-            match self.fetch(&reference, &auth, lookup).await {
-                Ok(command) => {
-                    self.metrics.registry_call(&registry, "ok", started.elapsed());
-                    if use_cache {
-                        self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(key.clone(), command.clone());
-                    }
-                    return Ok(command);
-                }
+            match self.fetch(reference, &auth, lookup).await {
+                Ok(command) => return Ok(command),
                 Err(e) => last = e,
             }
         }
-        self.metrics.registry_call(&registry, "error", started.elapsed());
-        Err(error(match ecr_failed {
+        Err(match ecr_failed {
             Some(e) => format!("{last} (tried anonymously: no ECR token with the webhook's AWS credentials: {e})"),
             None => last,
-        }))
+        })
     }
 
     /// HTTPS; for loopback registries plain HTTP after that, as go-containerregistry does.
@@ -246,25 +230,25 @@ impl Registry {
             match self.fetch_with(reference, auth, lookup, protocol).await {
                 Ok(command) => return Ok(command),
                 // The registry answered and refused: another scheme won't help.
-                Err((why, true)) if errors.is_empty() => return Err(why),
-                Err((why, true)) => {
+                Err(Failure::Refused(why)) if errors.is_empty() => return Err(why),
+                Err(Failure::Refused(why)) => {
                     errors.push(format!("{scheme}: {why}"));
                     break;
                 }
-                Err((why, false)) => errors.push(format!("{scheme}: {why}")),
+                Err(Failure::Unreachable(why)) => errors.push(format!("{scheme}: {why}")),
             }
         }
         Err(errors.join("; "))
     }
 
-    /// The error says whether the registry itself answered (then no fallback is tried).
+    /// One try with one scheme.
     async fn fetch_with(
         &self,
         reference: &Reference,
         auth: &RegistryAuth,
         lookup: &Lookup<'_>,
         protocol: ClientProtocol,
-    ) -> Result<ImageCommand, (String, bool)> {
+    ) -> Result<ImageCommand, Failure> {
         let platform = lookup.platform.clone();
         let config = ClientConfig {
             protocol,
@@ -279,10 +263,21 @@ impl Registry {
         let client = Client::new(config);
         let pulled = tokio::time::timeout(self.timeout * 3, client.pull_manifest_and_config(reference, auth))
             .await
-            .map_err(|_| (format!("no answer within {:?}", self.timeout * 3), false))?;
-        let (_, _, config) = pulled.map_err(|e| (describe(&e, lookup.platform), answered(&e)))?;
-        image_command_from_config(&config).map_err(|e| (e, true))
+            .map_err(|_| Failure::Unreachable(format!("no answer within {:?}", self.timeout * 3)))?;
+        let (_, _, config) = pulled.map_err(|e| match answered(&e) {
+            true => Failure::Refused(describe(&e, lookup.platform)),
+            false => Failure::Unreachable(describe(&e, lookup.platform)),
+        })?;
+        image_command_from_config(&config).map_err(Failure::Refused)
     }
+}
+
+/// Why one try failed; decides whether another scheme is tried.
+enum Failure {
+    /// The registry answered (and refused, or sent something unusable): no fallback.
+    Refused(String),
+    /// No answer (connection, TLS, timeout): plain HTTP may still work for a loopback registry.
+    Unreachable(String),
 }
 
 fn answered(e: &oci_client::errors::OciDistributionError) -> bool {

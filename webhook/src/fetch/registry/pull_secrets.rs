@@ -1,10 +1,14 @@
 //! Pull secrets: the credentials of `kubernetes.io/dockerconfigjson` (and legacy `dockercfg`)
 //! Secrets, by registry host. Passwords live in the core's `SecretString`.
 
+use crate::fetch::cache::Cached;
+use crate::fetch::kube::KubeApi;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use vault_env::SecretString;
 
 /// One registry entry of a `kubernetes.io/dockerconfigjson` (or legacy `dockercfg`) Secret.
@@ -65,6 +69,71 @@ pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerA
             _ => continue,
         };
         out.push(DockerAuth { registry: normalize_registry(&key), username, password: SecretString::new(password) });
+    }
+    Ok(out)
+}
+
+/// The pull secret for pods that name none (`DEFAULT_IMAGE_PULL_SECRET*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultPullSecret {
+    pub secret: String,
+    pub namespace: String,
+    /// Its ServiceAccount's pull secrets are used too (may be empty).
+    pub service_account: String,
+}
+
+/// Pull credentials as the kubelet would use them: the pod's `imagePullSecrets`, then its
+/// ServiceAccount's; with none on the pod, the webhook's `DEFAULT_IMAGE_PULL_SECRET*`. Kept for
+/// `REGISTRY_CREDENTIALS_TTL` by (pull secrets, ServiceAccount), which spares the Kubernetes reads
+/// on every pod of a Deployment; one read per key at a time.
+pub struct PullCredentials {
+    default: Option<DefaultPullSecret>,
+    cache: Cached<CredentialsKey, Vec<DockerAuth>>,
+}
+
+/// (namespace, name) of each pull secret, and the ServiceAccount's namespace and name.
+type CredentialsKey = (Vec<(String, String)>, String, String);
+
+impl PullCredentials {
+    pub fn new(default: Option<DefaultPullSecret>, cache_size: usize, ttl: Duration) -> PullCredentials {
+        PullCredentials { default, cache: Cached::new(cache_size, ttl) }
+    }
+
+    pub async fn for_pod(&self, kube: &KubeApi, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, String> {
+        let spec = pod.spec.as_ref();
+        let mut secrets: Vec<(String, String)> =
+            spec.and_then(|s| s.image_pull_secrets.as_ref()).iter().flat_map(|v| v.iter()).map(|r| (namespace.to_string(), r.name.clone())).collect();
+        let (sa_namespace, sa_name) = match (&self.default, secrets.is_empty()) {
+            (Some(d), true) => {
+                secrets.push((d.namespace.clone(), d.secret.clone()));
+                (d.namespace.clone(), d.service_account.clone())
+            }
+            _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
+        };
+        let key = (secrets.clone(), sa_namespace.clone(), sa_name.clone());
+        let got = self.cache.get_or_fetch(&key, async || read(kube, secrets, &sa_namespace, &sa_name).await).await?;
+        Ok(got.value())
+    }
+}
+
+async fn read(kube: &KubeApi, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, String> {
+    if !sa_name.is_empty()
+        && let Some(sa) = kube.service_account(sa_namespace, sa_name).await.map_err(|e| e.to_string())?
+    {
+        secrets.extend(sa.image_pull_secrets.iter().flatten().map(|r| (sa_namespace.to_string(), r.name.clone())));
+    }
+    let mut out = Vec::new();
+    for (ns, name) in secrets {
+        match kube.secret(&ns, &name).await.map_err(|e| e.to_string())? {
+            None => tracing::warn!(secret = %format!("{ns}/{name}"), "image pull secret not found; skipped"),
+            Some(secret) => {
+                let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                match parse_pull_secret(&data) {
+                    Ok(creds) => out.extend(creds),
+                    Err(why) => tracing::warn!(secret = %format!("{ns}/{name}"), "image pull secret skipped: {why}"),
+                }
+            }
+        }
     }
     Ok(out)
 }

@@ -22,18 +22,19 @@ pub mod sigv4;
 pub use credentials::{AwsCredentials, Source};
 
 use super::pull_secrets::DockerAuth;
-use crate::fetch::cache::Gates;
+use crate::fetch::cache::{Cached, Got};
 use crate::metrics::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sigv4::{Request, amz_date, sign};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Credentials and tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Registries (account and region pairs) whose tokens are kept.
+const TOKEN_CACHE_SIZE: usize = 256;
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
@@ -89,9 +90,9 @@ pub struct Ecr {
     /// Made on first use: most clusters never see an ECR image.
     clients: std::sync::OnceLock<Result<Clients, String>>,
     credentials: Mutex<Option<AwsCredentials>>,
-    tokens: Mutex<HashMap<String, (DockerAuth, SystemTime)>>,
-    /// One credentials-and-token fetch at a time per registry (AWS throttles GetAuthorizationToken).
-    fetches: Gates<String>,
+    /// Tokens by registry; one credentials-and-token fetch at a time per registry (AWS throttles
+    /// GetAuthorizationToken).
+    tokens: Cached<String, DockerAuth>,
     metrics: Arc<Metrics>,
 }
 
@@ -140,8 +141,7 @@ impl Ecr {
             timeout,
             clients: std::sync::OnceLock::new(),
             credentials: Mutex::new(None),
-            tokens: Mutex::new(HashMap::new()),
-            fetches: Gates::default(),
+            tokens: Cached::new(TOKEN_CACHE_SIZE, Duration::from_secs(12 * 3600)),
             metrics,
         })
     }
@@ -154,30 +154,20 @@ impl Ecr {
     /// private ECR registry. Errors say which step failed; they carry no secret.
     pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
         let (region, cn) = ecr_region(registry)?;
-        let cached = || {
-            let token = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(registry).cloned();
-            token.filter(|(_, expires)| fresh(Some(*expires))).map(|(auth, _)| auth)
-        };
-        if let Some(auth) = cached() {
-            return Some(Ok(auth));
-        }
-        let _gate = self.fetches.pass(&registry.to_string()).await;
-        if let Some(auth) = cached() {
-            return Some(Ok(auth));
-        }
-        let fetched = self.fetch_token(registry, region, cn).await;
-        self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
-        Some(fetched)
+        let key = registry.to_string();
+        let got = self.tokens.get_or_fetch_until(&key, async || {
+            let fetched = self.fetch_token(registry, region, cn).await;
+            self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
+            // Kept until MARGIN before it expires.
+            let until = |expires: SystemTime| Instant::now() + expires.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(MARGIN);
+            fetched.map(|(auth, expires)| (auth, Some(until(expires))))
+        });
+        Some(got.await.map(Got::value))
     }
 
-    async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<DockerAuth, String> {
+    async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<(DockerAuth, SystemTime), String> {
         let credentials = self.aws_credentials().await?;
-        let (auth, expires) = self.authorization_token(registry, region, cn, &credentials).await?;
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.retain(|_, (_, e)| fresh(Some(*e)));
-            tokens.insert(registry.to_string(), (auth.clone(), expires));
-        }
-        Ok(auth)
+        self.authorization_token(registry, region, cn, &credentials).await
     }
 
     async fn aws_credentials(&self) -> Result<AwsCredentials, String> {

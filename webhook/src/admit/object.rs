@@ -1,0 +1,58 @@
+//! Secret, ConfigMap and custom-object admission: annotations → the references to resolve → (not
+//! on a dry run) the webhook's own Vault read → the values written back → a JSONPatch.
+
+use super::context::{Context, Denial};
+use crate::annotations::{self, ObjectConfig};
+use crate::mutate::object::{self, Kind};
+use crate::mutate::patch::JsonPatch;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `secret shop/regcred`, `configmap shop/app-*`, `ingress shop/web`.
+pub fn object_name(object: &Value, namespace: &str) -> String {
+    let meta = &object["metadata"];
+    let kind = object["kind"].as_str().unwrap_or("object").to_ascii_lowercase();
+    let name = match (meta["name"].as_str(), meta["generateName"].as_str()) {
+        (Some(n), _) if !n.is_empty() => n.to_string(),
+        (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+        _ => "(unnamed)".into(),
+    };
+    match namespace {
+        "" => format!("{kind} {name}"),
+        ns => format!("{kind} {ns}/{name}"),
+    }
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value.as_object().into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
+}
+
+/// The patch that puts the Vault values into a Secret, ConfigMap or other object, or `None` when
+/// it holds no reference (then Vault is not contacted) or the request is a dry run (references
+/// and annotations are still checked, but nothing is read or written in Vault). Errors name the
+/// object, the place and the reference, never a value.
+pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Option<JsonPatch>, Denial> {
+    let who = object_name(object, namespace);
+    let annotations = string_map(&object["metadata"]["annotations"]);
+    let labels = string_map(&object["metadata"]["labels"]);
+    if annotations::skipped(&annotations, &labels) {
+        return Ok(None);
+    }
+    let slots = object::slots(kind, object);
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let name = object["metadata"]["name"].as_str().unwrap_or("");
+    let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.objects).map_err(|errors| Denial::all(&who, &errors))?;
+    let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
+    let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| Denial::all(&who, &errors))?;
+    if dry_run {
+        return Ok(None);
+    }
+    let resolved = ctx.vault.resolve(&config, namespace, &ctx.kube, &plan).await.map_err(|e| Denial::new(&who, e))?;
+    if !resolved.leases.is_empty() {
+        tracing::warn!(object = %who, "holds dynamic secrets: they end when the webhook's Vault token does (use vault-env in the pod to keep them renewed)");
+    }
+    let mutated = object::apply(kind, object, &resolved.values).map_err(|e| Denial::new(&who, e))?;
+    JsonPatch::from_patch(&json_patch::diff(object, &mutated)).map_err(|e| Denial::new(&who, e))
+}
