@@ -48,7 +48,7 @@ pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
 pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
 pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
 pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
-pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
 pub const VAULT_SERVICEACCOUNT: &str = "VAULT_SERVICEACCOUNT";
 pub const VAULT_ADDR_ALLOWLIST: &str = "VAULT_ADDR_ALLOWLIST";
 pub const VAULT_ALLOW_PRIVATE_ADDR: &str = "VAULT_ALLOW_PRIVATE_ADDR";
@@ -145,9 +145,10 @@ Image ENTRYPOINT/CMD lookup (containers without command):
   Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
   from ecr:GetAuthorizationToken, kept until it expires. AWS credentials, first set wins:
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
-    AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [AWS_ROLE_SESSION_NAME, AWS_REGION]   (IRSA)
-    AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI,
-      AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]                                    (Pod Identity)
+    AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN [AWS_ROLE_SESSION_NAME,
+      AWS_REGION or AWS_DEFAULT_REGION]                                           (IRSA)
+    AWS_CONTAINER_CREDENTIALS_FULL_URI or AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
+      AWS_CONTAINER_AUTHORIZATION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (Pod Identity)
     the instance role: AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254],
       off with AWS_EC2_METADATA_DISABLED=true
   AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL    API endpoints [AWS's]
@@ -354,7 +355,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_setting() {
-        for name in ALL {
+        for name in ALL.iter().chain(&crate::fetch::registry::ecr::credentials::ALL) {
             assert!(HELP.contains(name), "--help does not mention {name}");
         }
     }

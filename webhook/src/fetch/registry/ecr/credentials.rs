@@ -8,6 +8,44 @@ use std::time::SystemTime;
 use vault_env::SecretString;
 use vault_env::config::reader::{Lookup, Reader};
 
+// The AWS SDKs' variable names, each declared once.
+pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+pub const AWS_CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
+pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+
+/// Every variable above, for the webhook's `--help` test.
+pub const ALL: [&str; 16] = [
+    AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+    AWS_WEB_IDENTITY_TOKEN_FILE,
+    AWS_ROLE_ARN,
+    AWS_ENDPOINT_URL_STS,
+    AWS_ENDPOINT_URL,
+    AWS_REGION,
+    AWS_DEFAULT_REGION,
+    AWS_ROLE_SESSION_NAME,
+    AWS_CONTAINER_CREDENTIALS_FULL_URI,
+    AWS_CONTAINER_CREDENTIALS_RELATIVE_URI,
+    AWS_CONTAINER_AUTHORIZATION_TOKEN,
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
+    AWS_EC2_METADATA_DISABLED,
+    AWS_EC2_METADATA_SERVICE_ENDPOINT,
+];
+
 /// An AWS access key; never printed.
 #[derive(Debug, Clone)]
 pub struct AwsCredentials {
@@ -35,30 +73,30 @@ pub enum Source {
 impl Source {
     pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>) -> Source {
         let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-            let session_token = var("AWS_SESSION_TOKEN").map(SecretString::new);
+        if let (Some(id), Some(secret)) = (var(AWS_ACCESS_KEY_ID), var(AWS_SECRET_ACCESS_KEY)) {
+            let session_token = var(AWS_SESSION_TOKEN).map(SecretString::new);
             return Source::Static(AwsCredentials { access_key_id: id, secret_access_key: SecretString::new(secret), session_token, expires: None });
         }
-        if let (Some(file), Some(role_arn)) = (var("AWS_WEB_IDENTITY_TOKEN_FILE"), var("AWS_ROLE_ARN")) {
-            let sts = var("AWS_ENDPOINT_URL_STS").or_else(|| var("AWS_ENDPOINT_URL")).unwrap_or_else(|| {
-                match var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+        if let (Some(file), Some(role_arn)) = (var(AWS_WEB_IDENTITY_TOKEN_FILE), var(AWS_ROLE_ARN)) {
+            let sts = var(AWS_ENDPOINT_URL_STS).or_else(|| var(AWS_ENDPOINT_URL)).unwrap_or_else(|| {
+                match var(AWS_REGION).or_else(|| var(AWS_DEFAULT_REGION)) {
                     Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
                     Some(r) => format!("https://sts.{r}.amazonaws.com"),
                     None => "https://sts.amazonaws.com".into(),
                 }
             });
-            let session_name = var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "vault-secrets-webhook".into());
+            let session_name = var(AWS_ROLE_SESSION_NAME).unwrap_or_else(|| "vault-secrets-webhook".into());
             return Source::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
         }
-        let container = var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-            .or_else(|| var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").map(|r| format!("http://169.254.170.2{r}")));
+        let container = var(AWS_CONTAINER_CREDENTIALS_FULL_URI)
+            .or_else(|| var(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI).map(|r| format!("http://169.254.170.2{r}")));
         if let Some(uri) = container {
-            let token = var("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(SecretString::new);
-            return Source::Container { uri, token, token_file: var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from) };
+            let token = var(AWS_CONTAINER_AUTHORIZATION_TOKEN).map(SecretString::new);
+            return Source::Container { uri, token, token_file: var(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).map(PathBuf::from) };
         }
-        match var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        match var(AWS_EC2_METADATA_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             true => Source::Disabled,
-            false => Source::InstanceRole(var("AWS_EC2_METADATA_SERVICE_ENDPOINT").unwrap_or_else(|| "http://169.254.169.254".into())),
+            false => Source::InstanceRole(var(AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into())),
         }
     }
 }

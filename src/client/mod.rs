@@ -11,18 +11,13 @@
 //! after that, `VAULT_MAX_RETRIES` times.
 
 use crate::SecretString;
-use crate::config::{self, Config, TlsSettings};
+mod tls;
+
+use crate::config::{self, Config};
 use reqwest::{Method, StatusCode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -135,7 +130,7 @@ impl Client {
     pub fn new(config: &Config) -> Result<Client, ClientError> {
         // Loading the system's CA bundle costs milliseconds; a plain-HTTP Vault needs none of it.
         let https = config.addr.starts_with("https://") || config.proxy.as_deref().is_some_and(|p| p.starts_with("https://"));
-        let tls = tls_config(&config.tls, https)?;
+        let tls = tls::tls_config(&config.tls, https).map_err(|e| ClientError::Setup { var: e.var, message: e.message })?;
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(config.timeout)
@@ -311,174 +306,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         format!("timed out ({text})")
     } else {
         text
-    }
-}
-
-// === TLS ===
-
-fn setup(var: &'static str, message: impl fmt::Display) -> ClientError {
-    ClientError::Setup { var, message: message.to_string() }
-}
-
-fn tls_config(s: &TlsSettings, https: bool) -> Result<rustls::ClientConfig, ClientError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| setup(config::VAULT_ADDR, e))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if s.skip_verify {
-        Arc::new(AnyCertificate { accept: true, algorithms: provider.signature_verification_algorithms })
-    } else if !https && !s.ca.is_set() {
-        // Plain HTTP: no roots loaded, so a TLS connection (say, a redirect to https) fails closed.
-        Arc::new(AnyCertificate { accept: false, algorithms: provider.signature_verification_algorithms })
-    } else {
-        let roots = Arc::new(root_store(&s.ca, https)?);
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| setup(config::VAULT_CACERT, e))?;
-        match &s.server_name {
-            None => inner,
-            Some(name) => {
-                let name = ServerName::try_from(name.clone()).map_err(|e| setup(config::VAULT_TLS_SERVER_NAME, e))?;
-                Arc::new(FixedName { inner, name })
-            }
-        }
-    };
-    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
-    match &s.client_cert {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let certs = read_certs(cert, config::VAULT_CLIENT_CERT)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| setup(config::VAULT_CLIENT_KEY, format!("{}: {e}", key.display())))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| setup(config::VAULT_CLIENT_CERT, e))
-        }
-    }
-}
-
-fn read_certs(path: &Path, var: &'static str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| setup(var, format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(setup(var, format!("{}: no PEM certificate in the file", path.display())));
-    }
-    Ok(certs)
-}
-
-/// The custom CAs when any is configured (they replace the system roots, as in Vault's Go client),
-/// else the system's roots.
-fn root_store(ca: &config::CaSource, https: bool) -> Result<rustls::RootCertStore, ClientError> {
-    let mut store = rustls::RootCertStore::empty();
-    let mut certs = Vec::new();
-    if let Some(file) = &ca.file {
-        certs.extend(read_certs(file, config::VAULT_CACERT)?);
-    }
-    if let Some(dir) = &ca.dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| setup(config::VAULT_CAPATH, format!("{}: {e}", dir.display())))?;
-        for entry in entries.flatten() {
-            if let Ok(iter) = CertificateDer::pem_file_iter(entry.path()) {
-                certs.extend(iter.flatten());
-            }
-        }
-    }
-    if let Some(pem) = &ca.pem {
-        let parsed: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
-        certs.extend(parsed.map_err(|e| setup(config::VAULT_CACERT_BYTES, e))?);
-    }
-    let custom = ca.is_set();
-    if !custom && https {
-        let native = rustls_native_certs::load_native_certs();
-        certs.extend(native.certs);
-    }
-    let (_, ignored) = store.add_parsable_certificates(certs);
-    if ignored > 0 {
-        tracing::warn!("ignored {ignored} CA certificate(s) that could not be parsed");
-    }
-    if custom && store.is_empty() {
-        return Err(setup(config::VAULT_CACERT, "no usable CA certificate found"));
-    }
-    Ok(store)
-}
-
-/// `VAULT_TLS_SERVER_NAME`: verify the certificate against this name instead of the URL's host.
-#[derive(Debug)]
-struct FixedName {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for FixedName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `accept: true` is `VAULT_SKIP_VERIFY=true`: any certificate (handshake signatures are still
-/// checked). `accept: false` refuses every certificate: TLS where none was configured.
-#[derive(Debug)]
-struct AnyCertificate {
-    accept: bool,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.accept {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("VAULT_ADDR is http:// but the server asked for TLS; use an https:// address".into()))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 
