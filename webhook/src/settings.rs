@@ -7,7 +7,7 @@
 use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
 use crate::annotations::vault_addr::AddrPolicy;
 use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
-use crate::fetch::registry::ecr::{EcrSettings, Source};
+use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
 use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
 use crate::fetch::vault::VaultSettings;
 use crate::http::ServerSettings;
@@ -295,7 +295,7 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
         timeout: r.duration(REGISTRY_TIMEOUT, d.timeout),
         default_platform: r.parsed(REGISTRY_DEFAULT_PLATFORM, d.default_platform, "os/arch[/variant], e.g. linux/arm64", Platform::parse),
         default_pull_secret,
-        ecr: EcrSettings { source: Source::read(r), api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)) },
+        ecr: EcrSettings { source: CredentialSource::read(r), api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)) },
     }
 }
 

@@ -8,7 +8,7 @@ use crate::annotations::{self, ObjectInfo, PodConfig};
 use crate::fetch::kube::KubeApi;
 use crate::fetch::registry::{Lookup, Platform};
 use crate::mutate::patch::JsonPatch;
-use crate::mutate::pod::{self, Fetched, ImageCommand, Source, Target};
+use crate::mutate::pod::{self, ContainerRef, DataSource, ImageCommand, SourceData};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,11 +38,11 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     }
     let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
 
-    let mut fetched = Fetched::new();
+    let mut fetched = SourceData::new();
     for (source, name) in pod::sources_to_fetch(pod, &config) {
         let data = match source {
-            Source::Secret => ctx.kube.secret(namespace, &name).await.map(|s| s.as_ref().map(KubeApi::secret_strings)),
-            Source::ConfigMap => ctx.kube.config_map(namespace, &name).await.map(|c| c.as_ref().map(KubeApi::config_map_strings)),
+            DataSource::Secret => ctx.kube.secret(namespace, &name).await.map(|s| s.as_ref().map(KubeApi::secret_strings)),
+            DataSource::ConfigMap => ctx.kube.config_map(namespace, &name).await.map(|c| c.as_ref().map(KubeApi::config_map_strings)),
         };
         let data = data.map_err(|e| Denial::new(&who, format!("container {}: {e}", referring_container(pod, source, &name))))?;
         fetched.insert((source, name), data);
@@ -50,7 +50,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
 
     let targets = pod::select(pod, &config, &fetched);
     let lookups = pod::images_to_look_up(pod, &targets);
-    let mut images: HashMap<Target, ImageCommand> = HashMap::new();
+    let mut images: HashMap<ContainerRef, ImageCommand> = HashMap::new();
     if !lookups.is_empty() {
         let credentials = ctx.pull_credentials.for_pod(&ctx.kube, pod, namespace).await.map_err(|e| Denial::new(&who, e))?;
         let platform = pod_platform(pod).unwrap_or_else(|| ctx.default_platform.clone());
@@ -73,15 +73,15 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who, e))
 }
 
-fn referring_container(pod: &Pod, source: Source, name: &str) -> String {
+fn referring_container(pod: &Pod, source: DataSource, name: &str) -> String {
     for (_, c) in pod::containers(pod) {
         let by_env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|f| match source {
-            Source::Secret => f.secret_key_ref.as_ref().is_some_and(|r| r.name == name),
-            Source::ConfigMap => f.config_map_key_ref.as_ref().is_some_and(|r| r.name == name),
+            DataSource::Secret => f.secret_key_ref.as_ref().is_some_and(|r| r.name == name),
+            DataSource::ConfigMap => f.config_map_key_ref.as_ref().is_some_and(|r| r.name == name),
         });
         let by_env_from = c.env_from.iter().flatten().any(|f| match source {
-            Source::Secret => f.secret_ref.as_ref().is_some_and(|r| r.name == name),
-            Source::ConfigMap => f.config_map_ref.as_ref().is_some_and(|r| r.name == name),
+            DataSource::Secret => f.secret_ref.as_ref().is_some_and(|r| r.name == name),
+            DataSource::ConfigMap => f.config_map_ref.as_ref().is_some_and(|r| r.name == name),
         });
         if by_env || by_env_from {
             return c.name.clone();

@@ -37,7 +37,7 @@ struct SessionKey {
     identity: Identity,
 }
 
-struct Session {
+struct VaultSession {
     client: Client,
     /// When to log in again; `None` for tokens that were given (they are not ours to replace).
     renew_after: Option<Instant>,
@@ -45,7 +45,7 @@ struct Session {
     revocable: bool,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+type SessionSlot = Arc<tokio::sync::Mutex<Option<Arc<VaultSession>>>>;
 
 /// The webhook's own Vault client settings, read once at start-up.
 #[derive(Debug, Clone)]
@@ -60,8 +60,8 @@ pub struct VaultSettings {
 
 pub struct VaultAccess {
     settings: VaultSettings,
-    sessions: Mutex<HashMap<SessionKey, Slot>>,
-    retired: Mutex<Vec<Arc<Session>>>,
+    sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
+    retired: Mutex<Vec<Arc<VaultSession>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,12 +108,12 @@ impl VaultAccess {
         }
     }
 
-    fn slot(&self, key: &SessionKey) -> Slot {
+    fn slot(&self, key: &SessionKey) -> SessionSlot {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.entry(key.clone()).or_default().clone()
     }
 
-    async fn forget(&self, key: &SessionKey, session: &Arc<Session>) {
+    async fn forget(&self, key: &SessionKey, session: &Arc<VaultSession>) {
         let slot = self.slot(key);
         let mut current = slot.lock().await;
         if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
@@ -122,7 +122,7 @@ impl VaultAccess {
     }
 
     /// The session for `key`: the cached one while its token is fresh, else a new login.
-    async fn session(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<(Arc<Session>, bool), String> {
+    async fn session(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<(Arc<VaultSession>, bool), String> {
         let slot = self.slot(key);
         let mut current = slot.lock().await;
         if let Some(s) = current.as_ref()
@@ -141,7 +141,7 @@ impl VaultAccess {
         Ok((session, false))
     }
 
-    async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<Session, String> {
+    async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<VaultSession, String> {
         let vault_config = self.client_config(config, kube).await?;
         let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.vault.addr))?;
         let obtained = Instant::now();
@@ -166,7 +166,7 @@ impl VaultAccess {
         };
         self.metrics.vault_login(&config.vault.addr, if result.is_ok() { "ok" } else { "error" });
         let (token, ttl, revocable): (SecretString, u64, bool) = result?;
-        Ok(Session {
+        Ok(VaultSession {
             client: client.with_token(token),
             renew_after: (revocable && ttl > 0).then(|| obtained + Duration::from_secs(ttl) * 2 / 3),
             revocable,
@@ -191,8 +191,8 @@ impl VaultAccess {
 
     /// Revokes every token the webhook obtained by a login; returns how many were revoked.
     pub async fn revoke_all(&self) -> usize {
-        let slots: Vec<Slot> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        let mut sessions: Vec<Arc<Session>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        let slots: Vec<SessionSlot> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut sessions: Vec<Arc<VaultSession>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
         for slot in slots {
             sessions.extend(slot.lock().await.take());
         }

@@ -18,16 +18,16 @@ use std::collections::{BTreeMap, HashMap};
 use vault_env::reference::looks_like_reference;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
+pub enum DataSource {
     Secret,
     ConfigMap,
 }
 
 /// Data of the Secrets/ConfigMaps that env entries point to; `None` = not found.
-pub type Fetched = HashMap<(Source, String), Option<BTreeMap<String, String>>>;
+pub type SourceData = HashMap<(DataSource, String), Option<BTreeMap<String, String>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Target {
+pub struct ContainerRef {
     pub init: bool,
     pub index: usize,
 }
@@ -40,15 +40,15 @@ pub struct ImageCommand {
 }
 
 /// Init containers, then app containers, each with its place.
-pub fn containers(pod: &Pod) -> impl Iterator<Item = (Target, &Container)> {
+pub fn containers(pod: &Pod) -> impl Iterator<Item = (ContainerRef, &Container)> {
     let spec = pod.spec.as_ref();
     let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
     let app = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
-    let tag = |init: bool| move |(index, c)| (Target { init, index }, c);
+    let tag = |init: bool| move |(index, c)| (ContainerRef { init, index }, c);
     init.iter().enumerate().map(tag(true)).chain(app.iter().enumerate().map(tag(false)))
 }
 
-pub fn container(pod: &Pod, target: Target) -> Option<&Container> {
+pub fn container(pod: &Pod, target: ContainerRef) -> Option<&Container> {
     containers(pod).find(|(t, _)| *t == target).map(|(_, c)| c)
 }
 
@@ -62,26 +62,26 @@ fn has_direct_reference(c: &Container) -> bool {
 }
 
 /// Phase 1: the objects to read for containers that have no reference of their own.
-pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(Source, String)> {
+pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(DataSource, String)> {
     if !config.from_path.is_empty() {
         return Vec::new();
     }
-    let mut out: Vec<(Source, String)> = Vec::new();
+    let mut out: Vec<(DataSource, String)> = Vec::new();
     for (_, c) in containers(pod).filter(|(_, c)| !has_direct_reference(c)) {
         for from in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
             if let Some(r) = &from.secret_key_ref {
-                out.push((Source::Secret, r.name.clone()));
+                out.push((DataSource::Secret, r.name.clone()));
             }
             if let Some(r) = &from.config_map_key_ref {
-                out.push((Source::ConfigMap, r.name.clone()));
+                out.push((DataSource::ConfigMap, r.name.clone()));
             }
         }
         for from in c.env_from.iter().flatten() {
             if let Some(r) = from.secret_ref.as_ref().filter(|r| r.optional != Some(true)) {
-                out.push((Source::Secret, r.name.clone()));
+                out.push((DataSource::Secret, r.name.clone()));
             }
             if let Some(r) = from.config_map_ref.as_ref().filter(|r| r.optional != Some(true)) {
-                out.push((Source::ConfigMap, r.name.clone()));
+                out.push((DataSource::ConfigMap, r.name.clone()));
             }
         }
     }
@@ -90,25 +90,25 @@ pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(Source, String)> 
     out
 }
 
-fn references_through_sources(c: &Container, fetched: &Fetched) -> bool {
-    let value = |source: Source, name: &str, key: &str| {
+fn references_through_sources(c: &Container, fetched: &SourceData) -> bool {
+    let value = |source: DataSource, name: &str, key: &str| {
         fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).and_then(|d| d.get(key)).is_some_and(|v| looks_like_reference(v))
     };
-    let any_value = |source: Source, name: &str| {
+    let any_value = |source: DataSource, name: &str| {
         fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).is_some_and(|d| d.values().any(|v| looks_like_reference(v)))
     };
     let env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|from| {
-        from.secret_key_ref.as_ref().is_some_and(|r| value(Source::Secret, &r.name, &r.key))
-            || from.config_map_key_ref.as_ref().is_some_and(|r| value(Source::ConfigMap, &r.name, &r.key))
+        from.secret_key_ref.as_ref().is_some_and(|r| value(DataSource::Secret, &r.name, &r.key))
+            || from.config_map_key_ref.as_ref().is_some_and(|r| value(DataSource::ConfigMap, &r.name, &r.key))
     });
     env || c.env_from.iter().flatten().any(|from| {
-        from.secret_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(Source::Secret, &r.name))
-            || from.config_map_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(Source::ConfigMap, &r.name))
+        from.secret_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(DataSource::Secret, &r.name))
+            || from.config_map_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(DataSource::ConfigMap, &r.name))
     })
 }
 
 /// Phase 2: the containers to run through vault-env (init containers first).
-pub fn select(pod: &Pod, config: &PodConfig, fetched: &Fetched) -> Vec<Target> {
+pub fn select(pod: &Pod, config: &PodConfig, fetched: &SourceData) -> Vec<ContainerRef> {
     if config.skip || already_mutated(pod) {
         return Vec::new();
     }
@@ -119,7 +119,7 @@ pub fn select(pod: &Pod, config: &PodConfig, fetched: &Fetched) -> Vec<Target> {
 }
 
 /// Phase 3: mutated containers with no `command`, whose image must say what to run.
-pub fn images_to_look_up(pod: &Pod, targets: &[Target]) -> Vec<Target> {
+pub fn images_to_look_up(pod: &Pod, targets: &[ContainerRef]) -> Vec<ContainerRef> {
     targets.iter().copied().filter(|t| container(pod, *t).is_some_and(|c| c.command.as_ref().is_none_or(|v| v.is_empty()))).collect()
 }
 
@@ -142,7 +142,12 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
 
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
 /// target without `command` (from [`images_to_look_up`]). `None` when nothing changes.
-pub fn patch(pod: &Pod, config: &PodConfig, targets: &[Target], images: &HashMap<Target, ImageCommand>) -> Result<Option<JsonPatch>, String> {
+pub fn patch(
+    pod: &Pod,
+    config: &PodConfig,
+    targets: &[ContainerRef],
+    images: &HashMap<ContainerRef, ImageCommand>,
+) -> Result<Option<JsonPatch>, String> {
     if targets.is_empty() {
         return Ok(None);
     }
@@ -243,9 +248,9 @@ mod tests {
 
     /// Runs all four phases (with `fetched` and `images` standing in for the API and registry)
     /// and applies the patch; returns the patched pod as JSON.
-    fn mutate(pod: &Pod, config: &PodConfig, fetched: &Fetched, image: Option<ImageCommand>) -> Option<Value> {
+    fn mutate(pod: &Pod, config: &PodConfig, fetched: &SourceData, image: Option<ImageCommand>) -> Option<Value> {
         let targets = select(pod, config, fetched);
-        let images: HashMap<Target, ImageCommand> =
+        let images: HashMap<ContainerRef, ImageCommand> =
             images_to_look_up(pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
         let patch = patch(pod, config, &targets, &images).unwrap()?;
         let patch: json_patch::Patch = serde_json::from_slice(&patch.json).unwrap();
@@ -268,7 +273,7 @@ mod tests {
 
     #[test]
     fn case1_command_without_args() {
-        let doc = mutate(&one_container(json!({})), &bank_vaults_config(), &Fetched::new(), None).unwrap();
+        let doc = mutate(&one_container(json!({})), &bank_vaults_config(), &SourceData::new(), None).unwrap();
         let c = &doc["spec"]["containers"][0];
         assert_eq!(c["command"], json!(["/vault/vault-env"]));
         assert_eq!(c["args"], json!(["/bin/bash"]));
@@ -292,7 +297,7 @@ mod tests {
     fn case2_write_syntax_and_case10_inline() {
         for value in [">>vault:secrets", "scheme://${vault:secret/data/account#username}:${vault:secret/data/account#password}@127.0.0.1:8080"] {
             let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": value}]}]}));
-            let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), None).expect(value);
+            let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).expect(value);
             assert_eq!(env_of(&doc, "containers", 0)[0], var("myvar", value), "values are never rewritten");
             assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/bash"]));
         }
@@ -302,17 +307,17 @@ mod tests {
     fn case3_and_7_image_entrypoint_and_cmd() {
         let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": [], "env": [{"name": "myvar", "value": ">>vault:secrets"}]}]}));
         let entry = ImageCommand { entrypoint: vec!["myEntryPoint".into()], cmd: vec![] };
-        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(entry)).unwrap();
+        let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), Some(entry)).unwrap();
         assert_eq!(doc["spec"]["containers"][0]["args"], json!(["myEntryPoint"]));
         let cmd = ImageCommand { entrypoint: vec![], cmd: vec!["myCmd".into()] };
-        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(cmd)).unwrap();
+        let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), Some(cmd)).unwrap();
         assert_eq!(doc["spec"]["containers"][0]["args"], json!(["myCmd"]));
         // Entrypoint + Cmd, and the container's args replace Cmd (Docker's rule).
         let both = ImageCommand { entrypoint: vec!["/bin/app".into()], cmd: vec!["--flag".into()] };
-        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), Some(both.clone())).unwrap();
+        let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), Some(both.clone())).unwrap();
         assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/app", "--flag"]));
         let with_args = pod(json!({"containers": [{"name": "c", "image": "i", "args": ["--other"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
-        let doc = mutate(&with_args, &bank_vaults_config(), &Fetched::new(), Some(both)).unwrap();
+        let doc = mutate(&with_args, &bank_vaults_config(), &SourceData::new(), Some(both)).unwrap();
         assert_eq!(doc["spec"]["containers"][0]["args"], json!(["/bin/app", "--other"]));
     }
 
@@ -322,10 +327,10 @@ mod tests {
             let p = one_container(json!({probe: {"exec": {"command": ["/bin/bash"]}}}));
             let mut config = bank_vaults_config();
             config.mutate_probes = true;
-            let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+            let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
             assert_eq!(doc["spec"]["containers"][0][probe]["exec"]["command"], json!(["/vault/vault-env", "/bin/bash"]), "{probe}");
             config.mutate_probes = false;
-            let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+            let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
             assert_eq!(doc["spec"]["containers"][0][probe]["exec"]["command"], json!(["/bin/bash"]), "{probe}");
         }
     }
@@ -333,7 +338,7 @@ mod tests {
     #[test]
     fn case8_no_reference_no_mutation() {
         let p = pod(json!({"containers": [{"name": "c", "image": "i", "command": ["/bin/bash"], "env": [{"name": "x", "value": "vault"}]}]}));
-        assert_eq!(mutate(&p, &bank_vaults_config(), &Fetched::new(), None), None);
+        assert_eq!(mutate(&p, &bank_vaults_config(), &SourceData::new(), None), None);
     }
 
     #[test]
@@ -344,7 +349,7 @@ mod tests {
         }));
         let mut config = bank_vaults_config();
         config.from_path = "secrets/application".into();
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         let mut expected = std9();
         expected.push(var("VAULT_ENV_FROM_PATH", "secrets/application"));
         for (list, i) in [("containers", 0), ("containers", 1), ("initContainers", 1)] {
@@ -361,22 +366,22 @@ mod tests {
             "env": [{"name": "myvar", "value": "vault:secrets"}, {"name": "VAULT_LOG_LEVEL", "value": "info"}]}]}));
         let mut config = bank_vaults_config();
         config.log_level = "debug".into();
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         let env = env_of(&doc, "containers", 0);
         let levels: Vec<&Value> = env.iter().filter(|e| e["name"] == "VAULT_LOG_LEVEL").map(|e| &e["value"]).collect();
         assert_eq!(levels, [&json!("info")]);
         // Without one, the configured level is added.
-        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_LOG_LEVEL", "debug")));
     }
 
     #[test]
     fn second_pass_is_a_no_op() {
         let p = one_container(json!({}));
-        let doc = mutate(&p, &bank_vaults_config(), &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).unwrap();
         let mutated: Pod = serde_json::from_value(doc).unwrap();
         assert!(already_mutated(&mutated));
-        assert_eq!(mutate(&mutated, &bank_vaults_config(), &Fetched::new(), None), None);
+        assert_eq!(mutate(&mutated, &bank_vaults_config(), &SourceData::new(), None), None);
     }
 
     #[test]
@@ -391,17 +396,17 @@ mod tests {
         let config = bank_vaults_config();
         assert_eq!(
             sources_to_fetch(&p, &config),
-            vec![(Source::Secret, "db".to_string()), (Source::ConfigMap, "gone".into()), (Source::ConfigMap, "settings".into())]
+            vec![(DataSource::Secret, "db".to_string()), (DataSource::ConfigMap, "gone".into()), (DataSource::ConfigMap, "settings".into())]
         );
-        let mut fetched = Fetched::new();
+        let mut fetched = SourceData::new();
         fetched.insert(
-            (Source::Secret, "db".into()),
+            (DataSource::Secret, "db".into()),
             Some([("password".into(), "vault:secret/data/db#pw".into()), ("user".into(), "app".into())].into()),
         );
-        fetched.insert((Source::ConfigMap, "settings".into()), Some([("URL".into(), "x ${vault:secret/data/u#url} y".into())].into()));
-        fetched.insert((Source::ConfigMap, "gone".into()), None);
+        fetched.insert((DataSource::ConfigMap, "settings".into()), Some([("URL".into(), "x ${vault:secret/data/u#url} y".into())].into()));
+        fetched.insert((DataSource::ConfigMap, "gone".into()), None);
         let targets = select(&p, &config, &fetched);
-        assert_eq!(targets, vec![Target { init: false, index: 0 }, Target { init: false, index: 2 }]);
+        assert_eq!(targets, vec![ContainerRef { init: false, index: 0 }, ContainerRef { init: false, index: 2 }]);
         mutate(&p, &config, &fetched, None).unwrap();
     }
 
@@ -409,7 +414,7 @@ mod tests {
     fn skip_annotation_leaves_the_pod_alone() {
         let mut config = bank_vaults_config();
         config.skip = true;
-        assert_eq!(mutate(&one_container(json!({})), &config, &Fetched::new(), None), None);
+        assert_eq!(mutate(&one_container(json!({})), &config, &SourceData::new(), None), None);
     }
 
     #[test]
@@ -430,7 +435,7 @@ mod tests {
             "initContainers": [{"name": "setup", "image": "i", "command": ["x"]}],
             "containers": [{"name": "c", "image": "i", "command": ["app"], "volumeMounts": [{"name": "token-vol", "mountPath": "/t"}]}],
         }));
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         let names: Vec<String> = env_of(&doc, "containers", 0).iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
         assert_eq!(
             names[9..],
@@ -466,7 +471,7 @@ mod tests {
         config.vault.tls_secret = "ca".into();
         let p = pod(json!({"volumes": [{"name": "vault-tls", "emptyDir": {}}],
             "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_CACERT", "/vault-env/tls/ca.crt")));
         assert_eq!(doc["spec"]["volumes"][2]["name"], "vault-env-tls");
     }
@@ -475,10 +480,10 @@ mod tests {
     fn daemon_false_is_explicit_exec_mode() {
         let mut config = bank_vaults_config();
         config.daemon = Some(false);
-        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_ENV_DAEMON", "false")));
         config.daemon = None;
-        let doc = mutate(&one_container(json!({})), &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert!(!env_of(&doc, "containers", 0).iter().any(|e| e["name"] == "VAULT_ENV_DAEMON"));
     }
 
@@ -490,12 +495,12 @@ mod tests {
         config.run_as_non_root = false;
         let p = pod(json!({"securityContext": {"runAsUser": 4242},
             "containers": [{"name": "c", "image": "i", "command": ["a"], "env": [{"name": "v", "value": "vault:a#b"}]}]}));
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         let sc = &doc["spec"]["initContainers"][0]["securityContext"];
         assert_eq!(sc["runAsUser"], 4242);
         assert!(sc.get("runAsNonRoot").is_none() && sc.get("runAsGroup").is_none());
         config.run_as_user = 1000;
-        let doc = mutate(&p, &config, &Fetched::new(), None).unwrap();
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
         assert_eq!(doc["spec"]["initContainers"][0]["securityContext"]["runAsUser"], 1000);
     }
 }

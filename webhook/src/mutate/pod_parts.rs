@@ -20,13 +20,13 @@ pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
 
 /// An `env` entry this webhook adds.
 #[derive(Serialize)]
-pub struct Env<'a> {
+pub struct EnvEntry<'a> {
     name: &'static str,
     value: Cow<'a, str>,
 }
 
-fn env<'a>(name: &'static str, value: impl Into<Cow<'a, str>>) -> Env<'a> {
-    Env { name, value: value.into() }
+fn env<'a>(name: &'static str, value: impl Into<Cow<'a, str>>) -> EnvEntry<'a> {
+    EnvEntry { name, value: value.into() }
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -41,7 +41,7 @@ pub fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
 }
 
 /// The variables vault-env reads, in Bank-Vaults' order.
-pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<Env<'a>> {
+pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<EnvEntry<'a>> {
     let mut out = vec![
         env(names::VAULT_ADDR, config.vault.addr.as_str()),
         env(names::VAULT_SKIP_VERIFY, bool_str(config.vault.skip_verify)),

@@ -145,7 +145,7 @@ impl Default for RegistrySettings {
             timeout: Duration::from_secs(5),
             default_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
             default_pull_secret: None,
-            ecr: EcrSettings { source: ecr::Source::Disabled, api_endpoint: None },
+            ecr: EcrSettings { source: ecr::CredentialSource::Disabled, api_endpoint: None },
         }
     }
 }

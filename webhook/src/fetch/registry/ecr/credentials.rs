@@ -57,7 +57,7 @@ pub struct AwsCredentials {
 
 /// Where the AWS credentials come from: the first source configured, in the AWS SDKs' order.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub enum CredentialSource {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
     Static(AwsCredentials),
     /// IRSA: STS `AssumeRoleWithWebIdentity` with the projected service-account token.
@@ -70,12 +70,17 @@ pub enum Source {
     Disabled,
 }
 
-impl Source {
-    pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>) -> Source {
+impl CredentialSource {
+    pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>) -> CredentialSource {
         let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (var(AWS_ACCESS_KEY_ID), var(AWS_SECRET_ACCESS_KEY)) {
             let session_token = var(AWS_SESSION_TOKEN).map(SecretString::new);
-            return Source::Static(AwsCredentials { access_key_id: id, secret_access_key: SecretString::new(secret), session_token, expires: None });
+            return CredentialSource::Static(AwsCredentials {
+                access_key_id: id,
+                secret_access_key: SecretString::new(secret),
+                session_token,
+                expires: None,
+            });
         }
         if let (Some(file), Some(role_arn)) = (var(AWS_WEB_IDENTITY_TOKEN_FILE), var(AWS_ROLE_ARN)) {
             let sts = var(AWS_ENDPOINT_URL_STS).or_else(|| var(AWS_ENDPOINT_URL)).unwrap_or_else(|| {
@@ -86,31 +91,33 @@ impl Source {
                 }
             });
             let session_name = var(AWS_ROLE_SESSION_NAME).unwrap_or_else(|| "vault-secrets-webhook".into());
-            return Source::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
+            return CredentialSource::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
         }
         let container = var(AWS_CONTAINER_CREDENTIALS_FULL_URI)
             .or_else(|| var(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI).map(|r| format!("http://169.254.170.2{r}")));
         if let Some(uri) = container {
             let token = var(AWS_CONTAINER_AUTHORIZATION_TOKEN).map(SecretString::new);
-            return Source::Container { uri, token, token_file: var(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).map(PathBuf::from) };
+            return CredentialSource::Container { uri, token, token_file: var(AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE).map(PathBuf::from) };
         }
         match var(AWS_EC2_METADATA_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            true => Source::Disabled,
-            false => Source::InstanceRole(var(AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into())),
+            true => CredentialSource::Disabled,
+            false => CredentialSource::InstanceRole(var(AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into())),
         }
     }
 }
 
-impl Source {
+impl CredentialSource {
     /// The credentials of this source: `imds` reaches the metadata services (never proxied),
     /// `api` the AWS APIs. Errors say which step failed; they carry no secret.
     pub async fn fetch(&self, imds: &reqwest::Client, api: &reqwest::Client) -> Result<AwsCredentials, String> {
         match self {
-            Source::Static(c) => Ok(c.clone()),
-            Source::Disabled => Err("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()),
-            Source::InstanceRole(base) => instance_role(imds, base.trim_end_matches('/')).await,
-            Source::Container { uri, token, token_file } => container(imds, uri, token.as_ref(), token_file.as_ref()).await,
-            Source::WebIdentity { token_file, role_arn, session_name, sts } => web_identity(api, token_file, role_arn, session_name, sts).await,
+            CredentialSource::Static(c) => Ok(c.clone()),
+            CredentialSource::Disabled => Err("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()),
+            CredentialSource::InstanceRole(base) => instance_role(imds, base.trim_end_matches('/')).await,
+            CredentialSource::Container { uri, token, token_file } => container(imds, uri, token.as_ref(), token_file.as_ref()).await,
+            CredentialSource::WebIdentity { token_file, role_arn, session_name, sts } => {
+                web_identity(api, token_file, role_arn, session_name, sts).await
+            }
         }
     }
 }
@@ -223,7 +230,7 @@ mod tests {
 
     #[test]
     fn credential_sources_in_sdk_order() {
-        let source = |vars: &[(&str, &str)]| Source::read(&mut Reader::new(vars));
+        let source = |vars: &[(&str, &str)]| CredentialSource::read(&mut Reader::new(vars));
         let irsa = [
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
@@ -231,23 +238,23 @@ mod tests {
         ];
         let keys = [("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "very-secret")];
         let all: Vec<_> = keys.iter().chain(&irsa).copied().collect();
-        assert!(matches!(source(&all), Source::Static(c) if c.access_key_id == "AKID"));
+        assert!(matches!(source(&all), CredentialSource::Static(c) if c.access_key_id == "AKID"));
         assert!(!format!("{:?}", source(&all)).contains("very-secret"));
         match source(&irsa) {
-            Source::WebIdentity { sts, session_name, .. } => {
+            CredentialSource::WebIdentity { sts, session_name, .. } => {
                 assert_eq!((sts.as_str(), session_name.as_str()), ("https://sts.eu-central-1.amazonaws.com", "vault-secrets-webhook"))
             }
             other => panic!("{other:?}"),
         }
         let pod_identity =
             [("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"), ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok3n")];
-        assert!(matches!(source(&pod_identity), Source::Container { uri, .. } if uri.ends_with("/v1/credentials")));
+        assert!(matches!(source(&pod_identity), CredentialSource::Container { uri, .. } if uri.ends_with("/v1/credentials")));
         assert!(!format!("{:?}", source(&pod_identity)).contains("tok3n"));
         assert!(
-            matches!(source(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")]), Source::Container { uri, .. } if uri == "http://169.254.170.2/v2/c")
+            matches!(source(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/c")]), CredentialSource::Container { uri, .. } if uri == "http://169.254.170.2/v2/c")
         );
-        assert!(matches!(source(&[]), Source::InstanceRole(e) if e == "http://169.254.169.254"));
-        assert!(matches!(source(&[("AWS_EC2_METADATA_DISABLED", "true")]), Source::Disabled));
+        assert!(matches!(source(&[]), CredentialSource::InstanceRole(e) if e == "http://169.254.169.254"));
+        assert!(matches!(source(&[("AWS_EC2_METADATA_DISABLED", "true")]), CredentialSource::Disabled));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`) when the pod brings no pull secret for it:
 //! what go-containerregistry's `k8schain` does for Bank-Vaults with the ECR credential helper.
 //!
-//! AWS credentials, in the AWS SDKs' order ([`Source`]): static keys, IRSA (web identity), EKS Pod
+//! AWS credentials, in the AWS SDKs' order ([`CredentialSource`]): static keys, IRSA (web identity), EKS Pod
 //! Identity (container credentials), the instance role (IMDSv2) → a SigV4-signed
 //! `ecr:GetAuthorizationToken` → `AWS:<password>`, used as basic auth. Credentials and tokens are
 //! kept until shortly before they expire. No AWS SDK: SigV4 is signed with `ring`, the project's
@@ -19,7 +19,7 @@
 pub mod credentials;
 pub mod sigv4;
 
-pub use credentials::{AwsCredentials, Source};
+pub use credentials::{AwsCredentials, CredentialSource};
 
 use super::pull_secrets::DockerAuth;
 use crate::fetch::cache::{Cached, Got};
@@ -58,7 +58,7 @@ pub fn ecr_region(registry: &str) -> Option<(&str, bool)> {
 
 #[derive(Debug, Clone)]
 pub struct EcrSettings {
-    pub source: Source,
+    pub source: CredentialSource,
     /// The ECR API endpoint, instead of `https://api.ecr.REGION.amazonaws.com`.
     pub api_endpoint: Option<String>,
 }
