@@ -191,27 +191,22 @@ impl<'a> Daemon<'a> {
 
     /// Item `index` (a lease or the token) can't be extended: act per `VAULT_ENV_ON_LEASE_END`.
     async fn on_lease_end(&mut self, now: Instant, index: usize, what: String, expires: Instant) -> Phase {
-        let token = self.leases.is_token(index);
         let can_relogin = self.session.as_ref().is_some_and(|s| !matches!(s.token.source, TokenSource::Env));
-        let policy = match self.config.daemon_settings.on_lease_end {
-            // Without a way to get a new token, new secrets would die with the old one.
-            OnLeaseEnd::Restart if token && !can_relogin => OnLeaseEnd::Exit,
-            p => p,
-        };
+        let policy = self.config.daemon_settings.on_lease_end;
         let left = expires.saturating_duration_since(now).as_secs();
-        match policy {
-            OnLeaseEnd::Ignore => {
+        match lease_end(policy, self.leases.is_token(index), can_relogin, self.leases.token_capped(), now, expires) {
+            LeaseEnd::Forget => {
                 tracing::warn!("{what} ends in {left}s and can't be extended; leaving the app running (VAULT_ENV_ON_LEASE_END=ignore)");
                 self.leases.forget(index);
                 Phase::Running
             }
-            OnLeaseEnd::Exit if now < expires => {
+            LeaseEnd::ExitAtExpiry => {
                 tracing::info!("{what} can't be extended; stopping the app when it expires in {left}s");
                 self.leases.set_due(index, Step::Replace(expires));
                 Phase::Running
             }
-            OnLeaseEnd::Exit => self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED),
-            OnLeaseEnd::Restart => match self.prepare(can_relogin && (token || self.leases.token_capped())).await {
+            LeaseEnd::ExitNow => self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED),
+            LeaseEnd::Replace { relogin } => match self.prepare(relogin).await {
                 Ok(next) => {
                     tracing::info!("{what} can't be extended (ends in {left}s); restarting the app with new secrets");
                     let kill_at = Instant::now() + self.config.daemon_settings.stop_timeout;
@@ -316,9 +311,65 @@ impl<'a> Daemon<'a> {
     }
 }
 
+/// What to do when a lease (or the token) can't be extended.
+#[derive(Debug, PartialEq)]
+enum LeaseEnd {
+    /// `ignore`: stop tracking it, leave the app running.
+    Forget,
+    /// `exit`, before expiry: come back at expiry.
+    ExitAtExpiry,
+    /// `exit` at (or after) expiry: stop the app, exit 75.
+    ExitNow,
+    /// `restart`: fetch new secrets, logging in again first when `relogin`.
+    Replace { relogin: bool },
+}
+
+/// The decision, pure. A token that can't be replaced (it was given, not obtained by a login) is
+/// treated as `exit`: new secrets would die with it. A capped token caps every lease, so replacing
+/// a lease then logs in again too.
+fn lease_end(policy: OnLeaseEnd, is_token: bool, can_relogin: bool, token_capped: bool, now: Instant, expires: Instant) -> LeaseEnd {
+    let policy = match policy {
+        OnLeaseEnd::Restart if is_token && !can_relogin => OnLeaseEnd::Exit,
+        p => p,
+    };
+    match policy {
+        OnLeaseEnd::Ignore => LeaseEnd::Forget,
+        OnLeaseEnd::Exit if now < expires => LeaseEnd::ExitAtExpiry,
+        OnLeaseEnd::Exit => LeaseEnd::ExitNow,
+        OnLeaseEnd::Restart => LeaseEnd::Replace { relogin: can_relogin && (is_token || token_capped) },
+    }
+}
+
 fn describe(status: Status) -> String {
     match status {
         Status::Code(_) => String::new(),
         Status::Signaled(sig) => format!(" (killed by {})", signals::name(sig)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_end_decisions() {
+        let now = Instant::now();
+        let (later, earlier) = (now + Duration::from_secs(30), now - Duration::from_secs(1));
+        use OnLeaseEnd::{Exit, Ignore, Restart};
+        let cases = [
+            // (policy, is token, can log in again, token capped, expires) → decision
+            ((Restart, false, true, false, later), LeaseEnd::Replace { relogin: false }),
+            ((Restart, false, true, true, later), LeaseEnd::Replace { relogin: true }),
+            ((Restart, true, true, true, later), LeaseEnd::Replace { relogin: true }),
+            ((Restart, false, false, true, later), LeaseEnd::Replace { relogin: false }),
+            ((Restart, true, false, true, later), LeaseEnd::ExitAtExpiry),
+            ((Restart, true, false, true, earlier), LeaseEnd::ExitNow),
+            ((Exit, false, true, false, later), LeaseEnd::ExitAtExpiry),
+            ((Exit, false, true, false, now), LeaseEnd::ExitNow),
+            ((Ignore, true, false, true, earlier), LeaseEnd::Forget),
+        ];
+        for ((policy, token, relogin, capped, expires), want) in cases {
+            assert_eq!(lease_end(policy, token, relogin, capped, now, expires), want, "{policy:?} token={token} relogin={relogin} capped={capped}");
+        }
     }
 }
