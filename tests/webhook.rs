@@ -198,7 +198,6 @@ fn certificate_reload_through_a_symlink_swap() {
     assert_eq!(hook.get("/healthz").0, 200);
 }
 
-/// A Kubernetes API stand-in: real paths, real JSON (tests/fixtures/kube_api.py).
 #[test]
 fn value_from_secrets_and_config_maps_read_through_the_api() {
     let api = KubeApi::start();
@@ -252,7 +251,6 @@ fn pods_needing_no_read_work_without_an_api_server() {
     assert!(message.contains("container a") && message.contains("Kubernetes API"), "{message}");
 }
 
-/// Debian's docker-registry (CNCF distribution) on a free loopback port.
 fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Value {
     let containers: Vec<Value> = images
         .iter()

@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+/// A Kubernetes API stand-in: real paths, real JSON (tests/fixtures/kube_api.py).
 pub struct KubeApi {
     pub _proc: Proc,
     pub dir: tempfile::TempDir,

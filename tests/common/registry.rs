@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Debian's docker-registry (CNCF distribution) on a free loopback port.
 pub struct Registry {
     pub _procs: Vec<Proc>,
     pub _dir: tempfile::TempDir,
