@@ -102,3 +102,17 @@ start_mariadb() {
     CREATE USER 'root'@'%' IDENTIFIED BY 'rootpass'; GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
   log "MariaDB ready on 127.0.0.1:$MARIADB_PORT (pid $MARIADB_PID)"
 }
+
+# tool_path NAME [VERSION] : where scripts/go-tools.sh keeps the Go program NAME (the version
+# pinned in tools/*/go.mod when none is given).
+tool_path() {
+  local name=$1 version=${2:-}
+  if [ -z "$version" ]; then
+    case "$name" in
+      kube-apiserver) version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod");;
+      etcd) version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod");;
+      helm) version=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod");;
+    esac
+  fi
+  echo "${VAULT_ENV_TOOLS:-$HOME/.cache/vault-env/tools}/$name-$version"
+}

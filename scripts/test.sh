@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: the format and lint gate, the module-graph check, unit tests and the black-box
-# tests against real servers (each test starts its own OpenBao on free loopback ports). Installs
-# what is missing first.
+# Runs every test: the format and lint gate, the module-graph check, the rendered-manifest check,
+# unit tests and the black-box tests against real servers that each test starts on free loopback
+# ports (OpenBao, MariaDB, docker-registry, and a Kubernetes control plane built from its Go
+# modules). Installs and builds what is missing first.
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
+# kube-apiserver, etcd and helm from their Go modules (cached by version; built when missing).
+bash "$ROOT/scripts/go-tools.sh"
 BAO_BIN=$(bao_bin)
 export BAO_BIN
 cd "$ROOT"
@@ -15,6 +18,7 @@ log "module graph: no import cycles; the webhook's pure code imports no I/O laye
 python3 scripts/module-graph.py \
   --forbid 'webhook/src:annotations,mutate!admit,fetch,http,settings' --forbid 'webhook/src:*!settings' \
   src supervisor/src webhook/src
+bash "$ROOT/scripts/render-deploy.sh" --check
 # The webhook's black-box tests run its binary, which `cargo test` alone does not build.
 cargo build -p vault-env-webhook --bin vault-secrets-webhook --locked
 cargo test --workspace --locked "$@"

@@ -9,6 +9,9 @@ mod auth;
 mod daemon;
 /// The rendered deployment manifests, read as the API server would.
 mod deploy;
+/// A real control plane (etcd, kube-apiserver, helm): the chart installed, the API server calling
+/// the webhook, OpenBao checking pods' tokens with TokenReview.
+mod kubernetes;
 /// Exit codes, whether Vault is contacted, error texts, canary values.
 mod errors;
 /// Exec mode: command lookup, argv, exit codes, SIGPIPE, delay.

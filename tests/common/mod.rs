@@ -6,11 +6,13 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod cluster;
 pub mod kube;
 pub mod registry;
 pub mod webhook;
 
 pub use aws::*;
+pub use cluster::*;
 pub use kube::*;
 pub use registry::*;
 pub use webhook::*;

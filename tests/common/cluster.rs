@@ -1,0 +1,168 @@
+//! A real Kubernetes control plane for black-box tests: etcd and kube-apiserver, built from their
+//! Go modules by scripts/go-tools.sh, on free loopback ports, with RBAC, a service-account signing
+//! key (TokenRequest, TokenReview) and a static admin token; and helm, run against it. No kubelet:
+//! pods are admitted and stored, never run. Everything is stopped (by PID) when dropped.
+
+use super::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The static admin token (`system:masters`).
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// A Go program built by scripts/go-tools.sh (`VAULT_ENV_TOOLS`, else ~/.cache/vault-env/tools).
+pub fn go_tool(name: &str) -> PathBuf {
+    let (module, dir) = match name {
+        "kube-apiserver" => ("k8s.io/kubernetes", "kube"),
+        "etcd" => ("go.etcd.io/etcd/server/v3", "etcd"),
+        "helm" => ("helm.sh/helm/v3", "helm"),
+        other => panic!("no such tool {other}"),
+    };
+    let go_mod = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(dir).join("go.mod")).unwrap();
+    let version = go_mod.lines().find_map(|l| l.trim().strip_prefix(module)?.split_whitespace().next()).expect("the pinned version");
+    let cache =
+        path_from_env("VAULT_ENV_TOOLS").unwrap_or_else(|| path_from_env("HOME").unwrap_or_else(|| "/root".into()).join(".cache/vault-env/tools"));
+    let path = cache.join(format!("{name}-{version}"));
+    assert!(path.exists(), "{} is missing: build it with scripts/go-tools.sh (scripts/test.sh does)", path.display());
+    path
+}
+
+pub struct Cluster {
+    _apiserver: Proc,
+    _etcd: Proc,
+    pub dir: tempfile::TempDir,
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+    /// The API server's serving certificate (self-signed), to verify it.
+    pub ca: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"]);
+        openssl(d, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
+        std::fs::write(d.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin,system:masters\n")).unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
+        let etcd = Proc(
+            Command::new(go_tool("etcd"))
+                .arg(format!("--data-dir={}", d.join("etcd").display()))
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
+                .stdin(Stdio::null())
+                .stdout(log("etcd.log"))
+                .stderr(log("etcd.log.err"))
+                .spawn()
+                .expect("start etcd"),
+        );
+        let port = free_port();
+        let apiserver = Proc(
+            Command::new(go_tool("kube-apiserver"))
+                .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+                .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+                .arg(format!("--secure-port={port}"))
+                .arg(format!("--cert-dir={}", d.join("certs").display()))
+                .arg("--service-cluster-ip-range=10.0.0.0/24")
+                .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+                .arg(format!("--service-account-key-file={}", d.join("sa.pub").display()))
+                .arg(format!("--service-account-signing-key-file={}", d.join("sa.key").display()))
+                .arg("--authorization-mode=Node,RBAC")
+                .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
+                .stdin(Stdio::null())
+                .stdout(log("apiserver.log"))
+                .stderr(log("apiserver.log.err"))
+                .spawn()
+                .expect("start kube-apiserver"),
+        );
+        let url = format!("https://127.0.0.1:{port}");
+        let ca = d.join("certs/apiserver.crt");
+        let kubeconfig = d.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {url}\n    certificate-authority: {}\n\
+                 users:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n\
+                 current-context: test\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let cluster = Cluster { _apiserver: apiserver, _etcd: etcd, dir, url, ca, kubeconfig };
+        let ready = busy_wait(Duration::from_secs(60), || cluster.ca.exists() && cluster.api("GET", "/readyz", None).0 == 200);
+        assert!(ready, "kube-apiserver is not ready:\n{}", cluster.log());
+        cluster
+    }
+
+    pub fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let tail = |s: String| s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        format!("{}\n{}", tail(read("apiserver.log.err")), tail(read("etcd.log.err")))
+    }
+
+    /// A call as the admin: `(status, body)`.
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.api_as(ADMIN_TOKEN, method, path, body, "application/json")
+    }
+
+    pub fn api_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>, content_type: &str) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "30", "-X", method, "--cacert"]).arg(&self.ca);
+        cmd.args(["-H", &format!("Authorization: Bearer {token}"), "-w", "\n%{http_code}"]);
+        if let Some(b) = body {
+            let file = self.dir.path().join(format!("body-{}.json", fastrand::u64(..)));
+            std::fs::write(&file, b.to_string()).unwrap();
+            cmd.args(["-H", &format!("Content-Type: {content_type}"), "--data-binary", &format!("@{}", file.display())]);
+        }
+        let out = cmd.arg(format!("{}{path}", self.url)).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
+    }
+
+    /// A call that must succeed; returns the body.
+    pub fn must(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let (code, answer) = self.api(method, path, body);
+        assert!((200..300).contains(&code), "{method} {path}: HTTP {code}: {answer}");
+        answer
+    }
+
+    /// A namespace with its `default` ServiceAccount (no controller manager makes it here).
+    pub fn namespace(&self, name: &str) {
+        self.must("POST", "/api/v1/namespaces", Some(&json!({"metadata": {"name": name}})));
+        self.service_account(name, "default");
+    }
+
+    pub fn service_account(&self, namespace: &str, name: &str) {
+        self.must("POST", &format!("/api/v1/namespaces/{namespace}/serviceaccounts"), Some(&json!({"metadata": {"name": name}})));
+    }
+
+    /// A token of `namespace/name` from the TokenRequest API.
+    pub fn token(&self, namespace: &str, name: &str, audiences: &[&str]) -> String {
+        let request =
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"audiences": audiences, "expirationSeconds": 3600}});
+        let answer = self.must("POST", &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"), Some(&request));
+        answer["status"]["token"].as_str().expect("a token").to_string()
+    }
+
+    /// `helm ARGS` against this API server.
+    pub fn helm(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(go_tool("helm"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.dir.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.path().join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.path().join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.path().join("helm/data"));
+        run_with_timeout(cmd, Duration::from_secs(120))
+    }
+}

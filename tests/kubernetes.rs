@@ -1,0 +1,267 @@
+//! Against a real Kubernetes control plane (tests/common/cluster.rs): etcd and kube-apiserver built
+//! from their Go modules, helm installing our chart, the API server calling our webhook, and
+//! OpenBao's kubernetes auth checking tokens with the API server's TokenReview.
+
+use crate::common::*;
+use serde_json::json;
+
+/// A pod's token from the TokenRequest API logs vault-env in through OpenBao's kubernetes auth,
+/// which asks this API server (TokenReview) whether the token is valid; another ServiceAccount's
+/// token is refused with the role named.
+#[test]
+fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
+    let cluster = Cluster::start();
+    cluster.namespace("vault-infra");
+    cluster.service_account("vault-infra", "token-reviewer");
+    cluster.must(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        Some(&json!({
+            "metadata": {"name": "token-reviewer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "token-reviewer", "namespace": "vault-infra"}],
+        })),
+    );
+    let reviewer = cluster.token("vault-infra", "token-reviewer", &[]);
+    cluster.namespace("shop");
+    cluster.service_account("shop", "app");
+    cluster.service_account("shop", "other");
+
+    let bao = Bao::dev();
+    bao.kv2("db", json!({"password": "s3cr3t-from-bao"}));
+    bao.policy("db", r#"path "secret/data/db" { capabilities = ["read"] }"#);
+    bao.enable_auth("kubernetes", "kubernetes");
+    let ca = std::fs::read_to_string(&cluster.ca).unwrap();
+    bao.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({"kubernetes_host": cluster.url, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer})),
+    );
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["db"], "ttl": "10m"})),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let login = |sa: &str| {
+        let file = dir.path().join(format!("{sa}.jwt"));
+        std::fs::write(&file, cluster.token("shop", sa, &["https://kubernetes.default.svc.cluster.local"])).unwrap();
+        let path = file.display().to_string();
+        vault_env(
+            &[
+                ("VAULT_ADDR", &bao.addr),
+                ("VAULT_AUTH_METHOD", "kubernetes"),
+                ("VAULT_ROLE", "app"),
+                ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", &path),
+                ("DB_PASSWORD", "vault:secret/data/db#password"),
+            ],
+            &["sh", "-c", "echo \"$DB_PASSWORD\""],
+        )
+    };
+    let out = login("app");
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "s3cr3t-from-bao"), "{}", out.stderr);
+    let refused = login("other");
+    assert_eq!(refused.code, Some(77), "{}", refused.all());
+    assert!(refused.stderr.contains("\"app\"") || refused.stderr.contains("role app"), "the role is named: {}", refused.stderr);
+    assert!(!refused.all().contains("s3cr3t"), "{}", refused.all());
+}
+
+fn chart() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/charts/vault-secrets-webhook").display().to_string()
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn unb64(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).unwrap()
+}
+
+/// The installed chart's MutatingWebhookConfiguration, pointed at our webhook process: the API
+/// server cannot reach a Service here (no kube-proxy, and Endpoints may not name a loopback
+/// address), so each entry's `service` becomes a `url` on 127.0.0.1 with the same path, and the
+/// `caBundle` is the test's. Everything else (rules, selectors, policies, timeouts) is the chart's.
+fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook) -> serde_json::Value {
+    let path = format!("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}");
+    let config = cluster.must("GET", &path, None);
+    let ca = b64(&std::fs::read(&hook.ca).unwrap());
+    let ops: Vec<serde_json::Value> = config["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let service_path = w["clientConfig"]["service"]["path"].as_str().expect("a service path");
+            json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"), "value": {"url": format!("{}{service_path}", hook.url), "caBundle": ca}})
+        })
+        .collect();
+    let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &path, Some(&json!(ops)), "application/json-patch+json");
+    assert_eq!(code, 200, "{patched}");
+    config
+}
+
+fn pod(name: &str, annotations: serde_json::Value, labels: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "app:1", "command": ["/app"], "args": ["--serve"],
+                                 "env": [{"name": "DB_PASSWORD", "value": "vault:secret/data/db#password"}]}]},
+    })
+}
+
+/// Helm installs the chart into a real API server; the API server then calls our webhook for
+/// pods and Secrets as the chart configures it, stores what it answers, and applies the chart's
+/// selectors and failure policies.
+#[test]
+fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
+    let cluster = Cluster::start();
+    let lint = cluster.helm(&["lint", &chart()]);
+    assert_eq!(lint.code, Some(0), "{}", lint.all());
+    assert!(lint.stdout.contains("0 chart(s) failed") && !lint.all().contains("[WARNING]"), "{}", lint.all());
+
+    let bao = Bao::dev();
+    bao.kv2("dockerrepo", json!({"DOCKER_REPO_USER": "robot", "DOCKER_REPO_PASSWORD": "pa55-from-bao"}));
+    let vault_addr = format!("env.VAULT_ADDR={}", bao.addr);
+    let install = cluster.helm(&[
+        "install",
+        "vsw",
+        &chart(),
+        "--namespace",
+        "vault-infra",
+        "--create-namespace",
+        "--set",
+        &vault_addr,
+        "--set",
+        "podsFailurePolicy=Fail",
+        "--set",
+        "reinvocationPolicy=IfNeeded",
+        "--set",
+        "configMapMutation=true",
+    ]);
+    assert_eq!(install.code, Some(0), "{}", install.all());
+    for (kind, path) in [
+        ("Deployment", "/apis/apps/v1/namespaces/vault-infra/deployments/vsw-vault-secrets-webhook"),
+        ("Service", "/api/v1/namespaces/vault-infra/services/vsw-vault-secrets-webhook"),
+        ("TLS Secret", "/api/v1/namespaces/vault-infra/secrets/vsw-vault-secrets-webhook-tls"),
+    ] {
+        assert_eq!(cluster.api("GET", path, None).0, 200, "{kind} not installed");
+    }
+
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", "root")]);
+    let chart_config = point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook);
+    let names: Vec<&str> = chart_config["webhooks"].as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pods.vsw-vault-secrets-webhook.admission.banzaicloud.com",
+            "secrets.vsw-vault-secrets-webhook.admission.banzaicloud.com",
+            "configmaps.vsw-vault-secrets-webhook.admission.banzaicloud.com"
+        ]
+    );
+    let pods_hook = &chart_config["webhooks"][0];
+    assert_eq!(
+        (pods_hook["failurePolicy"].as_str(), pods_hook["reinvocationPolicy"].as_str(), pods_hook["timeoutSeconds"].as_i64()),
+        (Some("Fail"), Some("IfNeeded"), Some(10))
+    );
+    assert_eq!(pods_hook["sideEffects"], "NoneOnDryRun");
+
+    cluster.namespace("shop");
+    let pods = "/api/v1/namespaces/shop/pods";
+
+    // A pod with a vault: value is stored mutated, once, and reads back as a valid Pod.
+    let stored = cluster.must("POST", pods, Some(&pod("web", json!({}), json!({}))));
+    let read: k8s_openapi::api::core::v1::Pod = serde_json::from_value(cluster.must("GET", &format!("{pods}/web"), None)).expect("a valid Pod");
+    let spec = read.spec.as_ref().unwrap();
+    assert_eq!(spec.containers[0].command.as_deref(), Some(&["/vault/vault-env".to_string()][..]), "{stored}");
+    assert_eq!(spec.containers[0].args.as_deref(), Some(&["/app".to_string(), "--serve".to_string()][..]), "wrapped once");
+    let inits: Vec<&str> = spec.init_containers.iter().flatten().map(|c| c.name.as_str()).collect();
+    assert_eq!(inits, ["copy-vault-env"], "injected once, reinvocation included");
+    assert!(spec.volumes.iter().flatten().any(|v| v.name == "vault-env"));
+    assert!(spec.volumes.iter().flatten().any(|v| v.name.starts_with("kube-api-access")), "the API server's own admission still applies");
+    let env = |p: &k8s_openapi::api::core::v1::Pod, name: &str| {
+        p.spec.as_ref().unwrap().containers[0].env.iter().flatten().find(|e| e.name == name).and_then(|e| e.value.clone())
+    };
+    assert_eq!(env(&read, "VAULT_ADDR").as_deref(), Some(bao.addr.as_str()), "the chart's env reaches the pods");
+    assert_eq!(env(&read, "DB_PASSWORD").as_deref(), Some("vault:secret/data/db#password"), "no secret in the pod spec");
+
+    // The same spec again: mutated exactly once too.
+    let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));
+    assert_eq!(again["spec"]["initContainers"].as_array().map(Vec::len), Some(1), "{again}");
+
+    // Daemon mode by annotation.
+    let daemon = cluster.must("POST", pods, Some(&pod("worker", json!({"vault.security.banzaicloud.io/vault-env-daemon": "true"}), json!({}))));
+    let daemon: k8s_openapi::api::core::v1::Pod = serde_json::from_value(daemon).unwrap();
+    assert_eq!(env(&daemon, "VAULT_ENV_DAEMON").as_deref(), Some("true"));
+
+    // Opted out by annotation (our decision) or by label (the chart's objectSelector).
+    for (name, annotations, labels) in [
+        ("skip-a", json!({"vault.security.banzaicloud.io/mutate": "skip"}), json!({})),
+        ("skip-l", json!({}), json!({"security.banzaicloud.io/mutate": "skip"})),
+    ] {
+        let p = cluster.must("POST", pods, Some(&pod(name, annotations, labels)));
+        assert_eq!(p["spec"]["containers"][0]["command"], json!(["/app"]), "{name} was mutated: {p}");
+    }
+
+    // A dry run is answered mutated and stores nothing.
+    let dry = cluster.must("POST", &format!("{pods}?dryRun=All"), Some(&pod("dry", json!({}), json!({}))));
+    assert_eq!(dry["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]));
+    assert_eq!(cluster.api("GET", &format!("{pods}/dry"), None).0, 404);
+
+    // A bad annotation: refused with our message, naming the pod and the annotation.
+    let (code, refused) = cluster.api("POST", pods, Some(&pod("bad", json!({"vault.security.banzaicloud.io/vault-env-daemon": "maybe"}), json!({}))));
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert_eq!(code, 400, "{refused}");
+    assert!(
+        message.contains("vault-secrets-webhook")
+            && message.contains("pod shop/bad")
+            && message.contains("vault.security.banzaicloud.io/vault-env-daemon"),
+        "{message}"
+    );
+
+    // The Bank-Vaults documentation's docker-registry Secret: stored with the values from OpenBao.
+    let docker = json!({"auths": {"https://index.docker.io/v1/": {
+        "username": "vault:secret/data/dockerrepo#DOCKER_REPO_USER",
+        "password": "vault:secret/data/dockerrepo#DOCKER_REPO_PASSWORD",
+        "auth": b64(b"vault:secret/data/dockerrepo#DOCKER_REPO_USER:vault:secret/data/dockerrepo#DOCKER_REPO_PASSWORD"),
+    }}});
+    let secret = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+               "metadata": {"name": name, "annotations": {
+                   "vault.security.banzaicloud.io/vault-addr": bao.addr,
+                   "vault.security.banzaicloud.io/vault-role": "reader",
+                   "vault.security.banzaicloud.io/vault-skip-verify": "true",
+                   "vault.security.banzaicloud.io/vault-path": "kubernetes"}},
+               "data": {".dockerconfigjson": b64(docker.to_string().as_bytes())}})
+    };
+    let secrets = "/api/v1/namespaces/shop/secrets";
+    // A dry run reaches no Vault: the answer still holds the references.
+    let dry = cluster.must("POST", &format!("{secrets}?dryRun=All"), Some(&secret("regcred")));
+    assert!(unb64(dry["data"][".dockerconfigjson"].as_str().unwrap()).contains("vault:secret"), "{dry}");
+    cluster.must("POST", secrets, Some(&secret("regcred")));
+    let stored = cluster.must("GET", &format!("{secrets}/regcred"), None);
+    let config: serde_json::Value = serde_json::from_str(&unb64(stored["data"][".dockerconfigjson"].as_str().unwrap())).unwrap();
+    let hub = &config["auths"]["https://index.docker.io/v1/"];
+    assert_eq!((hub["username"].as_str(), hub["password"].as_str()), (Some("robot"), Some("pa55-from-bao")), "{config}");
+    assert_eq!(unb64(hub["auth"].as_str().unwrap()), "robot:pa55-from-bao");
+
+    // ConfigMaps, with configMapMutation on.
+    let cm = cluster.must(
+        "POST",
+        "/api/v1/namespaces/shop/configmaps",
+        Some(&json!({"metadata": {"name": "settings"}, "data": {"user": "vault:secret/data/dockerrepo#DOCKER_REPO_USER", "plain": "x"}})),
+    );
+    assert_eq!((cm["data"]["user"].as_str(), cm["data"]["plain"].as_str()), (Some("robot"), Some("x")), "{cm}");
+
+    // The webhook down: pods fail (failurePolicy Fail), Secrets pass unresolved (Ignore).
+    drop(hook);
+    let (code, down) = cluster.api("POST", pods, Some(&pod("while-down", json!({}), json!({}))));
+    assert_eq!(code, 500, "{down}");
+    assert!(down["message"].as_str().unwrap_or_default().contains("failed calling webhook"), "{down}");
+    let passed = cluster.must("POST", secrets, Some(&secret("while-down")));
+    assert!(unb64(passed["data"][".dockerconfigjson"].as_str().unwrap()).contains("vault:secret"), "{passed}");
+}
