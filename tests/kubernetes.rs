@@ -4,6 +4,7 @@
 
 use crate::common::*;
 use serde_json::json;
+use std::time::Duration;
 
 /// A pod's token from the TokenRequest API logs vault-env in through OpenBao's kubernetes auth,
 /// which asks this API server (TokenReview) whether the token is valid; another ServiceAccount's
@@ -65,6 +66,37 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
     assert_eq!(refused.code, Some(77), "{}", refused.all());
     assert!(refused.stderr.contains("\"app\"") || refused.stderr.contains("role app"), "the role is named: {}", refused.stderr);
     assert!(!refused.all().contains("s3cr3t"), "{}", refused.all());
+
+    // The webhook's vault-serviceaccount path: a Secret resolved with a token of shop/app that the
+    // webhook gets from the real TokenRequest API, which OpenBao checks with TokenReview.
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/app-by-webhook",
+        Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["db"],
+                    "audience": "https://kubernetes.default.svc", "ttl": "10m"})),
+    );
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_AUTH_METHOD", "kubernetes")]);
+    let ca = b64(&std::fs::read(&hook.ca).unwrap());
+    cluster.must(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        Some(&json!({"metadata": {"name": "secrets-only"}, "webhooks": [{
+            "name": "secrets.vault-secrets-webhook.test", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"url": format!("{}/secrets", hook.url), "caBundle": ca},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}]})),
+    );
+    let secret = cluster.must(
+        "POST",
+        "/api/v1/namespaces/shop/secrets",
+        Some(&json!({"metadata": {"name": "db", "annotations": {
+                        "vault.security.banzaicloud.io/vault-serviceaccount": "app",
+                        "vault.security.banzaicloud.io/vault-role": "app-by-webhook"}},
+                     "stringData": {"password": "vault:secret/data/db#password"}})),
+    );
+    assert_eq!(unb64(secret["data"]["password"].as_str().unwrap_or_default()), "s3cr3t-from-bao", "{secret}\n{}", hook.log());
+    assert!(!hook.log().contains("s3cr3t"), "{}", hook.log());
 }
 
 fn chart() -> String {
@@ -101,6 +133,10 @@ fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook) -> serde_jso
         .collect();
     let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &path, Some(&json!(ops)), "application/json-patch+json");
     assert_eq!(code, 200, "{patched}");
+    // The API server picks the change up through an informer: wait until a dry run is mutated.
+    cluster.namespace("probe");
+    let probe = || cluster.api("POST", "/api/v1/namespaces/probe/pods?dryRun=All", Some(&pod("probe", json!({}), json!({})))).1;
+    assert!(busy_wait(Duration::from_secs(20), || probe()["spec"]["containers"][0]["command"] == json!(["/vault/vault-env"])), "{}", probe());
     config
 }
 
@@ -193,6 +229,24 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));
     assert_eq!(again["spec"]["initContainers"].as_array().map(Vec::len), Some(1), "{again}");
 
+    // A pod whose references are behind envFrom: the webhook reads the Secret from this API server.
+    // (The Secret opts out of resolution with the label, so it is stored with the reference.)
+    cluster.must(
+        "POST",
+        "/api/v1/namespaces/shop/secrets",
+        Some(&json!({"metadata": {"name": "db-ref", "labels": {"security.banzaicloud.io/mutate": "skip"}},
+                     "stringData": {"DB_PASSWORD": "vault:secret/data/db#password"}})),
+    );
+    let mut indirect = pod("indirect", json!({}), json!({}));
+    indirect["spec"]["containers"][0]["env"] = json!([]);
+    indirect["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "db-ref"}}]);
+    let indirect = cluster.must("POST", pods, Some(&indirect));
+    assert_eq!(indirect["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{indirect}");
+    let mut plain = pod("plain", json!({}), json!({}));
+    plain["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "plain"}]);
+    let plain = cluster.must("POST", pods, Some(&plain));
+    assert_eq!(plain["spec"]["containers"][0]["command"], json!(["/app"]), "nothing to resolve, nothing injected: {plain}");
+
     // Daemon mode by annotation.
     let daemon = cluster.must("POST", pods, Some(&pod("worker", json!({"vault.security.banzaicloud.io/vault-env-daemon": "true"}), json!({}))));
     let daemon: k8s_openapi::api::core::v1::Pod = serde_json::from_value(daemon).unwrap();
@@ -264,4 +318,51 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     assert!(down["message"].as_str().unwrap_or_default().contains("failed calling webhook"), "{down}");
     let passed = cluster.must("POST", secrets, Some(&secret("while-down")));
     assert!(unb64(passed["data"][".dockerconfigjson"].as_str().unwrap()).contains("vault:secret"), "{passed}");
+}
+
+/// A webhook that does not answer within `timeoutSeconds` costs the request that long, then the
+/// API server's error (failurePolicy Fail) or admission without it (Ignore), never a hang.
+#[test]
+fn a_webhook_slower_than_its_timeout_gives_the_api_servers_answer() {
+    let cluster = Cluster::start();
+    cluster.namespace("shop");
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || silent.incoming().take(64).filter_map(Result::ok).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = ca_and_cert(dir.path(), "silent", "IP:127.0.0.1");
+    let config = |policy: &str| {
+        json!({"metadata": {"name": "slow"}, "webhooks": [{
+            "name": "pods.slow.test", "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": policy,
+            "timeoutSeconds": 2,
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}/pods"), "caBundle": b64(&std::fs::read(&ca).unwrap())},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]})
+    };
+    let configs = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+    cluster.must("POST", configs, Some(&config("Fail")));
+    // Until the API server's informer has the new configuration, pods are admitted without it.
+    let (mut code, mut answer, mut took, mut tries) = (0, json!(null), Duration::ZERO, 0);
+    while code != 500 && tries < 20 {
+        tries += 1;
+        let started = std::time::Instant::now();
+        (code, answer) = cluster.api("POST", "/api/v1/namespaces/shop/pods?dryRun=All", Some(&pod("slow-fail", json!({}), json!({}))));
+        took = started.elapsed();
+    }
+    assert_eq!(code, 500, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("failed calling webhook") && message.contains("pods.slow.test"), "{message}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "took {took:?}");
+
+    let patch = json!([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]);
+    let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &format!("{configs}/slow"), Some(&patch), "application/json-patch+json");
+    assert_eq!(code, 200, "{patched}");
+    let admitted = busy_wait(Duration::from_secs(30), || {
+        let started = std::time::Instant::now();
+        let (code, p) = cluster.api("POST", "/api/v1/namespaces/shop/pods?dryRun=All", Some(&pod("slow-ignore", json!({}), json!({}))));
+        code == 201 && p["spec"]["containers"][0]["command"] == json!(["/app"]) && started.elapsed() < Duration::from_secs(10)
+    });
+    assert!(admitted, "with failurePolicy Ignore the pod is admitted after the timeout");
+    drop(cluster);
+    drop(held);
 }
