@@ -177,6 +177,8 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         "reinvocationPolicy=IfNeeded",
         "--set",
         "configMapMutation=true",
+        "--set",
+        "customResourceMutations={widgets}",
     ]);
     assert_eq!(install.code, Some(0), "{}", install.all());
     for (kind, path) in [
@@ -196,7 +198,8 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         [
             "pods.vsw-vault-secrets-webhook.admission.banzaicloud.com",
             "secrets.vsw-vault-secrets-webhook.admission.banzaicloud.com",
-            "configmaps.vsw-vault-secrets-webhook.admission.banzaicloud.com"
+            "configmaps.vsw-vault-secrets-webhook.admission.banzaicloud.com",
+            "objects.vsw-vault-secrets-webhook.admission.banzaicloud.com"
         ]
     );
     let pods_hook = &chart_config["webhooks"][0];
@@ -310,6 +313,33 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         Some(&json!({"metadata": {"name": "settings"}, "data": {"user": "vault:secret/data/dockerrepo#DOCKER_REPO_USER", "plain": "x"}})),
     );
     assert_eq!((cm["data"]["user"].as_str(), cm["data"]["plain"].as_str()), (Some("robot"), Some("x")), "{cm}");
+
+    // A custom resource (a CRD the test installs), with customResourceMutations naming it.
+    cluster.must(
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(&json!({"metadata": {"name": "widgets.example.com"}, "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}})),
+    );
+    let widgets = "/apis/example.com/v1/namespaces/shop/widgets";
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                        "spec": {"login": {"user": "vault:secret/data/dockerrepo#DOCKER_REPO_USER"}, "size": 3}});
+    assert!(busy_wait(Duration::from_secs(30), || cluster.api("GET", widgets, None).0 == 200), "the CRD is not served");
+    let stored = cluster.must("POST", widgets, Some(&widget));
+    assert_eq!((stored["spec"]["login"]["user"].as_str(), stored["spec"]["size"].as_i64()), (Some("robot"), Some(3)), "{stored}");
+
+    // A container without command: its image's ENTRYPOINT/CMD from the loopback docker-registry.
+    let registry = Registry::plain();
+    registry.push("app", "1", "oci");
+    let mut commandless = pod("commandless", json!({}), json!({}));
+    commandless["spec"]["containers"][0]["image"] = json!(format!("{}/app:1", registry.host));
+    commandless["spec"]["containers"][0].as_object_mut().unwrap().remove("command");
+    commandless["spec"]["containers"][0].as_object_mut().unwrap().remove("args");
+    let commandless = cluster.must("POST", pods, Some(&commandless));
+    assert_eq!(commandless["spec"]["containers"][0]["args"], json!(["/bin/app", "--flag"]), "{commandless}");
 
     // The webhook down: pods fail (failurePolicy Fail), Secrets pass unresolved (Ignore).
     drop(hook);
