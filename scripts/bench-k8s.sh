@@ -8,12 +8,9 @@
 bash "$ROOT/scripts/install.sh"
 bash "$ROOT/scripts/go-tools.sh"
 N=${N:-300}
-log "building vault-secrets-webhook (release-webhook profile, as shipped)"
-cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --manifest-path "$ROOT/Cargo.toml"
-WH="$ROOT/target/release-webhook/vault-secrets-webhook"
+build_webhook_release
 B="$STATE/bench-k8s"; rm -rf "$B"; mkdir -p "$B"
 trap 'stop_pid "${WH_PID:-}"; stop_pid "${API_PID:-}"; stop_pid "${ETCD_PID:-}"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$B/sa.key" 2>/dev/null
 openssl pkey -in "$B/sa.key" -pubout -out "$B/sa.pub"

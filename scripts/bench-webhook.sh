@@ -14,13 +14,10 @@
 bash "$ROOT/scripts/install.sh"
 apt_install wrk nginx-light
 DURATION=${DURATION:-10}
-log "building vault-secrets-webhook (release-webhook profile, as shipped)"
-cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --manifest-path "$ROOT/Cargo.toml"
-WH="$ROOT/target/release-webhook/vault-secrets-webhook"
+build_webhook_release
 B="$STATE/bench-webhook"; rm -rf "$B"; mkdir -p "$B"
 trap 'stop_pid "${WH_PID:-}"; stop_pid "${NGINX_PID:-}"; stop_pid "${REG_PID:-}"; stop_pid "${API_PID:-}"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$B/tls.key" -out "$B/tls.crt" 2>/dev/null
 

@@ -22,10 +22,10 @@ go_cmd() {
   python3 -c "import go, os; print(os.path.join(os.path.dirname(go.__file__), 'bin', 'go'))"
 }
 
-# build NAME MODULE_DIR PACKAGE VERSION [LDFLAGS]
+# build NAME MODULE_DIR PACKAGE [LDFLAGS]
 build() {
-  local name=$1 dir=$2 pkg=$3 version=$4 ldflags=${5:-}
-  local out; out=$(tool_path "$name" "$version")
+  local name=$1 dir=$2 pkg=$3 ldflags=${4:-}
+  local version out; version=$(pinned_version "$name"); out=$(tool_path "$name")
   [ -x "$out" ] && return 0
   local go; go=$(go_cmd)
   log "building $name $version from $pkg (cached at $out)"
@@ -37,17 +37,15 @@ build() {
   log "built $name $version in $((SECONDS - start)) s"
 }
 
-# The versions, read from the tools modules.
-KUBE_VERSION=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod")
-ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod")
-HELM_VERSION=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod")
+KUBE_VERSION=$(pinned_version kube-apiserver)
+HELM_VERSION=$(pinned_version helm)
 minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
-build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_VERSION" \
+build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver \
   "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-build etcd etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+build etcd etcd go.etcd.io/etcd/server/v3
 # helm's default Kubernetes version (for `helm template` and `helm lint`) comes from its client-go,
 # as its Makefile sets it.
 helm_k8s_minor=$(awk '$1 == "k8s.io/client-go" {print $2}' "$ROOT/tools/helm/go.mod" | cut -d. -f2)
-build helm helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"

@@ -103,16 +103,26 @@ start_mariadb() {
   log "MariaDB ready on 127.0.0.1:$MARIADB_PORT (pid $MARIADB_PID)"
 }
 
-# tool_path NAME [VERSION] : where scripts/go-tools.sh keeps the Go program NAME (the version
-# pinned in tools/*/go.mod when none is given).
+# pinned_version NAME : the version of the Go program NAME that tools/*/go.mod pins.
+pinned_version() {
+  case "$1" in
+    kube-apiserver) awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod";;
+    etcd) awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod";;
+    helm) awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod";;
+  esac
+}
+
+# tool_path NAME : where scripts/go-tools.sh keeps the Go program NAME, at its pinned version.
 tool_path() {
-  local name=$1 version=${2:-}
-  if [ -z "$version" ]; then
-    case "$name" in
-      kube-apiserver) version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod");;
-      etcd) version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod");;
-      helm) version=$(awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod");;
-    esac
-  fi
-  echo "${VAULT_ENV_TOOLS:-$HOME/.cache/vault-env/tools}/$name-$version"
+  echo "${VAULT_ENV_TOOLS:-$HOME/.cache/vault-env/tools}/$1-$(pinned_version "$1")"
+}
+
+# free_port : a free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# build_webhook_release : builds vault-secrets-webhook as shipped (release-webhook profile); sets WH.
+build_webhook_release() {
+  log "building vault-secrets-webhook (release-webhook profile, as shipped)"
+  cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --manifest-path "$ROOT/Cargo.toml"
+  WH="$ROOT/target/release-webhook/vault-secrets-webhook"
 }
