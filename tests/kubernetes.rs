@@ -117,7 +117,7 @@ fn unb64(text: &str) -> String {
 /// server cannot reach a Service here (no kube-proxy, and Endpoints may not name a loopback
 /// address), so each entry's `service` becomes a `url` on 127.0.0.1 with the same path, and the
 /// `caBundle` is the test's. Everything else (rules, selectors, policies, timeouts) is the chart's.
-fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook) -> serde_json::Value {
+fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook, probe_labels: serde_json::Value) -> serde_json::Value {
     let path = format!("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}");
     let config = cluster.must("GET", &path, None);
     let ca = b64(&std::fs::read(&hook.ca).unwrap());
@@ -134,7 +134,7 @@ fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook) -> serde_jso
     let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &path, Some(&json!(ops)), "application/json-patch+json");
     assert_eq!(code, 200, "{patched}");
     // The API server picks the change up through an informer: wait until a dry run is mutated.
-    cluster.namespace("probe");
+    cluster.namespace_with("probe", probe_labels);
     let probe = || cluster.api("POST", "/api/v1/namespaces/probe/pods?dryRun=All", Some(&pod("probe", json!({}), json!({})))).1;
     assert!(busy_wait(Duration::from_secs(20), || probe()["spec"]["containers"][0]["command"] == json!(["/vault/vault-env"])), "{}", probe());
     config
@@ -191,7 +191,7 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
 
     let kubeconfig = cluster.kubeconfig.display().to_string();
     let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", "root")]);
-    let chart_config = point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook);
+    let chart_config = point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook, json!({}));
     let names: Vec<&str> = chart_config["webhooks"].as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
     assert_eq!(
         names,
@@ -232,6 +232,41 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));
     assert_eq!(again["spec"]["initContainers"].as_array().map(Vec::len), Some(1), "{again}");
 
+    // Another webhook, called after ours, adds a container with a vault: value: the API server
+    // calls ours again (reinvocationPolicy IfNeeded), which wraps the new container and nothing twice.
+    let sidecars = SidecarWebhook::start();
+    cluster.namespace_with("mesh", json!({"sidecars": "on"}));
+    cluster.must(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        Some(&json!({"metadata": {"name": "zz-sidecar-injector"}, "webhooks": [{
+            "name": "sidecar.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "clientConfig": {"url": sidecars.url, "caBundle": b64(&std::fs::read(&sidecars.ca).unwrap())},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"sidecars": "on"}}}]})),
+    );
+    let mesh_pods = "/api/v1/namespaces/mesh/pods";
+    let has_sidecar = || {
+        cluster.api("POST", &format!("{mesh_pods}?dryRun=All"), Some(&pod("probe", json!({}), json!({})))).1["spec"]["containers"][1]["name"]
+            == "sidecar"
+    };
+    assert!(busy_wait(Duration::from_secs(20), has_sidecar), "the sidecar webhook is not called");
+    let meshed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(cluster.must("POST", mesh_pods, Some(&pod("meshed", json!({}), json!({}))))).unwrap();
+    let spec = meshed.spec.as_ref().unwrap();
+    let commands: Vec<String> = spec.containers.iter().map(|c| format!("{} {:?} {:?}", c.name, c.command, c.args)).collect();
+    assert_eq!(
+        commands,
+        [r#"app Some(["/vault/vault-env"]) Some(["/app", "--serve"])"#, r#"sidecar Some(["/vault/vault-env"]) Some(["/sidecar"])"#],
+        "{meshed:?}"
+    );
+    assert_eq!(spec.init_containers.iter().flatten().filter(|c| c.name == "copy-vault-env").count(), 1, "{meshed:?}");
+    assert_eq!(spec.volumes.iter().flatten().filter(|v| v.name == "vault-env").count(), 1, "{meshed:?}");
+    let sidecar_env: Vec<&str> = spec.containers[1].env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert_eq!(sidecar_env.iter().filter(|n| **n == "VAULT_ADDR").count(), 1, "{sidecar_env:?}");
+    drop(sidecars);
+    cluster.must("DELETE", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/zz-sidecar-injector", None);
+
     // A pod whose references are behind envFrom: the webhook reads the Secret from this API server.
     // (The Secret opts out of resolution with the label, so it is stored with the reference.)
     cluster.must(
@@ -245,6 +280,13 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     indirect["spec"]["containers"][0]["envFrom"] = json!([{"secretRef": {"name": "db-ref"}}]);
     let indirect = cluster.must("POST", pods, Some(&indirect));
     assert_eq!(indirect["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{indirect}");
+    // ... and behind valueFrom.
+    let mut value_from = pod("value-from", json!({}), json!({}));
+    value_from["spec"]["containers"][0]["env"] =
+        json!([{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-ref", "key": "DB_PASSWORD"}}}]);
+    let value_from = cluster.must("POST", pods, Some(&value_from));
+    assert_eq!(value_from["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{value_from}");
+    assert_eq!(value_from["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"], "db-ref", "the reference stays a reference");
     let mut plain = pod("plain", json!({}), json!({}));
     plain["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "plain"}]);
     let plain = cluster.must("POST", pods, Some(&plain));
@@ -395,4 +437,126 @@ fn a_webhook_slower_than_its_timeout_gives_the_api_servers_answer() {
     assert!(admitted, "with failurePolicy Ignore the pod is admitted after the timeout");
     drop(cluster);
     drop(held);
+}
+
+/// The chart as users install it: with no values at all (then uninstalled cleanly), and with the
+/// deployment and selector values users set, which the API server must accept and which do what
+/// they say: a per-kind `matchLabels` namespace selector, a ServiceMonitor only once the
+/// Prometheus Operator's CRD is served.
+#[test]
+fn the_chart_installs_with_its_defaults_and_with_the_values_users_set() {
+    let cluster = Cluster::start();
+    let mwc = |name: &str| format!("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}");
+
+    // Defaults: pods and Secrets, Ignore, the Service with the generated CA.
+    let install = cluster.helm(&["install", "vswh", &chart(), "--namespace", "vswh", "--create-namespace"]);
+    assert_eq!(install.code, Some(0), "{}", install.all());
+    let config = cluster.must("GET", &mwc("vswh-vault-secrets-webhook"), None);
+    let hooks = config["webhooks"].as_array().unwrap();
+    let summary: Vec<(&str, &str, &str)> = hooks
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap(), h["failurePolicy"].as_str().unwrap(), h["clientConfig"]["service"]["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("pods.vswh-vault-secrets-webhook.admission.banzaicloud.com", "Ignore", "/pods"),
+            ("secrets.vswh-vault-secrets-webhook.admission.banzaicloud.com", "Ignore", "/secrets")
+        ]
+    );
+    let tls = cluster.must("GET", "/api/v1/namespaces/vswh/secrets/vswh-vault-secrets-webhook-tls", None);
+    assert_eq!(hooks[0]["clientConfig"]["caBundle"], tls["data"]["ca.crt"], "the caBundle is the generated CA");
+    let excluded = |selector: &serde_json::Value| -> Vec<String> {
+        selector["matchExpressions"].as_array().unwrap().iter().map(|e| format!("{}!={}", e["key"].as_str().unwrap(), e["values"][0])).collect()
+    };
+    assert_eq!(excluded(&hooks[0]["namespaceSelector"]), ["kubernetes.io/metadata.name!=\"kube-system\"", "kubernetes.io/metadata.name!=\"vswh\""]);
+    assert_eq!(excluded(&hooks[1]["objectSelector"]), ["owner!=\"helm\"", "security.banzaicloud.io/mutate!=\"skip\""]);
+    let uninstall = cluster.helm(&["uninstall", "vswh", "--namespace", "vswh"]);
+    assert_eq!(uninstall.code, Some(0), "{}", uninstall.all());
+    assert_eq!(cluster.api("GET", &mwc("vswh-vault-secrets-webhook"), None).0, 404, "uninstall leaves no webhook behind");
+
+    // The values users set most, from a values file as they would write it.
+    cluster.namespace("infra");
+    cluster.service_account("infra", "existing-sa");
+    let values = cluster.dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        r#"
+env: {VAULT_ADDR: "https://vault.infra:8200"}
+envRaw:
+  - name: VAULT_TOKEN
+    valueFrom: {secretKeyRef: {name: webhook-token, key: token}}
+podAnnotations: {team: platform}
+labels: {cost-center: "42"}
+priorityClassName: system-cluster-critical
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+volumes: [{name: extra-ca, configMap: {name: extra-ca}}]
+volumeMounts: [{name: extra-ca, mountPath: /etc/extra-ca, readOnly: true}]
+serviceAccount: {create: false, name: existing-sa}
+rbac: {authDelegatorRole: {enabled: true}}
+service: {annotations: {example.com/lb: internal}}
+metrics: {enabled: true, serviceMonitor: {enabled: true}}
+podsFailurePolicy: Fail
+pods:
+  namespaceSelector:
+    matchLabels: {vault-injection: enabled}
+"#,
+    )
+    .unwrap();
+    let values = values.display().to_string();
+    let install = cluster.helm(&["install", "vsw", &chart(), "--namespace", "infra", "-f", &values]);
+    assert_eq!(install.code, Some(0), "{}", install.all());
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_json::from_value(cluster.must("GET", "/apis/apps/v1/namespaces/infra/deployments/vsw-vault-secrets-webhook", None)).unwrap();
+    let template = deployment.spec.unwrap().template;
+    let (meta, spec) = (template.metadata.unwrap(), template.spec.unwrap());
+    let annotations = meta.annotations.unwrap_or_default();
+    assert_eq!(annotations.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(annotations.get("prometheus.io/scrape").map(String::as_str), Some("true"));
+    assert_eq!(meta.labels.unwrap_or_default().get("cost-center").map(String::as_str), Some("42"));
+    assert_eq!(
+        (spec.priority_class_name.as_deref(), spec.host_network, spec.dns_policy.as_deref(), spec.service_account_name.as_deref()),
+        (Some("system-cluster-critical"), Some(true), Some("ClusterFirstWithHostNet"), Some("existing-sa"))
+    );
+    assert!(spec.volumes.iter().flatten().any(|v| v.name == "extra-ca"));
+    let container = &spec.containers[0];
+    assert!(container.volume_mounts.iter().flatten().any(|m| m.mount_path == "/etc/extra-ca"));
+    let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(env.contains(&"VAULT_TOKEN") && env.contains(&"VAULT_ADDR"), "{env:?}");
+    assert_eq!(cluster.api("GET", "/api/v1/namespaces/infra/serviceaccounts/vsw-vault-secrets-webhook", None).0, 404, "serviceAccount.create=false");
+    let delegator = cluster.must("GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/vsw-vault-secrets-webhook-auth-delegator", None);
+    assert_eq!(
+        (delegator["roleRef"]["name"].as_str(), delegator["subjects"][0]["name"].as_str()),
+        (Some("system:auth-delegator"), Some("existing-sa"))
+    );
+    let manifest = cluster.helm(&["get", "manifest", "vsw", "--namespace", "infra"]);
+    assert!(!manifest.stdout.contains("kind: ServiceMonitor"), "no ServiceMonitor without the Prometheus Operator's CRD");
+
+    // Once the CRD is served, the same values make a ServiceMonitor.
+    cluster.must(
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        Some(&json!({"metadata": {"name": "servicemonitors.monitoring.coreos.com"}, "spec": {
+            "group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})),
+    );
+    let monitors = "/apis/monitoring.coreos.com/v1/namespaces/infra/servicemonitors";
+    assert!(busy_wait(Duration::from_secs(30), || cluster.api("GET", monitors, None).0 == 200), "the CRD is not served");
+    let upgrade = cluster.helm(&["upgrade", "vsw", &chart(), "--namespace", "infra", "-f", &values]);
+    assert_eq!(upgrade.code, Some(0), "{}", upgrade.all());
+    let monitor = cluster.must("GET", &format!("{monitors}/vsw-vault-secrets-webhook"), None);
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics", "{monitor}");
+
+    // The per-kind namespace selector: pods are mutated only in namespaces labelled for it.
+    let hook = Webhook::start(&[("VAULT_ADDR", "https://vault.infra:8200")]);
+    point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook, json!({"vault-injection": "enabled"}));
+    cluster.namespace_with("opted-in", json!({"vault-injection": "enabled"}));
+    cluster.namespace("other");
+    let opted_in = cluster.must("POST", "/api/v1/namespaces/opted-in/pods", Some(&pod("web", json!({}), json!({}))));
+    assert_eq!(opted_in["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{opted_in}");
+    let other = cluster.must("POST", "/api/v1/namespaces/other/pods", Some(&pod("web", json!({}), json!({}))));
+    assert_eq!(other["spec"]["containers"][0]["command"], json!(["/app"]), "{other}");
 }

@@ -2,17 +2,6 @@
 //! (tests/fixtures/aws.py checks every signature with botocore), and a CONNECT proxy.
 
 use super::*;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-/// Starts `tests/fixtures/SCRIPT ARGS...`, which writes its port to `portfile` once it listens.
-pub fn python_fixture(script: &str, args: &[&str], portfile: &Path) -> (Proc, u16) {
-    let child = Command::new("python3").arg(fixtures().join(script)).args(args).stdin(Stdio::null()).spawn();
-    let proc = Proc(child.expect("python3"));
-    assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "{script} did not start");
-    (proc, std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap())
-}
 
 /// A stand-in for ECR: the registry with basic auth as user AWS and the token's password;
 /// tests/fixtures/aws.py for IMDS, STS, the Pod Identity agent and the ECR API (it checks the

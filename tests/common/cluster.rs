@@ -136,7 +136,12 @@ impl Cluster {
 
     /// A namespace with its `default` ServiceAccount (no controller manager makes it here).
     pub fn namespace(&self, name: &str) {
-        self.must("POST", "/api/v1/namespaces", Some(&json!({"metadata": {"name": name}})));
+        self.namespace_with(name, json!({}));
+    }
+
+    /// A namespace with these labels.
+    pub fn namespace_with(&self, name: &str, labels: Value) {
+        self.must("POST", "/api/v1/namespaces", Some(&json!({"metadata": {"name": name, "labels": labels}})));
         self.service_account(name, "default");
     }
 
@@ -164,5 +169,25 @@ impl Cluster {
             .env("HELM_CONFIG_HOME", self.dir.path().join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.path().join("helm/data"));
         run_with_timeout(cmd, Duration::from_secs(120))
+    }
+}
+
+/// Another team's mutating webhook (tests/fixtures/sidecar_webhook.py): adds a container named
+/// "sidecar" with a vault: value to pods that have none. Stopped when dropped.
+pub struct SidecarWebhook {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    pub url: String,
+    pub ca: PathBuf,
+}
+
+impl SidecarWebhook {
+    pub fn start() -> SidecarWebhook {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_cert(dir.path(), "sidecar", "IP:127.0.0.1");
+        let portfile = dir.path().join("port");
+        let args = [cert.to_str().unwrap(), key.to_str().unwrap(), portfile.to_str().unwrap()];
+        let (proc, port) = python_fixture("sidecar_webhook.py", &args, &portfile);
+        SidecarWebhook { _proc: proc, _dir: dir, url: format!("https://127.0.0.1:{port}/"), ca }
     }
 }

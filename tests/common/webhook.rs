@@ -20,6 +20,14 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Starts `tests/fixtures/SCRIPT ARGS...`, which writes its port to `portfile` once it listens.
+pub fn python_fixture(script: &str, args: &[&str], portfile: &Path) -> (Proc, u16) {
+    let child = Command::new("python3").arg(fixtures().join(script)).args(args).stdin(Stdio::null()).spawn();
+    let proc = Proc(child.expect("python3"));
+    assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "{script} did not start");
+    (proc, std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap())
+}
+
 /// Kills and reaps the process when dropped.
 pub struct Proc(pub Child);
 

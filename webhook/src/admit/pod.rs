@@ -33,7 +33,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    if annotations::skipped(annotations, labels) || pod::already_mutated(pod) {
+    if annotations::skipped(annotations, labels) {
         return Ok(None);
     }
     let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;

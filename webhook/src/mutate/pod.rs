@@ -8,7 +8,7 @@
 //! 4. [`patch`]: the RFC 6902 patch, as precise `add` operations on the original object, so fields
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
-use super::pod_parts::{BINARY, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
+use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
 use crate::annotations::PodConfig;
 use crate::mutate::patch::{AddOps, JsonPatch};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -52,9 +52,22 @@ pub fn container(pod: &Pod, target: ContainerRef) -> Option<&Container> {
     containers(pod).find(|(t, _)| *t == target).map(|(_, c)| c)
 }
 
-/// Already mutated (the `vault-env` volume is the marker): a second pass is a no-op.
+/// Already mutated (the `vault-env` volume is the marker): a second pass (the API server's
+/// reinvocation after another webhook) wraps only containers added since, and adds no second
+/// volume or copy container.
 pub fn already_mutated(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == VOLUME))
+}
+
+/// A container that a pass before this one ran through vault-env, or our copy container.
+fn ours(c: &Container) -> bool {
+    c.name == COPY_CONTAINER || c.command.as_ref().and_then(|c| c.first()).is_some_and(|first| first == BINARY)
+}
+
+/// The containers this pass may mutate: all, or on a second pass those that are not [`ours`].
+fn candidates(pod: &Pod) -> impl Iterator<Item = (ContainerRef, &Container)> {
+    let again = already_mutated(pod);
+    containers(pod).filter(move |(_, c)| !(again && ours(c)))
 }
 
 fn has_direct_reference(c: &Container) -> bool {
@@ -67,7 +80,7 @@ pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(DataSource, Strin
         return Vec::new();
     }
     let mut out: Vec<(DataSource, String)> = Vec::new();
-    for (_, c) in containers(pod).filter(|(_, c)| !has_direct_reference(c)) {
+    for (_, c) in candidates(pod).filter(|(_, c)| !has_direct_reference(c)) {
         for from in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
             if let Some(r) = &from.secret_key_ref {
                 out.push((DataSource::Secret, r.name.clone()));
@@ -109,10 +122,10 @@ fn references_through_sources(c: &Container, fetched: &SourceData) -> bool {
 
 /// Phase 2: the containers to run through vault-env (init containers first).
 pub fn select(pod: &Pod, config: &PodConfig, fetched: &SourceData) -> Vec<ContainerRef> {
-    if config.skip || already_mutated(pod) {
+    if config.skip {
         return Vec::new();
     }
-    containers(pod)
+    candidates(pod)
         .filter(|(_, c)| !config.from_path.is_empty() || has_direct_reference(c) || references_through_sources(c, fetched))
         .map(|(t, _)| t)
         .collect()
@@ -181,6 +194,9 @@ pub fn patch(
         append(&mut ops, &at("env"), c.env.is_some(), &vault_env_vars(c, config, pod));
     }
 
+    if already_mutated(pod) {
+        return ops.finish();
+    }
     let spec = pod.spec.as_ref();
     let mut volumes = vec![json!({"name": VOLUME, "emptyDir": {"medium": "Memory"}})];
     if !config.vault.tls_secret.is_empty() {
@@ -382,6 +398,27 @@ mod tests {
         let mutated: Pod = serde_json::from_value(doc).unwrap();
         assert!(already_mutated(&mutated));
         assert_eq!(mutate(&mutated, &bank_vaults_config(), &SourceData::new(), None), None);
+        // With VAULT_ENV_FROM_PATH every container is a target: still nothing twice.
+        let mut config = bank_vaults_config();
+        config.from_path = "secret/data/app".into();
+        let mutated: Pod = serde_json::from_value(mutate(&p, &config, &SourceData::new(), None).unwrap()).unwrap();
+        assert_eq!(mutate(&mutated, &config, &SourceData::new(), None), None);
+    }
+
+    /// Reinvocation: another webhook added a container with a reference after our first pass.
+    #[test]
+    fn a_container_added_after_the_first_pass_is_wrapped_alone() {
+        let p = one_container(json!({}));
+        let mut doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).unwrap();
+        let sidecar = json!({"name": "sidecar", "image": "s", "command": ["/sidecar"], "env": [{"name": "T", "value": "vault:secret/data/t#t"}]});
+        doc["spec"]["containers"].as_array_mut().unwrap().push(sidecar);
+        let before: Pod = serde_json::from_value(doc.clone()).unwrap();
+        let after = mutate(&before, &bank_vaults_config(), &SourceData::new(), None).expect("the sidecar is wrapped");
+        assert_eq!(after["spec"]["containers"][0], doc["spec"]["containers"][0], "the first container is left as it was");
+        assert_eq!(after["spec"]["containers"][1]["command"], json!([BINARY]));
+        assert_eq!(after["spec"]["containers"][1]["args"], json!(["/sidecar"]));
+        assert_eq!(after["spec"]["initContainers"], doc["spec"]["initContainers"], "one copy container");
+        assert_eq!(after["spec"]["volumes"], doc["spec"]["volumes"], "one vault-env volume");
     }
 
     #[test]
