@@ -76,7 +76,14 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
                     "audience": "https://kubernetes.default.svc", "ttl": "10m"})),
     );
     let kubeconfig = cluster.kubeconfig.display().to_string();
-    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_AUTH_METHOD", "kubernetes")]);
+    // vault-serviceaccount needs verified callers: the API server's client certificate.
+    let client_ca = cluster.webhook_client_ca.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("VAULT_ADDR", &bao.addr),
+        ("VAULT_AUTH_METHOD", "kubernetes"),
+        ("TLS_CLIENT_CA_FILE", &client_ca),
+    ]);
     let ca = b64(&std::fs::read(&hook.ca).unwrap());
     cluster.must(
         "POST",
@@ -190,8 +197,14 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     }
 
     let kubeconfig = cluster.kubeconfig.display().to_string();
-    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", "root")]);
+    // The webhook answers only callers with the API server's client certificate (its
+    // AdmissionConfiguration kubeConfigFile): the API server gets answers, a plain client a 401.
+    let client_ca = cluster.webhook_client_ca.display().to_string();
+    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", "root"), ("TLS_CLIENT_CA_FILE", &client_ca)]);
     let chart_config = point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook, json!({}));
+    let forged = fixture("pod-create-review.json");
+    let (code, answer) = hook.post_without_certificate("/pods", &forged);
+    assert_eq!(code, 401, "{answer}");
     let names: Vec<&str> = chart_config["webhooks"].as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
     assert_eq!(
         names,
@@ -471,6 +484,8 @@ fn the_chart_installs_with_its_defaults_and_with_the_values_users_set() {
     };
     assert_eq!(excluded(&hooks[0]["namespaceSelector"]), ["kubernetes.io/metadata.name!=\"kube-system\"", "kubernetes.io/metadata.name!=\"vswh\""]);
     assert_eq!(excluded(&hooks[1]["objectSelector"]), ["owner!=\"helm\"", "security.banzaicloud.io/mutate!=\"skip\""]);
+    let policy = cluster.must("GET", "/apis/networking.k8s.io/v1/namespaces/vswh/networkpolicies/vswh-vault-secrets-webhook", None);
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8443, "{policy}");
     let uninstall = cluster.helm(&["uninstall", "vswh", "--namespace", "vswh"]);
     assert_eq!(uninstall.code, Some(0), "{}", uninstall.all());
     assert_eq!(cluster.api("GET", &mwc("vswh-vault-secrets-webhook"), None).0, 404, "uninstall leaves no webhook behind");
@@ -505,7 +520,15 @@ pods:
     )
     .unwrap();
     let values = values.display().to_string();
-    let install = cluster.helm(&["install", "vsw", &chart(), "--namespace", "infra", "-f", &values]);
+    let client_ca = std::fs::read_to_string(&cluster.webhook_client_ca).unwrap();
+    let auth = cluster.dir.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        json!({"clientAuth": {"caBundle": client_ca}, "networkPolicy": {"podCIDRs": ["10.244.0.0/16", "fd00:10:244::/56"]}}).to_string(),
+    )
+    .unwrap();
+    let auth = auth.display().to_string();
+    let install = cluster.helm(&["install", "vsw", &chart(), "--namespace", "infra", "-f", &values, "-f", &auth]);
     assert_eq!(install.code, Some(0), "{}", install.all());
     let deployment: k8s_openapi::api::apps::v1::Deployment =
         serde_json::from_value(cluster.must("GET", "/apis/apps/v1/namespaces/infra/deployments/vsw-vault-secrets-webhook", None)).unwrap();
@@ -523,7 +546,12 @@ pods:
     let container = &spec.containers[0];
     assert!(container.volume_mounts.iter().flatten().any(|m| m.mount_path == "/etc/extra-ca"));
     let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
-    assert!(env.contains(&"VAULT_TOKEN") && env.contains(&"VAULT_ADDR"), "{env:?}");
+    assert!(env.contains(&"VAULT_TOKEN") && env.contains(&"VAULT_ADDR") && env.contains(&"TLS_CLIENT_CA_FILE"), "{env:?}");
+    let stored_ca = cluster.must("GET", "/api/v1/namespaces/infra/configmaps/vsw-vault-secrets-webhook-client-ca", None);
+    assert_eq!(stored_ca["data"]["ca.crt"].as_str(), Some(client_ca.as_str()));
+    let policy = cluster.must("GET", "/apis/networking.k8s.io/v1/namespaces/infra/networkpolicies/vsw-vault-secrets-webhook", None);
+    assert_eq!(policy["spec"]["ingress"][0]["from"][0]["ipBlock"], json!({"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}), "{policy}");
+    assert_eq!(policy["spec"]["ingress"][0]["from"][1]["ipBlock"], json!({"cidr": "::/0", "except": ["fd00:10:244::/56"]}), "{policy}");
     assert_eq!(cluster.api("GET", "/api/v1/namespaces/infra/serviceaccounts/vsw-vault-secrets-webhook", None).0, 404, "serviceAccount.create=false");
     let delegator = cluster.must("GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/vsw-vault-secrets-webhook-auth-delegator", None);
     assert_eq!(
@@ -545,7 +573,7 @@ pods:
     );
     let monitors = "/apis/monitoring.coreos.com/v1/namespaces/infra/servicemonitors";
     assert!(busy_wait(Duration::from_secs(30), || cluster.api("GET", monitors, None).0 == 200), "the CRD is not served");
-    let upgrade = cluster.helm(&["upgrade", "vsw", &chart(), "--namespace", "infra", "-f", &values]);
+    let upgrade = cluster.helm(&["upgrade", "vsw", &chart(), "--namespace", "infra", "-f", &values, "-f", &auth]);
     assert_eq!(upgrade.code, Some(0), "{}", upgrade.all());
     let monitor = cluster.must("GET", &format!("{monitors}/vsw-vault-secrets-webhook"), None);
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics", "{monitor}");

@@ -492,3 +492,26 @@ fn default_pull_secret_for_pods_without_one() {
     assert_eq!(args_of(&hook, commandless_pod(&[&image], json!({}), json!({}))).unwrap(), [["/bin/app", "--flag"]]);
     assert!(api.requests().contains(&"/api/v1/namespaces/infra/secrets/global-pull".to_string()));
 }
+
+/// Security review H2: stalled headers, stalled uploads and idle keep-alives held connections
+/// (and up to 8 MiB each) for as long as the client liked. Now each is closed after its timeout.
+#[test]
+fn slow_and_idle_clients_are_cut_off() {
+    let hook = Webhook::start(&[("HEADER_READ_TIMEOUT", "1s"), ("REQUEST_TIMEOUT", "2s"), ("IDLE_TIMEOUT", "2s")]);
+    let port = hook.url.rsplit(':').next().unwrap().to_string();
+    let client = |mode: &'static str| {
+        let (port, ca) = (port.clone(), hook.ca.clone());
+        std::thread::spawn(move || {
+            let out = Command::new("python3").arg(fixtures().join("slow_client.py")).arg(&port).arg(&ca).args([mode, "20"]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let (seconds, first) = text.split_once(' ').unwrap_or_else(|| panic!("{mode}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+            (seconds.parse::<f64>().unwrap(), first.to_string())
+        })
+    };
+    let (headers, body, idle) = (client("headers"), client("body"), client("idle"));
+    let (headers, body, idle) = (headers.join().unwrap(), body.join().unwrap(), idle.join().unwrap());
+    assert!(headers.0 < 5.0 && headers.1 != "still open", "half-sent headers: {headers:?}");
+    assert!((1.5..6.0).contains(&body.0) && body.1.starts_with("HTTP/1.1 408"), "a stalled upload: {body:?}");
+    assert!(idle.0 < 6.0 && idle.1 != "still open", "an idle keep-alive: {idle:?}");
+    assert_eq!(hook.get("/healthz").0, 200);
+}

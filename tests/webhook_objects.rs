@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 const A: &str = "vault.security.banzaicloud.io/";
@@ -65,10 +66,22 @@ fn vault() -> Vault {
 
 impl Vault {
     fn webhook(&self, extra: &[(&str, &str)]) -> Webhook {
-        let jwt = self.jwt_file.display().to_string();
-        let mut env = vec![("VAULT_ADDR", self.bao.addr.as_str()), ("VAULT_ROLE", "reader"), ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", jwt.as_str())];
-        env.extend_from_slice(extra);
-        Webhook::start(&env)
+        Webhook::start(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+    }
+
+    /// The webhook with `TLS_CLIENT_CA_FILE`: only callers with a client certificate are answered.
+    fn webhook_verifying_callers(&self, extra: &[(&str, &str)]) -> Webhook {
+        Webhook::start_verifying_callers(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+    }
+
+    fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
+        let mut env = vec![
+            ("VAULT_ADDR", self.bao.addr.clone()),
+            ("VAULT_ROLE", "reader".to_string()),
+            ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", self.jwt_file.display().to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        env
     }
 
     /// Token accessors that exist now (the root token is one).
@@ -309,7 +322,8 @@ fn allowlisted_private_address_and_service_account_login() {
     let kubeconfig = api.kubeconfig.display().to_string();
     let addr_upper = format!("{}/", gate.addr.replace("http://", "HTTP://"));
     let allowlist = format!("https://vault.example.com, {}", gate.addr);
-    let hook = v.webhook(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR_ALLOWLIST", &allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", "true")]);
+    let hook =
+        v.webhook_verifying_callers(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR_ALLOWLIST", &allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", "true")]);
 
     let cm = |name: &str, key: &str, annotations: Value| {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
@@ -330,4 +344,65 @@ fn allowlisted_private_address_and_service_account_login() {
         &review("configmaps", cm("c", "vault:secret/data/accounts/aws#AWS_ACCESS_KEY_ID", json!({})), "CREATE", false),
     );
     assert_eq!(out["data"]["v"], "secretId");
+}
+
+/// Security review C1: a forged review from any pod got values resolved with the webhook's
+/// identity and, with `vault-serviceaccount`, a login as any ServiceAccount. With
+/// `TLS_CLIENT_CA_FILE`, callers without a client certificate get nothing; without it,
+/// `vault-serviceaccount` is refused unless explicitly allowed.
+#[test]
+fn only_verified_callers_get_values_and_service_account_logins() {
+    let v = vault();
+    let cm = |annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "annotations": annotations},
+               "data": {"v": "vault:secret/data/app#password"}})
+    };
+    let forged = review("configmaps", cm(json!({})), "CREATE", false);
+    let hook = v.webhook_verifying_callers(&[]);
+    for path in ["/configmaps", "/secrets", "/objects", "/pods"] {
+        let (code, answer) = hook.post_without_certificate(path, &forged);
+        assert_eq!(code, 401, "{path}: {answer}");
+        assert!(!answer.to_string().contains("app-only"), "{answer}");
+    }
+    assert_eq!(hook.get("/healthz").0, 200, "the kubelet's probes carry no certificate");
+    assert_eq!(admitted(&hook, "/configmaps", &forged)["data"]["v"], "app-only", "the API server's certificate is accepted");
+
+    // Without verified callers: vault-serviceaccount is refused before any Kubernetes or Vault call.
+    let open = v.webhook(&[]);
+    let as_admin = json!({format!("{A}vault-serviceaccount"): "vault-admin", format!("{A}vault-role"): "admin-role"});
+    let message = denied(&open, "/configmaps", &review("configmaps", cm(as_admin.clone()), "CREATE", false));
+    assert!(message.contains(&format!("annotation {A}vault-serviceaccount: logging in as a ServiceAccount needs callers verified")), "{message}");
+    // ... unless explicitly allowed (then it tries the Kubernetes API: there is none here).
+    let allowed = v.webhook(&[("VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS", "true")]);
+    let message = denied(&allowed, "/configmaps", &review("configmaps", cm(as_admin), "CREATE", false));
+    assert!(!message.contains("needs callers verified"), "{message}");
+    assert!(allowed.log().contains("anyone who can reach this port can have the webhook log in to Vault as any ServiceAccount"), "{}", allowed.log());
+    // A default VAULT_SERVICEACCOUNT without either stops the start.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1");
+    let out = Command::new(webhook_bin())
+        .env_clear()
+        .env("TLS_CERT_FILE", &cert)
+        .env("TLS_PRIVATE_KEY_FILE", &key)
+        .env("VAULT_SERVICEACCOUNT", "app")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VAULT_SERVICEACCOUNT: logging in as a ServiceAccount needs callers verified"));
+}
+
+/// Security review H4: `vault:auth/token/lookup-self#id` in a ConfigMap wrote the webhook's own
+/// token into etcd. Object references may not name auth/ or sys/ paths, dry runs included.
+#[test]
+fn object_references_may_not_name_auth_or_sys_paths() {
+    let v = vault();
+    let hook = v.webhook(&[("VAULT_TOKEN", "root")]);
+    for (value, dry_run) in
+        [("vault:auth/token/lookup-self#id", false), ("vault:sys/mounts#secret/", false), ("vault:auth/token/lookup-self#id", true)]
+    {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "t", "namespace": "shop"}, "data": {"t": value}});
+        let message = denied(&hook, "/configmaps", &review("configmaps", object, "CREATE", dry_run));
+        assert!(message.contains("the webhook does not read auth/ or sys/ paths for objects"), "{message}");
+        assert!(!message.contains("root"), "{message}");
+    }
 }

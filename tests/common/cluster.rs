@@ -38,6 +38,9 @@ pub struct Cluster {
     /// The API server's serving certificate (self-signed), to verify it.
     pub ca: PathBuf,
     pub kubeconfig: PathBuf,
+    /// The CA of the client certificate the API server presents to webhooks: the webhook's
+    /// `TLS_CLIENT_CA_FILE`.
+    pub webhook_client_ca: PathBuf,
 }
 
 impl Cluster {
@@ -47,6 +50,34 @@ impl Cluster {
         openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key"]);
         openssl(d, &["pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
         std::fs::write(d.join("tokens.csv"), format!("{ADMIN_TOKEN},admin,admin,system:masters\n")).unwrap();
+        // The API server presents a client certificate to every admission webhook (its
+        // AdmissionConfiguration's kubeConfigFile), signed by `webhook_client_ca`.
+        let clients = d.join("webhook-client");
+        std::fs::create_dir_all(&clients).unwrap();
+        let (webhook_client_ca, client_cert, client_key) = ca_and_cert(&clients, "kube-apiserver", "DNS:kube-apiserver");
+        std::fs::write(
+            d.join("webhook-kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nusers:\n- name: \"*\"\n  user:\n    client-certificate: {}\n    client-key: {}\n",
+                client_cert.display(),
+                client_key.display()
+            ),
+        )
+        .unwrap();
+        let webhook_config = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: WebhookAdmissionConfiguration\nkubeConfigFile: {}\n",
+            d.join("webhook-kubeconfig").display()
+        );
+        let indented: String = webhook_config.lines().map(|l| format!("    {l}\n")).collect();
+        std::fs::write(
+            d.join("admission.yaml"),
+            format!(
+                "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n\
+                 - name: MutatingAdmissionWebhook\n  configuration:\n{indented}\
+                 - name: ValidatingAdmissionWebhook\n  configuration:\n{indented}"
+            ),
+        )
+        .unwrap();
         let (client, peer) = (free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
         let etcd = Proc(
@@ -76,6 +107,7 @@ impl Cluster {
                 .arg(format!("--service-account-signing-key-file={}", d.join("sa.key").display()))
                 .arg("--authorization-mode=Node,RBAC")
                 .arg(format!("--token-auth-file={}", d.join("tokens.csv").display()))
+                .arg(format!("--admission-control-config-file={}", d.join("admission.yaml").display()))
                 .stdin(Stdio::null())
                 .stdout(log("apiserver.log"))
                 .stderr(log("apiserver.log.err"))
@@ -95,7 +127,7 @@ impl Cluster {
             ),
         )
         .unwrap();
-        let cluster = Cluster { _apiserver: apiserver, _etcd: etcd, dir, url, ca, kubeconfig };
+        let cluster = Cluster { _apiserver: apiserver, _etcd: etcd, dir, url, ca, kubeconfig, webhook_client_ca };
         let ready = busy_wait(Duration::from_secs(60), || cluster.ca.exists() && cluster.api("GET", "/readyz", None).0 == 200);
         assert!(ready, "kube-apiserver is not ready:\n{}", cluster.log());
         cluster

@@ -43,6 +43,8 @@ pub struct Webhook {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
+    /// The client certificate and key `curl` presents, when the webhook verifies callers.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl Webhook {
@@ -50,6 +52,19 @@ impl Webhook {
         let dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
         Webhook::launch(dir, ca, &cert, &key, env)
+    }
+
+    /// Started with `TLS_CLIENT_CA_FILE`; [`Webhook::post`] presents a client certificate that CA
+    /// signed (as the API server would), [`Webhook::post_without_certificate`] none.
+    pub fn start_verifying_callers(env: &[(&str, &str)]) -> Webhook {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
+        let (_, client_cert, client_key) = ca_and_cert(dir.path(), "caller", "DNS:kube-apiserver");
+        let ca_file = ca.display().to_string();
+        let env: Vec<(&str, &str)> = env.iter().copied().chain([("TLS_CLIENT_CA_FILE", ca_file.as_str())]).collect();
+        let mut hook = Webhook::launch(dir, ca, &cert, &key, &env);
+        hook.client = Some((client_cert, client_key));
+        hook
     }
 
     /// Starts the webhook serving `cert`/`key`, which `ca` verifies.
@@ -70,7 +85,7 @@ impl Webhook {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let proc = Proc(cmd.spawn().expect("start the webhook"));
-        let mut hook = Webhook { proc, url: format!("https://127.0.0.1:{port}"), dir, ca };
+        let mut hook = Webhook { proc, url: format!("https://127.0.0.1:{port}"), dir, ca, client: None };
         let ready = busy_wait(Duration::from_secs(20), || hook.exited() || hook.get("/healthz").0 == 200);
         assert!(ready && !hook.exited(), "the webhook did not start: {}", hook.log());
         hook
@@ -85,16 +100,22 @@ impl Webhook {
     }
 
     pub fn curl(&self, args: &[&str]) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "20", "--cacert"])
-            .arg(&self.ca)
-            .args(["-w", "\n%{http_code}"])
-            .args(args)
-            .output()
-            .expect("curl");
+        self.curl_as(self.client.as_ref(), args)
+    }
+
+    fn curl_as(&self, client: Option<&(PathBuf, PathBuf)>, args: &[&str]) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "20", "--cacert"]).arg(&self.ca).args(["-w", "\n%{http_code}"]);
+        if let Some((cert, key)) = client {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let out = cmd.args(args).output().expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        match code.trim().parse().unwrap_or(0) {
+            0 => (0, format!("curl: {}", String::from_utf8_lossy(&out.stderr))),
+            code => (code, body.to_string()),
+        }
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -103,17 +124,29 @@ impl Webhook {
 
     /// POSTs `body` as the API server does; returns the status and the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(self.client.as_ref(), path, body)
+    }
+
+    /// POSTs `body` as any other client in the cluster could: without a client certificate.
+    pub fn post_without_certificate(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(None, path, body)
+    }
+
+    fn post_as(&self, client: Option<&(PathBuf, PathBuf)>, path: &str, body: &Value) -> (u16, Value) {
         let file = self.dir.path().join(format!("review-{}.json", fastrand::u64(..)));
         std::fs::write(&file, body.to_string()).unwrap();
-        let (code, text) = self.curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &format!("@{}", file.display()),
-            &format!("{}{path}?timeout=10s", self.url),
-        ]);
+        let (code, text) = self.curl_as(
+            client,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &format!("{}{path}?timeout=10s", self.url),
+            ],
+        );
         (code, serde_json::from_str(&text).unwrap_or_else(|_| panic!("HTTP {code}, not JSON: {text}")))
     }
 }

@@ -92,7 +92,17 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     let store = CertStore::load(server.tls_cert_file.as_ref(), server.tls_key_file.as_ref())
         .map_err(|e| Failure::Serve(format!("cannot load the serving certificate: {e}")))?;
     store.clone().watch(server.tls_reload_interval);
-    let tls = http::tls_config(store).map_err(Failure::Serve)?;
+    let client_ca = server.client_ca_file.as_deref().map(std::path::Path::new);
+    let tls = http::tls_config(store, client_ca).map_err(|e| Failure::Serve(format!("TLS_CLIENT_CA_FILE: {e}")))?;
+    match (&server.client_ca_file, settings.unverified_impersonation) {
+        (Some(ca), _) => tracing::info!(%ca, "admission requests need a client certificate signed by TLS_CLIENT_CA_FILE"),
+        (None, true) => tracing::warn!(
+            "VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS: anyone who can reach this port can have the webhook log in to Vault as any ServiceAccount (set TLS_CLIENT_CA_FILE)"
+        ),
+        (None, false) => {
+            tracing::warn!("TLS_CLIENT_CA_FILE is not set: any caller that reaches this port gets values resolved with the webhook's Vault identity")
+        }
+    }
     if settings.has_vault_token {
         tracing::warn!("VAULT_TOKEN is set on the webhook: it is NOT copied into pods (Bank-Vaults does, in clear text)");
     }
@@ -109,9 +119,10 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(address), "serving HTTPS");
     if let Some(t) = telemetry {
         let router = http::metrics_router(ctx.clone());
-        tokio::spawn(http::serve(t, None, router, std::future::pending()));
+        tokio::spawn(http::serve(t, None, router, server.limits, std::future::pending()));
     }
-    http::serve(listener, Some(tls), http::router(ctx.clone()), shutdown(term, int)).await;
+    let router = http::router(ctx.clone(), &server.limits, server.client_ca_file.is_some());
+    http::serve(listener, Some(tls), router, server.limits, shutdown(term, int)).await;
     let revoked = ctx.vault.revoke_all().await;
     tracing::info!(revoked_vault_tokens = revoked, "stopped");
     Ok(())

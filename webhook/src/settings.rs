@@ -4,13 +4,15 @@
 //! image lookups, [`VaultSettings`] for the webhook's own Vault client. Only `main.rs` imports this
 //! module. Every bad variable is reported at once, by the core's one reader.
 
+use crate::annotations::object::SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH;
 use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
+use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
 use crate::annotations::vault_addr::AddrPolicy;
 use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
 use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
 use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
 use crate::fetch::vault::VaultSettings;
-use crate::http::ServerSettings;
+use crate::http::{Limits, ServerSettings};
 use std::time::Duration;
 use vault_env::config::reader::{EXPECTED_BOOL, FieldError, Reader};
 use vault_env::config::{self as core, Config, Env, parse_bool, parse_duration};
@@ -19,6 +21,12 @@ use vault_env::config::{self as core, Config, Env, parse_bool, parse_duration};
 pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
 pub const TLS_PRIVATE_KEY_FILE: &str = "TLS_PRIVATE_KEY_FILE";
 pub const TLS_RELOAD_INTERVAL: &str = "TLS_RELOAD_INTERVAL";
+pub const TLS_CLIENT_CA_FILE: &str = "TLS_CLIENT_CA_FILE";
+pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+pub const MAX_CONCURRENT_REQUESTS: &str = "MAX_CONCURRENT_REQUESTS";
+pub const HEADER_READ_TIMEOUT: &str = "HEADER_READ_TIMEOUT";
+pub const IDLE_TIMEOUT: &str = "IDLE_TIMEOUT";
 pub const LISTEN_ADDRESS: &str = "LISTEN_ADDRESS";
 pub const TELEMETRY_LISTEN_ADDRESS: &str = "TELEMETRY_LISTEN_ADDRESS";
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
@@ -50,16 +58,24 @@ pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
 pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
 use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
 pub const VAULT_SERVICEACCOUNT: &str = "VAULT_SERVICEACCOUNT";
+pub const VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS";
 pub const VAULT_ADDR_ALLOWLIST: &str = "VAULT_ADDR_ALLOWLIST";
 pub const VAULT_ALLOW_PRIVATE_ADDR: &str = "VAULT_ALLOW_PRIVATE_ADDR";
 pub const VAULT_ALLOW_OBJECT_SKIP_VERIFY: &str = "VAULT_ALLOW_OBJECT_SKIP_VERIFY";
 pub const KUBERNETES_NAMESPACE: &str = "KUBERNETES_NAMESPACE";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 40] = [
+pub const ALL: [&str; 47] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
+    TLS_CLIENT_CA_FILE,
+    VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS,
+    REQUEST_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_CONCURRENT_REQUESTS,
+    HEADER_READ_TIMEOUT,
+    IDLE_TIMEOUT,
     LISTEN_ADDRESS,
     TELEMETRY_LISTEN_ADDRESS,
     LOG_LEVEL,
@@ -113,6 +129,18 @@ Server:
   TLS_CERT_FILE, TLS_PRIVATE_KEY_FILE  PEM certificate and key (required: HTTPS only); re-read
                                        when they change (every TLS_RELOAD_INTERVAL [default: 5s])
   LISTEN_ADDRESS                       [default: :8443]
+  TLS_CLIENT_CA_FILE                   PEM CA(s): /pods, /secrets, /configmaps and /objects answer
+                                       only callers with a client certificate it signed (the API
+                                       server's, from its AdmissionConfiguration kubeConfigFile);
+                                       /healthz and /metrics stay open [default: any caller]
+  REQUEST_TIMEOUT                      a whole admission request, body included; set it just above
+                                       the webhook configuration's timeoutSeconds [default: 12s]
+  MAX_CONNECTIONS                      connections served at once (more wait) [default: 256]
+  MAX_CONCURRENT_REQUESTS              admission requests processed at once [default: 32]
+  HEADER_READ_TIMEOUT                  TLS handshake and request headers [default: 10s]
+  IDLE_TIMEOUT                         connections without a request for this long are closed
+                                       [default: 90s] (also fixed: 32 HTTP/2 streams per
+                                       connection, bodies up to 7 MiB)
   TELEMETRY_LISTEN_ADDRESS             also serve /metrics there, over plain HTTP
   LOG_LEVEL                            the webhook's log level [default: info]
   ENABLE_JSON_LOG                      JSON logs; also the default of VAULT_JSON_LOG in pods
@@ -160,7 +188,10 @@ Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annota
   VAULT_TOKEN_FILE, VAULT_TOKEN        a token to use as is; else a login with the webhook's
                                        service-account JWT (KUBERNETES_SERVICE_ACCOUNT_TOKEN)
   VAULT_SERVICEACCOUNT                 default of the vault-serviceaccount annotation: log in as
-                                       that ServiceAccount of the object's namespace
+                                       that ServiceAccount of the object's namespace. Needs
+                                       TLS_CLIENT_CA_FILE (else any caller could forge a review and
+                                       have the webhook act as any ServiceAccount), or
+  VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS=true  (a warning at start)
   VAULT_ADDR_ALLOWLIST                 other addresses a vault-addr annotation may name
   VAULT_ALLOW_PRIVATE_ADDR             allow loopback/private IPs there [default: false]
   VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations [default: false]
@@ -177,6 +208,8 @@ pub struct Settings {
     pub objects: ObjectDefaults,
     pub registry: RegistrySettings,
     pub vault: VaultSettings,
+    /// `vault-serviceaccount` allowed although callers are not verified (warned at start).
+    pub unverified_impersonation: bool,
     /// A `VAULT_TOKEN` set on the webhook. Bank-Vaults copies it into every pod spec in clear text;
     /// we never do (it would land in etcd).
     pub has_vault_token: bool,
@@ -189,19 +222,26 @@ impl Settings {
         let mut r = Reader::new(env);
         let vault = read_vault_defaults(&mut r);
         let pods = read_pod_defaults(&mut r, vault.clone());
-        let objects = ObjectDefaults {
-            addr_policy: AddrPolicy::new(&vault.addr, &r.string(VAULT_ADDR_ALLOWLIST, ""), r.bool(VAULT_ALLOW_PRIVATE_ADDR, false)),
-            allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, false),
-            service_account: r.string(VAULT_SERVICEACCOUNT, ""),
-            vault,
-        };
         let server = ServerSettings {
             listen_address: r.string(LISTEN_ADDRESS, ":8443"),
             telemetry_listen_address: r.text(TELEMETRY_LISTEN_ADDRESS),
             tls_cert_file: r.string(TLS_CERT_FILE, ""),
             tls_key_file: r.string(TLS_PRIVATE_KEY_FILE, ""),
             tls_reload_interval: r.duration(TLS_RELOAD_INTERVAL, Duration::from_secs(5)),
+            client_ca_file: r.text(TLS_CLIENT_CA_FILE),
+            limits: read_limits(&mut r),
         };
+        let unverified_impersonation = r.bool(VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS, false);
+        let objects = ObjectDefaults {
+            addr_policy: AddrPolicy::new(&vault.addr, &r.string(VAULT_ADDR_ALLOWLIST, ""), r.bool(VAULT_ALLOW_PRIVATE_ADDR, false)),
+            allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, false),
+            service_account: r.parsed(VAULT_SERVICEACCOUNT, String::new(), EXPECTED_KUBE_NAME, kube_name),
+            allow_service_account: server.client_ca_file.is_some() || unverified_impersonation,
+            vault,
+        };
+        if !objects.service_account.is_empty() && !objects.allow_service_account {
+            r.push(FieldError::other(VAULT_SERVICEACCOUNT, SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH));
+        }
         if server.tls_cert_file.is_empty() || server.tls_key_file.is_empty() {
             r.push(FieldError::other(
                 format!("{TLS_CERT_FILE}/{TLS_PRIVATE_KEY_FILE}"),
@@ -218,6 +258,7 @@ impl Settings {
             let more: Vec<FieldError> = core_errors.into_iter().filter(|e| !errors.iter().any(|o| o.name == e.name)).collect();
             errors.extend(more);
         });
+        let unverified_impersonation = unverified_impersonation && server.client_ca_file.is_none();
         match base {
             Ok(base) if errors.is_empty() => Ok(Settings {
                 log_level,
@@ -226,11 +267,31 @@ impl Settings {
                 pods,
                 objects,
                 registry,
+                unverified_impersonation,
                 vault: VaultSettings { base, own_namespace },
                 has_vault_token,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+fn seconds_to_minutes(s: &str) -> Option<Duration> {
+    parse_duration(s).filter(|d| (Duration::from_secs(1)..=Duration::from_secs(600)).contains(d))
+}
+
+fn read_limits(r: &mut Reader<'_, Env>) -> Limits {
+    let d = Limits::default();
+    let positive = |s: &str| s.parse::<usize>().ok().filter(|n| (1..=1_000_000).contains(n));
+    Limits {
+        request_timeout: r.parsed(REQUEST_TIMEOUT, d.request_timeout, "a duration from 1s to 10m", seconds_to_minutes),
+        max_connections: r.parsed(MAX_CONNECTIONS, d.max_connections, "a number from 1 to 1000000", positive),
+        max_requests: r.parsed(MAX_CONCURRENT_REQUESTS, d.max_requests, "a number from 1 to 1000000", positive),
+        header_read_timeout: r.parsed(HEADER_READ_TIMEOUT, d.header_read_timeout, "a duration from 1s to 10m", seconds_to_minutes),
+        idle_timeout: r.parsed(IDLE_TIMEOUT, d.idle_timeout, "a duration from 1s to 1h", |s| {
+            parse_duration(s).filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
+        }),
+        ..d
     }
 }
 

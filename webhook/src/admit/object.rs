@@ -46,6 +46,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
     let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.objects).map_err(|errors| Denial::all(&who, &errors))?;
     let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
     let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| Denial::all(&who, &errors))?;
+    object::check_plan(&plan).map_err(|reasons| Denial::all(&who, &reasons))?;
     if dry_run {
         return Ok(None);
     }

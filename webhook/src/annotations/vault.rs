@@ -71,6 +71,17 @@ pub struct ObjectInfo<'a> {
 
 pub type AnnotationReader<'r, 'a> = Reader<'r, Annotations<'a>>;
 
+pub const EXPECTED_KUBE_NAME: &str = "a Kubernetes object name (lower-case letters, digits, '-' and '.', at most 253)";
+
+/// A name that goes into a Kubernetes API path (a DNS-1123 subdomain), or empty for none: no
+/// `/`, `..`, `?` or `%` reaches the API server from an annotation.
+pub fn kube_name(s: &str) -> Option<String> {
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+    };
+    (s.is_empty() || (s.len() <= 253 && s.split('.').all(label_ok))).then(|| s.to_string())
+}
+
 /// The [`VaultTarget`] annotations, given the address and skip-verify already decided.
 pub fn read_vault_target(
     r: &mut AnnotationReader<'_, '_>,
@@ -90,7 +101,7 @@ pub fn read_vault_target(
         path,
         role,
         namespace: r.string(VAULT_NAMESPACE, &defaults.namespace),
-        tls_secret: r.string(VAULT_TLS_SECRET, &defaults.tls_secret),
+        tls_secret: r.parsed(VAULT_TLS_SECRET, defaults.tls_secret.clone(), EXPECTED_KUBE_NAME, kube_name),
         client_timeout: r.duration(VAULT_CLIENT_TIMEOUT, defaults.client_timeout),
         ignore_missing_secrets: r.bool(VAULT_IGNORE_MISSING_SECRETS, defaults.ignore_missing_secrets),
         transit_key_id: r.string(TRANSIT_KEY_ID, &defaults.transit_key_id),

@@ -18,7 +18,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::HashMap;
 use vault_env::SecretString;
-use vault_env::reference::{READ_PREFIX, WRITE_PREFIX, looks_like_reference};
+use vault_env::reference::{Fetch, READ_PREFIX, WRITE_PREFIX, looks_like_reference};
+use vault_env::resolve::Plan;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const DOCKER_CONFIG_KEYS: &[&str] = &[".dockerconfigjson", ".dockercfg"];
@@ -252,9 +253,72 @@ fn split_auth(text: &str) -> Result<(&str, &str), String> {
         .ok_or_else(|| "expected vault:PATH#KEY:vault:PATH#KEY (a reference for the username and one for the password)".to_string())
 }
 
+/// At most this many distinct Vault requests for one object (security review L9: one review
+/// could otherwise make hundreds of thousands).
+pub const MAX_FETCHES: usize = 100;
+
+/// What the webhook refuses to read for an object, whoever asks: anything under `auth/` (token
+/// lookups return the webhook's own token: `vault:auth/token/lookup-self#id`) or `sys/`, and more
+/// than [`MAX_FETCHES`] distinct requests. One reason per offending key, naming it and the path.
+pub fn check_plan(plan: &Plan) -> Result<(), Vec<String>> {
+    let mut reasons = Vec::new();
+    for (key, value) in &plan.vars {
+        for r in value.references() {
+            if let Some(fetch) = r.fetch() {
+                let path = match &fetch {
+                    Fetch::Read { path, .. } | Fetch::Write { path, .. } => path,
+                };
+                let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+                if ["auth", "sys"].iter().any(|p| first.eq_ignore_ascii_case(p)) {
+                    reasons.push(format!("{key}: {path:?} is under {first}/: the webhook does not read auth/ or sys/ paths for objects"));
+                }
+            }
+        }
+    }
+    let distinct = plan.fetches.len() + plan.ciphertexts.len().div_ceil(25);
+    if distinct > MAX_FETCHES {
+        reasons.push(format!("{} distinct Vault reads: at most {MAX_FETCHES} per object", plan.fetches.len() + plan.ciphertexts.len()));
+    }
+    if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_of(values: &[(&str, &str)]) -> Plan {
+        vault_env::resolve::plan_values(values.iter().copied(), false).unwrap()
+    }
+
+    /// H4: `vault:auth/token/lookup-self#id` in a ConfigMap would write the webhook's own token.
+    #[test]
+    fn auth_and_sys_paths_are_refused() {
+        for (value, under) in [
+            ("vault:auth/token/lookup-self#id", "auth/"),
+            ("vault:/auth/token/lookup-self#id", "auth/"),
+            ("vault:AUTH/token/lookup-self#id", "AUTH/"),
+            ("vault:sys/mounts#x", "sys/"),
+            (">>vault:auth/token/create#client_token", "auth/"),
+            ("x ${vault:sys/policy#keys} y", "sys/"),
+        ] {
+            let reasons = check_plan(&plan_of(&[("data.t", value)])).unwrap_err();
+            assert!(reasons[0].starts_with("data.t: ") && reasons[0].contains(&format!("is under {under}")), "{value}: {reasons:?}");
+        }
+        assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/app#password"), ("data.b", "vault:authors/data/x#y")])).is_ok());
+    }
+
+    /// L9: one object, a bounded number of Vault reads.
+    #[test]
+    fn distinct_reads_are_capped() {
+        let values: Vec<(String, String)> = (0..=MAX_FETCHES).map(|i| (format!("k{i}"), format!("vault:secret/data/nope{i}#k"))).collect();
+        let refs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let reasons = check_plan(&plan_of(&refs)).unwrap_err();
+        assert_eq!(reasons, [format!("101 distinct Vault reads: at most {MAX_FETCHES} per object")]);
+        assert!(check_plan(&plan_of(&refs[..MAX_FETCHES])).is_ok());
+        // The same path many times is one read.
+        let same: Vec<(String, String)> = (0..500).map(|i| (format!("k{i}"), "vault:secret/data/app#k".to_string())).collect();
+        assert!(check_plan(&plan_of(&same.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())).is_ok());
+    }
     use serde_json::json;
 
     fn b64(s: &str) -> String {
