@@ -20,6 +20,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<ExitCode, Error> {
+    // First of all: the app (same uid, in daemon mode beside us) must not read our memory, our
+    // environment or a core file of ours; the app itself gets both back at its exec.
+    let hardened = vault_env_supervisor::harden();
     let env = Env::from_process();
     let explicit_daemon = env.get(vault_env::config::VAULT_ENV_DAEMON).and_then(|v| v.to_str()).and_then(vault_env::config::parse_bool) == Some(true);
     if explicit_daemon {
@@ -34,6 +37,9 @@ fn run() -> Result<ExitCode, Error> {
     };
     let config = Config::from_env(&env).map_err(Error::Config)?;
     logging::init(&config);
+    if let Err(e) = hardened {
+        tracing::warn!("could not close this process to the app: {}", e.0);
+    }
     let program = vault_env_supervisor::lookup(&args.program, env.get("PATH"))?;
     let plan = resolve::plan(&env, &config).map_err(Error::Vars)?;
     // In daemon mode the signal handlers go in before anything else: as PID 1 a signal without a

@@ -49,6 +49,7 @@ pub enum Cause {
     Vault(ClientError),
     Transit(String),
     BadName(String),
+    RefusedName(String),
 }
 
 impl Cause {
@@ -74,7 +75,11 @@ impl fmt::Display for Cause {
             Cause::NotText(why) => f.write_str(why),
             Cause::Vault(e) => write!(f, "{e}"),
             Cause::Transit(e) => write!(f, "transit decryption failed: {e}"),
-            Cause::BadName(name) => write!(f, "key {name:?} cannot be an environment variable name"),
+            Cause::BadName(name) => write!(f, "key {name:?} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            Cause::RefusedName(name) => write!(
+                f,
+                "key {name:?} is refused: loader, shell and interpreter variables (LD_*, BASH_ENV, NODE_OPTIONS, PYTHON*, …) are not taken from Vault"
+            ),
         }
     }
 }
@@ -237,8 +242,17 @@ async fn fetch_one(client: &Client, f: &Fetch) -> Result<Secret, Cause> {
     };
     match result {
         Ok(Some(secret)) => {
-            for w in secret.warnings.iter().flatten() {
-                tracing::warn!(request = %f, "Vault warning: {w}");
+            match f {
+                Fetch::Read { .. } => {
+                    for w in secret.warnings.iter().flatten() {
+                        tracing::warn!(request = %f, "Vault warning: {w}");
+                    }
+                }
+                // Vault's text may quote the body, which may carry plaintext.
+                Fetch::Write { .. } if secret.warnings.as_ref().is_some_and(|w| !w.is_empty()) => {
+                    tracing::warn!(request = %f, "Vault answered the write with warnings (not shown: they may quote the body)");
+                }
+                Fetch::Write { .. } => {}
             }
             tracing::debug!(request = %f, lease_duration = secret.lease_duration, renewable = secret.renewable, "fetched");
             Ok(secret)
@@ -248,6 +262,8 @@ async fn fetch_one(client: &Client, f: &Fetch) -> Result<Secret, Cause> {
             Fetch::Write { .. } => Ok(Secret::default()),
         },
         Err(e) if e.is_not_found() => Err(Cause::PathNotFound),
+        // Vault's error text may quote the write body ("invalid duration \"…\""): status only.
+        Err(e) if matches!(f, Fetch::Write { .. }) => Err(Cause::Vault(e.without_detail())),
         Err(e) => Err(Cause::Vault(e)),
     }
 }
@@ -349,8 +365,50 @@ fn render_value(value: &reference::Value, fetched: &Fetched) -> Result<String, (
     Ok(out)
 }
 
+/// A name `VAULT_ENV_FROM_PATH` may set: `[A-Za-z_][A-Za-z0-9_]*`.
 fn valid_env_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains('=') && !name.contains('\0')
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Variables that make the dynamic loader, a shell or an interpreter run code or load it from
+/// elsewhere. Whoever can write the Vault path must not get to set them (security review L5);
+/// the pod can still set them itself.
+const REFUSED_FROM_PATH: [&str; 27] = [
+    "LD_",
+    "DYLD_",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "RES_OPTIONS",
+    "MALLOC_",
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "PATH",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "PYTHON",
+    "PERL",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+];
+
+/// Whether `name` is one of [`REFUSED_FROM_PATH`] (entries ending in `_`, and `PYTHON`/`PERL`,
+/// are prefixes).
+fn refused_from_path(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    REFUSED_FROM_PATH.iter().any(|r| if r.ends_with('_') || *r == "PYTHON" || *r == "PERL" { upper.starts_with(r) } else { upper == *r })
 }
 
 pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Resolved, Vec<VarError>> {
@@ -390,6 +448,10 @@ pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Re
         for (k, v) in data {
             if !valid_env_name(k) {
                 fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::BadName(k.clone()), &mut resolved);
+                continue;
+            }
+            if refused_from_path(k) {
+                fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::RefusedName(k.clone()), &mut resolved);
                 continue;
             }
             match template::to_text(v, &format!("key {k:?}")) {

@@ -101,6 +101,16 @@ pub enum TemplateError {
     Eval(String),
 }
 
+/// The most text one action, or one rendered template, may produce; checked before `replace`
+/// allocates (a 137-byte pipeline of replaces could otherwise ask for gigabytes).
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+/// The most commands in one pipeline.
+pub const MAX_PIPELINE: usize = 16;
+
+fn too_long() -> TemplateError {
+    TemplateError::Eval(format!("the result would be longer than {MAX_OUTPUT} bytes"))
+}
+
 /// True when a key part must be read as a template (the Bank-Vaults rule: it holds `${` and `}`).
 pub fn is_template(key: &str) -> bool {
     key.contains("${") && key.contains('}')
@@ -132,6 +142,9 @@ impl Template {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Action(cmds) => out.push_str(&to_text(&run_pipeline(cmds, data)?, "result").map_err(TemplateError::Eval)?),
+            }
+            if out.len() > MAX_OUTPUT {
+                return Err(too_long());
             }
         }
         Ok(out)
@@ -226,6 +239,9 @@ fn parse_pipeline(src: &str) -> Result<Vec<Command>, TemplateError> {
     let tokens = tokenize(src)?;
     if tokens.is_empty() {
         return Err(TemplateError::EmptyAction);
+    }
+    if tokens.iter().filter(|t| **t == Token::Pipe).count() >= MAX_PIPELINE {
+        return Err(TemplateError::Eval(format!("a pipeline may have at most {MAX_PIPELINE} commands")));
     }
     let mut commands = Vec::new();
     for (i, group) in tokens.split(|t| *t == Token::Pipe).enumerate() {
@@ -344,7 +360,11 @@ fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
     let s = match func {
         Func::B64Enc => base64::engine::general_purpose::STANDARD.encode(text(0)?),
         Func::B64Dec => {
-            let raw = base64::engine::general_purpose::STANDARD.decode(text(0)?.trim()).map_err(|e| TemplateError::Eval(format!("b64dec: {e}")))?;
+            // Never base64's own error: it names the offending byte and its offset, which would
+            // tell a secret's characters one by one.
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(text(0)?.trim())
+                .map_err(|_| TemplateError::Eval("b64dec: not valid base64".into()))?;
             String::from_utf8(raw).map_err(|_| TemplateError::Eval("b64dec: decoded bytes are not UTF-8 text".into()))?
         }
         Func::Upper => text(0)?.to_uppercase(),
@@ -352,7 +372,15 @@ fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
         Func::Title => title(&text(0)?),
         Func::Trim => text(0)?.trim().to_string(),
         Func::UrlQuery => query_escape(&text(0)?),
-        Func::Replace => text(2)?.replace(&text(0)?, &text(1)?),
+        Func::Replace => {
+            let (old, new, s) = (text(0)?, text(1)?, text(2)?);
+            let count = if old.is_empty() { s.chars().count() + 1 } else { s.matches(old.as_str()).count() };
+            let grows = new.len().saturating_sub(old.len()).saturating_mul(count);
+            if s.len().saturating_add(grows) > MAX_OUTPUT {
+                return Err(too_long());
+            }
+            s.replace(&old, &new)
+        }
         Func::TrimPrefix => {
             let s = text(1)?;
             s.strip_prefix(text(0)?.as_str()).map_or(s.clone(), str::to_string)
@@ -369,6 +397,9 @@ fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
             };
         }
     };
+    if s.len() > MAX_OUTPUT {
+        return Err(too_long());
+    }
     Ok(Value::String(s))
 }
 
@@ -469,6 +500,34 @@ mod tests {
             let err = render(src).expect_err(src);
             assert!(check(&err), "template {src:?}: unexpected error {err:?}");
         }
+    }
+
+    /// Security review H1: seven chained replaces of a 10-byte string asked for 133 MB (and ten
+    /// aborted the webhook); the size is now checked before anything is allocated.
+    #[test]
+    fn template_output_and_pipelines_are_bounded() {
+        let bomb = |stages: usize| format!("${{\"aaaaaaaaaa\"{}}}", " | replace \"a\" \"aaaaaaaaaa\"".repeat(stages));
+        assert_eq!(render(&bomb(5)).unwrap().len(), 1_000_000, "within the cap");
+        for stages in [6, 10, 15] {
+            let err = render(&bomb(stages)).unwrap_err();
+            assert_eq!(err.to_string(), format!("template: the result would be longer than {MAX_OUTPUT} bytes"), "{stages} stages");
+        }
+        let err = render(&bomb(16)).unwrap_err();
+        assert_eq!(err.to_string(), format!("template: a pipeline may have at most {MAX_PIPELINE} commands"));
+        // An empty pattern inserts at every character boundary, as in Go.
+        assert_eq!(render("${\"ab\" | replace \"\" \"-\"}").unwrap(), "-a-b-");
+        let wide = format!("${{\"{}\" | replace \"\" \"xxxxxxxxxx\"}}", "a".repeat(200_000));
+        assert!(render(&wide).is_err());
+        // Many actions, each under the cap, are capped together.
+        let many = "${\"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\"}".repeat(2);
+        assert!(render(&many).is_err());
+    }
+
+    /// Security review L1: base64's error named the offending byte and its offset.
+    #[test]
+    fn b64dec_errors_do_not_describe_the_input() {
+        let err = render("${.password | b64dec}").unwrap_err().to_string();
+        assert_eq!(err, "template: b64dec: not valid base64");
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod resolve;
 mod supervise;
 /// Custom CA, skip-verify, server name, mTLS.
 mod tls;
+/// The security review's findings on vault-env, each shown fixed.
+mod security;
 /// vault-secrets-webhook over HTTPS: AdmissionReviews, Kubernetes reads, registry lookups.
 mod webhook;
 /// vault-secrets-webhook resolving references in Secrets, ConfigMaps and custom objects.

@@ -55,6 +55,14 @@ impl ClientError {
         }
     }
 
+    /// The same error without Vault's own text (which may quote what was sent).
+    pub fn without_detail(self) -> ClientError {
+        match self {
+            ClientError::Status { status, .. } => ClientError::Status { status, errors: Vec::new() },
+            other => other,
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
@@ -135,6 +143,7 @@ impl Client {
             .use_preconfigured_tls(tls)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::custom(same_origin_307))
             .user_agent(concat!("vault-env/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = &config.proxy {
             let proxy =
@@ -274,6 +283,18 @@ impl Client {
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         ClientError::Unreachable { addr: self.addr.clone(), cause: root_cause(e) }
     }
+}
+
+/// Redirects: one `307` to the same scheme, host and port (a path change), and nothing else.
+/// Following any redirect would send `X-Vault-Token` (and login bodies) to wherever a Vault, or
+/// anything posing as one, points: another host, or plain HTTP. Stopped redirects are answered
+/// as the 3xx status they are.
+fn same_origin_307(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    let from = attempt.previous().last();
+    let to = attempt.url();
+    let same =
+        from.is_some_and(|f| f.scheme() == to.scheme() && f.host_str() == to.host_str() && f.port_or_known_default() == to.port_or_known_default());
+    if attempt.status() == StatusCode::TEMPORARY_REDIRECT && attempt.previous().len() == 1 && same { attempt.follow() } else { attempt.stop() }
 }
 
 fn is_transient(e: &ClientError) -> bool {

@@ -89,6 +89,8 @@ pub fn lookup(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Exec
 /// Replaces this process with `program`. `argv0` is what the app sees as its name. Returns only
 /// on failure.
 pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> ExecError {
+    // The app gets the core-size limit vault-env started with (execve restores dumpability).
+    let _ = crate::harden::restore_for_app();
     let err = Command::new(program).arg0(argv0).args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v))).exec();
     error_from_io(program, &err)
 }

@@ -168,6 +168,7 @@ impl Supervisor {
     }
 }
 
+/// The app must also start with the core-size limit vault-env was given ([`crate::harden`]).
 /// The app must start with no blocked signal (vault-env blocks them all; `posix_spawn` would pass
 /// that mask on, and glibc's spawn helper leaves its internal signals ignored). As tini's
 /// `restore_signals`: clear the mask in the child between fork and exec.
@@ -177,7 +178,10 @@ fn clear_signal_mask(cmd: &mut Command) {
     // SAFETY: the closure runs in the forked child before exec. It only calls pthread_sigmask,
     // which is async-signal-safe, on a set built before the fork; it allocates nothing.
     unsafe {
-        cmd.pre_exec(move || empty.thread_set_mask().map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            empty.thread_set_mask().map_err(std::io::Error::from)?;
+            crate::harden::restore_for_app()
+        });
     }
 }
 
