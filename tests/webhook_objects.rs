@@ -406,3 +406,33 @@ fn object_references_may_not_name_auth_or_sys_paths() {
         assert!(!message.contains("root"), "{message}");
     }
 }
+
+/// Security review M4: each denied read logged in again and left the old token alive (20
+/// admissions, 20 tokens); a failed login was tried again for every admission. Now a denied path
+/// is just a denial, and a failed login is answered from memory for a few seconds.
+#[test]
+fn denied_reads_and_failed_logins_leave_no_tokens_behind() {
+    let v = vault();
+    let before = v.token_count();
+    let hook = v.webhook(&[]);
+    let cm = |name: &str, value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop"}, "data": {"v": value}});
+    assert_eq!(
+        admitted(&hook, "/configmaps", &review("configmaps", cm("ok", "vault:secret/data/app#password"), "CREATE", false))["data"]["v"],
+        "app-only"
+    );
+    for i in 0..10 {
+        let message = denied(&hook, "/configmaps", &review("configmaps", cm(&format!("d{i}"), "vault:database/creds/x#password"), "CREATE", false));
+        assert!(message.contains("permission denied"), "{message}");
+    }
+    assert_eq!(v.token_count(), before + 1, "one login, reused: {}", hook.log());
+    let metrics = hook.get("/metrics").1;
+    assert!(metrics.contains(&format!("vault_webhook_vault_logins_total{{target=\"{}\",outcome=\"ok\"}} 1", v.bao.addr)), "{metrics}");
+
+    // A login that fails (no such role) is not repeated for each admission.
+    let broken = v.webhook(&[("VAULT_ROLE", "no-such-role")]);
+    for i in 0..5 {
+        denied(&broken, "/configmaps", &review("configmaps", cm(&format!("b{i}"), "vault:secret/data/app#password"), "CREATE", false));
+    }
+    let metrics = broken.get("/metrics").1;
+    assert!(metrics.contains(&format!("vault_webhook_vault_logins_total{{target=\"{}\",outcome=\"error\"}} 1", v.bao.addr)), "{metrics}");
+}

@@ -62,12 +62,22 @@ pub struct VaultAccess {
     settings: VaultSettings,
     sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
     retired: Mutex<Vec<Arc<VaultSession>>>,
+    failed_logins: Mutex<HashMap<SessionKey, (Instant, String)>>,
     metrics: Arc<Metrics>,
 }
 
+/// How long a failed login is answered from memory before it is tried again.
+const FAILED_LOGIN_BACKOFF: Duration = Duration::from_secs(5);
+
 impl VaultAccess {
     pub fn new(settings: VaultSettings, metrics: Arc<Metrics>) -> VaultAccess {
-        VaultAccess { settings, sessions: Mutex::new(HashMap::new()), retired: Mutex::new(Vec::new()), metrics }
+        VaultAccess {
+            settings,
+            sessions: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
+            failed_logins: Mutex::new(HashMap::new()),
+            metrics,
+        }
     }
 
     /// The client settings for an object: the webhook's, with the object's annotations on top.
@@ -87,8 +97,10 @@ impl VaultAccess {
         Ok(c)
     }
 
-    /// Fetches and renders `plan` for an object. A token that was reused and is now refused (revoked
-    /// behind the webhook's back) is dropped and the resolution tried once more with a new login.
+    /// Fetches and renders `plan` for an object. A reused token that is refused is checked with
+    /// `lookup-self`: only when the token itself is no longer valid (revoked behind the webhook's
+    /// back) is it dropped and the resolution tried once more with a new login; a path its policy
+    /// denies is just a denial (a new login per denied read would leave one live token each).
     pub async fn resolve(&self, config: &ObjectConfig, namespace: &str, kube: &KubeApi, plan: &Plan) -> Result<Resolved, String> {
         let key = session_key(config, namespace);
         let mut fresh = false;
@@ -97,8 +109,13 @@ impl VaultAccess {
             let fetched = resolve::fetch(&session.client, plan, &transit(config)).await;
             let result = resolve::render(plan, &fetched, config.vault.ignore_missing_secrets);
             match result {
-                Err(errors) if reused && !fresh && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied())) => {
-                    tracing::info!(addr = %key.vault.addr, role = %key.vault.role, "a reused Vault token was refused; logging in again");
+                Err(errors)
+                    if reused
+                        && !fresh
+                        && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied()))
+                        && session.client.impatient().lookup_self().await.is_err_and(|e| e.is_denied()) =>
+                {
+                    tracing::info!(addr = %key.vault.addr, role = %key.vault.role, "the reused Vault token is no longer valid; logging in again");
                     self.forget(&key, &session).await;
                     fresh = true;
                 }
@@ -130,7 +147,20 @@ impl VaultAccess {
         {
             return Ok((s.clone(), true));
         }
-        let session = Arc::new(self.login(key, config, kube).await?);
+        // A login that just failed is not tried again for every admission.
+        if let Some((at, why)) = self.failed_logins.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+            && at.elapsed() < FAILED_LOGIN_BACKOFF
+        {
+            return Err(why.clone());
+        }
+        let session = match self.login(key, config, kube).await {
+            Ok(s) => Arc::new(s),
+            Err(why) => {
+                self.failed_logins.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (Instant::now(), why.clone()));
+                return Err(why);
+            }
+        };
+        self.failed_logins.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
         if let Some(old) = current.replace(session.clone())
             && old.revocable
         {
