@@ -14,6 +14,7 @@
 use crate::auth::{self, Token, TokenSource};
 use crate::child_env;
 use crate::client::Client;
+use crate::config::reader::instant_after;
 use crate::config::{Config, Env, OnLeaseEnd};
 use crate::error::{EXIT_LEASE_ENDED, Error};
 use crate::lease::{Due, Leases, Renewable, short_id};
@@ -209,7 +210,7 @@ impl<'a> Daemon<'a> {
             LeaseEnd::Replace { relogin } => match self.prepare(relogin).await {
                 Ok(next) => {
                     tracing::info!("{what} can't be extended (ends in {left}s); restarting the app with new secrets");
-                    let kill_at = Instant::now() + self.config.daemon_settings.stop_timeout;
+                    let kill_at = instant_after(self.config.daemon_settings.stop_timeout);
                     self.supervisor.signal_app(self.config.daemon_settings.stop_signal);
                     Phase::Stopping { kill_at, then: Then::Restart(Box::new(next)) }
                 }
@@ -234,7 +235,7 @@ impl<'a> Daemon<'a> {
         let (signal, timeout) = (signals::name(s.stop_signal), humantime::format_duration(s.stop_timeout));
         tracing::warn!("{why}; stopping the app with {signal} (SIGKILL after {timeout}), then exiting {code}");
         self.supervisor.signal_app(s.stop_signal);
-        Phase::Stopping { kill_at: Instant::now() + s.stop_timeout, then: Then::Exit(code) }
+        Phase::Stopping { kill_at: instant_after(s.stop_timeout), then: Then::Exit(code) }
     }
 
     /// Fetches every secret again (after a new login when `relogin`), and builds the app's new environment.

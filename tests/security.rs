@@ -147,3 +147,18 @@ fn from_path_refuses_loader_and_interpreter_variables() {
     let out = run("secret/data/fine", &[("BASH_ENV", "")]);
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "GREETING=hi"), "{}", out.all());
 }
+
+/// L2: a duration near u64::MAX seconds overflowed when added to the clock (exit 101, a panic);
+/// it is now a setting error naming the variable.
+#[test]
+fn huge_durations_are_setting_errors_not_panics() {
+    for var in ["VAULT_CLIENT_TIMEOUT", "VAULT_ENV_STOP_TIMEOUT"] {
+        let out = vault_env(
+            &[("VAULT_ADDR", "http://127.0.0.1:9"), ("VAULT_TOKEN", "t"), ("VAULT_ENV_DAEMON", "true"), (var, "18446744073709551615")],
+            &["true"],
+        );
+        assert_eq!(out.code, Some(64), "{var}: {}", out.all());
+        assert!(out.stderr.contains(&format!("{var}=\"18446744073709551615\" is not valid")), "{}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}

@@ -159,7 +159,7 @@ impl Client {
             namespace: config.namespace.clone(),
             token: None,
             max_retries: config.max_retries,
-            patient_until: Instant::now() + config.timeout,
+            patient_until: crate::config::reader::instant_after(config.timeout),
         })
     }
 

@@ -194,10 +194,21 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 /// `10s`, `1m30s`, `500ms`, `1h`; a bare number is seconds (Vault's `ParseDurationSecond`).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s).ok()
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).ok()?,
+    };
+    // Durations are added to clocks: a value near u64::MAX seconds would overflow (a panic).
+    (d <= MAX_DURATION).then_some(d)
+}
+
+/// The longest duration any setting or annotation may hold (100 years).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + d`, saturating at 100 years from now instead of overflowing.
+pub fn instant_after(d: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(MAX_DURATION)).unwrap_or(now)
 }
 
 /// Errors as one line: `a; b; c`.

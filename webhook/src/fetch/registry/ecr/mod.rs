@@ -29,7 +29,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use sigv4::{Request, amz_date, sign};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Credentials and tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -159,7 +159,9 @@ impl Ecr {
             let fetched = self.fetch_token(registry, region, cn).await;
             self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
             // Kept until MARGIN before it expires.
-            let until = |expires: SystemTime| Instant::now() + expires.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(MARGIN);
+            let until = |expires: SystemTime| {
+                vault_env::config::reader::instant_after(expires.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(MARGIN))
+            };
             fetched.map(|(auth, expires)| (auth, Some(until(expires))))
         });
         Some(got.await.map(Got::value))
@@ -231,18 +233,32 @@ impl Ecr {
             .map(|(u, p)| (u.to_string(), p.to_string()))
             .ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): the token is not base64 of user:password"))?;
         // ECR tokens last 12 hours.
-        let expires = data
-            .expires_at
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(SystemTime::now() + Duration::from_secs(12 * 3600), |s| UNIX_EPOCH + Duration::from_secs_f64(s));
+        let expires = expiry(data.expires_at);
         tracing::debug!(registry, "ECR: authorization token obtained");
         Ok((DockerAuth { registry: registry.to_string(), username, password: password.into() }, expires))
     }
 }
 
+/// When an ECR token expires: its `expiresAt` (seconds since the epoch), else in 12 hours. Any
+/// number may come back; none panics (security review L2: `1e300` used to kill the webhook).
+fn expiry(expires_at: Option<f64>) -> SystemTime {
+    expires_at
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok().and_then(|d| UNIX_EPOCH.checked_add(d)))
+        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_expiry_from_ecr_is_a_time() {
+        assert_eq!(expiry(Some(1.7e9)), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        for odd in [Some(1e300), Some(f64::INFINITY), Some(f64::NAN), Some(-5.0), Some(1.8e19), None] {
+            assert!(expiry(odd) > SystemTime::now(), "{odd:?}");
+        }
+    }
 
     #[test]
     fn ecr_hosts() {
