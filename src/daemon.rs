@@ -26,6 +26,10 @@ use tokio::time::sleep_until;
 use vault_env_supervisor::renew::{self, Step};
 use vault_env_supervisor::{Event, Status, Supervisor, signals};
 
+/// How long revocations at exit may take, all together: well inside Kubernetes' default 30 s
+/// grace period, after the app's own stop time.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(5);
+
 /// New secrets, ready to start the app with.
 struct Prepared {
     env: Vec<(OsString, OsString)>,
@@ -51,6 +55,7 @@ enum Phase {
 /// Why fetching replacement secrets failed.
 enum PrepareError {
     NoSession,
+    TimedOut(Duration),
     Login(auth::AuthError),
     Vars(Vec<VarError>),
 }
@@ -59,6 +64,7 @@ impl std::fmt::Display for PrepareError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PrepareError::NoSession => f.write_str("no Vault session"),
+            PrepareError::TimedOut(d) => write!(f, "Vault did not answer within {}", humantime::format_duration(*d)),
             PrepareError::Login(e) => write!(f, "{e}"),
             PrepareError::Vars(errors) => f.write_str(&crate::config::reader::join(errors)),
         }
@@ -152,8 +158,10 @@ impl<'a> Daemon<'a> {
                         tracing::info!(pid, code = status.exit_code(), "the app exited{}", describe(status));
                         match std::mem::replace(&mut phase, Phase::Running) {
                             Phase::Stopping { then: Then::Restart(next), .. } if !self.stopping => self.start_replacement(*next).await?,
-                            Phase::Stopping { then: Then::Exit(code), .. } => return Ok(self.shutdown(code).await),
-                            _ => return Ok(self.shutdown(status.exit_code()).await),
+                            // Stopped for good in the middle of a restart: the new secrets go too.
+                            Phase::Stopping { then: Then::Restart(next), .. } => return Ok(self.shutdown(status.exit_code(), Some(*next)).await),
+                            Phase::Stopping { then: Then::Exit(code), .. } => return Ok(self.shutdown(code, None).await),
+                            _ => return Ok(self.shutdown(status.exit_code(), None).await),
                         }
                     }
                 },
@@ -184,18 +192,20 @@ impl<'a> Daemon<'a> {
                 let client = session.client.clone();
                 match self.leases.renew_due(&client, now).await {
                     Due::Nothing => Phase::Running,
-                    Due::Replace { index, what, expires } => self.on_lease_end(now, index, what, expires).await,
+                    Due::Replace { index, what, expires, token_refused } => self.on_lease_end(index, what, expires, token_refused).await,
                 }
             }
         }
     }
 
     /// Item `index` (a lease or the token) can't be extended: act per `VAULT_ENV_ON_LEASE_END`.
-    async fn on_lease_end(&mut self, now: Instant, index: usize, what: String, expires: Instant) -> Phase {
+    async fn on_lease_end(&mut self, index: usize, what: String, expires: Instant, token_refused: bool) -> Phase {
+        let now = Instant::now();
         let can_relogin = self.session.as_ref().is_some_and(|s| !matches!(s.token.source, TokenSource::Env));
         let policy = self.config.daemon_settings.on_lease_end;
         let left = expires.saturating_duration_since(now).as_secs();
-        match lease_end(policy, self.leases.is_token(index), can_relogin, self.leases.token_capped(), now, expires) {
+        let token_ends = self.leases.token_capped() || token_refused;
+        match lease_end(policy, self.leases.is_token(index) || token_refused, can_relogin, token_ends, now, expires) {
             LeaseEnd::Forget => {
                 tracing::warn!("{what} ends in {left}s and can't be extended; leaving the app running (VAULT_ENV_ON_LEASE_END=ignore)");
                 self.leases.forget(index);
@@ -207,7 +217,7 @@ impl<'a> Daemon<'a> {
                 Phase::Running
             }
             LeaseEnd::ExitNow => self.stop_app(format!("{what} expired"), EXIT_LEASE_ENDED),
-            LeaseEnd::Replace { relogin } => match self.prepare(relogin).await {
+            LeaseEnd::Replace { relogin } => match self.prepare(relogin, expires).await {
                 Ok(next) => {
                     tracing::info!("{what} can't be extended (ends in {left}s); restarting the app with new secrets");
                     let kill_at = instant_after(self.config.daemon_settings.stop_timeout);
@@ -220,7 +230,7 @@ impl<'a> Daemon<'a> {
                 }
                 Err(e) => {
                     let attempt = self.leases.bump_attempt(index);
-                    let retry = renew::retry_at(Instant::now(), attempt, expires);
+                    let retry = renew::retry_at(Instant::now(), attempt, expires, fastrand::f64());
                     let wait = retry.saturating_duration_since(now).as_secs();
                     tracing::warn!("{what}: fetching new secrets failed ({e}); retrying in {wait}s, {left}s before it expires");
                     self.leases.set_due(index, Step::Replace(retry));
@@ -238,8 +248,14 @@ impl<'a> Daemon<'a> {
         Phase::Stopping { kill_at: instant_after(s.stop_timeout), then: Then::Exit(code) }
     }
 
-    /// Fetches every secret again (after a new login when `relogin`), and builds the app's new environment.
-    async fn prepare(&self, relogin: bool) -> Result<Prepared, PrepareError> {
+    /// Fetches every secret again (after a new login when `relogin`), and builds the app's new
+    /// environment; gives up at `deadline` (the old secrets' expiry), however Vault behaves.
+    async fn prepare(&self, relogin: bool, deadline: Instant) -> Result<Prepared, PrepareError> {
+        let left = deadline.saturating_duration_since(Instant::now()).max(renew::RETRY_FLOOR);
+        tokio::time::timeout(left, self.prepare_now(relogin)).await.unwrap_or(Err(PrepareError::TimedOut(left)))
+    }
+
+    async fn prepare_now(&self, relogin: bool) -> Result<Prepared, PrepareError> {
         let Some(session) = self.session.as_ref() else { return Err(PrepareError::NoSession) };
         let (client, token) = if relogin {
             let token = auth::token(&session.login_client, &self.config.auth).await.map_err(PrepareError::Login)?;
@@ -285,28 +301,51 @@ impl<'a> Daemon<'a> {
         Ok(())
     }
 
-    /// The app is gone for good: revoke what vault-env obtained (unless told not to), clean up.
-    async fn shutdown(&mut self, code: u8) -> u8 {
+    /// The app is gone for good: revoke what vault-env obtained (unless told not to), including
+    /// `pending` (the secrets of a restart that a termination signal cut short), all at once and
+    /// within [`SHUTDOWN_BUDGET`] so that it fits in Kubernetes' grace period. Revoking a token
+    /// revokes the leases it created: then no per-lease call is made (a policy may refuse those).
+    async fn shutdown(&mut self, code: u8, pending: Option<Prepared>) -> u8 {
         if self.config.daemon_settings.terminate_descendants {
             // Blocks this (current-thread) runtime for up to 2 s; nothing else runs at exit.
             self.supervisor.terminate_descendants(Duration::from_secs(2));
         }
         let Some(session) = &self.session else { return code };
         let revoke = self.config.revoke_token;
-        if revoke != Some(false) {
-            for lease in &session.resolved.leases {
-                match session.client.revoke_lease(&lease.lease_id).await {
-                    Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
-                    Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
+        let mut calls = tokio::task::JoinSet::new();
+        let obtained = matches!(session.token.source, TokenSource::Login { .. });
+        let revoke_token = revoke == Some(true) || (revoke.is_none() && obtained);
+        let mut sets = vec![(session.client.clone(), revoke_token, session.resolved.leases.clone())];
+        if let Some(next) = pending {
+            match next.token {
+                // A new token was obtained for the restart: it and its leases go (always: it was ours).
+                Some((_, client)) => sets.push((client, true, next.resolved.leases)),
+                None => sets[0].2.extend(next.resolved.leases),
+            }
+        }
+        for (client, revoke_token, leases) in sets {
+            let client = client.impatient_once();
+            if revoke_token {
+                calls.spawn(async move {
+                    match client.revoke_self().await {
+                        Ok(()) => tracing::info!(leases = leases.len(), "token revoked, and the leases it created with it"),
+                        Err(e) => tracing::warn!("could not revoke the token: {e}"),
+                    }
+                });
+            } else if revoke != Some(false) {
+                for lease in leases {
+                    let client = client.clone();
+                    calls.spawn(async move {
+                        match client.revoke_lease(&lease.lease_id).await {
+                            Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
+                            Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
+                        }
+                    });
                 }
             }
         }
-        let obtained = matches!(session.token.source, TokenSource::Login { .. });
-        if revoke == Some(true) || (revoke.is_none() && obtained) {
-            match session.client.revoke_self().await {
-                Ok(()) => tracing::info!("token revoked"),
-                Err(e) => tracing::warn!("could not revoke the token: {e}"),
-            }
+        if tokio::time::timeout(SHUTDOWN_BUDGET, async { while calls.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!("Vault did not answer the revocations within {}s; exiting anyway", SHUTDOWN_BUDGET.as_secs());
         }
         code
     }

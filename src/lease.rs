@@ -44,6 +44,10 @@ impl Renewable {
 /// The renew call: Vault's in the daemon, a fake in tests. Returns the TTL granted, in seconds.
 pub trait Renewer {
     fn renew(&self, item: &Renewable, wanted_secs: u64) -> impl Future<Output = Result<u64, ClientError>>;
+    /// Whether the token itself is still valid (`lookup-self`), asked after a renewal is refused
+    /// with 401/403: a token revoked from outside is replaced by a new login, a policy that
+    /// refuses one renewal is not.
+    fn token_valid(&self) -> impl Future<Output = bool>;
 }
 
 impl Renewer for Client {
@@ -52,6 +56,10 @@ impl Renewer for Client {
             Renewable::Token => self.renew_self(wanted_secs).await.map(|a| a.lease_duration),
             Renewable::Lease(l) => self.renew_lease(&l.lease_id, wanted_secs).await.map(|s| s.lease_duration),
         }
+    }
+
+    async fn token_valid(&self) -> bool {
+        !self.lookup_self().await.is_err_and(|e| e.is_denied())
     }
 }
 
@@ -73,6 +81,8 @@ pub enum Due {
         index: usize,
         what: String,
         expires: Instant,
+        /// Vault refused the token itself (revoked from outside): only a new login helps.
+        token_refused: bool,
     },
 }
 
@@ -145,15 +155,29 @@ impl Leases {
         }
     }
 
-    /// Renews every item due at `now`; reports the first one that needs replacing.
+    /// Renews every item due at `now`; reports the first one that needs replacing. No call waits
+    /// past the item's expiry (a hung Vault must not hold the loop), and the clock is read again
+    /// after every call.
     pub async fn renew_due(&mut self, renewer: &impl Renewer, now: Instant) -> Due {
         let splay = self.splay;
-        for (index, t) in self.items.iter_mut().enumerate().filter(|(_, t)| t.due.at() <= now) {
+        let mut now = now;
+        for (index, t) in self.items.iter_mut().enumerate() {
+            if t.due.at() > now {
+                continue;
+            }
             let (what, noun, path) = (t.item.describe(), t.item.noun(), t.item.path());
             if let Step::Replace(_) = t.due {
-                return Due::Replace { index, what, expires: t.timing.expires_at() };
+                return Due::Replace { index, what, expires: t.timing.expires_at(), token_refused: false };
             }
-            match renewer.renew(&t.item, t.timing.wanted.as_secs()).await {
+            let left = t.timing.expires_at().saturating_duration_since(now).max(renew::RETRY_FLOOR);
+            let result = match tokio::time::timeout(left, renewer.renew(&t.item, t.timing.wanted.as_secs())).await {
+                Ok(result) => result,
+                Err(_) => Err(ClientError::Unreachable { addr: String::new(), cause: format!("no answer within {}s", left.as_secs()) }),
+            };
+            let refused = matches!(&result, Err(e) if e.is_denied());
+            let token_refused = refused && !tokio::time::timeout(left, renewer.token_valid()).await.unwrap_or(true);
+            now = now.max(Instant::now());
+            match result {
                 Ok(ttl) => {
                     t.timing = t.timing.renewed(now, Duration::from_secs(ttl));
                     t.due = schedule(&t.timing, splay);
@@ -163,14 +187,18 @@ impl Leases {
                 // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
                 Err(e) if e.status() == Some(400) && matches!(t.item, Renewable::Lease(_)) => {
                     tracing::warn!("{what} can no longer be renewed: {e}");
-                    return Due::Replace { index, what, expires: now };
+                    return Due::Replace { index, what, expires: now, token_refused: false };
+                }
+                Err(e) if token_refused => {
+                    tracing::warn!("{what} can no longer be renewed: the Vault token was refused ({e}); it was revoked or has expired");
+                    return Due::Replace { index, what, expires: now, token_refused: true };
                 }
                 Err(e) => {
                     t.attempt += 1;
-                    t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at()));
+                    t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at(), fastrand::f64()));
                     tracing::warn!(path, attempt = t.attempt, "{noun} renewal failed: {e}; retrying");
                     if now >= t.timing.expires_at() {
-                        return Due::Replace { index, what, expires: t.timing.expires_at() };
+                        return Due::Replace { index, what, expires: t.timing.expires_at(), token_refused: false };
                     }
                 }
             }
@@ -208,11 +236,12 @@ mod tests {
     struct Fake {
         answers: RefCell<Vec<Result<u64, ClientError>>>,
         calls: RefCell<Vec<(String, u64)>>,
+        token_revoked: RefCell<bool>,
     }
 
     impl Fake {
         fn new(answers: Vec<Result<u64, ClientError>>) -> Fake {
-            Fake { answers: RefCell::new(answers.into_iter().rev().collect()), calls: RefCell::default() }
+            Fake { answers: RefCell::new(answers.into_iter().rev().collect()), calls: RefCell::default(), token_revoked: RefCell::new(false) }
         }
     }
 
@@ -220,6 +249,11 @@ mod tests {
         async fn renew(&self, item: &Renewable, wanted_secs: u64) -> Result<u64, ClientError> {
             self.calls.borrow_mut().push((item.describe(), wanted_secs));
             self.answers.borrow_mut().pop().expect("a scripted answer")
+        }
+
+        async fn token_valid(&self) -> bool {
+            self.calls.borrow_mut().push(("lookup-self".into(), 0));
+            !*self.token_revoked.borrow()
         }
     }
 
@@ -232,7 +266,7 @@ mod tests {
     }
 
     fn run<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime").block_on(f)
     }
 
     #[test]
@@ -259,9 +293,11 @@ mod tests {
         leases.track(lease("B"), t0, S(60), true);
         let fake = Fake::new(vec![Err(refused(503)), Err(refused(503)), Err(refused(503))]);
         assert_eq!(run(leases.renew_due(&fake, t0 + S(45))), Due::Nothing);
-        assert_eq!((leases.items()[0].attempt, leases.items()[0].due), (1, Step::Renew(t0 + S(47))));
-        assert_eq!(run(leases.renew_due(&fake, t0 + S(47))), Due::Nothing);
-        assert_eq!(leases.items()[0].due, Step::Renew(t0 + S(51)), "backoff doubles");
+        let within = |due: Step, from: Duration, to: Duration| matches!(due, Step::Renew(at) if at >= t0 + from && at <= t0 + to);
+        assert_eq!(leases.items()[0].attempt, 1);
+        assert!(within(leases.items()[0].due, S(47), S(47) + Duration::from_millis(400)), "{:?}", leases.items()[0].due);
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(48))), Due::Nothing);
+        assert!(within(leases.items()[0].due, S(52), S(52) + Duration::from_millis(800)), "backoff doubles: {:?}", leases.items()[0].due);
         let expired = run(leases.renew_due(&fake, t0 + S(60)));
         assert!(matches!(expired, Due::Replace { index: 0, expires, .. } if expires == t0 + S(60)), "{expired:?}");
     }
@@ -274,7 +310,7 @@ mod tests {
         leases.track(lease("C"), t0, S(60), true);
         let fake = Fake::new(vec![Err(refused(400)), Err(refused(400))]);
         let due = run(leases.renew_due(&fake, t0 + S(80)));
-        assert!(matches!(&due, Due::Replace { index: 1, expires, what } if *expires == t0 + S(80) && what.starts_with("lease")), "{due:?}");
+        assert!(matches!(&due, Due::Replace { index: 1, expires, what, .. } if *expires == t0 + S(80) && what.starts_with("lease")), "{due:?}");
         assert_eq!(leases.items()[0].attempt, 1, "the token's 400 is a failure to retry");
     }
 
@@ -290,6 +326,45 @@ mod tests {
         let due = run(leases.renew_due(&fake, t0 + S(75)));
         assert!(matches!(due, Due::Replace { index: 0, expires, .. } if expires == t0 + S(95)), "{due:?}");
         assert_eq!(fake.calls.borrow().len(), 1, "a replacement is not renewed again");
+    }
+
+    /// Security review M2: a 403 on renewal was retried until the lease ran out, although the
+    /// token had been revoked and only a new login could help. A 403 now asks whether the token
+    /// is still valid: if not, the item is replaced at once with `token_refused`.
+    #[test]
+    fn a_refused_token_asks_for_a_new_login_and_a_refused_renewal_is_retried() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(lease("D"), t0, S(60), true);
+        let policy = Fake::new(vec![Err(refused(403))]);
+        assert_eq!(run(leases.renew_due(&policy, t0 + S(45))), Due::Nothing, "the token is fine: retried");
+        assert_eq!(policy.calls.borrow().last().map(|c| c.0.as_str()), Some("lookup-self"));
+        let revoked = Fake::new(vec![Err(refused(403))]);
+        *revoked.token_revoked.borrow_mut() = true;
+        let due = run(leases.renew_due(&revoked, t0 + S(50)));
+        assert!(matches!(due, Due::Replace { index: 0, token_refused: true, .. }), "{due:?}");
+    }
+
+    /// Security review M3: a hung Vault held the loop for 3×10 s per call, past the lease's expiry.
+    #[test]
+    fn a_renewal_never_waits_past_the_items_expiry() {
+        struct Hung;
+        impl Renewer for Hung {
+            async fn renew(&self, _: &Renewable, _: u64) -> Result<u64, ClientError> {
+                std::future::pending().await
+            }
+            async fn token_valid(&self) -> bool {
+                std::future::pending().await
+            }
+        }
+        let t0 = Instant::now();
+        let mut leases = Leases::new(Duration::ZERO);
+        leases.track(lease("E"), t0, S(2), true);
+        let started = Instant::now();
+        let due = run(leases.renew_due(&Hung, t0 + Duration::from_millis(1600)));
+        assert!(started.elapsed() < S(2), "waited {:?}", started.elapsed());
+        assert!(matches!(due, Due::Nothing | Due::Replace { .. }), "{due:?}");
+        assert_eq!(leases.items()[0].attempt, 1, "counted as a failure");
     }
 
     #[test]

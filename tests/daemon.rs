@@ -205,3 +205,50 @@ fn a_capped_login_token_is_replaced_by_logging_in_again() {
     assert!(tokens.len() >= 2, "expected a new token after the 8 s max TTL, got {tokens:?}\n{}", out.stderr);
     assert!(out.stderr.contains("obtained a new Vault token"), "{}", out.stderr);
 }
+
+/// Security review M2: a token revoked from outside was never replaced; vault-env retried the
+/// 403 until the lease ran out, stopped the app and exited 75, although a login would have
+/// worked. Now the refused token is checked, a new login made, new secrets fetched and the app
+/// restarted. At exit, revoking the (login) token revokes its leases: no per-lease calls.
+#[test]
+fn a_token_revoked_from_outside_is_replaced_by_a_new_login() {
+    let bao = Bao::dev();
+    let db = MariaDb::start();
+    database_engine(&bao, &db, "6s", "10m");
+    bao.policy("db", r#"path "database/creds/app" { capabilities = ["read"] }"#);
+    bao.enable_auth("approle", "approle");
+    bao.api("POST", "auth/approle/role/app", Some(json!({"token_policies": ["db"], "token_ttl": "1m", "token_max_ttl": "10m"})));
+    let role_id = bao.api("GET", "auth/approle/role/app/role-id", None)["data"]["role_id"].as_str().unwrap().to_string();
+    let secret_id = bao.api("POST", "auth/approle/role/app/secret-id", Some(json!({})))["data"]["secret_id"].as_str().unwrap().to_string();
+    let (child, _home) = spawn_vault_env(
+        &[
+            ("VAULT_ADDR", &bao.addr),
+            ("VAULT_AUTH_METHOD", "approle"),
+            ("VAULT_ROLE_ID", &role_id),
+            ("VAULT_SECRET_ID", &secret_id),
+            ("VAULT_ENV_DAEMON", "true"),
+            ("VAULT_ENV_STOP_TIMEOUT", "2s"),
+            ("DB_USER", "vault:database/creds/app#username"),
+        ],
+        &["sh", "-c", "trap 'exit 0' TERM; echo \"user $DB_USER\"; while :; do sleep 0.1; done"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // Revoke every token that came from the approle login, as an operator would.
+    let accessors = bao.api("LIST", "auth/token/accessors", None)["data"]["keys"].as_array().cloned().unwrap_or_default();
+    for accessor in accessors {
+        let info = bao.api("POST", "auth/token/lookup-accessor", Some(json!({"accessor": accessor})));
+        if info["data"]["path"] == "auth/approle/login" {
+            bao.api("POST", "auth/token/revoke-accessor", Some(json!({"accessor": accessor})));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    let out = stop(child);
+    assert_eq!(out.code, Some(0), "not 75: a login works\n{}", out.stderr);
+    let users: BTreeSet<&str> = out.stdout.lines().filter_map(|l| l.strip_prefix("user ")).collect();
+    assert!(users.len() >= 2, "restarted with new credentials: {users:?}\n{}", out.stderr);
+    assert!(out.stderr.contains("the Vault token was refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("token revoked, and the leases it created with it"), "{}", out.stderr);
+    assert!(!out.stderr.contains("could not revoke"), "the policy cannot revoke leases one by one, and need not: {}", out.stderr);
+    let (code, left) = bao.try_api("LIST", "sys/leases/lookup/database/creds/app", None);
+    assert!(code == 404 || left["data"]["keys"].as_array().is_none_or(Vec::is_empty), "leases left behind: {left}");
+}

@@ -173,6 +173,11 @@ impl Client {
         Client { patient_until: Instant::now(), ..self.clone() }
     }
 
+    /// The same client that tries once: no retries, no start-up patience (revocations at exit).
+    pub fn impatient_once(&self) -> Client {
+        Client { patient_until: Instant::now(), max_retries: 0, ..self.clone() }
+    }
+
     pub fn with_token(&self, token: SecretString) -> Client {
         Client { token: Some(token), ..self.clone() }
     }

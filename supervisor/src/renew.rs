@@ -76,12 +76,18 @@ pub fn replace_lead(lease: Duration) -> Duration {
     lease.div_f64(5.0).clamp(Duration::from_secs(1), Duration::from_secs(300)).min(lease / 2)
 }
 
-/// When to retry after `attempt` failures: 1 s doubling up to 60 s, but never later than halfway
-/// between now and `deadline`, so there is always time for another try.
-pub fn retry_at(now: Instant, attempt: u32, deadline: Instant) -> Instant {
+/// The shortest wait between retries, however close the deadline: a fleet of pods must not
+/// hammer a struggling Vault in the last moments before their leases expire.
+pub const RETRY_FLOOR: Duration = Duration::from_millis(500);
+
+/// When to retry after `attempt` failures: 1 s doubling up to 60 s, but no later than halfway
+/// between now and `deadline` (so there is time for another try) and no sooner than
+/// [`RETRY_FLOOR`]; then up to 20 % more, by `jitter` (0..1), so that pods spread out.
+pub fn retry_at(now: Instant, attempt: u32, deadline: Instant, jitter: f64) -> Instant {
     let backoff = Duration::from_secs(1u64 << attempt.min(6)).min(Duration::from_secs(60));
     let half_left = deadline.saturating_duration_since(now) / 2;
-    now + backoff.min(half_left)
+    let wait = backoff.min(half_left).max(RETRY_FLOOR);
+    now + wait + wait.mul_f64(jitter.clamp(0.0, 1.0) * 0.2)
 }
 
 #[cfg(test)]
@@ -118,11 +124,28 @@ mod tests {
     #[test]
     fn retry_is_bounded_by_time_left() {
         let now = Instant::now();
-        assert_eq!(retry_at(now, 0, now + S(100)), now + S(1));
-        assert_eq!(retry_at(now, 3, now + S(100)), now + S(8));
-        assert_eq!(retry_at(now, 10, now + S(1000)), now + S(60));
-        assert_eq!(retry_at(now, 5, now + S(10)), now + S(5));
-        assert_eq!(retry_at(now, 5, now), now);
+        assert_eq!(retry_at(now, 0, now + S(100), 0.0), now + S(1));
+        assert_eq!(retry_at(now, 3, now + S(100), 0.0), now + S(8));
+        assert_eq!(retry_at(now, 10, now + S(1000), 0.0), now + S(60));
+        assert_eq!(retry_at(now, 5, now + S(10), 0.0), now + S(5));
+        assert_eq!(retry_at(now, 3, now + S(100), 1.0), now + S(8) + Duration::from_millis(1600), "jitter adds up to 20 %");
+    }
+
+    /// Security review L8: near expiry, retries converged on the deadline (the last five within
+    /// 20 ms). Now they keep a floor, so a run of failures up to expiry makes few calls.
+    #[test]
+    fn retries_near_expiry_keep_a_floor() {
+        let start = Instant::now();
+        let deadline = start + S(10);
+        let (mut now, mut attempts) = (start, 0u32);
+        while now < deadline {
+            let next = retry_at(now, attempts, deadline, 0.0);
+            assert!(next - now >= RETRY_FLOOR, "attempt {attempts}: {:?}", next - now);
+            now = next;
+            attempts += 1;
+        }
+        assert!(attempts <= 12, "{attempts} attempts in 10 s");
+        assert_eq!(retry_at(start, 5, start, 0.0), start + RETRY_FLOOR, "past the deadline: still the floor");
     }
 
     /// Property, with a fake clock: for any TTL, max TTL and jitter, every renewal lands before the
