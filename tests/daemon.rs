@@ -252,3 +252,27 @@ fn a_token_revoked_from_outside_is_replaced_by_a_new_login() {
     let (code, left) = bao.try_api("LIST", "sys/leases/lookup/database/creds/app", None);
     assert!(code == 404 || left["data"]["keys"].as_array().is_none_or(Vec::is_empty), "leases left behind: {left}");
 }
+
+/// Security review M3: with Vault hung (its process stopped), SIGTERM took 60 s to exit (each
+/// revocation retried for 30 s), past Kubernetes' 30 s grace period. Revocations now share one
+/// budget of 5 s.
+#[test]
+fn shutdown_with_a_hung_vault_fits_in_the_grace_period() {
+    let bao = Bao::dev();
+    let db = MariaDb::start();
+    database_engine(&bao, &db, "1m", "10m");
+    let (child, _home) = spawn_vault_env(
+        &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_ENV_DAEMON", "true"), ("DB_USER", "vault:database/creds/app#username")],
+        &["sh", "-c", "trap 'exit 0' TERM; echo started; while :; do sleep 0.1; done"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = bao.pid().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let started = Instant::now();
+    let out = stop(child);
+    let took = started.elapsed();
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(took < Duration::from_secs(12), "exit took {took:?}\n{}", out.stderr);
+    assert!(out.stderr.contains("did not answer the revocations within 5s"), "{}", out.stderr);
+}

@@ -87,6 +87,11 @@ pub struct BaoOptions {
 }
 
 impl Bao {
+    /// The server's PID (to stop it with SIGSTOP and resume it: a hung Vault).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dev() -> Bao {
         Self::start(BaoOptions { extra_config: None, tls: false })
     }
