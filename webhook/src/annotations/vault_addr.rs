@@ -78,7 +78,7 @@ pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, String> {
             }
             check_ipv4(ip, policy.allow_private)?;
         }
-        Some(Host::Ipv6(ip)) => match ip.to_ipv4_mapped() {
+        Some(Host::Ipv6(ip)) => match embedded_ipv4(ip) {
             Some(v4) => check_ipv4(v4, policy.allow_private)?,
             None => check_ipv6(ip, policy.allow_private)?,
         },
@@ -101,8 +101,31 @@ fn raw_host(addr: &str) -> String {
     host.to_ascii_lowercase()
 }
 
+/// The IPv4 address an IPv6 address carries, in every form that reaches it (security review L6):
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, IPv4-translated
+/// `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` and `64:ff9b:1::/48`, and 6to4 `2002:AABB:CCDD::`.
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
+        [0, 0, 0, 0, 0, 0, _, _] if !ip.is_loopback() && !ip.is_unspecified() => Some(low),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 1, ..] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        _ => None,
+    }
+}
+
 fn check_ipv4(ip: Ipv4Addr, allow_private: bool) -> Result<(), String> {
     let o = ip.octets();
+    // 0.0.0.0/8 ("this network"), 192.0.0.0/24 (IETF protocol assignments), 198.18.0.0/15
+    // (benchmarking), 240.0.0.0/4 (reserved): RFC 6890's special ranges that are never a Vault.
+    let special = o[0] == 0 || (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) || o[0] >= 240;
+    if special {
+        return Err(format!("{ip} is refused (a special-purpose address)"));
+    }
     if ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
         return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
     }
@@ -115,7 +138,13 @@ fn check_ipv4(ip: Ipv4Addr, allow_private: bool) -> Result<(), String> {
 
 fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), String> {
     let first = ip.segments()[0];
-    if ip.is_unspecified() || ip.is_multicast() || (first & 0xffc0) == 0xfe80 || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+    // fe80::/10 link-local, fec0::/10 (deprecated site-local), the EC2 metadata address.
+    if ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xffc0) == 0xfe80
+        || (first & 0xffc0) == 0xfec0
+        || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+    {
         return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
     }
     if (ip.is_loopback() || (first & 0xfe00) == 0xfc00) && !allow_private {
@@ -130,6 +159,39 @@ mod tests {
 
     fn settings(allowlist: &str, allow_private: bool) -> AddrPolicy {
         AddrPolicy::new("https://vault.vault:8200", allowlist, allow_private)
+    }
+
+    /// Security review L6: forms that passed the guard when allowlisted. Tested as a function:
+    /// nothing connects anywhere.
+    #[test]
+    fn embedded_and_special_addresses_are_refused_even_when_allowlisted() {
+        let forms = [
+            "http://[::a9fe:a9fe]",
+            "http://[64:ff9b::a9fe:a9fe]",
+            "http://[64:ff9b:1::a9fe:a9fe]",
+            "http://[2002:a9fe:a9fe::1]",
+            "http://[::ffff:0:a9fe:a9fe]",
+            "http://[fec0::1]",
+            "http://0.1.2.3",
+            "http://198.18.0.1",
+            "http://192.0.0.192",
+        ];
+        for addr in forms {
+            let policy = AddrPolicy::new("https://vault.vault:8200", addr, true);
+            assert!(check(addr, &policy).is_err(), "{addr} passed");
+        }
+        // Still refused as before.
+        for addr in
+            ["http://[::ffff:a9fe:a9fe]", "http://0.0.0.0", "http://[::]", "http://localhost.", "http://vault.localhost", "http://[fd00:ec2::254]"]
+        {
+            let policy = AddrPolicy::new("https://vault.vault:8200", addr, true);
+            assert!(check(addr, &policy).is_err(), "{addr} passed");
+        }
+        // Ordinary allowlisted addresses still pass.
+        for addr in ["https://10.0.0.5:8200", "https://[2001:db8::5]:8200", "http://[::1]:8200"] {
+            let policy = AddrPolicy::new("https://vault.vault:8200", addr, true);
+            assert!(check(addr, &policy).is_ok(), "{addr} refused: {:?}", check(addr, &policy));
+        }
     }
 
     /// Bank-Vaults' `TestValidateObjectAddr` cases, plus IPv6 and mapped forms.
