@@ -19,6 +19,8 @@ python3 scripts/module-graph.py \
   --forbid 'webhook/src:annotations,mutate!admit,fetch,http,settings' --forbid 'webhook/src:*!settings' \
   src supervisor/src webhook/src
 bash "$ROOT/scripts/render-deploy.sh" --check
+log "the fuzz targets compile (running them: README, Fuzzing)"
+cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
 # The webhook's black-box tests run its binary, which `cargo test` alone does not build.
 cargo build -p vault-env-webhook --bin vault-secrets-webhook --locked
 cargo test --workspace --locked "$@"

@@ -45,7 +45,7 @@ fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answ
 }
 
 /// Reads the review; a wrong apiVersion/kind or a missing request is a 400.
-fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
+pub fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
 where
     T: kube::Resource + serde::de::DeserializeOwned,
 {
