@@ -182,10 +182,7 @@ fn a_capped_login_token_is_replaced_by_logging_in_again() {
     let bao = Bao::dev();
     bao.kv2("app", json!({"k": "v"}));
     bao.policy("read-app", r#"path "secret/data/app" { capabilities = ["read"] }"#);
-    bao.enable_auth("approle", "approle");
-    bao.api("POST", "auth/approle/role/app", Some(json!({"token_policies": ["read-app"], "token_ttl": "4s", "token_max_ttl": "8s"})));
-    let role_id = bao.api("GET", "auth/approle/role/app/role-id", None)["data"]["role_id"].as_str().unwrap().to_string();
-    let secret_id = bao.api("POST", "auth/approle/role/app/secret-id", Some(json!({})))["data"]["secret_id"].as_str().unwrap().to_string();
+    let (role_id, secret_id) = bao.approle(&["read-app"], "4s", "8s");
     let (child, _home) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),
@@ -216,10 +213,7 @@ fn a_token_revoked_from_outside_is_replaced_by_a_new_login() {
     let db = MariaDb::start();
     database_engine(&bao, &db, "6s", "10m");
     bao.policy("db", r#"path "database/creds/app" { capabilities = ["read"] }"#);
-    bao.enable_auth("approle", "approle");
-    bao.api("POST", "auth/approle/role/app", Some(json!({"token_policies": ["db"], "token_ttl": "1m", "token_max_ttl": "10m"})));
-    let role_id = bao.api("GET", "auth/approle/role/app/role-id", None)["data"]["role_id"].as_str().unwrap().to_string();
-    let secret_id = bao.api("POST", "auth/approle/role/app/secret-id", Some(json!({})))["data"]["secret_id"].as_str().unwrap().to_string();
+    let (role_id, secret_id) = bao.approle(&["db"], "1m", "10m");
     let (child, _home) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),

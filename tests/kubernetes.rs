@@ -370,20 +370,10 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     assert_eq!((cm["data"]["user"].as_str(), cm["data"]["plain"].as_str()), (Some("robot"), Some("x")), "{cm}");
 
     // A custom resource (a CRD the test installs), with customResourceMutations naming it.
-    cluster.must(
-        "POST",
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        Some(&json!({"metadata": {"name": "widgets.example.com"}, "spec": {
-            "group": "example.com", "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
-                "type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}})),
-    );
-    let widgets = "/apis/example.com/v1/namespaces/shop/widgets";
+    let widgets = cluster.crd("example.com", "widgets", "Widget", "shop");
     let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
                         "spec": {"login": {"user": "vault:secret/data/dockerrepo#DOCKER_REPO_USER"}, "size": 3}});
-    assert!(busy_wait(Duration::from_secs(30), || cluster.api("GET", widgets, None).0 == 200), "the CRD is not served");
-    let stored = cluster.must("POST", widgets, Some(&widget));
+    let stored = cluster.must("POST", &widgets, Some(&widget));
     assert_eq!((stored["spec"]["login"]["user"].as_str(), stored["spec"]["size"].as_i64()), (Some("robot"), Some(3)), "{stored}");
 
     // A container without command: its image's ENTRYPOINT/CMD from the loopback docker-registry.
@@ -562,17 +552,7 @@ pods:
     assert!(!manifest.stdout.contains("kind: ServiceMonitor"), "no ServiceMonitor without the Prometheus Operator's CRD");
 
     // Once the CRD is served, the same values make a ServiceMonitor.
-    cluster.must(
-        "POST",
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        Some(&json!({"metadata": {"name": "servicemonitors.monitoring.coreos.com"}, "spec": {
-            "group": "monitoring.coreos.com", "scope": "Namespaced",
-            "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
-            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
-                "type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})),
-    );
-    let monitors = "/apis/monitoring.coreos.com/v1/namespaces/infra/servicemonitors";
-    assert!(busy_wait(Duration::from_secs(30), || cluster.api("GET", monitors, None).0 == 200), "the CRD is not served");
+    let monitors = cluster.crd("monitoring.coreos.com", "servicemonitors", "ServiceMonitor", "infra");
     let upgrade = cluster.helm(&["upgrade", "vsw", &chart(), "--namespace", "infra", "-f", &values, "-f", &auth]);
     assert_eq!(upgrade.code, Some(0), "{}", upgrade.all());
     let monitor = cluster.must("GET", &format!("{monitors}/vsw-vault-secrets-webhook"), None);

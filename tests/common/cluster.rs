@@ -166,6 +166,23 @@ impl Cluster {
         answer
     }
 
+    /// Installs a namespaced CRD `PLURAL.GROUP` (version v1, any fields) and waits until it is
+    /// served; returns its collection path in `namespace`.
+    pub fn crd(&self, group: &str, plural: &str, kind: &str, namespace: &str) -> String {
+        let schema = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+        self.must(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            Some(&json!({"metadata": {"name": format!("{plural}.{group}")}, "spec": {
+                "group": group, "scope": "Namespaced",
+                "names": {"plural": plural, "singular": kind.to_ascii_lowercase(), "kind": kind},
+                "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}}]}})),
+        );
+        let path = format!("/apis/{group}/v1/namespaces/{namespace}/{plural}");
+        assert!(busy_wait(Duration::from_secs(30), || self.api("GET", &path, None).0 == 200), "the CRD {plural}.{group} is not served");
+        path
+    }
+
     /// A namespace with its `default` ServiceAccount (no controller manager makes it here).
     pub fn namespace(&self, name: &str) {
         self.namespace_with(name, json!({}));

@@ -87,6 +87,16 @@ pub struct BaoOptions {
 }
 
 impl Bao {
+    /// An AppRole role `app` with `policies` and token TTLs: its (role_id, secret_id).
+    pub fn approle(&self, policies: &[&str], token_ttl: &str, token_max_ttl: &str) -> (String, String) {
+        self.enable_auth("approle", "approle");
+        let role = json!({"token_policies": policies, "token_ttl": token_ttl, "token_max_ttl": token_max_ttl});
+        self.api("POST", "auth/approle/role/app", Some(role));
+        let role_id = self.api("GET", "auth/approle/role/app/role-id", None)["data"]["role_id"].as_str().unwrap().to_string();
+        let secret_id = self.api("POST", "auth/approle/role/app/secret-id", Some(json!({})))["data"]["secret_id"].as_str().unwrap().to_string();
+        (role_id, secret_id)
+    }
+
     /// The server's PID (to stop it with SIGSTOP and resume it: a hung Vault).
     pub fn pid(&self) -> u32 {
         self.child.id()
