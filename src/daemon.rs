@@ -286,14 +286,8 @@ impl<'a> Daemon<'a> {
             session.client = client;
         }
         self.spawn(&next.env)?;
-        for lease in &old_leases {
-            if let Err(e) = old_client.revoke_lease(&lease.lease_id).await {
-                tracing::debug!(path = %lease.path, "revoking the old lease failed: {e}");
-            }
-        }
-        if new_token && old_token_obtained && old_client.revoke_self().await.is_ok() {
-            tracing::debug!("revoked the previous token");
-        }
+        // The old token (when replaced and ours) takes its leases with it; else lease by lease.
+        revoke(vec![Revocation { client: old_client, token: new_token && old_token_obtained, leases: old_leases }], true).await;
         if new_token {
             self.track_token().await;
         }
@@ -311,43 +305,61 @@ impl<'a> Daemon<'a> {
             self.supervisor.terminate_descendants(Duration::from_secs(2));
         }
         let Some(session) = &self.session else { return code };
-        let revoke = self.config.revoke_token;
-        let mut calls = tokio::task::JoinSet::new();
+        let revoke_setting = self.config.revoke_token;
         let obtained = matches!(session.token.source, TokenSource::Login { .. });
-        let revoke_token = revoke == Some(true) || (revoke.is_none() && obtained);
-        let mut sets = vec![(session.client.clone(), revoke_token, session.resolved.leases.clone())];
+        let token = revoke_setting == Some(true) || (revoke_setting.is_none() && obtained);
+        let mut sets = vec![Revocation { client: session.client.clone(), token, leases: session.resolved.leases.clone() }];
         if let Some(next) = pending {
             match next.token {
                 // A new token was obtained for the restart: it and its leases go (always: it was ours).
-                Some((_, client)) => sets.push((client, true, next.resolved.leases)),
-                None => sets[0].2.extend(next.resolved.leases),
+                Some((_, client)) => sets.push(Revocation { client, token: true, leases: next.resolved.leases }),
+                None => sets[0].leases.extend(next.resolved.leases),
             }
         }
-        for (client, revoke_token, leases) in sets {
-            let client = client.impatient_once();
-            if revoke_token {
+        revoke(sets, revoke_setting != Some(false)).await;
+        code
+    }
+}
+
+/// A token and the leases it created, to be revoked.
+struct Revocation {
+    client: Client,
+    /// Revoke the token (its leases go with it); else the leases one by one.
+    token: bool,
+    leases: Vec<crate::resolve::Lease>,
+}
+
+/// Revokes `sets` all at once, each call tried once, within [`SHUTDOWN_BUDGET`] in all: a hung
+/// Vault delays neither the exit nor the loop by more. `leases` says whether leases are revoked
+/// one by one when their token is not.
+async fn revoke(sets: Vec<Revocation>, leases: bool) {
+    let mut calls = tokio::task::JoinSet::new();
+    for set in sets {
+        let client = set.client.impatient_once();
+        if set.token {
+            let count = set.leases.len();
+            calls.spawn(async move {
+                match client.revoke_self().await {
+                    Ok(()) => tracing::info!(leases = count, "token revoked, and the leases it created with it"),
+                    // Refused: the token is no longer valid (revoked from outside, or expired), and its leases went with it.
+                    Err(e) if e.is_denied() => tracing::info!("the token was already revoked or expired ({e})"),
+                    Err(e) => tracing::warn!("could not revoke the token: {e}"),
+                }
+            });
+        } else if leases {
+            for lease in set.leases {
+                let client = client.clone();
                 calls.spawn(async move {
-                    match client.revoke_self().await {
-                        Ok(()) => tracing::info!(leases = leases.len(), "token revoked, and the leases it created with it"),
-                        Err(e) => tracing::warn!("could not revoke the token: {e}"),
+                    match client.revoke_lease(&lease.lease_id).await {
+                        Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
+                        Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
                     }
                 });
-            } else if revoke != Some(false) {
-                for lease in leases {
-                    let client = client.clone();
-                    calls.spawn(async move {
-                        match client.revoke_lease(&lease.lease_id).await {
-                            Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
-                            Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
-                        }
-                    });
-                }
             }
         }
-        if tokio::time::timeout(SHUTDOWN_BUDGET, async { while calls.join_next().await.is_some() {} }).await.is_err() {
-            tracing::warn!("Vault did not answer the revocations within {}s; exiting anyway", SHUTDOWN_BUDGET.as_secs());
-        }
-        code
+    }
+    if tokio::time::timeout(SHUTDOWN_BUDGET, async { while calls.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("Vault did not answer the revocations within {}s; going on", SHUTDOWN_BUDGET.as_secs());
     }
 }
 

@@ -270,3 +270,32 @@ fn shutdown_with_a_hung_vault_fits_in_the_grace_period() {
     assert!(took < Duration::from_secs(12), "exit took {took:?}\n{}", out.stderr);
     assert!(out.stderr.contains("did not answer the revocations within 5s"), "{}", out.stderr);
 }
+
+/// Security review L3: SIGTERM while the app was stopping for a restart dropped the new secrets
+/// unrevoked (the new lease and its database user lived until their TTL). They are revoked too.
+#[test]
+fn sigterm_during_a_restart_revokes_the_new_secrets_too() {
+    let bao = Bao::dev();
+    let db = MariaDb::start();
+    // Capped at 4 s: replaced (the app restarted) about a second before that.
+    database_engine(&bao, &db, "3s", "4s");
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("stopping");
+    let app = format!("trap 'touch {}; sleep 3; exit 0' TERM; while :; do sleep 0.1; done", mark.display());
+    let (child, _home) = spawn_vault_env(
+        &[
+            ("VAULT_ADDR", &bao.addr),
+            ("VAULT_TOKEN", ROOT_TOKEN),
+            ("VAULT_ENV_DAEMON", "true"),
+            ("VAULT_ENV_STOP_TIMEOUT", "10s"),
+            ("DB_USER", "vault:database/creds/app#username"),
+        ],
+        &["sh", "-c", &app],
+    );
+    assert!(busy_wait(Duration::from_secs(15), || mark.exists()), "the app was not asked to stop for a restart");
+    let out = stop(child);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("restarting the app with new secrets"), "{}", out.stderr);
+    let (code, left) = bao.try_api("LIST", "sys/leases/lookup/database/creds/app", None);
+    assert!(code == 404 || left["data"]["keys"].as_array().is_none_or(Vec::is_empty), "leases left behind: {left}\n{}", out.stderr);
+}

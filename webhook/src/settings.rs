@@ -140,7 +140,7 @@ Server:
   HEADER_READ_TIMEOUT                  TLS handshake and request headers [default: 10s]
   IDLE_TIMEOUT                         connections without a request for this long are closed
                                        [default: 90s] (also fixed: 32 HTTP/2 streams per
-                                       connection, bodies up to 7 MiB)
+                                       connection, bodies up to 4 MiB)
   TELEMETRY_LISTEN_ADDRESS             also serve /metrics there, over plain HTTP
   LOG_LEVEL                            the webhook's log level [default: info]
   ENABLE_JSON_LOG                      JSON logs; also the default of VAULT_JSON_LOG in pods

@@ -40,7 +40,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(12),
             idle_timeout: Duration::from_secs(90),
-            body_limit: 7 * 1024 * 1024,
+            body_limit: 4 * 1024 * 1024,
         }
     }
 }
