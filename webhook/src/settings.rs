@@ -136,7 +136,8 @@ Server:
   REQUEST_TIMEOUT                      a whole admission request, body included; set it just above
                                        the webhook configuration's timeoutSeconds [default: 12s]
   MAX_CONNECTIONS                      connections served at once (more wait) [default: 256]
-  MAX_CONCURRENT_REQUESTS              admission requests processed at once [default: 32]
+  MAX_CONCURRENT_REQUESTS              admission requests processed at once, each body buffered
+                                       up to 4 MiB [default: 16]
   HEADER_READ_TIMEOUT                  TLS handshake and request headers [default: 10s]
   IDLE_TIMEOUT                         connections without a request for this long are closed
                                        [default: 90s] (also fixed: 32 HTTP/2 streams per

@@ -35,7 +35,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 256,
-            max_requests: 32,
+            max_requests: 16,
             max_streams: 32,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(12),
