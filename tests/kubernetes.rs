@@ -241,6 +241,12 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     assert_eq!(env(&read, "VAULT_ADDR").as_deref(), Some(bao.addr.as_str()), "the chart's env reaches the pods");
     assert_eq!(env(&read, "DB_PASSWORD").as_deref(), Some("vault:secret/data/db#password"), "no secret in the pod spec");
 
+    // An annotation we do not act on: admitted with the webhook's warning, as kubectl shows it.
+    let (warned, warnings) =
+        cluster.create_with_warnings(pods, &pod("warned", json!({"vault.security.banzaicloud.io/vault-ct-cpu": "50m"}), json!({})));
+    assert_eq!(warned["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]));
+    assert!(warnings.iter().any(|w| w.contains("vault.security.banzaicloud.io/vault-ct-cpu: not supported yet")), "{warnings:?}");
+
     // The same spec again: mutated exactly once too.
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));
     assert_eq!(again["spec"]["initContainers"].as_array().map(Vec::len), Some(1), "{again}");

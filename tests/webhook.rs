@@ -515,3 +515,36 @@ fn slow_and_idle_clients_are_cut_off() {
     assert!(idle.0 < 6.0 && idle.1 != "still open", "an idle keep-alive: {idle:?}");
     assert_eq!(hook.get("/healthz").0, 200);
 }
+
+/// Issue 14: no Bank-Vaults annotation is ignored in silence. A key that would bring the app its
+/// secrets (an agent or consul-template) is a denial that says so; tuning keys, other providers'
+/// keys and unknown keys are warnings in the answer (kubectl prints them); an auth method
+/// vault-env would refuse is a denial naming the annotation.
+#[test]
+fn unsupported_and_unknown_annotations_are_warned_or_denied() {
+    let hook = Webhook::start(&[("VAULT_ADDR", "https://vault.vault:8200")]);
+    let app = json!([{"name": "app", "image": "app:1", "command": ["/app"], "env": [{"name": "P", "value": "vault:secret/data/app#p"}]}]);
+    let a = |key: &str| format!("vault.security.banzaicloud.io/{key}");
+    let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a("vault-ct-cpu"): "50m", a("vault-adr"): "x"}))));
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    assert_eq!(
+        answer["response"]["warnings"],
+        json!([
+            "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
+            "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (vault-agent/consul-template injection); ignored"
+        ])
+    );
+    assert!(answer["response"]["patch"].is_string(), "still mutated: {answer}");
+    for (key, value, says) in [
+        ("vault-ct-configmap", "ct-config", "would start without the files or token it provides"),
+        ("vault-agent", "true", "would start without the files or token it provides"),
+        ("vault-auth-method", "aws-ec2", "vault-auth-method=\"aws-ec2\" is not valid"),
+    ] {
+        let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a(key): value}))));
+        assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(false)), "{key}: {answer}");
+        let message = answer["response"]["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&a(key)) && message.contains(says), "{key}: {message}");
+    }
+    let (_, answer) = hook.post("/pods", &review_of(pod_with(app, json!({a("vault-agent"): "false"}))));
+    assert_eq!((&answer["response"]["allowed"], &answer["response"]["warnings"]), (&json!(true), &Value::Null), "{answer}");
+}

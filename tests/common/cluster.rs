@@ -159,6 +159,33 @@ impl Cluster {
         (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::String(body.to_string())))
     }
 
+    /// A POST as the admin that must succeed: the body, and the `Warning` headers the API server
+    /// sent (admission webhooks' warnings, as kubectl prints them).
+    pub fn create_with_warnings(&self, path: &str, body: &Value) -> (Value, Vec<String>) {
+        let headers = self.dir.path().join(format!("headers-{}", fastrand::u64(..)));
+        let file = self.dir.path().join(format!("body-{}.json", fastrand::u64(..)));
+        std::fs::write(&file, body.to_string()).unwrap();
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-X", "POST", "--cacert"])
+            .arg(&self.ca)
+            .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}"), "-H", "Content-Type: application/json", "-D"])
+            .arg(&headers)
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .expect("curl");
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(answer["metadata"]["uid"].is_string(), "POST {path}: {answer}");
+        let warnings = std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Warning: ").or_else(|| l.strip_prefix("warning: ")))
+            .map(|w| w.trim().to_string())
+            .collect();
+        (answer, warnings)
+    }
+
     /// A call that must succeed; returns the body.
     pub fn must(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let (code, answer) = self.api(method, path, body);

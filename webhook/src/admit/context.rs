@@ -7,8 +7,17 @@ use crate::fetch::registry::pull_secrets::PullCredentials;
 use crate::fetch::registry::{Platform, Registry, RegistrySettings};
 use crate::fetch::vault::{VaultAccess, VaultSettings};
 use crate::metrics::Metrics;
+use crate::mutate::patch::JsonPatch;
 use std::fmt;
 use std::sync::Arc;
+
+/// An admitted object: the patch, if it needs one, and warnings for whoever created it
+/// (`response.warnings`: kubectl prints them).
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub patch: Option<JsonPatch>,
+    pub warnings: Vec<String>,
+}
 
 /// Why an object is refused: whom it is about, and every reason (never a secret value). The
 /// review answers it as `allowed: false` with this text.

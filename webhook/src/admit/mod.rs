@@ -5,6 +5,6 @@ pub mod context;
 pub mod pod;
 pub mod object;
 
-pub use context::{Context, Denial};
+pub use context::{Admitted, Context, Denial};
 pub use object::{mutate_object, object_name};
 pub use pod::{mutate_pod, pod_name};

@@ -1,7 +1,7 @@
 //! Secret, ConfigMap and custom-object admission: annotations → the references to resolve → (not
 //! on a dry run) the webhook's own Vault read → the values written back → a JSONPatch.
 
-use super::context::{Context, Denial};
+use super::context::{Admitted, Context, Denial};
 use crate::annotations::{self, ObjectConfig};
 use crate::mutate::object::{self, Kind};
 use crate::mutate::patch::JsonPatch;
@@ -30,30 +30,45 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 /// The patch that puts the Vault values into a Secret, ConfigMap or other object, or `None` when
 /// it holds no reference (then Vault is not contacted) or the request is a dry run (references
 /// and annotations are still checked, but nothing is read or written in Vault). Errors name the
-/// object, the place and the reference, never a value.
-pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Option<JsonPatch>, Denial> {
+/// object, the place and the reference, never a value. Annotations it does not act on are
+/// warnings.
+pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Admitted, Denial> {
     let who = object_name(object, namespace);
     let annotations = string_map(&object["metadata"]["annotations"]);
     let labels = string_map(&object["metadata"]["labels"]);
     if annotations::skipped(&annotations, &labels) {
-        return Ok(None);
+        return Ok(Admitted::default());
     }
+    let warnings = annotations::unhandled(&annotations, false).warnings;
+    let patch = resolve_object(ctx, kind, object, namespace, dry_run, &who, &annotations).await?;
+    Ok(Admitted { patch, warnings })
+}
+
+async fn resolve_object(
+    ctx: &Context,
+    kind: Kind,
+    object: &Value,
+    namespace: &str,
+    dry_run: bool,
+    who: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<JsonPatch>, Denial> {
     let slots = object::slots(kind, object);
     if slots.is_empty() {
         return Ok(None);
     }
     let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let config = ObjectConfig::from_annotations(&annotations, name, namespace, &ctx.objects).map_err(|errors| Denial::all(&who, &errors))?;
+    let config = ObjectConfig::from_annotations(annotations, name, namespace, &ctx.objects).map_err(|errors| Denial::all(who, &errors))?;
     let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
-    let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| Denial::all(&who, &errors))?;
-    object::check_plan(&plan).map_err(|reasons| Denial::all(&who, &reasons))?;
+    let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| Denial::all(who, &errors))?;
+    object::check_plan(&plan).map_err(|reasons| Denial::all(who, &reasons))?;
     if dry_run {
         return Ok(None);
     }
-    let resolved = ctx.vault.resolve(&config, namespace, &ctx.kube, &plan).await.map_err(|e| Denial::new(&who, e))?;
+    let resolved = ctx.vault.resolve(&config, namespace, &ctx.kube, &plan).await.map_err(|e| Denial::new(who, e))?;
     if !resolved.leases.is_empty() {
         tracing::warn!(object = %who, "holds dynamic secrets: they end when the webhook's Vault token does (use vault-env in the pod to keep them renewed)");
     }
-    let mutated = object::apply(kind, object, &resolved.values).map_err(|e| Denial::new(&who, e))?;
-    JsonPatch::from_patch(&json_patch::diff(object, &mutated)).map_err(|e| Denial::new(&who, e))
+    let mutated = object::apply(kind, object, &resolved.values).map_err(|e| Denial::new(who, e))?;
+    JsonPatch::from_patch(&json_patch::diff(object, &mutated)).map_err(|e| Denial::new(who, e))
 }

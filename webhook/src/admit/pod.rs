@@ -3,11 +3,10 @@
 //! `command` → patch. The decisions are the pure functions of [`crate::mutate::pod`]; this module
 //! does the reads between them.
 
-use super::context::{Context, Denial};
+use super::context::{Admitted, Context, Denial};
 use crate::annotations::{self, ObjectInfo, PodConfig};
 use crate::fetch::kube::KubeApi;
 use crate::fetch::registry::{Lookup, Platform};
-use crate::mutate::patch::JsonPatch;
 use crate::mutate::pod::{self, ContainerRef, DataSource, ImageCommand, SourceData};
 use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
@@ -23,9 +22,10 @@ pub fn pod_name(pod: &Pod, namespace: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// The patch for a pod, or `None` when it needs none. Errors name the pod, and the container or
-/// annotation at fault; they never carry a secret value.
-pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Option<JsonPatch>, Denial> {
+/// The patch for a pod (none when it needs none), with warnings for annotations it does not act
+/// on. Errors name the pod, and the container or annotation at fault; they never carry a secret
+/// value.
+pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Admitted, Denial> {
     let who = format!("pod {}", pod_name(pod, namespace));
     let spec = pod.spec.as_ref();
     let service_account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("");
@@ -34,9 +34,18 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
     if annotations::skipped(annotations, labels) {
-        return Ok(None);
+        return Ok(Admitted::default());
     }
-    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
+    let unhandled = annotations::unhandled(annotations, true);
+    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods);
+    let config = match (config, unhandled.denials.is_empty()) {
+        (Ok(config), true) => config,
+        (Ok(_), false) => return Err(Denial::all(&who, &unhandled.denials)),
+        (Err(errors), _) => {
+            let reasons: Vec<String> = errors.iter().map(ToString::to_string).chain(unhandled.denials).collect();
+            return Err(Denial::all(&who, &reasons));
+        }
+    };
 
     let mut fetched = SourceData::new();
     for (source, name) in pod::sources_to_fetch(pod, &config) {
@@ -70,7 +79,8 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Opt
             images.insert(target, command);
         }
     }
-    pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who, e))
+    let patch = pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who, e))?;
+    Ok(Admitted { patch, warnings: unhandled.warnings })
 }
 
 fn referring_container(pod: &Pod, source: DataSource, name: &str) -> String {

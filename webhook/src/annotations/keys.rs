@@ -42,6 +42,46 @@ pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "psp-allow-privilege-escalation
 pub const REGISTRY_SKIP_VERIFY: &str = "registry-skip-verify";
 pub const VAULT_SERVICEACCOUNT: &str = "vault-serviceaccount";
 
+/// Every key this webhook acts on (after the prefix), in either spelling's old form.
+pub const ALL: &[&str] = &[
+    MUTATE,
+    VAULT_ADDR,
+    VAULT_SKIP_VERIFY,
+    VAULT_ROLE,
+    VAULT_PATH,
+    VAULT_AUTH_METHOD,
+    VAULT_NAMESPACE,
+    VAULT_TLS_SECRET,
+    VAULT_CLIENT_TIMEOUT,
+    VAULT_IGNORE_MISSING_SECRETS,
+    TRANSIT_KEY_ID,
+    TRANSIT_PATH,
+    TRANSIT_BATCH_SIZE,
+    VAULT_ENV_PASSTHROUGH,
+    ENABLE_JSON_LOG,
+    LOG_LEVEL,
+    TOKEN_AUTH_MOUNT,
+    VAULT_ENV_DAEMON,
+    VAULT_ENV_DELAY,
+    VAULT_ENV_FROM_PATH,
+    VAULT_ENV_IMAGE,
+    VAULT_ENV_IMAGE_PULL_POLICY,
+    MUTATE_PROBES,
+    RUN_AS_NON_ROOT,
+    RUN_AS_USER,
+    RUN_AS_GROUP,
+    READONLY_ROOT_FS,
+    PSP_ALLOW_PRIVILEGE_ESCALATION,
+    REGISTRY_SKIP_VERIFY,
+    VAULT_SERVICEACCOUNT,
+];
+
+/// A key under the new prefix in its old (Bank-Vaults) spelling: `vault-transit-key-id` →
+/// `transit-key-id`; other keys as they are.
+pub fn renamed(key: &str) -> &str {
+    RENAMED.iter().find(|(_, new)| new.contains(&key)).map_or(key, |(old, _)| old)
+}
+
 /// Keys renamed under the new prefix by bank-vaults/secrets-webhook (`secrets-webhook` `pkg/common/annotations.go`): old key → new keys.
 const RENAMED: &[(&str, &[&str])] = &[
     ("transit-key-id", &["vault-transit-key-id"]),

@@ -10,8 +10,10 @@ pub mod vault;
 pub mod vault_addr;
 pub mod pod;
 pub mod object;
+pub mod unhandled;
 
 pub use keys::{MUTATE_LABEL, NEW_PREFIX, PREFIX, skipped};
 pub use object::{ObjectConfig, ObjectDefaults};
 pub use pod::{PodConfig, PodDefaults};
+pub use unhandled::{Unhandled, unhandled};
 pub use vault::{ObjectInfo, VaultDefaults, VaultTarget};

@@ -93,11 +93,8 @@ impl ObjectConfig {
         let default_role = if d.vault.role.is_empty() { "default" } else { d.vault.role.as_str() };
         let info = ObjectInfo { name, namespace, service_account: &service_account };
         let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, &info);
-        let auth_method = AuthMethod::parse(&vault.auth_method).unwrap_or_else(|| {
-            let name = r.name_of(VAULT_AUTH_METHOD).unwrap_or_else(|| vault_env::config::VAULT_AUTH_METHOD.into());
-            r.push(FieldError::invalid(name, &vault.auth_method, AuthMethod::EXPECTED));
-            AuthMethod::Jwt
-        });
+        // Checked (and reported) when read.
+        let auth_method = AuthMethod::parse(&vault.auth_method).unwrap_or(AuthMethod::Jwt);
         r.finish(ObjectConfig { vault, auth_method, service_account })
     }
 }

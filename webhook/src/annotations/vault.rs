@@ -4,6 +4,7 @@
 use super::keys::*;
 use super::role::render_role;
 use std::time::Duration;
+use vault_env::config::AuthMethod;
 use vault_env::config::reader::{FieldError, Reader};
 
 /// The webhook's defaults for the Vault settings of pods and objects (its `VAULT_*` variables);
@@ -92,6 +93,12 @@ pub fn read_vault_target(
     object: &ObjectInfo<'_>,
 ) -> VaultTarget {
     let auth_method = r.string(VAULT_AUTH_METHOD, &defaults.auth_method);
+    // A method vault-env (or the webhook) would refuse is refused now, naming the annotation,
+    // rather than a pod that crash-loops or an object that fails later.
+    if AuthMethod::parse(&auth_method).is_none() {
+        let name = r.name_of(VAULT_AUTH_METHOD).unwrap_or_else(|| vault_env::config::VAULT_AUTH_METHOD.into());
+        r.push(FieldError::invalid(name, &auth_method, AuthMethod::EXPECTED));
+    }
     let path = r.string(VAULT_PATH, &defaults.path);
     let role = read_role(r, default_role, &auth_method, &path, object);
     VaultTarget {

@@ -2,7 +2,7 @@
 //! kind). Malformed input is a 400 with a message; a mutation error is an `allowed: false` answer
 //! naming pod, container and annotation, so a pod never starts with unresolved `vault:` values.
 
-use crate::admit::{Context, Denial, mutate_object, mutate_pod, object_name, pod_name};
+use crate::admit::{Admitted, Context, Denial, mutate_object, mutate_pod, object_name, pod_name};
 use crate::metrics::ReviewLabels;
 use crate::mutate::object::Kind;
 use crate::mutate::patch::JsonPatch;
@@ -73,8 +73,8 @@ pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
     review::<Pod>(ctx, body, "Pod", async |request: &AdmissionRequest<Pod>, namespace: &str| {
         let namespace = if namespace.is_empty() { "default" } else { namespace };
         match (&request.operation, &request.object) {
-            (Operation::Create, Some(pod)) => Ok(mutate_pod(ctx, pod, namespace).await?.map(|p| (p, pod_name(pod, namespace)))),
-            _ => Ok(None),
+            (Operation::Create, Some(pod)) => Ok((mutate_pod(ctx, pod, namespace).await?, pod_name(pod, namespace))),
+            _ => Ok((Admitted::default(), String::new())),
         }
     })
     .await
@@ -93,22 +93,21 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind) -> Answer {
         match (&request.operation, &request.object) {
             (Operation::Create | Operation::Update, Some(object)) => {
                 let object = serde_json::to_value(object).map_err(|e| Denial::new("object", format!("cannot read it: {e}")))?;
-                let patch = mutate_object(ctx, kind, &object, namespace, request.dry_run).await?;
-                Ok(patch.map(|p| (p, object_name(&object, namespace))))
+                Ok((mutate_object(ctx, kind, &object, namespace, request.dry_run).await?, object_name(&object, namespace)))
             }
-            _ => Ok(None),
+            _ => Ok((Admitted::default(), String::new())),
         }
     })
     .await
 }
 
-/// The review around a mutation: parse, call `mutate` (which returns the patch and the object's
-/// name for the log, or why the object is denied), answer, and record the metrics.
+/// The review around a mutation: parse, call `mutate` (which returns what was admitted and the
+/// object's name for the log, or why the object is denied), answer, and record the metrics.
 async fn review<T>(
     ctx: &Context,
     body: &[u8],
     kind: &str,
-    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<Option<(JsonPatch, String)>, Denial>,
+    mutate: impl AsyncFnOnce(&AdmissionRequest<T>, &str) -> Result<(Admitted, String), Denial>,
 ) -> Answer
 where
     T: kube::Resource + serde::de::DeserializeOwned,
@@ -128,13 +127,18 @@ where
             let mut response = json!({"uid": request.uid, "allowed": true});
             let mut patch = None;
             match mutate(&request, &namespace).await {
-                Ok(Some((p, who))) => {
-                    labels.mutated = "true".into();
+                Ok((admitted, who)) => {
                     labels.outcome = "allowed".into();
-                    tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
-                    patch = Some(p);
+                    if !admitted.warnings.is_empty() {
+                        tracing::info!(object = %who, warnings = ?admitted.warnings, "admitted with warnings");
+                        response["warnings"] = json!(admitted.warnings);
+                    }
+                    if let Some(p) = admitted.patch {
+                        labels.mutated = "true".into();
+                        tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
+                        patch = Some(p);
+                    }
                 }
-                Ok(None) => labels.outcome = "allowed".into(),
                 Err(denial) => {
                     let message = denial.to_string();
                     tracing::warn!("denied: {message}");

@@ -1,0 +1,114 @@
+//! Annotations under our prefixes that this webhook does not act on: none is ignored in silence
+//! (issue 14). Keys that would bring the app its secrets (an agent or consul-template that
+//! renders files or logs in for it) are denials: admitted without them, the app would start
+//! without its secrets. Other unsupported keys, keys of the successor's other providers, and keys
+//! we do not know at all are admission warnings (`response.warnings`, shown by kubectl).
+
+use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, renamed};
+use std::collections::BTreeMap;
+
+/// Bank-Vaults' vault-agent and consul-template keys whose absence starts the app without the
+/// files or the token they provide.
+const NEEDED: &[&str] = &["vault-agent", "vault-agent-configmap", "vault-ct-configmap"];
+
+/// Bank-Vaults' other vault-agent and consul-template keys: they only tune the above.
+const TUNING: &[&str] = &[
+    "vault-agent-once",
+    "vault-agent-share-process-namespace",
+    "vault-agent-cpu",
+    "vault-agent-cpu-limit",
+    "vault-agent-cpu-request",
+    "vault-agent-memory",
+    "vault-agent-memory-limit",
+    "vault-agent-memory-request",
+    "vault-agent-env-variables",
+    "vault-configfile-path",
+    "vault-ct-image",
+    "vault-ct-pull-policy",
+    "vault-ct-once",
+    "vault-ct-share-process-namespace",
+    "vault-ct-cpu",
+    "vault-ct-memory",
+    "vault-ct-secrets-mount-path",
+    "vault-ct-inject-in-initcontainers",
+    "vault-image",
+    "vault-image-pull-policy",
+    "service-account-token-volume-name",
+];
+
+/// The successor's keys for its other providers (OpenBao's `bao-*` mirror, AWS).
+const OTHER_PROVIDERS: &[&str] =
+    &["provider", "aws-region", "aws-load-from-secret", "credentials-namespace", "credentials-secret-name", "aws-tls-secret-arn"];
+
+/// What an object's annotations ask for that is not done: `denials` refuse the object.
+#[derive(Debug, Default, PartialEq)]
+pub struct Unhandled {
+    pub warnings: Vec<String>,
+    pub denials: Vec<String>,
+}
+
+/// For a pod (`pod`), the keys in [`NEEDED`] are denials; on other objects they mean nothing
+/// and are warnings like the rest.
+pub fn unhandled(annotations: &BTreeMap<String, String>, pod: bool) -> Unhandled {
+    let mut out = Unhandled::default();
+    for (name, value) in annotations {
+        let Some(key) = name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)) else { continue };
+        let key = renamed(key);
+        if NEEDED.contains(&key) && pod {
+            let off = key == "vault-agent" && !matches!(value.trim(), "true" | "1" | "True" | "TRUE");
+            if !off {
+                out.denials.push(format!(
+                    "annotation {name}: vault-agent and consul-template injection is not supported yet, and without it the app \
+                     would start without the files or token it provides"
+                ));
+            }
+        } else if TUNING.contains(&key) || NEEDED.contains(&key) {
+            out.warnings.push(format!("{name}: not supported yet (vault-agent/consul-template injection); ignored"));
+        } else if OTHER_PROVIDERS.contains(&key) || key.starts_with("bao-") {
+            out.warnings.push(format!("{name}: only Vault (and OpenBao through it) is supported; ignored"));
+        } else if !KNOWN.contains(&key) {
+            out.warnings.push(format!("{name}: not a known annotation; ignored"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(pairs: &[(&str, &str)]) -> Unhandled {
+        unhandled(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), true)
+    }
+
+    #[test]
+    fn nothing_is_ignored_in_silence() {
+        let u = of(&[
+            ("vault.security.banzaicloud.io/vault-ct-configmap", "ct"),
+            ("vault.security.banzaicloud.io/vault-ct-cpu", "50m"),
+            ("vault.security.banzaicloud.io/vault-addr", "https://vault:8200"),
+            ("vault.security.banzaicloud.io/vault-adr", "typo"),
+            ("secrets-webhook.security.bank-vaults.io/vault-agent-configmap", "agent"),
+            ("secrets-webhook.security.bank-vaults.io/bao-addr", "https://bao:8200"),
+            ("secrets-webhook.security.bank-vaults.io/vault-transit-key-id", "k"),
+            ("example.com/other", "x"),
+        ]);
+        assert_eq!(u.denials.len(), 2, "{u:?}");
+        assert!(u.denials[0].starts_with("annotation secrets-webhook.security.bank-vaults.io/vault-agent-configmap:"), "{u:?}");
+        assert!(u.denials[1].starts_with("annotation vault.security.banzaicloud.io/vault-ct-configmap:"), "{u:?}");
+        assert_eq!(
+            u.warnings,
+            [
+                "secrets-webhook.security.bank-vaults.io/bao-addr: only Vault (and OpenBao through it) is supported; ignored",
+                "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
+                "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (vault-agent/consul-template injection); ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn vault_agent_false_is_no_request() {
+        assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "false")]), Unhandled::default());
+        assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "true")]).denials.len(), 1);
+    }
+}
