@@ -8,8 +8,10 @@ use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, renamed};
 use std::collections::BTreeMap;
 
 /// Bank-Vaults' vault-agent and consul-template keys whose absence starts the app without the
-/// files or the token they provide.
-const NEEDED: &[&str] = &["vault-agent", "vault-agent-configmap", "vault-ct-configmap"];
+/// files or the token they provide. (`vault-agent: "true"` alone is not one: Bank-Vaults' agent
+/// then only logs in with the kubernetes method, role and mount that vault-env uses itself.)
+const NEEDED: &[&str] = &["vault-agent-configmap", "vault-ct-configmap"];
+const AGENT: &str = "vault-agent";
 
 /// Bank-Vaults' other vault-agent and consul-template keys: they only tune the above.
 const TUNING: &[&str] = &[
@@ -55,12 +57,13 @@ pub fn unhandled(annotations: &BTreeMap<String, String>, pod: bool) -> Unhandled
         let Some(key) = name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)) else { continue };
         let key = renamed(key);
         if NEEDED.contains(&key) && pod {
-            let off = key == "vault-agent" && !matches!(value.trim(), "true" | "1" | "True" | "TRUE");
-            if !off {
-                out.denials.push(format!(
-                    "annotation {name}: vault-agent and consul-template injection is not supported yet, and without it the app \
-                     would start without the files or token it provides"
-                ));
+            out.denials.push(format!(
+                "annotation {name}: vault-agent and consul-template injection is not supported yet, and without it the app \
+                 would start without the files or token it provides"
+            ));
+        } else if key == AGENT {
+            if matches!(value.trim(), "true" | "1" | "True" | "TRUE") {
+                out.warnings.push(format!("{name}: no agent is injected; vault-env logs in itself with the same method, role and mount"));
             }
         } else if TUNING.contains(&key) || NEEDED.contains(&key) {
             out.warnings.push(format!("{name}: not supported yet (vault-agent/consul-template injection); ignored"));
@@ -106,9 +109,12 @@ mod tests {
         );
     }
 
+    /// Bank-Vaults' case A: its agent init container only logs in (kubernetes method, the pod's
+    /// role and mount) and hands vault-env the token; vault-env does that login itself.
     #[test]
-    fn vault_agent_false_is_no_request() {
+    fn vault_agent_alone_is_a_warning() {
         assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "false")]), Unhandled::default());
-        assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "true")]).denials.len(), 1);
+        let u = of(&[("vault.security.banzaicloud.io/vault-agent", "true")]);
+        assert_eq!((u.denials.len(), u.warnings.len()), (0, 1), "{u:?}");
     }
 }
