@@ -76,23 +76,9 @@ impl Activity {
     }
 }
 
-/// Marks a request in flight on its connection for as long as it runs.
-pub async fn track(request: Request, next: Next) -> Response {
-    let activity = request.extensions().get::<Arc<Activity>>().cloned();
-    if let Some(a) = &activity {
-        a.in_flight.fetch_add(1, Ordering::Relaxed);
-        a.touch();
-    }
-    let response = next.run(request).await;
-    if let Some(a) = &activity {
-        a.touch();
-        a.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-    response
-}
-
 /// The admission routes' guard: a verified caller when one is required, then a request slot, then
-/// the whole request (body read included) within `request_timeout`.
+/// the whole request (body read included) within `request_timeout`, marked in flight on its
+/// connection ([`Activity`]) while it runs. (Probes and scrapes do not keep a connection open.)
 #[derive(Clone)]
 pub struct Admission {
     pub require_client_cert: bool,
@@ -120,12 +106,37 @@ pub async fn guard(axum::extract::State(admission): axum::extract::State<Admissi
         let _ = tokio::time::timeout(admission.timeout, discard(request.into_body(), admission.body_limit)).await;
         return refuse(StatusCode::UNAUTHORIZED, "a client certificate signed by TLS_CLIENT_CA_FILE is required");
     }
-    let Ok(Ok(_slot)) = tokio::time::timeout(admission.timeout, admission.slots.clone().acquire_owned()).await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many admission requests in flight");
+    let deadline = tokio::time::Instant::now() + admission.timeout;
+    // A free slot is the common case: no timer for it.
+    let _slot = match admission.slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => match tokio::time::timeout_at(deadline, admission.slots.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            _ => return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many admission requests in flight"),
+        },
     };
-    match tokio::time::timeout(admission.timeout, next.run(request)).await {
+    let _in_flight = request.extensions().get::<Arc<Activity>>().cloned().map(InFlight::new);
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => refuse(StatusCode::REQUEST_TIMEOUT, "the request took too long"),
+    }
+}
+
+/// A request in flight on its connection, until dropped (also when an HTTP/2 stream is reset and
+/// the request's future dropped half-way).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -95,12 +95,7 @@ pub fn router(ctx: Arc<Context>, limits: &Limits, require_client_cert: bool) -> 
         .route("/objects", post(objects))
         .layer(DefaultBodyLimit::max(limits.body_limit))
         .route_layer(axum::middleware::from_fn_with_state(admission, conn::guard));
-    Router::new()
-        .merge(reviews)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn(conn::track))
-        .with_state(ctx)
+    Router::new().merge(reviews).route("/healthz", get(|| async { "ok" })).route("/metrics", get(metrics)).with_state(ctx)
 }
 
 pub fn metrics_router(ctx: Arc<Context>) -> Router {
