@@ -247,6 +247,34 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     assert_eq!(warned["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]));
     assert!(warnings.iter().any(|w| w.contains("vault.security.banzaicloud.io/vault-ct-cpu: not supported yet")), "{warnings:?}");
 
+    // vault-agent with the pod's own configuration: a sidecar (or, with vault-agent: "true", an
+    // init container), stored valid by the API server.
+    let sidecar = cluster.must(
+        "POST",
+        pods,
+        Some(&pod("agent-sidecar", json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config"}), json!({}))),
+    );
+    let stored: k8s_openapi::api::core::v1::Pod = serde_json::from_value(sidecar.clone()).expect("a valid Pod");
+    let names: Vec<&str> = stored.spec.as_ref().unwrap().containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["vault-agent", "app"], "{sidecar}");
+    assert_eq!(sidecar["spec"]["shareProcessNamespace"], json!(true));
+    let agent_mounts = sidecar["spec"]["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(
+        agent_mounts.iter().any(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"),
+        "the token mount the API server added: {sidecar}"
+    );
+    let init = cluster.must(
+        "POST",
+        pods,
+        Some(&pod(
+            "agent-init",
+            json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent": "true"}),
+            json!({}),
+        )),
+    );
+    assert_eq!(init["spec"]["initContainers"][0]["name"], "vault-agent", "{init}");
+    assert_eq!(init["spec"]["initContainers"][1]["name"], "copy-vault-env", "{init}");
+
     // The same spec again: mutated exactly once too.
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));
     assert_eq!(again["spec"]["initContainers"].as_array().map(Vec::len), Some(1), "{again}");

@@ -14,6 +14,8 @@ mod deploy;
 mod kubernetes;
 /// Exit codes, whether Vault is contacted, error texts, canary values.
 mod errors;
+/// vault-agent with the pod's own configuration, run as the real `bao agent`.
+mod agent;
 /// Exec mode: command lookup, argv, exit codes, SIGPIPE, delay.
 mod exec;
 /// Every reference form against real engines.

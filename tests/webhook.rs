@@ -531,12 +531,12 @@ fn unsupported_and_unknown_annotations_are_warned_or_denied() {
         answer["response"]["warnings"],
         json!([
             "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
-            "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (vault-agent/consul-template injection); ignored"
+            "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (consul-template injection); ignored"
         ])
     );
     assert!(answer["response"]["patch"].is_string(), "still mutated: {answer}");
     for (key, value, says) in [
-        ("vault-ct-configmap", "ct-config", "would start without the files or token it provides"),
+        ("vault-ct-configmap", "ct-config", "would start without the files it renders"),
         ("vault-auth-method", "aws-ec2", "vault-auth-method=\"aws-ec2\" is not valid"),
     ] {
         let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a(key): value}))));

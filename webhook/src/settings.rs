@@ -4,6 +4,7 @@
 //! image lookups, [`VaultSettings`] for the webhook's own Vault client. Only `main.rs` imports this
 //! module. Every bad variable is reported at once, by the core's one reader.
 
+use crate::annotations::agent::AgentDefaults;
 use crate::annotations::object::SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH;
 use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
 use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
@@ -63,9 +64,13 @@ pub const VAULT_ADDR_ALLOWLIST: &str = "VAULT_ADDR_ALLOWLIST";
 pub const VAULT_ALLOW_PRIVATE_ADDR: &str = "VAULT_ALLOW_PRIVATE_ADDR";
 pub const VAULT_ALLOW_OBJECT_SKIP_VERIFY: &str = "VAULT_ALLOW_OBJECT_SKIP_VERIFY";
 pub const KUBERNETES_NAMESPACE: &str = "KUBERNETES_NAMESPACE";
+pub const VAULT_AGENT: &str = "VAULT_AGENT";
+pub const VAULT_IMAGE: &str = "VAULT_IMAGE";
+pub const VAULT_IMAGE_PULL_POLICY: &str = "VAULT_IMAGE_PULL_POLICY";
+pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "SERVICE_ACCOUNT_TOKEN_VOLUME_NAME";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 47] = [
+pub const ALL: [&str; 51] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -111,6 +116,10 @@ pub const ALL: [&str; 47] = [
     VAULT_ALLOW_PRIVATE_ADDR,
     VAULT_ALLOW_OBJECT_SKIP_VERIFY,
     KUBERNETES_NAMESPACE,
+    VAULT_AGENT,
+    VAULT_IMAGE,
+    VAULT_IMAGE_PULL_POLICY,
+    SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
     core::VAULT_TOKEN_FILE,
     core::VAULT_ENV_PASSTHROUGH,
 ];
@@ -155,6 +164,13 @@ Defaults for pods (each overridable by a vault.security.banzaicloud.io/ annotati
   VAULT_ENV_PASSTHROUGH, VAULT_LOG_LEVEL [info], TRANSIT_KEY_ID, TRANSIT_PATH,
   TRANSIT_BATCH_SIZE [25], RUN_AS_NON_ROOT, RUN_AS_USER, RUN_AS_GROUP, READONLY_ROOT_FS,
   PSP_ALLOW_PRIVILEGE_ESCALATION
+
+vault-agent with the pod's own configuration (vault-agent-configmap annotation):
+  VAULT_AGENT                          default of the vault-agent annotation: an init agent that
+                                       logs in for vault-env [default: false]
+  VAULT_IMAGE [hashicorp/vault:1.20.4], VAULT_IMAGE_PULL_POLICY [IfNotPresent]
+  SERVICE_ACCOUNT_TOKEN_VOLUME_NAME    mount path of the token the agent logs in with
+                                       [default: /var/run/secrets/kubernetes.io/serviceaccount]
 
 The copy-vault-env init container:
   VAULT_ENV_IMAGE [ghcr.io/vault-env/vault-env:0.1.0], VAULT_ENV_PULL_POLICY [IfNotPresent],
@@ -339,6 +355,12 @@ fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaul
         registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
         app_log_level: r.parsed(core::VAULT_LOG_LEVEL, d.app_log_level, EXPECTED_LOG_LEVEL, log_level),
         json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
+        agent: AgentDefaults {
+            init: r.bool(VAULT_AGENT, d.agent.init),
+            image: r.string(VAULT_IMAGE, &d.agent.image),
+            pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.agent.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
+            sa_mount_path: r.string(SERVICE_ACCOUNT_TOKEN_VOLUME_NAME, &d.agent.sa_mount_path),
+        },
     }
 }
 

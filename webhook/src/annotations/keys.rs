@@ -41,6 +41,23 @@ pub const READONLY_ROOT_FS: &str = "readonly-root-fs";
 pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "psp-allow-privilege-escalation";
 pub const REGISTRY_SKIP_VERIFY: &str = "registry-skip-verify";
 pub const VAULT_SERVICEACCOUNT: &str = "vault-serviceaccount";
+// vault-agent with the user's configuration (annotations/agent.rs).
+pub const VAULT_AGENT: &str = "vault-agent";
+pub const VAULT_AGENT_CONFIGMAP: &str = "vault-agent-configmap";
+pub const VAULT_AGENT_ONCE: &str = "vault-agent-once";
+pub const VAULT_AGENT_SHARE_PROCESS_NAMESPACE: &str = "vault-agent-share-process-namespace";
+pub const VAULT_AGENT_CPU: &str = "vault-agent-cpu";
+pub const VAULT_AGENT_CPU_LIMIT: &str = "vault-agent-cpu-limit";
+pub const VAULT_AGENT_CPU_REQUEST: &str = "vault-agent-cpu-request";
+pub const VAULT_AGENT_MEMORY: &str = "vault-agent-memory";
+pub const VAULT_AGENT_MEMORY_LIMIT: &str = "vault-agent-memory-limit";
+pub const VAULT_AGENT_MEMORY_REQUEST: &str = "vault-agent-memory-request";
+pub const VAULT_AGENT_ENV_VARIABLES: &str = "vault-agent-env-variables";
+pub const VAULT_CONFIGFILE_PATH: &str = "vault-configfile-path";
+pub const VAULT_CT_SECRETS_MOUNT_PATH: &str = "vault-ct-secrets-mount-path";
+pub const VAULT_IMAGE: &str = "vault-image";
+pub const VAULT_IMAGE_PULL_POLICY: &str = "vault-image-pull-policy";
+pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "service-account-token-volume-name";
 
 /// Every key this webhook acts on (after the prefix), in either spelling's old form.
 pub const ALL: &[&str] = &[
@@ -74,6 +91,22 @@ pub const ALL: &[&str] = &[
     PSP_ALLOW_PRIVILEGE_ESCALATION,
     REGISTRY_SKIP_VERIFY,
     VAULT_SERVICEACCOUNT,
+    VAULT_AGENT,
+    VAULT_AGENT_CONFIGMAP,
+    VAULT_AGENT_ONCE,
+    VAULT_AGENT_SHARE_PROCESS_NAMESPACE,
+    VAULT_AGENT_CPU,
+    VAULT_AGENT_CPU_LIMIT,
+    VAULT_AGENT_CPU_REQUEST,
+    VAULT_AGENT_MEMORY,
+    VAULT_AGENT_MEMORY_LIMIT,
+    VAULT_AGENT_MEMORY_REQUEST,
+    VAULT_AGENT_ENV_VARIABLES,
+    VAULT_CONFIGFILE_PATH,
+    VAULT_CT_SECRETS_MOUNT_PATH,
+    VAULT_IMAGE,
+    VAULT_IMAGE_PULL_POLICY,
+    SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
 ];
 
 /// A key under the new prefix in its old (Bank-Vaults) spelling: `vault-transit-key-id` →

@@ -5,12 +5,14 @@
 //! bad value is an error naming the annotation, through the core's one reader.
 
 pub mod keys;
+pub mod values;
 pub mod role;
 pub mod vault;
 pub mod vault_addr;
 pub mod pod;
 pub mod object;
 pub mod unhandled;
+pub mod agent;
 
 pub use keys::{MUTATE_LABEL, NEW_PREFIX, PREFIX, skipped};
 pub use object::{ObjectConfig, ObjectDefaults};

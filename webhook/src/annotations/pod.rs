@@ -1,6 +1,8 @@
 //! A pod's settings: its annotations over the webhook's [`PodDefaults`].
 
+use super::agent::{AgentConfig, AgentDefaults, read_agent};
 use super::keys::*;
+pub use super::values::{EXPECTED_PULL_POLICY, is_quantity, pull_policy};
 use super::vault::{ObjectInfo, VaultDefaults, VaultTarget, read_vault_target};
 use super::vault_addr;
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ pub struct PodDefaults {
     /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
     pub app_log_level: String,
     pub json_log: bool,
+    pub agent: AgentDefaults,
 }
 
 impl Default for PodDefaults {
@@ -51,6 +54,7 @@ impl Default for PodDefaults {
             registry_skip_verify: false,
             app_log_level: "info".into(),
             json_log: false,
+            agent: AgentDefaults::default(),
         }
     }
 }
@@ -94,9 +98,10 @@ pub struct PodConfig {
     pub readonly_root_fs: bool,
     pub allow_privilege_escalation: bool,
     pub registry_skip_verify: bool,
+    /// A vault-agent with the pod's own configuration (`vault-agent-configmap`).
+    pub agent: Option<AgentConfig>,
 }
 
-pub const EXPECTED_PULL_POLICY: &str = "Always, IfNotPresent or Never";
 pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
 
 impl PodConfig {
@@ -144,6 +149,7 @@ impl PodConfig {
             readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
             allow_privilege_escalation: r.bool(PSP_ALLOW_PRIVILEGE_ESCALATION, d.allow_privilege_escalation),
             registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
+            agent: read_agent(&mut r, &d.agent),
         };
         r.finish(config)
     }
@@ -154,24 +160,6 @@ pub fn log_level(s: &str) -> Option<String> {
     matches!(s.to_ascii_lowercase().as_str(), "trace" | "debug" | "info" | "warn" | "warning" | "error").then(|| s.to_string())
 }
 
-pub fn pull_policy(s: &str) -> Option<String> {
-    matches!(s, "Always" | "IfNotPresent" | "Never").then(|| s.to_string())
-}
-
-/// A Kubernetes resource quantity: a decimal number with an optional SI/binary suffix or exponent.
-pub fn is_quantity(s: &str) -> bool {
-    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
-    let (number, suffix) = s.split_at(number_end);
-    let digits = number.strip_prefix(['+', '-']).unwrap_or(number);
-    let number_ok = !digits.is_empty() && digits.matches('.').count() <= 1 && digits != "." && !digits.contains(['+', '-']);
-    let suffix_ok = matches!(suffix, "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei")
-        || (suffix.len() > 1
-            && suffix.starts_with(['e', 'E'])
-            && suffix[1..].trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit())
-            && !suffix[1..].trim_start_matches(['+', '-']).is_empty());
-    number_ok && suffix_ok
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +168,38 @@ mod tests {
         let annotations = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let info = ObjectInfo { name: "web-1", namespace: "shop", service_account: "web" };
         PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &PodDefaults::default())
+    }
+
+    #[test]
+    fn the_agent_annotations_under_either_prefix() {
+        assert_eq!(config(&[]).unwrap().agent, None, "no vault-agent-configmap, no agent");
+        let a = config(&[
+            ("vault.security.banzaicloud.io/vault-agent-configmap", "agent-config"),
+            ("secrets-webhook.security.bank-vaults.io/vault-agent", "true"),
+            ("vault.security.banzaicloud.io/vault-agent-cpu", "250m"),
+            ("vault.security.banzaicloud.io/vault-agent-memory-request", "64Mi"),
+            ("vault.security.banzaicloud.io/vault-agent-env-variables", r#"[{"Name": "SKIP_SETCAP", "Value": "1"}]"#),
+            ("vault.security.banzaicloud.io/vault-ct-secrets-mount-path", "/etc/secrets"),
+            ("vault.security.banzaicloud.io/vault-image", "openbao/openbao:2.4.1"),
+        ])
+        .unwrap()
+        .agent
+        .unwrap();
+        assert_eq!((a.configmap.as_str(), a.init, a.share_process_namespace), ("agent-config", true, true));
+        assert_eq!((a.limits.cpu.as_str(), a.limits.memory.as_str(), a.requests.memory.as_str()), ("250m", "128Mi", "64Mi"));
+        assert_eq!(a.env, [("SKIP_SETCAP".to_string(), "1".to_string())]);
+        assert_eq!((a.config_path.as_str(), a.image.as_str()), ("/etc/secrets", "openbao/openbao:2.4.1"));
+        let errors = config(&[
+            ("vault.security.banzaicloud.io/vault-agent-configmap", "agent-config"),
+            ("vault.security.banzaicloud.io/vault-agent-env-variables", "[not json"),
+            ("vault.security.banzaicloud.io/vault-agent-cpu", "lots"),
+            ("vault.security.banzaicloud.io/vault-configfile-path", "relative/path"),
+        ])
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text.iter().any(|e| e.contains("vault-agent-env-variables") && e.contains("a JSON list")), "{text:?}");
+        assert!(text.iter().any(|e| e.contains("vault-configfile-path=\"relative/path\"")), "{text:?}");
     }
 
     #[test]

@@ -4,38 +4,21 @@
 //! without its secrets. Other unsupported keys, keys of the successor's other providers, and keys
 //! we do not know at all are admission warnings (`response.warnings`, shown by kubectl).
 
-use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, renamed};
+use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, VAULT_AGENT, VAULT_AGENT_CONFIGMAP, renamed};
 use std::collections::BTreeMap;
 
-/// Bank-Vaults' vault-agent and consul-template keys whose absence starts the app without the
-/// files or the token they provide. (`vault-agent: "true"` alone is not one: Bank-Vaults' agent
-/// then only logs in with the kubernetes method, role and mount that vault-env uses itself.)
-const NEEDED: &[&str] = &["vault-agent-configmap", "vault-ct-configmap"];
-const AGENT: &str = "vault-agent";
+/// Bank-Vaults' consul-template key, whose absence starts the app without the files it renders.
+const NEEDED: &[&str] = &["vault-ct-configmap"];
 
-/// Bank-Vaults' other vault-agent and consul-template keys: they only tune the above.
+/// Bank-Vaults' other consul-template keys: they only tune the above.
 const TUNING: &[&str] = &[
-    "vault-agent-once",
-    "vault-agent-share-process-namespace",
-    "vault-agent-cpu",
-    "vault-agent-cpu-limit",
-    "vault-agent-cpu-request",
-    "vault-agent-memory",
-    "vault-agent-memory-limit",
-    "vault-agent-memory-request",
-    "vault-agent-env-variables",
-    "vault-configfile-path",
     "vault-ct-image",
     "vault-ct-pull-policy",
     "vault-ct-once",
     "vault-ct-share-process-namespace",
     "vault-ct-cpu",
     "vault-ct-memory",
-    "vault-ct-secrets-mount-path",
     "vault-ct-inject-in-initcontainers",
-    "vault-image",
-    "vault-image-pull-policy",
-    "service-account-token-volume-name",
 ];
 
 /// The successor's keys for its other providers (OpenBao's `bao-*` mirror, AWS).
@@ -53,20 +36,24 @@ pub struct Unhandled {
 /// and are warnings like the rest.
 pub fn unhandled(annotations: &BTreeMap<String, String>, pod: bool) -> Unhandled {
     let mut out = Unhandled::default();
+    let key_of = |name: &str| name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)).map(|k| renamed(k).to_string());
+    let agent_configmap = annotations.keys().any(|name| key_of(name).as_deref() == Some(VAULT_AGENT_CONFIGMAP));
     for (name, value) in annotations {
         let Some(key) = name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)) else { continue };
         let key = renamed(key);
         if NEEDED.contains(&key) && pod {
             out.denials.push(format!(
-                "annotation {name}: vault-agent and consul-template injection is not supported yet, and without it the app \
-                 would start without the files or token it provides"
+                "annotation {name}: consul-template injection is not supported yet, and without it the app would start \
+                 without the files it renders (a vault-agent-configmap with template stanzas does the same job)"
             ));
-        } else if key == AGENT {
-            if matches!(value.trim(), "true" | "1" | "True" | "TRUE") {
+        } else if key == VAULT_AGENT {
+            // With a vault-agent-configmap it means an init agent (handled); alone, Bank-Vaults'
+            // agent only logs in, as vault-env does itself.
+            if !agent_configmap && matches!(value.trim(), "true" | "1" | "True" | "TRUE") {
                 out.warnings.push(format!("{name}: no agent is injected; vault-env logs in itself with the same method, role and mount"));
             }
         } else if TUNING.contains(&key) || NEEDED.contains(&key) {
-            out.warnings.push(format!("{name}: not supported yet (vault-agent/consul-template injection); ignored"));
+            out.warnings.push(format!("{name}: not supported yet (consul-template injection); ignored"));
         } else if OTHER_PROVIDERS.contains(&key) || key.starts_with("bao-") {
             out.warnings.push(format!("{name}: only Vault (and OpenBao through it) is supported; ignored"));
         } else if !KNOWN.contains(&key) {
@@ -91,20 +78,20 @@ mod tests {
             ("vault.security.banzaicloud.io/vault-ct-cpu", "50m"),
             ("vault.security.banzaicloud.io/vault-addr", "https://vault:8200"),
             ("vault.security.banzaicloud.io/vault-adr", "typo"),
-            ("secrets-webhook.security.bank-vaults.io/vault-agent-configmap", "agent"),
+            ("secrets-webhook.security.bank-vaults.io/vault-ct-configmap", "ct2"),
             ("secrets-webhook.security.bank-vaults.io/bao-addr", "https://bao:8200"),
             ("secrets-webhook.security.bank-vaults.io/vault-transit-key-id", "k"),
             ("example.com/other", "x"),
         ]);
         assert_eq!(u.denials.len(), 2, "{u:?}");
-        assert!(u.denials[0].starts_with("annotation secrets-webhook.security.bank-vaults.io/vault-agent-configmap:"), "{u:?}");
+        assert!(u.denials[0].starts_with("annotation secrets-webhook.security.bank-vaults.io/vault-ct-configmap:"), "{u:?}");
         assert!(u.denials[1].starts_with("annotation vault.security.banzaicloud.io/vault-ct-configmap:"), "{u:?}");
         assert_eq!(
             u.warnings,
             [
                 "secrets-webhook.security.bank-vaults.io/bao-addr: only Vault (and OpenBao through it) is supported; ignored",
                 "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
-                "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (vault-agent/consul-template injection); ignored",
+                "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (consul-template injection); ignored",
             ]
         );
     }
@@ -116,5 +103,8 @@ mod tests {
         assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "false")]), Unhandled::default());
         let u = of(&[("vault.security.banzaicloud.io/vault-agent", "true")]);
         assert_eq!((u.denials.len(), u.warnings.len()), (0, 1), "{u:?}");
+        // With the user's agent configuration it is an init agent: handled, nothing to say.
+        let u = of(&[("vault.security.banzaicloud.io/vault-agent", "true"), ("vault.security.banzaicloud.io/vault-agent-configmap", "a")]);
+        assert_eq!(u, Unhandled::default());
     }
 }

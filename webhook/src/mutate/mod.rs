@@ -6,3 +6,4 @@ pub mod object;
 pub mod patch;
 pub mod pod;
 pub mod pod_parts;
+pub mod agent;

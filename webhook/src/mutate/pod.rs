@@ -8,12 +8,13 @@
 //! 4. [`patch`]: the RFC 6902 patch, as precise `add` operations on the original object, so fields
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
+use super::agent;
 use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
 use crate::annotations::PodConfig;
 use crate::mutate::patch::{AddOps, JsonPatch};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use vault_env::reference::looks_like_reference;
 
@@ -154,14 +155,17 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
 }
 
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
-/// target without `command` (from [`images_to_look_up`]). `None` when nothing changes.
+/// target without `command` (from [`images_to_look_up`]); and, on the first pass, the pod's own
+/// vault-agent ([`agent`]), with or without targets. `None` when nothing changes.
 pub fn patch(
     pod: &Pod,
     config: &PodConfig,
     targets: &[ContainerRef],
     images: &HashMap<ContainerRef, ImageCommand>,
 ) -> Result<Option<JsonPatch>, String> {
-    if targets.is_empty() {
+    let first = !already_mutated(pod);
+    let agent = config.agent.as_ref().filter(|_| first && !config.skip);
+    if targets.is_empty() && agent.is_none() {
         return Ok(None);
     }
     let mut ops = AddOps::default();
@@ -190,11 +194,20 @@ pub fn patch(
                 }
             }
         }
-        append(&mut ops, &at("volumeMounts"), c.volume_mounts.is_some(), &mounts(config, pod));
         append(&mut ops, &at("env"), c.env.is_some(), &vault_env_vars(c, config, pod));
     }
+    // Mounts: vault-env's in every target, the agent's rendered files in every app container.
+    for (place, c) in containers(pod) {
+        let mut list = if targets.contains(&place) { mounts(config, pod) } else { Vec::new() };
+        if let Some(a) = agent.filter(|_| !place.init) {
+            list.push(agent::app_mount(a));
+        }
+        let index = place.index.to_string();
+        let at = ["spec", if place.init { "initContainers" } else { "containers" }, index.as_str(), "volumeMounts"];
+        append(&mut ops, &at, c.volume_mounts.is_some(), &list);
+    }
 
-    if already_mutated(pod) {
+    if !first {
         return ops.finish();
     }
     let spec = pod.spec.as_ref();
@@ -205,11 +218,31 @@ pub fn patch(
             "projected": {"sources": [{"secret": {"name": config.vault.tls_secret, "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]},
         }));
     }
+    volumes.extend(agent.map(agent::volumes).unwrap_or_default());
     append(&mut ops, &["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), &volumes);
-    // Last, so that the indices above still point at the user's init containers.
-    match spec.and_then(|s| s.init_containers.as_ref()) {
-        Some(_) => ops.add(&["spec", "initContainers", "0"], &copy_container(config, pod)),
-        None => ops.add(&["spec", "initContainers"], &[copy_container(config, pod)]),
+    // Last, so that the indices above still point at the user's containers: the copy container,
+    // then an init agent before it (it leaves its token for vault-env), then a sidecar agent first.
+    let mut inits = spec.and_then(|s| s.init_containers.as_ref()).is_some();
+    let mut prepend_init = |ops: &mut AddOps, container: Value| {
+        if inits {
+            ops.add(&["spec", "initContainers", "0"], &container);
+        } else {
+            ops.add(&["spec", "initContainers"], &[container]);
+            inits = true;
+        }
+    };
+    if !targets.is_empty() {
+        prepend_init(&mut ops, copy_container(config, pod));
+    }
+    match agent {
+        Some(a) if a.init => prepend_init(&mut ops, agent::init(config, pod, a)),
+        Some(a) => {
+            ops.add(&["spec", "containers", "0"], &agent::sidecar(config, pod, a));
+            if a.share_process_namespace {
+                ops.add(&["spec", "shareProcessNamespace"], &true);
+            }
+        }
+        None => {}
     }
     ops.finish()
 }
@@ -217,6 +250,7 @@ pub fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::annotations::agent::{AgentConfig, CpuMemory};
     use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
     use serde_json::Value;
     use std::time::Duration;
@@ -285,6 +319,125 @@ mod tests {
 
     fn env_of(doc: &Value, list: &str, i: usize) -> Vec<Value> {
         doc["spec"][list][i]["env"].as_array().cloned().unwrap_or_default()
+    }
+
+    const SA: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+    /// Bank-Vaults' agent settings of their cases 14 and 17.
+    fn agent_config(init: bool) -> PodConfig {
+        let mut c = bank_vaults_config();
+        c.agent = Some(AgentConfig {
+            configmap: "config-map-test".into(),
+            init,
+            once: false,
+            share_process_namespace: true,
+            image: "hashicorp/vault:1.20.4".into(),
+            pull_policy: "IfNotPresent".into(),
+            config_path: "/vault/secrets".into(),
+            sa_mount_path: SA.into(),
+            limits: CpuMemory { cpu: "500m".into(), memory: "384Mi".into() },
+            requests: CpuMemory { cpu: "200m".into(), memory: "256Mi".into() },
+            env: vec![("SKIP_SETCAP".into(), "1".into())],
+        });
+        c
+    }
+
+    fn names(doc: &Value, list: &str) -> Vec<String> {
+        doc["spec"][list].as_array().into_iter().flatten().map(|c| c["name"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    fn mount_paths(c: &Value) -> Vec<(String, String)> {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| (m["name"].as_str().unwrap().into(), m["mountPath"].as_str().unwrap().into()))
+            .collect()
+    }
+
+    /// Bank-Vaults' case 14 (agent-configmap annotations and env variables): the agent as a
+    /// templating sidecar, first among the containers; its rendered files in every app container.
+    #[test]
+    fn case14_agent_configmap_makes_a_templating_sidecar() {
+        let p = one_container(json!({"volumeMounts": [{"name": "kube-api-access-x", "mountPath": SA, "readOnly": true}]}));
+        let doc = mutate(&p, &agent_config(false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "containers"), ["vault-agent", "MyContainer"]);
+        assert_eq!(names(&doc, "initContainers"), ["copy-vault-env"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "agent-secrets", "agent-configmap"]);
+        assert_eq!(doc["spec"]["shareProcessNamespace"], json!(true));
+        let agent = &doc["spec"]["containers"][0];
+        assert_eq!(agent["args"], json!(["agent", "-config", "/vault/config/config.hcl"]));
+        assert!(agent.get("command").is_none(), "the image's entrypoint runs");
+        assert_eq!(
+            mount_paths(agent),
+            [
+                ("vault-env".into(), "/vault/".into()),
+                ("kube-api-access-x".into(), SA.into()),
+                ("agent-secrets".into(), "/vault/secrets".into()),
+                ("agent-configmap".into(), "/vault/config/config.hcl".into())
+            ]
+        );
+        assert_eq!(env_of(&doc, "containers", 0), [var("VAULT_ADDR", "addr"), var("VAULT_SKIP_VERIFY", "false"), var("SKIP_SETCAP", "1")]);
+        assert_eq!(
+            agent["securityContext"]["capabilities"]["add"],
+            json!(["CHOWN", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "IPC_LOCK", "SYS_PTRACE"])
+        );
+        assert_eq!(agent["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(agent["resources"], json!({"limits": {"cpu": "500m", "memory": "384Mi"}, "requests": {"cpu": "200m", "memory": "256Mi"}}));
+        assert_eq!(
+            doc["spec"]["volumes"][2]["configMap"],
+            json!({"name": "config-map-test", "defaultMode": 420, "items": [{"key": "config.hcl", "path": "config.hcl"}]})
+        );
+        let app = &doc["spec"]["containers"][1];
+        assert_eq!(app["command"], json!(["/vault/vault-env"]));
+        assert_eq!(
+            mount_paths(app),
+            [("kube-api-access-x".into(), SA.into()), ("vault-env".into(), "/vault/".into()), ("agent-secrets".into(), "/vault/secrets".into())]
+        );
+        assert!(!env_of(&doc, "containers", 1).iter().any(|e| e["name"] == "VAULT_TOKEN_FILE"), "vault-env logs in itself");
+        // A second pass (the API server's reinvocation) changes nothing.
+        let again: Pod = serde_json::from_value(doc).unwrap();
+        assert_eq!(mutate(&again, &agent_config(false), &SourceData::new(), None), None);
+    }
+
+    /// Bank-Vaults' case 17 (agent as init container): it logs in and renders before the app and
+    /// leaves its token for vault-env; no sidecar.
+    #[test]
+    fn case17_agent_init_logs_in_for_vault_env() {
+        let p = pod(json!({
+            "initContainers": [{"name": "MyInitContainer", "image": "myimage", "command": ["/bin/sh"]}],
+            "containers": [{"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"],
+                            "env": [{"name": "myvar", "value": "vault:secrets"}],
+                            "volumeMounts": [{"name": "kube-api-access-x", "mountPath": SA, "readOnly": true}]}]}));
+        let doc = mutate(&p, &agent_config(true), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env", "MyInitContainer"]);
+        assert_eq!(names(&doc, "containers"), ["MyContainer"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "agent-secrets", "vault-agent-config"]);
+        assert!(doc["spec"].get("shareProcessNamespace").is_none());
+        let agent = &doc["spec"]["initContainers"][0];
+        assert_eq!(agent["command"], json!(["vault", "agent", "-config=/vault/agent/config.hcl", "-exit-after-auth"]));
+        assert!(mount_paths(agent).contains(&("vault-agent-config".into(), "/vault/agent/".into())));
+        assert!(mount_paths(agent).contains(&("agent-secrets".into(), "/vault/secrets".into())));
+        assert_eq!(doc["spec"]["volumes"][2]["configMap"]["name"], "config-map-test");
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
+        assert!(mount_paths(&doc["spec"]["containers"][0]).contains(&("agent-secrets".into(), "/vault/secrets".into())));
+        assert!(!mount_paths(&doc["spec"]["initContainers"][2]).iter().any(|m| m.0 == "agent-secrets"), "user init containers: not mounted");
+    }
+
+    /// The agent comes even when no container has a reference (Bank-Vaults too), and then without
+    /// the copy container; a pod without a service-account mount gets no empty mount (theirs does).
+    #[test]
+    fn the_agent_without_references() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "app", "command": ["/app"]}]}));
+        let doc = mutate(&p, &agent_config(false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "containers"), ["vault-agent", "app"]);
+        assert!(doc["spec"].get("initContainers").is_none(), "{doc}");
+        assert_eq!(doc["spec"]["containers"][1]["command"], json!(["/app"]));
+        assert!(mount_paths(&doc["spec"]["containers"][0]).iter().all(|m| !m.1.is_empty()));
+        let mut init = agent_config(true);
+        init.agent.as_mut().unwrap().once = true;
+        let doc = mutate(&p, &init, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent"]);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const COPY_CONTAINER: &str = "copy-vault-env";
 /// Where the vault-env image keeps its binary; `vault-env --copy-to DIR` copies itself, no shell.
 pub const IMAGE_BINARY: &str = "/usr/local/bin/vault-env";
 pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
+/// Where an init vault-agent's configuration sinks its token (in the `vault-env` volume).
+pub const AGENT_TOKEN_FILE: &str = "/vault/.vault-token";
 
 /// An `env` entry this webhook adds.
 #[derive(Serialize)]
@@ -74,6 +76,9 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
     }
     if let Some((_, file)) = &config.token_auth_mount {
         out.push(env(names::VAULT_TOKEN_FILE, format!("{TOKEN_MOUNT_PATH}{file}")));
+    } else if config.agent.as_ref().is_some_and(|a| a.init) {
+        // The init agent's token (its configuration sinks it there).
+        out.push(env(names::VAULT_TOKEN_FILE, AGENT_TOKEN_FILE));
     }
     if let Some(daemon) = config.daemon {
         out.push(env(names::VAULT_ENV_DAEMON, bool_str(daemon)));
@@ -101,7 +106,7 @@ pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
 
 /// The security context of containers this webhook adds (Bank-Vaults' `getSecurityContext`), plus the
 /// `RuntimeDefault` seccomp profile that restricted Pod Security requires.
-fn security_context(config: &PodConfig, pod: &Pod) -> Value {
+pub fn security_context(config: &PodConfig, pod: &Pod) -> Value {
     let mut sc = json!({
         "allowPrivilegeEscalation": config.allow_privilege_escalation,
         "readOnlyRootFilesystem": config.readonly_root_fs,
