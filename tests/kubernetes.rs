@@ -274,6 +274,20 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     );
     assert_eq!(init["spec"]["initContainers"][0]["name"], "vault-agent", "{init}");
     assert_eq!(init["spec"]["initContainers"][1]["name"], "copy-vault-env", "{init}");
+    let native = cluster.must(
+        "POST",
+        pods,
+        Some(&pod(
+            "agent-native",
+            json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent-native-sidecar": "true"}),
+            json!({}),
+        )),
+    );
+    assert_eq!(
+        (native["spec"]["initContainers"][0]["name"].as_str(), native["spec"]["initContainers"][0]["restartPolicy"].as_str()),
+        (Some("vault-agent"), Some("Always")),
+        "a native sidecar, accepted by the API server: {native}"
+    );
 
     // The same spec again: mutated exactly once too.
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));

@@ -50,6 +50,10 @@ pub struct AgentConfig {
     pub init: bool,
     /// `vault-agent-once`: the sidecar exits after its first login (`-exit-after-auth`).
     pub once: bool,
+    /// `vault-agent-native-sidecar` (ours): the sidecar as an init container with
+    /// `restartPolicy: Always` (Kubernetes 1.29+): it starts before the app and does not keep a
+    /// Job from finishing.
+    pub native_sidecar: bool,
     /// `vault-agent-share-process-namespace` (default true: a template `command` may signal the app).
     pub share_process_namespace: bool,
     pub image: String,
@@ -89,6 +93,7 @@ pub fn read_agent(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults) -> Option
         configmap,
         init: r.parsed(VAULT_AGENT, d.init, EXPECTED_BOOL, parse_bool),
         once: r.parsed(VAULT_AGENT_ONCE, false, EXPECTED_BOOL, parse_bool),
+        native_sidecar: r.parsed(VAULT_AGENT_NATIVE_SIDECAR, false, EXPECTED_BOOL, parse_bool),
         share_process_namespace: r.parsed(VAULT_AGENT_SHARE_PROCESS_NAMESPACE, true, EXPECTED_BOOL, parse_bool),
         image: r.string(VAULT_IMAGE, &d.image),
         pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),

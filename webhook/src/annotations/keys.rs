@@ -45,6 +45,8 @@ pub const VAULT_SERVICEACCOUNT: &str = "vault-serviceaccount";
 pub const VAULT_AGENT: &str = "vault-agent";
 pub const VAULT_AGENT_CONFIGMAP: &str = "vault-agent-configmap";
 pub const VAULT_AGENT_ONCE: &str = "vault-agent-once";
+/// Ours: the sidecar agent as a native sidecar (an init container with `restartPolicy: Always`).
+pub const VAULT_AGENT_NATIVE_SIDECAR: &str = "vault-agent-native-sidecar";
 pub const VAULT_AGENT_SHARE_PROCESS_NAMESPACE: &str = "vault-agent-share-process-namespace";
 pub const VAULT_AGENT_CPU: &str = "vault-agent-cpu";
 pub const VAULT_AGENT_CPU_LIMIT: &str = "vault-agent-cpu-limit";
@@ -94,6 +96,7 @@ pub const ALL: &[&str] = &[
     VAULT_AGENT,
     VAULT_AGENT_CONFIGMAP,
     VAULT_AGENT_ONCE,
+    VAULT_AGENT_NATIVE_SIDECAR,
     VAULT_AGENT_SHARE_PROCESS_NAMESPACE,
     VAULT_AGENT_CPU,
     VAULT_AGENT_CPU_LIMIT,

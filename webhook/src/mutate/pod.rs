@@ -237,7 +237,14 @@ pub fn patch(
     match agent {
         Some(a) if a.init => prepend_init(&mut ops, agent::init(config, pod, a)),
         Some(a) => {
-            ops.add(&["spec", "containers", "0"], &agent::sidecar(config, pod, a));
+            let mut sidecar = agent::sidecar(config, pod, a);
+            if a.native_sidecar {
+                // First of all init containers: it runs beside every later one and the app.
+                sidecar["restartPolicy"] = json!("Always");
+                prepend_init(&mut ops, sidecar);
+            } else {
+                ops.add(&["spec", "containers", "0"], &sidecar);
+            }
             if a.share_process_namespace {
                 ops.add(&["spec", "shareProcessNamespace"], &true);
             }
@@ -330,6 +337,7 @@ mod tests {
             configmap: "config-map-test".into(),
             init,
             once: false,
+            native_sidecar: false,
             share_process_namespace: true,
             image: "hashicorp/vault:1.20.4".into(),
             pull_policy: "IfNotPresent".into(),
@@ -438,6 +446,18 @@ mod tests {
         init.agent.as_mut().unwrap().once = true;
         let doc = mutate(&p, &init, &SourceData::new(), None).unwrap();
         assert_eq!(names(&doc, "initContainers"), ["vault-agent"]);
+    }
+
+    /// Ours, opt-in: the sidecar agent as a native sidecar, first among the init containers.
+    #[test]
+    fn the_agent_as_a_native_sidecar() {
+        let mut config = agent_config(false);
+        config.agent.as_mut().unwrap().native_sidecar = true;
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env"]);
+        assert_eq!(names(&doc, "containers"), ["MyContainer"]);
+        assert_eq!(doc["spec"]["initContainers"][0]["restartPolicy"], "Always");
+        assert_eq!(doc["spec"]["initContainers"][0]["args"], json!(["agent", "-config", "/vault/config/config.hcl"]));
     }
 
     #[test]
