@@ -263,26 +263,15 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         agent_mounts.iter().any(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"),
         "the token mount the API server added: {sidecar}"
     );
-    let init = cluster.must(
-        "POST",
-        pods,
-        Some(&pod(
-            "agent-init",
-            json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent": "true"}),
-            json!({}),
-        )),
-    );
+    let agent_pod = |name: &str, key: &str| {
+        let annotations =
+            json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", format!("vault.security.banzaicloud.io/{key}"): "true"});
+        cluster.must("POST", pods, Some(&pod(name, annotations, json!({}))))
+    };
+    let init = agent_pod("agent-init", "vault-agent");
     assert_eq!(init["spec"]["initContainers"][0]["name"], "vault-agent", "{init}");
     assert_eq!(init["spec"]["initContainers"][1]["name"], "copy-vault-env", "{init}");
-    let native = cluster.must(
-        "POST",
-        pods,
-        Some(&pod(
-            "agent-native",
-            json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent-native-sidecar": "true"}),
-            json!({}),
-        )),
-    );
+    let native = agent_pod("agent-native", "vault-agent-native-sidecar");
     assert_eq!(
         (native["spec"]["initContainers"][0]["name"].as_str(), native["spec"]["initContainers"][0]["restartPolicy"].as_str()),
         (Some("vault-agent"), Some("Always")),

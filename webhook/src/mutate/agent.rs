@@ -4,7 +4,7 @@
 //! that logs in and renders before the app starts and leaves its token for vault-env (case D).
 //! The rendered files go to a memory volume (`agent-secrets`) mounted in every app container.
 
-use super::pod_parts::{MOUNT_PATH, VOLUME, security_context, tls_volume};
+use super::pod_parts::{base_mounts, security_context, tls_volume};
 use crate::annotations::PodConfig;
 use crate::annotations::agent::AgentConfig;
 use k8s_openapi::api::core::v1::Pod;
@@ -46,11 +46,7 @@ fn service_account_mount(pod: &Pod, agent: &AgentConfig) -> Option<Value> {
 }
 
 fn mounts(config: &PodConfig, pod: &Pod, agent: &AgentConfig, config_mount: Value) -> Vec<Value> {
-    let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
-    if !config.vault.tls_secret.is_empty() {
-        let (name, path) = tls_volume(pod);
-        out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
-    }
+    let mut out = base_mounts(config, pod);
     out.extend(service_account_mount(pod, agent));
     out.push(app_mount(agent));
     out.push(config_mount);

@@ -92,12 +92,20 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
     out
 }
 
-pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
+/// The `vault-env` volume, and the Vault CA when there is a TLS secret: what every container this
+/// webhook touches mounts (Bank-Vaults' base mounts).
+pub fn base_mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
     let mut out = vec![json!({"name": VOLUME, "mountPath": MOUNT_PATH})];
     if !config.vault.tls_secret.is_empty() {
         let (name, path) = tls_volume(pod);
         out.push(json!({"name": name, "mountPath": path, "readOnly": true}));
     }
+    out
+}
+
+/// A mutated container's mounts: the base ones and the `token-auth-mount` volume.
+pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
+    let mut out = base_mounts(config, pod);
     if let Some((volume, _)) = &config.token_auth_mount {
         out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
     }
