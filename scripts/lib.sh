@@ -109,6 +109,7 @@ pinned_version() {
     kube-apiserver) awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod";;
     etcd) awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod";;
     helm) awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod";;
+    consul-template) awk '$1 == "github.com/hashicorp/consul-template" {print $2}' "$ROOT/tools/consul-template/go.mod";;
   esac
 }
 

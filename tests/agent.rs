@@ -136,19 +136,33 @@ impl Volumes {
     }
 }
 
-/// The container's command line and env, run here: `vault` (the image's entrypoint, or its
-/// `command`) is `bao`.
-fn agent_command(container: &Value, volumes: &Volumes) -> Command {
-    let argv: Vec<String> =
-        container["command"].as_array().or(container["args"].as_array()).unwrap().iter().map(|a| volumes.local(a.as_str().unwrap())).collect();
-    let argv: Vec<String> = if argv[0] == "vault" { argv[1..].to_vec() } else { argv };
-    let mut cmd = Command::new(bao_bin());
-    cmd.args(&argv).env_clear().env("PATH", "/usr/bin:/bin").env("HOME", volumes.root.as_path());
+/// The container's command line and env, run here: its `command` (where `vault` is `bao`, also
+/// on `PATH` for a shell), or its `args` after `entrypoint` (the image's).
+fn container_command(container: &Value, volumes: &Volumes, entrypoint: &Path) -> Command {
+    let local = |list: &Value| -> Vec<String> { list.as_array().into_iter().flatten().map(|a| volumes.local(a.as_str().unwrap())).collect() };
+    let bin = volumes.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _ = std::os::unix::fs::symlink(bao_bin(), bin.join("vault"));
+    let mut cmd = match local(&container["command"]).split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(if program == "vault" { bao_bin() } else { Path::new(program) });
+            cmd.args(rest);
+            cmd
+        }
+        None => Command::new(entrypoint),
+    };
+    cmd.args(local(&container["args"]));
+    cmd.env_clear().env("PATH", format!("{}:/usr/bin:/bin", bin.display())).env("HOME", volumes.root.as_path());
     for e in container["env"].as_array().into_iter().flatten() {
         cmd.env(e["name"].as_str().unwrap(), volumes.local(e["value"].as_str().unwrap_or("")));
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
+}
+
+/// [`container_command`] for the vault image, whose entrypoint runs `vault ARGS`.
+fn agent_command(container: &Value, volumes: &Volumes) -> Command {
+    container_command(container, volumes, bao_bin())
 }
 
 /// Case C: `vault-agent-configmap` alone: the agent sidecar renders the template into the
@@ -206,4 +220,60 @@ fn the_init_agent_logs_in_for_vault_env() {
     let out = vault_env(&env, &["sh", "-c", "echo \"$PASSWORD\""]);
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "rendered-by-the-agent"), "{}", out.all());
     assert!(!out.stderr.contains("logged in"), "vault-env used the agent's token: {}", out.stderr);
+}
+
+/// consul-template's configuration, as it would be in the user's ConfigMap (`vault-ct-configmap`).
+const CT_CONFIG: &str = r#"
+template {
+  contents = "password={{ with secret \"secret/data/app\" }}{{ .Data.data.password }}{{ end }}\n"
+  destination = "/vault/secrets/app.properties"
+}
+"#;
+
+/// Case B: `vault-ct-configmap` (with `vault-ct-once`): the login agent, with the configuration
+/// the webhook passes in its env, logs in through OpenBao's kubernetes auth with a token from the
+/// real TokenRequest API, which OpenBao checks with the API server's TokenReview, and sinks the
+/// token in the `vault-env` volume; consul-template, built from its Go module, finds it as
+/// `~/.vault-token` and renders the ConfigMap's template into the volume the app mounts.
+#[test]
+fn consul_template_renders_with_the_login_agents_token() {
+    let cluster = Cluster::start();
+    cluster.namespace("shop");
+    cluster.service_account("shop", "app");
+    let bao = Bao::dev();
+    bao.kv2("app", json!({"password": "rendered-by-consul-template"}));
+    bao.policy("app", r#"path "secret/data/app" { capabilities = ["read"] }"#);
+    cluster.kubernetes_auth(&bao);
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["app"], "ttl": "10m"})),
+    );
+    let jwt = cluster.token("shop", "app", &["https://kubernetes.default.svc.cluster.local"]);
+
+    let a = |key: &str| format!("vault.security.banzaicloud.io/{key}");
+    let pod = mutated_pod(&bao, json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-once"): "true"}));
+    let inits = &pod["spec"]["initContainers"];
+    assert_eq!((inits[0]["name"].as_str(), inits[2]["name"].as_str()), (Some("vault-agent"), Some("consul-template")), "{pod}");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("volumes");
+
+    let login = &inits[0];
+    let volumes = Volumes::for_container(&root, login, &jwt);
+    let out = run_with_timeout(agent_command(login, &volumes), Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "the login agent exits after its login: {}", out.all());
+    let token = std::fs::read_to_string(volumes.dir("vault-env").join(".vault-token")).expect("the token sink");
+    assert!(!token.trim().is_empty());
+    assert!(!out.all().contains(token.trim()), "the token is not logged");
+
+    let ct = &inits[2];
+    let volumes = Volumes::for_container(&root, ct, &jwt);
+    std::fs::write(volumes.dir("ct-configmap").join("config.hcl"), volumes.local(CT_CONFIG)).unwrap();
+    let out = run_with_timeout(container_command(ct, &volumes, &go_tool("consul-template")), Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "consul-template -once: {}", out.all());
+    let rendered = std::fs::read_to_string(volumes.dir("ct-secrets").join("app.properties")).expect("the rendered file");
+    assert_eq!(rendered, "password=rendered-by-consul-template\n");
+    // The app container mounts that volume where the template wrote.
+    let app = &pod["spec"]["containers"][0];
+    assert!(app["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "ct-secrets" && m["mountPath"] == "/vault/secrets"), "{app}");
 }

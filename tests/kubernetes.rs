@@ -3,7 +3,7 @@
 //! OpenBao's kubernetes auth checking tokens with the API server's TokenReview.
 
 use crate::common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A pod's token from the TokenRequest API logs vault-env in through OpenBao's kubernetes auth,
@@ -12,18 +12,6 @@ use std::time::Duration;
 #[test]
 fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
     let cluster = Cluster::start();
-    cluster.namespace("vault-infra");
-    cluster.service_account("vault-infra", "token-reviewer");
-    cluster.must(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        Some(&json!({
-            "metadata": {"name": "token-reviewer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-            "subjects": [{"kind": "ServiceAccount", "name": "token-reviewer", "namespace": "vault-infra"}],
-        })),
-    );
-    let reviewer = cluster.token("vault-infra", "token-reviewer", &[]);
     cluster.namespace("shop");
     cluster.service_account("shop", "app");
     cluster.service_account("shop", "other");
@@ -31,13 +19,7 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
     let bao = Bao::dev();
     bao.kv2("db", json!({"password": "s3cr3t-from-bao"}));
     bao.policy("db", r#"path "secret/data/db" { capabilities = ["read"] }"#);
-    bao.enable_auth("kubernetes", "kubernetes");
-    let ca = std::fs::read_to_string(&cluster.ca).unwrap();
-    bao.api(
-        "POST",
-        "auth/kubernetes/config",
-        Some(json!({"kubernetes_host": cluster.url, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer})),
-    );
+    cluster.kubernetes_auth(&bao);
     bao.api(
         "POST",
         "auth/kubernetes/role/app",
@@ -243,9 +225,9 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
 
     // An annotation we do not act on: admitted with the webhook's warning, as kubectl shows it.
     let (warned, warnings) =
-        cluster.create_with_warnings(pods, &pod("warned", json!({"vault.security.banzaicloud.io/vault-ct-cpu": "50m"}), json!({})));
+        cluster.create_with_warnings(pods, &pod("warned", json!({"vault.security.banzaicloud.io/vault-ct-cpus": "50m"}), json!({})));
     assert_eq!(warned["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]));
-    assert!(warnings.iter().any(|w| w.contains("vault.security.banzaicloud.io/vault-ct-cpu: not supported yet")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("vault.security.banzaicloud.io/vault-ct-cpus: not a known annotation")), "{warnings:?}");
 
     // vault-agent with the pod's own configuration: a sidecar (or, with vault-agent: "true", an
     // init container), stored valid by the API server.
@@ -277,6 +259,28 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         (Some("vault-agent"), Some("Always")),
         "a native sidecar, accepted by the API server: {native}"
     );
+
+    // consul-template: a sidecar, an init container (vault-ct-once), or a native sidecar, each
+    // after the login agent, stored valid by the API server.
+    let ct_pod = |name: &str, extra: Value| {
+        let mut annotations = json!({"vault.security.banzaicloud.io/vault-ct-configmap": "ct-config"});
+        annotations.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let stored = cluster.must("POST", pods, Some(&pod(name, annotations, json!({}))));
+        let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(stored.clone()).expect("a valid Pod");
+        let names = |list: &str| -> Vec<String> {
+            stored["spec"][list].as_array().into_iter().flatten().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+        };
+        (names("initContainers"), names("containers"), stored)
+    };
+    let (inits, containers, stored) = ct_pod("ct-sidecar", json!({}));
+    assert_eq!(inits, ["vault-agent", "copy-vault-env"], "{stored}");
+    assert_eq!(containers, ["consul-template", "app"], "{stored}");
+    let (inits, containers, _) = ct_pod("ct-once", json!({"vault.security.banzaicloud.io/vault-ct-once": "true"}));
+    assert_eq!(inits, ["vault-agent", "copy-vault-env", "consul-template"]);
+    assert_eq!(containers, ["app"]);
+    let (inits, _, stored) = ct_pod("ct-native", json!({"vault.security.banzaicloud.io/vault-ct-native-sidecar": "true"}));
+    assert_eq!(inits, ["vault-agent", "copy-vault-env", "consul-template"]);
+    assert_eq!(stored["spec"]["initContainers"][2]["restartPolicy"], "Always");
 
     // The same spec again: mutated exactly once too.
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));

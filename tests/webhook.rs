@@ -516,30 +516,30 @@ fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(hook.get("/healthz").0, 200);
 }
 
-/// Issue 14: no Bank-Vaults annotation is ignored in silence. A key that would bring the app its
-/// secrets (an agent or consul-template) is a denial that says so; tuning keys, other providers'
-/// keys and unknown keys are warnings in the answer (kubectl prints them); an auth method
-/// vault-env would refuse is a denial naming the annotation.
+/// Issue 14: no Bank-Vaults annotation is ignored in silence. Other providers' keys and unknown
+/// keys are warnings in the answer (kubectl prints them); an auth method vault-env would refuse,
+/// or a consul-template tuning value that is not valid, is a denial naming the annotation.
 #[test]
 fn unsupported_and_unknown_annotations_are_warned_or_denied() {
     let hook = Webhook::start(&[("VAULT_ADDR", "https://vault.vault:8200")]);
     let app = json!([{"name": "app", "image": "app:1", "command": ["/app"], "env": [{"name": "P", "value": "vault:secret/data/app#p"}]}]);
     let a = |key: &str| format!("vault.security.banzaicloud.io/{key}");
-    let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a("vault-ct-cpu"): "50m", a("vault-adr"): "x"}))));
+    let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a("bao-addr"): "https://bao:8200", a("vault-adr"): "x"}))));
     assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
     assert_eq!(
         answer["response"]["warnings"],
         json!([
-            "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
-            "vault.security.banzaicloud.io/vault-ct-cpu: not supported yet (consul-template injection); ignored"
+            "vault.security.banzaicloud.io/bao-addr: only Vault (and OpenBao through it) is supported; ignored",
+            "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored"
         ])
     );
     assert!(answer["response"]["patch"].is_string(), "still mutated: {answer}");
-    for (key, value, says) in [
-        ("vault-ct-configmap", "ct-config", "would start without the files it renders"),
-        ("vault-auth-method", "aws-ec2", "vault-auth-method=\"aws-ec2\" is not valid"),
+    for (annotations, key, says) in [
+        (json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-cpu"): "lots"}), "vault-ct-cpu", "a Kubernetes quantity"),
+        (json!({a("vault-ct-configmap"): "../etc"}), "vault-ct-configmap", "is not valid"),
+        (json!({a("vault-auth-method"): "aws-ec2"}), "vault-auth-method", "vault-auth-method=\"aws-ec2\" is not valid"),
     ] {
-        let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a(key): value}))));
+        let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), annotations)));
         assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(false)), "{key}: {answer}");
         let message = answer["response"]["status"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(&a(key)) && message.contains(says), "{key}: {message}");

@@ -18,6 +18,7 @@ pub fn go_tool(name: &str) -> PathBuf {
         "kube-apiserver" => ("k8s.io/kubernetes", "kube"),
         "etcd" => ("go.etcd.io/etcd/server/v3", "etcd"),
         "helm" => ("helm.sh/helm/v3", "helm"),
+        "consul-template" => ("github.com/hashicorp/consul-template", "consul-template"),
         other => panic!("no such tool {other}"),
     };
     let go_mod = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(dir).join("go.mod")).unwrap();
@@ -231,6 +232,30 @@ impl Cluster {
             json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"audiences": audiences, "expirationSeconds": 3600}});
         let answer = self.must("POST", &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"), Some(&request));
         answer["status"]["token"].as_str().expect("a token").to_string()
+    }
+
+    /// OpenBao's kubernetes auth at `auth/kubernetes`, checking tokens with this API server's
+    /// TokenReview as the ServiceAccount `vault-infra/token-reviewer` (`system:auth-delegator`).
+    pub fn kubernetes_auth(&self, bao: &Bao) {
+        self.namespace("vault-infra");
+        self.service_account("vault-infra", "token-reviewer");
+        self.must(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            Some(&json!({
+                "metadata": {"name": "token-reviewer"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+                "subjects": [{"kind": "ServiceAccount", "name": "token-reviewer", "namespace": "vault-infra"}],
+            })),
+        );
+        let reviewer = self.token("vault-infra", "token-reviewer", &[]);
+        bao.enable_auth("kubernetes", "kubernetes");
+        let ca = std::fs::read_to_string(&self.ca).unwrap();
+        bao.api(
+            "POST",
+            "auth/kubernetes/config",
+            Some(json!({"kubernetes_host": self.url, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer})),
+        );
     }
 
     /// `helm ARGS` against this API server.

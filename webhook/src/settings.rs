@@ -68,9 +68,11 @@ pub const VAULT_AGENT: &str = "VAULT_AGENT";
 pub const VAULT_IMAGE: &str = "VAULT_IMAGE";
 pub const VAULT_IMAGE_PULL_POLICY: &str = "VAULT_IMAGE_PULL_POLICY";
 pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "SERVICE_ACCOUNT_TOKEN_VOLUME_NAME";
+pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
+pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 51] = [
+pub const ALL: [&str; 53] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -120,6 +122,8 @@ pub const ALL: [&str; 51] = [
     VAULT_IMAGE,
     VAULT_IMAGE_PULL_POLICY,
     SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
+    VAULT_CT_IMAGE,
+    VAULT_CT_PULL_POLICY,
     core::VAULT_TOKEN_FILE,
     core::VAULT_ENV_PASSTHROUGH,
 ];
@@ -165,12 +169,16 @@ Defaults for pods (each overridable by a vault.security.banzaicloud.io/ annotati
   TRANSIT_BATCH_SIZE [25], RUN_AS_NON_ROOT, RUN_AS_USER, RUN_AS_GROUP, READONLY_ROOT_FS,
   PSP_ALLOW_PRIVILEGE_ESCALATION
 
-vault-agent with the pod's own configuration (vault-agent-configmap annotation):
+vault-agent and consul-template with the pod's own configuration (vault-agent-configmap,
+vault-ct-configmap annotations):
   VAULT_AGENT                          default of the vault-agent annotation: an init agent that
                                        logs in for vault-env [default: false]
   VAULT_IMAGE [hashicorp/vault:1.20.4], VAULT_IMAGE_PULL_POLICY [IfNotPresent]
+                                       the agent, and the init agent that logs in for
+                                       consul-template
   SERVICE_ACCOUNT_TOKEN_VOLUME_NAME    mount path of the token the agent logs in with
                                        [default: /var/run/secrets/kubernetes.io/serviceaccount]
+  VAULT_CT_IMAGE [hashicorp/consul-template:0.41.1], VAULT_CT_PULL_POLICY [IfNotPresent]
 
 The copy-vault-env init container:
   VAULT_ENV_IMAGE [ghcr.io/vault-env/vault-env:0.1.0], VAULT_ENV_PULL_POLICY [IfNotPresent],
@@ -360,6 +368,8 @@ fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaul
             image: r.string(VAULT_IMAGE, &d.agent.image),
             pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.agent.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
             sa_mount_path: r.string(SERVICE_ACCOUNT_TOKEN_VOLUME_NAME, &d.agent.sa_mount_path),
+            ct_image: r.string(VAULT_CT_IMAGE, &d.agent.ct_image),
+            ct_pull_policy: r.parsed(VAULT_CT_PULL_POLICY, d.agent.ct_pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
         },
     }
 }

@@ -39,7 +39,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
     if annotations::skipped(&annotations, &labels) {
         return Ok(Admitted::default());
     }
-    let warnings = annotations::unhandled(&annotations, false).warnings;
+    let warnings = annotations::unhandled(&annotations);
     let patch = resolve_object(ctx, kind, object, namespace, dry_run, &who, &annotations).await?;
     Ok(Admitted { patch, warnings })
 }

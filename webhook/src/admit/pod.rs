@@ -36,16 +36,8 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
     if annotations::skipped(annotations, labels) {
         return Ok(Admitted::default());
     }
-    let unhandled = annotations::unhandled(annotations, true);
-    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods);
-    let config = match (config, unhandled.denials.is_empty()) {
-        (Ok(config), true) => config,
-        (Ok(_), false) => return Err(Denial::all(&who, &unhandled.denials)),
-        (Err(errors), _) => {
-            let reasons: Vec<String> = errors.iter().map(ToString::to_string).chain(unhandled.denials).collect();
-            return Err(Denial::all(&who, &reasons));
-        }
-    };
+    let warnings = annotations::unhandled(annotations);
+    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
 
     let mut fetched = SourceData::new();
     for (source, name) in pod::sources_to_fetch(pod, &config) {
@@ -80,7 +72,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
         }
     }
     let patch = pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who, e))?;
-    Ok(Admitted { patch, warnings: unhandled.warnings })
+    Ok(Admitted { patch, warnings })
 }
 
 fn referring_container(pod: &Pod, source: DataSource, name: &str) -> String {

@@ -1,26 +1,31 @@
 //! Bank-Vaults' vault-agent annotations, for an agent that runs the user's own configuration
 //! (`vault-agent-configmap`): as a templating sidecar (their case C), or with `vault-agent:
 //! "true"` as an init container that logs in for vault-env and renders files before the app
-//! starts (case D). `../shared/spec/agent-injection.md` §4.2 has what Bank-Vaults injects.
+//! starts (case D); and the settings it shares with consul-template (`consul_template.rs`).
+//! `../shared/spec/agent-injection.md` §4.2 has what Bank-Vaults injects.
 
 use super::keys::*;
-use super::values::{EXPECTED_PULL_POLICY, is_quantity, pull_policy};
-use super::vault::{AnnotationReader, EXPECTED_KUBE_NAME, kube_name};
-use vault_env::config::reader::{EXPECTED_BOOL, FieldError, parse_bool};
+use super::values::is_quantity;
+use super::vault::AnnotationReader;
+use vault_env::config::reader::{EXPECTED_BOOL, parse_bool};
 
 /// Pinned, unlike Bank-Vaults' `hashicorp/vault:latest`.
 pub const DEFAULT_AGENT_IMAGE: &str = "hashicorp/vault:1.20.4";
+/// consul-template's, pinned at the version our tests build (Bank-Vaults': 0.32.0 of 2023).
+pub const DEFAULT_CT_IMAGE: &str = "hashicorp/consul-template:0.41.1";
 pub const DEFAULT_SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 pub const DEFAULT_CONFIG_PATH: &str = "/vault/secrets";
 
 /// The webhook's defaults (`VAULT_AGENT`, `VAULT_IMAGE`, `VAULT_IMAGE_PULL_POLICY`,
-/// `SERVICE_ACCOUNT_TOKEN_VOLUME_NAME`).
+/// `SERVICE_ACCOUNT_TOKEN_VOLUME_NAME`, `VAULT_CT_IMAGE`, `VAULT_CT_PULL_POLICY`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentDefaults {
     pub init: bool,
     pub image: String,
     pub pull_policy: String,
     pub sa_mount_path: String,
+    pub ct_image: String,
+    pub ct_pull_policy: String,
 }
 
 impl Default for AgentDefaults {
@@ -30,6 +35,8 @@ impl Default for AgentDefaults {
             image: DEFAULT_AGENT_IMAGE.into(),
             pull_policy: "IfNotPresent".into(),
             sa_mount_path: DEFAULT_SA_MOUNT_PATH.into(),
+            ct_image: DEFAULT_CT_IMAGE.into(),
+            ct_pull_policy: "IfNotPresent".into(),
         }
     }
 }
@@ -69,43 +76,45 @@ pub struct AgentConfig {
     pub env: Vec<(String, String)>,
 }
 
-const EXPECTED_QUANTITY: &str = "a Kubernetes quantity such as 100m or 128Mi";
+/// The vault image, for an agent that only logs in (for consul-template) as well as for
+/// [`AgentConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginAgent {
+    pub image: String,
+    pub pull_policy: String,
+    /// `service-account-token-volume-name`: the mount path of the token the agent logs in with.
+    pub sa_mount_path: String,
+}
+
+pub const EXPECTED_QUANTITY: &str = "a Kubernetes quantity such as 100m or 128Mi";
 const EXPECTED_ENV: &str = "a JSON list of {\"name\": …, \"value\": …}";
 
-/// The agent's settings when the pod asks for one with its own configuration, else `None`.
-pub fn read_agent(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults) -> Option<AgentConfig> {
-    let configmap = r.parsed(VAULT_AGENT_CONFIGMAP, String::new(), EXPECTED_KUBE_NAME, kube_name);
-    if configmap.is_empty() {
-        return None;
-    }
-    let quantity = |s: &str| is_quantity(s).then(|| s.to_string());
+pub fn quantity(s: &str) -> Option<String> {
+    is_quantity(s).then(|| s.to_string())
+}
+
+pub fn read_agent(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults, configmap: String, login: &LoginAgent, config_path: &str) -> AgentConfig {
     let cpu = r.parsed(VAULT_AGENT_CPU, None, EXPECTED_QUANTITY, |s| quantity(s).map(Some));
     let memory = r.parsed(VAULT_AGENT_MEMORY, None, EXPECTED_QUANTITY, |s| quantity(s).map(Some));
     let cpu_limit = r.parsed(VAULT_AGENT_CPU_LIMIT, "100m".to_string(), EXPECTED_QUANTITY, quantity);
     let memory_limit = r.parsed(VAULT_AGENT_MEMORY_LIMIT, "128Mi".to_string(), EXPECTED_QUANTITY, quantity);
-    let fallback_path = r.string(VAULT_CT_SECRETS_MOUNT_PATH, DEFAULT_CONFIG_PATH);
-    let config_path = r.string(VAULT_CONFIGFILE_PATH, &fallback_path);
-    if !config_path.starts_with('/') {
-        let name = r.name_of(VAULT_CONFIGFILE_PATH).or_else(|| r.name_of(VAULT_CT_SECRETS_MOUNT_PATH)).unwrap_or_default();
-        r.push(FieldError::invalid(name, &config_path, "an absolute path"));
-    }
-    Some(AgentConfig {
+    AgentConfig {
         configmap,
         init: r.parsed(VAULT_AGENT, d.init, EXPECTED_BOOL, parse_bool),
         once: r.parsed(VAULT_AGENT_ONCE, false, EXPECTED_BOOL, parse_bool),
         native_sidecar: r.parsed(VAULT_AGENT_NATIVE_SIDECAR, false, EXPECTED_BOOL, parse_bool),
         share_process_namespace: r.parsed(VAULT_AGENT_SHARE_PROCESS_NAMESPACE, true, EXPECTED_BOOL, parse_bool),
-        image: r.string(VAULT_IMAGE, &d.image),
-        pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
-        config_path,
-        sa_mount_path: r.string(SERVICE_ACCOUNT_TOKEN_VOLUME_NAME, &d.sa_mount_path),
+        image: login.image.clone(),
+        pull_policy: login.pull_policy.clone(),
+        config_path: config_path.to_string(),
+        sa_mount_path: login.sa_mount_path.clone(),
         limits: CpuMemory { cpu: cpu.unwrap_or(cpu_limit), memory: memory.unwrap_or(memory_limit) },
         requests: CpuMemory {
             cpu: r.parsed(VAULT_AGENT_CPU_REQUEST, "100m".to_string(), EXPECTED_QUANTITY, quantity),
             memory: r.parsed(VAULT_AGENT_MEMORY_REQUEST, "128Mi".to_string(), EXPECTED_QUANTITY, quantity),
         },
         env: r.parsed(VAULT_AGENT_ENV_VARIABLES, Vec::new(), EXPECTED_ENV, env_variables),
-    })
+    }
 }
 
 /// Go's `json.Unmarshal` into `[]corev1.EnvVar` matches field names case-insensitively, so both

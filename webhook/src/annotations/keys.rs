@@ -56,10 +56,21 @@ pub const VAULT_AGENT_MEMORY_LIMIT: &str = "vault-agent-memory-limit";
 pub const VAULT_AGENT_MEMORY_REQUEST: &str = "vault-agent-memory-request";
 pub const VAULT_AGENT_ENV_VARIABLES: &str = "vault-agent-env-variables";
 pub const VAULT_CONFIGFILE_PATH: &str = "vault-configfile-path";
-pub const VAULT_CT_SECRETS_MOUNT_PATH: &str = "vault-ct-secrets-mount-path";
 pub const VAULT_IMAGE: &str = "vault-image";
 pub const VAULT_IMAGE_PULL_POLICY: &str = "vault-image-pull-policy";
 pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "service-account-token-volume-name";
+// consul-template (annotations/consul_template.rs).
+pub const VAULT_CT_CONFIGMAP: &str = "vault-ct-configmap";
+pub const VAULT_CT_IMAGE: &str = "vault-ct-image";
+pub const VAULT_CT_PULL_POLICY: &str = "vault-ct-pull-policy";
+pub const VAULT_CT_ONCE: &str = "vault-ct-once";
+pub const VAULT_CT_SHARE_PROCESS_NAMESPACE: &str = "vault-ct-share-process-namespace";
+pub const VAULT_CT_CPU: &str = "vault-ct-cpu";
+pub const VAULT_CT_MEMORY: &str = "vault-ct-memory";
+pub const VAULT_CT_SECRETS_MOUNT_PATH: &str = "vault-ct-secrets-mount-path";
+pub const VAULT_CT_INJECT_IN_INITCONTAINERS: &str = "vault-ct-inject-in-initcontainers";
+/// Ours: the consul-template sidecar as a native sidecar.
+pub const VAULT_CT_NATIVE_SIDECAR: &str = "vault-ct-native-sidecar";
 
 /// Every key this webhook acts on (after the prefix), in either spelling's old form.
 pub const ALL: &[&str] = &[
@@ -106,10 +117,19 @@ pub const ALL: &[&str] = &[
     VAULT_AGENT_MEMORY_REQUEST,
     VAULT_AGENT_ENV_VARIABLES,
     VAULT_CONFIGFILE_PATH,
-    VAULT_CT_SECRETS_MOUNT_PATH,
     VAULT_IMAGE,
     VAULT_IMAGE_PULL_POLICY,
     SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
+    VAULT_CT_CONFIGMAP,
+    VAULT_CT_IMAGE,
+    VAULT_CT_PULL_POLICY,
+    VAULT_CT_ONCE,
+    VAULT_CT_SHARE_PROCESS_NAMESPACE,
+    VAULT_CT_CPU,
+    VAULT_CT_MEMORY,
+    VAULT_CT_SECRETS_MOUNT_PATH,
+    VAULT_CT_INJECT_IN_INITCONTAINERS,
+    VAULT_CT_NATIVE_SIDECAR,
 ];
 
 /// A key under the new prefix in its old (Bank-Vaults) spelling: `vault-transit-key-id` →

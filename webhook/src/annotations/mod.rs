@@ -13,9 +13,10 @@ pub mod pod;
 pub mod object;
 pub mod unhandled;
 pub mod agent;
+pub mod consul_template;
 
 pub use keys::{MUTATE_LABEL, NEW_PREFIX, PREFIX, skipped};
 pub use object::{ObjectConfig, ObjectDefaults};
 pub use pod::{PodConfig, PodDefaults};
-pub use unhandled::{Unhandled, unhandled};
+pub use unhandled::unhandled;
 pub use vault::{ObjectInfo, VaultDefaults, VaultTarget};

@@ -1,8 +1,10 @@
 //! A pod's settings: its annotations over the webhook's [`PodDefaults`].
 
-use super::agent::{AgentConfig, AgentDefaults, read_agent};
+use super::agent::{AgentConfig, AgentDefaults, DEFAULT_CONFIG_PATH, LoginAgent, read_agent};
+use super::consul_template::{self, CtConfig};
 use super::keys::*;
 pub use super::values::{EXPECTED_PULL_POLICY, is_quantity, pull_policy};
+use super::vault::{AnnotationReader, EXPECTED_KUBE_NAME, kube_name};
 use super::vault::{ObjectInfo, VaultDefaults, VaultTarget, read_vault_target};
 use super::vault_addr;
 use std::collections::BTreeMap;
@@ -100,6 +102,8 @@ pub struct PodConfig {
     pub registry_skip_verify: bool,
     /// A vault-agent with the pod's own configuration (`vault-agent-configmap`).
     pub agent: Option<AgentConfig>,
+    /// consul-template with the pod's own configuration (`vault-ct-configmap`).
+    pub consul_template: Option<CtConfig>,
 }
 
 pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
@@ -129,6 +133,7 @@ impl PodConfig {
             Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some((v.to_string(), f.to_string())),
             _ => None,
         });
+        let (agent, consul_template) = read_agents(&mut r, &d.agent);
         let config = PodConfig {
             skip,
             vault,
@@ -149,10 +154,44 @@ impl PodConfig {
             readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
             allow_privilege_escalation: r.bool(PSP_ALLOW_PRIVILEGE_ESCALATION, d.allow_privilege_escalation),
             registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
-            agent: read_agent(&mut r, &d.agent),
+            agent,
+            consul_template,
         };
         r.finish(config)
     }
+}
+
+/// The pod's vault-agent with its own configuration, and its consul-template, when it asks for
+/// them (`vault-agent-configmap`, `vault-ct-configmap`).
+pub fn read_agents(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults) -> (Option<AgentConfig>, Option<CtConfig>) {
+    let agent_configmap = r.parsed(VAULT_AGENT_CONFIGMAP, String::new(), EXPECTED_KUBE_NAME, kube_name);
+    let ct_configmap = r.parsed(VAULT_CT_CONFIGMAP, String::new(), EXPECTED_KUBE_NAME, kube_name);
+    if agent_configmap.is_empty() && ct_configmap.is_empty() {
+        return (None, None);
+    }
+    let login = LoginAgent {
+        image: r.string(VAULT_IMAGE, &d.image),
+        pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
+        sa_mount_path: r.string(SERVICE_ACCOUNT_TOKEN_VOLUME_NAME, &d.sa_mount_path),
+    };
+    let config_path = read_config_path(r);
+    let agent = (!agent_configmap.is_empty()).then_some(agent_configmap).map(|configmap| read_agent(r, d, configmap, &login, &config_path));
+    let with_agent = agent.is_some();
+    let ct =
+        (!ct_configmap.is_empty()).then_some(ct_configmap).map(|configmap| consul_template::read(r, d, configmap, login, config_path, with_agent));
+    (agent, ct)
+}
+
+/// `vault-configfile-path`, else `vault-ct-secrets-mount-path`, else [`DEFAULT_CONFIG_PATH`]: where
+/// an agent's or consul-template's rendered files are mounted.
+fn read_config_path(r: &mut AnnotationReader<'_, '_>) -> String {
+    let fallback_path = r.string(VAULT_CT_SECRETS_MOUNT_PATH, DEFAULT_CONFIG_PATH);
+    let config_path = r.string(VAULT_CONFIGFILE_PATH, &fallback_path);
+    if !config_path.starts_with('/') {
+        let name = r.name_of(VAULT_CONFIGFILE_PATH).or_else(|| r.name_of(VAULT_CT_SECRETS_MOUNT_PATH)).unwrap_or_default();
+        r.push(FieldError::invalid(name, &config_path, "an absolute path"));
+    }
+    config_path
 }
 
 /// A level vault-env accepts, as written.

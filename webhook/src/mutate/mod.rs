@@ -7,3 +7,4 @@ pub mod patch;
 pub mod pod;
 pub mod pod_parts;
 pub mod agent;
+pub mod consul_template;

@@ -9,6 +9,7 @@
 //!    this webhook does not know (newer Kubernetes) are never rewritten.
 
 use super::agent;
+use super::consul_template;
 use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
 use crate::annotations::PodConfig;
 use crate::mutate::patch::{AddOps, JsonPatch};
@@ -156,7 +157,8 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
 
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
 /// target without `command` (from [`images_to_look_up`]); and, on the first pass, the pod's own
-/// vault-agent ([`agent`]), with or without targets. `None` when nothing changes.
+/// vault-agent ([`agent`]) and consul-template ([`consul_template`]), with or without targets.
+/// `None` when nothing changes.
 pub fn patch(
     pod: &Pod,
     config: &PodConfig,
@@ -165,9 +167,17 @@ pub fn patch(
 ) -> Result<Option<JsonPatch>, String> {
     let first = !already_mutated(pod);
     let agent = config.agent.as_ref().filter(|_| first && !config.skip);
-    if targets.is_empty() && agent.is_none() {
+    let ct = config.consul_template.as_ref().filter(|_| first && !config.skip);
+    if targets.is_empty() && agent.is_none() && ct.is_none() {
         return Ok(None);
     }
+    // consul-template's token: the pod's own (token-auth-mount), or the one an init agent with
+    // the pod's own configuration sinks; else an agent that only logs in (named apart from a
+    // sidecar agent).
+    let login = ct.filter(|_| !agent.is_some_and(|a| a.init) && config.token_auth_mount.is_none()).map(|ct| {
+        let name = if agent.is_some() { "vault-agent-login" } else { agent::CONTAINER };
+        agent::login_init(config, pod, &ct.login, name)
+    });
     let mut ops = AddOps::default();
     for &target in targets {
         let Some(c) = container(pod, target) else { continue };
@@ -196,11 +206,15 @@ pub fn patch(
         }
         append(&mut ops, &at("env"), c.env.is_some(), &vault_env_vars(c, config, pod));
     }
-    // Mounts: vault-env's in every target, the agent's rendered files in every app container.
+    // Mounts: vault-env's in every target, the rendered files in every app container (and
+    // consul-template's, with vault-ct-inject-in-initcontainers, in the user's init containers).
     for (place, c) in containers(pod) {
         let mut list = if targets.contains(&place) { mounts(config, pod) } else { Vec::new() };
         if let Some(a) = agent.filter(|_| !place.init) {
             list.push(agent::app_mount(a));
+        }
+        if let Some(ct) = ct.filter(|ct| !place.init || ct.inject_in_init_containers) {
+            list.push(consul_template::app_mount(ct));
         }
         let index = place.index.to_string();
         let at = ["spec", if place.init { "initContainers" } else { "containers" }, index.as_str(), "volumeMounts"];
@@ -219,9 +233,13 @@ pub fn patch(
         }));
     }
     volumes.extend(agent.map(agent::volumes).unwrap_or_default());
+    volumes.extend(login.as_ref().map(|_| agent::login_volume()));
+    volumes.extend(ct.map(consul_template::volumes).unwrap_or_default());
     append(&mut ops, &["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), &volumes);
-    // Last, so that the indices above still point at the user's containers: the copy container,
-    // then an init agent before it (it leaves its token for vault-env), then a sidecar agent first.
+    // Last, so that the indices above still point at the user's containers. Init containers end
+    // up as [sidecar agent (native), init or login agent, copy-vault-env, consul-template (once
+    // or native), the user's]: each prepended in turn. App containers as [vault-agent,
+    // consul-template, the user's].
     let mut inits = spec.and_then(|s| s.init_containers.as_ref()).is_some();
     let mut prepend_init = |ops: &mut AddOps, container: Value| {
         if inits {
@@ -231,8 +249,26 @@ pub fn patch(
             inits = true;
         }
     };
+    let mut share_process_namespace = false;
+    if let Some(ct) = ct {
+        let mut container = consul_template::container(config, pod, ct);
+        if consul_template::sidecar(ct) {
+            share_process_namespace |= ct.share_process_namespace;
+            if ct.native_sidecar {
+                container["restartPolicy"] = json!("Always");
+                prepend_init(&mut ops, container);
+            } else {
+                ops.add(&["spec", "containers", "0"], &container);
+            }
+        } else {
+            prepend_init(&mut ops, container);
+        }
+    }
     if !targets.is_empty() {
         prepend_init(&mut ops, copy_container(config, pod));
+    }
+    if let Some(login) = login {
+        prepend_init(&mut ops, login);
     }
     match agent {
         Some(a) if a.init => prepend_init(&mut ops, agent::init(config, pod, a)),
@@ -245,11 +281,12 @@ pub fn patch(
             } else {
                 ops.add(&["spec", "containers", "0"], &sidecar);
             }
-            if a.share_process_namespace {
-                ops.add(&["spec", "shareProcessNamespace"], &true);
-            }
+            share_process_namespace |= a.share_process_namespace;
         }
         None => {}
+    }
+    if share_process_namespace {
+        ops.add(&["spec", "shareProcessNamespace"], &true);
     }
     ops.finish()
 }
@@ -257,7 +294,8 @@ pub fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotations::agent::{AgentConfig, CpuMemory};
+    use crate::annotations::agent::{AgentConfig, CpuMemory, LoginAgent};
+    use crate::annotations::consul_template::CtConfig;
     use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
     use serde_json::Value;
     use std::time::Duration;
@@ -458,6 +496,166 @@ mod tests {
         assert_eq!(names(&doc, "containers"), ["MyContainer"]);
         assert_eq!(doc["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert_eq!(doc["spec"]["initContainers"][0]["args"], json!(["agent", "-config", "/vault/config/config.hcl"]));
+    }
+
+    /// Bank-Vaults' consul-template settings of their cases 12, 13, 15 and 16.
+    fn ct_config(once: bool, in_init_containers: bool) -> PodConfig {
+        let mut c = bank_vaults_config();
+        c.consul_template = Some(CtConfig {
+            configmap: "config-map-test".into(),
+            image: "hashicorp/consul-template:0.41.1".into(),
+            pull_policy: "IfNotPresent".into(),
+            once,
+            inject_in_init_containers: once && in_init_containers,
+            native_sidecar: false,
+            share_process_namespace: true,
+            cpu: "50m".into(),
+            memory: "128Mi".into(),
+            config_path: "/vault/secrets".into(),
+            login: LoginAgent { image: "hashicorp/vault:1.20.4".into(), pull_policy: "IfNotPresent".into(), sa_mount_path: SA.into() },
+            token_for_vault_env: false,
+        });
+        c
+    }
+
+    /// The pod of cases 12, 13, 15 and 16: no references, a service-account mount, and (15, 16)
+    /// an init container of the user's.
+    fn ct_pod(with_init: bool) -> Pod {
+        let app = json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "volumeMounts": [{"name": "kube-api-access-x", "mountPath": SA}]});
+        let mut spec = json!({"containers": [app]});
+        if with_init {
+            spec["initContainers"] = json!([{"name": "MyInitContainer", "image": "myimage", "command": ["/bin/bash"]}]);
+        }
+        pod(spec)
+    }
+
+    /// Bank-Vaults' case 12 (ct-configmap): an init agent logs in (its configuration travels in
+    /// its env, no ConfigMap is created) and consul-template runs as the first container, with
+    /// the token volume as its home and the rendered files mounted in the app.
+    #[test]
+    fn case12_consul_template_sidecar_with_a_login_agent() {
+        let doc = mutate(&ct_pod(false), &ct_config(false, false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent"]);
+        assert_eq!(names(&doc, "containers"), ["consul-template", "MyContainer"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config", "ct-secrets", "ct-configmap"]);
+        assert_eq!(doc["spec"]["volumes"][1], json!({"name": "vault-agent-config", "emptyDir": {"medium": "Memory"}}));
+        assert_eq!(
+            doc["spec"]["volumes"][3],
+            json!({"name": "ct-configmap", "configMap": {"name": "config-map-test", "defaultMode": 420, "items": [{"key": "config.hcl", "path": "config.hcl"}]}})
+        );
+        assert_eq!(doc["spec"]["shareProcessNamespace"], true);
+
+        let login = &doc["spec"]["initContainers"][0];
+        assert_eq!(login["command"][0], "/bin/sh");
+        assert!(login["command"][2].as_str().unwrap().ends_with("exec vault agent -config=/vault/agent/config.json -exit-after-auth"), "{login}");
+        let config = login["env"].as_array().unwrap().iter().find(|e| e["name"] == "AGENT_CONFIG").expect("the configuration");
+        let config: Value = serde_json::from_str(config["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            config,
+            json!({"auto_auth": {
+                "method": {"type": "kubernetes", "mount_path": "auth/path", "config": {"role": "role", "token_path": format!("{SA}/token")}},
+                "sink": [{"type": "file", "config": {"path": "/vault/.vault-token"}}]}})
+        );
+        assert_eq!(
+            mount_paths(login),
+            [("vault-env".into(), "/vault/".into()), ("kube-api-access-x".into(), SA.into()), ("vault-agent-config".into(), "/vault/agent/".into())]
+        );
+        assert_eq!(login["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}), "the copy container's, as theirs");
+
+        let ct = &doc["spec"]["containers"][0];
+        assert_eq!(ct["args"], json!(["-config", "/vault/ct-config/config.hcl"]));
+        assert!(ct.get("command").is_none(), "the image's entrypoint runs");
+        assert_eq!(
+            mount_paths(ct),
+            [
+                ("vault-env".into(), "/vault/".into()),
+                ("ct-secrets".into(), "/vault/secrets".into()),
+                ("vault-env".into(), "/home/consul-template".into()),
+                ("ct-configmap".into(), "/vault/ct-config/config.hcl".into())
+            ]
+        );
+        assert!(ct["env"].as_array().unwrap().contains(&var("HOME", "/home/consul-template")));
+        assert_eq!(ct["securityContext"]["capabilities"], json!({"add": ["SYS_PTRACE"], "drop": ["ALL"]}));
+        assert_eq!(ct["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(ct["resources"], json!({"limits": {"cpu": "50m", "memory": "128Mi"}}));
+        assert!(mount_paths(&doc["spec"]["containers"][1]).contains(&("ct-secrets".into(), "/vault/secrets".into())));
+        // Idempotent: a second pass adds nothing.
+        let again: Pod = serde_json::from_value(doc).unwrap();
+        assert_eq!(mutate(&again, &ct_config(false, false), &SourceData::new(), None), None);
+    }
+
+    /// Bank-Vaults' case 13 (ct-once): consul-template renders once, as an init container after
+    /// the login; the app container mounts the files; no shared process namespace (ours: nothing
+    /// runs beside the app to signal it).
+    #[test]
+    fn case13_consul_template_once() {
+        let doc = mutate(&ct_pod(false), &ct_config(true, false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "consul-template"]);
+        assert_eq!(names(&doc, "containers"), ["MyContainer"]);
+        assert_eq!(doc["spec"]["initContainers"][1]["args"], json!(["-config", "/vault/ct-config/config.hcl", "-once"]));
+        assert_eq!(doc["spec"]["initContainers"][1]["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
+        assert!(doc["spec"].get("shareProcessNamespace").is_none());
+        assert!(mount_paths(&doc["spec"]["containers"][0]).contains(&("ct-secrets".into(), "/vault/secrets".into())));
+    }
+
+    /// Bank-Vaults' cases 15 and 16: the user's init containers mount the rendered files only with
+    /// both vault-ct-once and vault-ct-inject-in-initcontainers; with references, copy-vault-env
+    /// comes between the login and consul-template.
+    #[test]
+    fn case15_16_inject_in_init_containers() {
+        let doc = mutate(&ct_pod(true), &ct_config(true, true), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "consul-template", "MyInitContainer"]);
+        assert!(mount_paths(&doc["spec"]["initContainers"][2]).contains(&("ct-secrets".into(), "/vault/secrets".into())));
+        let doc = mutate(&ct_pod(true), &ct_config(false, true), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "MyInitContainer"]);
+        assert_eq!(names(&doc, "containers"), ["consul-template", "MyContainer"]);
+        assert!(!mount_paths(&doc["spec"]["initContainers"][1]).iter().any(|m| m.0 == "ct-secrets"));
+
+        let doc = mutate(&one_container(json!({})), &ct_config(true, false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env", "consul-template"]);
+        assert_eq!(doc["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]));
+        assert!(!env_of(&doc, "containers", 0).iter().any(|e| e["name"] == "VAULT_TOKEN_FILE"), "vault-env logs in itself");
+    }
+
+    /// With `vault-agent: "true"` vault-env uses the login agent's token too (Bank-Vaults); with an
+    /// init agent of the pod's own, that agent's token serves both, and no second agent comes;
+    /// beside a sidecar agent the login agent has a name of its own; with `token-auth-mount`
+    /// consul-template reads that token (ours: Bank-Vaults copies it); native consul-template.
+    #[test]
+    fn consul_template_with_the_agents() {
+        let mut config = ct_config(false, false);
+        config.consul_template.as_mut().unwrap().token_for_vault_env = true;
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert!(env_of(&doc, "containers", 1).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
+
+        let mut config = agent_config(true);
+        config.consul_template = ct_config(false, false).consul_template;
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env"]);
+        assert_eq!(doc["spec"]["initContainers"][0]["command"][1], "agent", "the pod's own agent");
+        assert_eq!(names(&doc, "containers"), ["consul-template", "MyContainer"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "agent-secrets", "vault-agent-config", "ct-secrets", "ct-configmap"]);
+
+        let mut config = agent_config(false);
+        config.consul_template = ct_config(false, false).consul_template;
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent-login", "copy-vault-env"]);
+        assert_eq!(names(&doc, "containers"), ["vault-agent", "consul-template", "MyContainer"]);
+
+        let mut config = ct_config(false, false);
+        config.token_auth_mount = Some(("my-token".into(), "token".into()));
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["copy-vault-env"], "no login with the pod's own token");
+        let ct = &doc["spec"]["containers"][0];
+        assert_eq!(ct["args"], json!(["-config", "/vault/ct-config/config.hcl", "-vault-agent-token-file=/vault-token/token"]));
+        assert!(mount_paths(ct).contains(&("my-token".into(), "/vault-token/".into())));
+
+        let mut config = ct_config(false, false);
+        config.consul_template.as_mut().unwrap().native_sidecar = true;
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env", "consul-template"]);
+        assert_eq!(doc["spec"]["initContainers"][2]["restartPolicy"], "Always");
+        assert_eq!(names(&doc, "containers"), ["MyContainer"]);
     }
 
     #[test]

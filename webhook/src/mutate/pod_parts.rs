@@ -76,7 +76,7 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
     }
     if let Some((_, file)) = &config.token_auth_mount {
         out.push(env(names::VAULT_TOKEN_FILE, format!("{TOKEN_MOUNT_PATH}{file}")));
-    } else if config.agent.as_ref().is_some_and(|a| a.init) {
+    } else if config.agent.as_ref().is_some_and(|a| a.init) || config.consul_template.as_ref().is_some_and(|ct| ct.token_for_vault_env) {
         // The init agent's token (its configuration sinks it there).
         out.push(env(names::VAULT_TOKEN_FILE, AGENT_TOKEN_FILE));
     }
@@ -136,8 +136,17 @@ pub fn security_context(config: &PodConfig, pod: &Pod) -> Value {
     sc
 }
 
-pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
+/// The `VAULT_ENV_CPU/MEMORY_*` resources: the copy container's, and the login agent's (as in
+/// Bank-Vaults).
+pub fn copy_resources(config: &PodConfig) -> Value {
     let r = &config.resources;
+    json!({
+        "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
+        "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+    })
+}
+
+pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
     json!({
         "name": COPY_CONTAINER,
         "image": config.env_image,
@@ -145,10 +154,7 @@ pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
         "command": [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
         "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
         "securityContext": security_context(config, pod),
-        "resources": {
-            "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
-            "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
-        },
+        "resources": copy_resources(config),
     })
 }
 
