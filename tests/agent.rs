@@ -238,17 +238,10 @@ template {
 #[test]
 fn consul_template_renders_with_the_login_agents_token() {
     let cluster = Cluster::start();
-    cluster.namespace("shop");
-    cluster.service_account("shop", "app");
     let bao = Bao::dev();
     bao.kv2("app", json!({"password": "rendered-by-consul-template"}));
     bao.policy("app", r#"path "secret/data/app" { capabilities = ["read"] }"#);
-    cluster.kubernetes_auth(&bao);
-    bao.api(
-        "POST",
-        "auth/kubernetes/role/app",
-        Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["app"], "ttl": "10m"})),
-    );
+    cluster.kubernetes_auth(&bao, "app");
     let jwt = cluster.token("shop", "app", &["https://kubernetes.default.svc.cluster.local"]);
 
     let a = |key: &str| format!("vault.security.banzaicloud.io/{key}");

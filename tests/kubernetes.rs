@@ -12,19 +12,11 @@ use std::time::Duration;
 #[test]
 fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
     let cluster = Cluster::start();
-    cluster.namespace("shop");
-    cluster.service_account("shop", "app");
-    cluster.service_account("shop", "other");
-
     let bao = Bao::dev();
     bao.kv2("db", json!({"password": "s3cr3t-from-bao"}));
     bao.policy("db", r#"path "secret/data/db" { capabilities = ["read"] }"#);
-    cluster.kubernetes_auth(&bao);
-    bao.api(
-        "POST",
-        "auth/kubernetes/role/app",
-        Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["db"], "ttl": "10m"})),
-    );
+    cluster.kubernetes_auth(&bao, "db");
+    cluster.service_account("shop", "other");
 
     let dir = tempfile::tempdir().unwrap();
     let login = |sa: &str| {

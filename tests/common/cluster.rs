@@ -235,8 +235,9 @@ impl Cluster {
     }
 
     /// OpenBao's kubernetes auth at `auth/kubernetes`, checking tokens with this API server's
-    /// TokenReview as the ServiceAccount `vault-infra/token-reviewer` (`system:auth-delegator`).
-    pub fn kubernetes_auth(&self, bao: &Bao) {
+    /// TokenReview as the ServiceAccount `vault-infra/token-reviewer` (`system:auth-delegator`),
+    /// with a role `app` for the ServiceAccount `shop/app` (both created here) and `policy`.
+    pub fn kubernetes_auth(&self, bao: &Bao, policy: &str) {
         self.namespace("vault-infra");
         self.service_account("vault-infra", "token-reviewer");
         self.must(
@@ -255,6 +256,13 @@ impl Cluster {
             "POST",
             "auth/kubernetes/config",
             Some(json!({"kubernetes_host": self.url, "kubernetes_ca_cert": ca, "token_reviewer_jwt": reviewer})),
+        );
+        self.namespace("shop");
+        self.service_account("shop", "app");
+        bao.api(
+            "POST",
+            "auth/kubernetes/role/app",
+            Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": [policy], "ttl": "10m"})),
         );
     }
 
