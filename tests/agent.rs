@@ -205,8 +205,12 @@ fn the_init_agent_logs_in_for_vault_env() {
     let token = std::fs::read_to_string(volumes.dir("vault-env").join(".vault-token")).expect("the token sink");
     assert!(!token.trim().is_empty());
 
-    // The app container as mutated: vault-env with VAULT_TOKEN_FILE pointing at the sink.
-    let app = &pod["spec"]["containers"][0];
+    app_resolves_with_the_agents_token(&pod["spec"]["containers"][0], &volumes, &bao, "rendered-by-the-agent");
+}
+
+/// The app container as mutated: vault-env, with `VAULT_TOKEN_FILE` pointing at the agent's sink,
+/// resolves `PASSWORD` to `expected` with that token, without a login of its own.
+fn app_resolves_with_the_agents_token(app: &Value, volumes: &Volumes, bao: &Bao, expected: &str) {
     let env: Vec<(String, String)> = app["env"]
         .as_array()
         .unwrap()
@@ -214,11 +218,10 @@ fn the_init_agent_logs_in_for_vault_env() {
         .map(|e| (e["name"].as_str().unwrap().to_string(), volumes.local(e["value"].as_str().unwrap_or(""))))
         .collect();
     assert!(env.iter().any(|(k, v)| k == "VAULT_TOKEN_FILE" && v.ends_with("vault-env/.vault-token")), "{env:?}");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).filter(|(k, _)| *k != "VAULT_ADDR").collect();
-    let mut env = env;
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).filter(|(k, _)| *k != "VAULT_ADDR").collect();
     env.push(("VAULT_ADDR", &bao.addr));
     let out = vault_env(&env, &["sh", "-c", "echo \"$PASSWORD\""]);
-    assert_eq!((out.code, out.stdout.trim()), (Some(0), "rendered-by-the-agent"), "{}", out.all());
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), expected), "{}", out.all());
     assert!(!out.stderr.contains("logged in"), "vault-env used the agent's token: {}", out.stderr);
 }
 
@@ -234,7 +237,8 @@ template {
 /// the webhook passes in its env, logs in through OpenBao's kubernetes auth with a token from the
 /// real TokenRequest API, which OpenBao checks with the API server's TokenReview, and sinks the
 /// token in the `vault-env` volume; consul-template, built from its Go module, finds it as
-/// `~/.vault-token` and renders the ConfigMap's template into the volume the app mounts.
+/// `~/.vault-token` and renders the ConfigMap's template into the volume the app mounts. With
+/// `vault-agent: "true"` (case A) vault-env in the app uses that token too.
 #[test]
 fn consul_template_renders_with_the_login_agents_token() {
     let cluster = Cluster::start();
@@ -245,7 +249,7 @@ fn consul_template_renders_with_the_login_agents_token() {
     let jwt = cluster.token("shop", "app", &["https://kubernetes.default.svc.cluster.local"]);
 
     let a = |key: &str| format!("vault.security.banzaicloud.io/{key}");
-    let pod = mutated_pod(&bao, json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-once"): "true"}));
+    let pod = mutated_pod(&bao, json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-once"): "true", a("vault-agent"): "true"}));
     let inits = &pod["spec"]["initContainers"];
     assert_eq!((inits[0]["name"].as_str(), inits[2]["name"].as_str()), (Some("vault-agent"), Some("consul-template")), "{pod}");
     let dir = tempfile::tempdir().unwrap();
@@ -269,4 +273,5 @@ fn consul_template_renders_with_the_login_agents_token() {
     // The app container mounts that volume where the template wrote.
     let app = &pod["spec"]["containers"][0];
     assert!(app["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "ct-secrets" && m["mountPath"] == "/vault/secrets"), "{app}");
+    app_resolves_with_the_agents_token(app, &volumes, &bao, "rendered-by-consul-template");
 }

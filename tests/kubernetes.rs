@@ -273,6 +273,11 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     let (inits, _, stored) = ct_pod("ct-native", json!({"vault.security.banzaicloud.io/vault-ct-native-sidecar": "true"}));
     assert_eq!(inits, ["vault-agent", "copy-vault-env", "consul-template"]);
     assert_eq!(stored["spec"]["initContainers"][2]["restartPolicy"], "Always");
+    // Bank-Vaults' case A: vault-agent: "true" alone, an agent that logs in for vault-env.
+    let login_only = cluster.must("POST", pods, Some(&pod("agent-login", json!({"vault.security.banzaicloud.io/vault-agent": "true"}), json!({}))));
+    let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(login_only.clone()).expect("a valid Pod");
+    assert_eq!(login_only["spec"]["initContainers"][0]["name"], "vault-agent", "{login_only}");
+    assert!(login_only["spec"]["containers"][0]["env"].as_array().unwrap().iter().any(|e| e["name"] == "VAULT_TOKEN_FILE"), "{login_only}");
 
     // The same spec again: mutated exactly once too.
     let again = cluster.must("POST", pods, Some(&pod("web-2", json!({}), json!({}))));

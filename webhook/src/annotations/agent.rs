@@ -76,14 +76,23 @@ pub struct AgentConfig {
     pub env: Vec<(String, String)>,
 }
 
-/// The vault image, for an agent that only logs in (for consul-template) as well as for
-/// [`AgentConfig`].
+/// The vault image and the token it logs in with: for [`AgentConfig`] and [`LoginAgent`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoginAgent {
+pub struct AgentImage {
     pub image: String,
     pub pull_policy: String,
     /// `service-account-token-volume-name`: the mount path of the token the agent logs in with.
     pub sa_mount_path: String,
+}
+
+/// Bank-Vaults' agent with the configuration it generates: a kubernetes login with the pod's
+/// role, mount and namespace, its token sunk for consul-template and (`for_vault_env`) vault-env.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginAgent {
+    pub image: AgentImage,
+    /// `vault-agent: "true"` without a `vault-agent-configmap`: vault-env uses the token
+    /// (`VAULT_TOKEN_FILE`), as in Bank-Vaults' case A.
+    pub for_vault_env: bool,
 }
 
 pub const EXPECTED_QUANTITY: &str = "a Kubernetes quantity such as 100m or 128Mi";
@@ -93,21 +102,21 @@ pub fn quantity(s: &str) -> Option<String> {
     is_quantity(s).then(|| s.to_string())
 }
 
-pub fn read_agent(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults, configmap: String, login: &LoginAgent, config_path: &str) -> AgentConfig {
+pub fn read_agent(r: &mut AnnotationReader<'_, '_>, configmap: String, init: bool, image: &AgentImage, config_path: &str) -> AgentConfig {
     let cpu = r.parsed(VAULT_AGENT_CPU, None, EXPECTED_QUANTITY, |s| quantity(s).map(Some));
     let memory = r.parsed(VAULT_AGENT_MEMORY, None, EXPECTED_QUANTITY, |s| quantity(s).map(Some));
     let cpu_limit = r.parsed(VAULT_AGENT_CPU_LIMIT, "100m".to_string(), EXPECTED_QUANTITY, quantity);
     let memory_limit = r.parsed(VAULT_AGENT_MEMORY_LIMIT, "128Mi".to_string(), EXPECTED_QUANTITY, quantity);
     AgentConfig {
         configmap,
-        init: r.parsed(VAULT_AGENT, d.init, EXPECTED_BOOL, parse_bool),
+        init,
         once: r.parsed(VAULT_AGENT_ONCE, false, EXPECTED_BOOL, parse_bool),
         native_sidecar: r.parsed(VAULT_AGENT_NATIVE_SIDECAR, false, EXPECTED_BOOL, parse_bool),
         share_process_namespace: r.parsed(VAULT_AGENT_SHARE_PROCESS_NAMESPACE, true, EXPECTED_BOOL, parse_bool),
-        image: login.image.clone(),
-        pull_policy: login.pull_policy.clone(),
+        image: image.image.clone(),
+        pull_policy: image.pull_policy.clone(),
         config_path: config_path.to_string(),
-        sa_mount_path: login.sa_mount_path.clone(),
+        sa_mount_path: image.sa_mount_path.clone(),
         limits: CpuMemory { cpu: cpu.unwrap_or(cpu_limit), memory: memory.unwrap_or(memory_limit) },
         requests: CpuMemory {
             cpu: r.parsed(VAULT_AGENT_CPU_REQUEST, "100m".to_string(), EXPECTED_QUANTITY, quantity),

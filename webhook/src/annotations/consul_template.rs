@@ -3,7 +3,7 @@
 //! as a sidecar or, with `vault-ct-once`, as an init container. It reads the token that an agent
 //! init container sinks (`../shared/spec/agent-injection.md` §4.2).
 
-use super::agent::{AgentDefaults, EXPECTED_QUANTITY, LoginAgent, quantity};
+use super::agent::{AgentDefaults, EXPECTED_QUANTITY, quantity};
 use super::keys::*;
 use super::values::{EXPECTED_PULL_POLICY, pull_policy};
 use super::vault::AnnotationReader;
@@ -31,23 +31,10 @@ pub struct CtConfig {
     pub memory: String,
     /// Where the rendered files are mounted (`vault-configfile-path`, else `vault-ct-secrets-mount-path`).
     pub config_path: String,
-    /// The agent that logs in and sinks the token consul-template reads, unless an init agent
-    /// with the pod's own configuration does that.
-    pub login: LoginAgent,
-    /// `vault-agent: "true"` without a `vault-agent-configmap`: vault-env uses that agent's token
-    /// too (`VAULT_TOKEN_FILE`), as in Bank-Vaults.
-    pub token_for_vault_env: bool,
 }
 
-/// `with_agent`: the pod has its own agent too (which reads `vault-agent`).
-pub fn read(
-    r: &mut AnnotationReader<'_, '_>,
-    d: &AgentDefaults,
-    configmap: String,
-    login: LoginAgent,
-    config_path: String,
-    with_agent: bool,
-) -> CtConfig {
+/// Its token comes from the pod's login agent (`PodConfig::login_agent`) or its own init agent.
+pub fn read(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults, configmap: String, config_path: String) -> CtConfig {
     let once = r.parsed(VAULT_CT_ONCE, false, EXPECTED_BOOL, parse_bool);
     let in_init_containers = r.parsed(VAULT_CT_INJECT_IN_INITCONTAINERS, false, EXPECTED_BOOL, parse_bool);
     CtConfig {
@@ -61,7 +48,5 @@ pub fn read(
         cpu: r.parsed(VAULT_CT_CPU, "100m".to_string(), EXPECTED_QUANTITY, quantity),
         memory: r.parsed(VAULT_CT_MEMORY, "128Mi".to_string(), EXPECTED_QUANTITY, quantity),
         config_path,
-        login,
-        token_for_vault_env: !with_agent && r.parsed(VAULT_AGENT, d.init, EXPECTED_BOOL, parse_bool),
     }
 }

@@ -1,6 +1,6 @@
 //! A pod's settings: its annotations over the webhook's [`PodDefaults`].
 
-use super::agent::{AgentConfig, AgentDefaults, DEFAULT_CONFIG_PATH, LoginAgent, read_agent};
+use super::agent::{AgentConfig, AgentDefaults, AgentImage, DEFAULT_CONFIG_PATH, LoginAgent, read_agent};
 use super::consul_template::{self, CtConfig};
 use super::keys::*;
 pub use super::values::{EXPECTED_PULL_POLICY, is_quantity, pull_policy};
@@ -104,6 +104,8 @@ pub struct PodConfig {
     pub agent: Option<AgentConfig>,
     /// consul-template with the pod's own configuration (`vault-ct-configmap`).
     pub consul_template: Option<CtConfig>,
+    /// An init agent that only logs in and sinks its token, for consul-template or vault-env.
+    pub login_agent: Option<LoginAgent>,
 }
 
 pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
@@ -133,7 +135,7 @@ impl PodConfig {
             Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some((v.to_string(), f.to_string())),
             _ => None,
         });
-        let (agent, consul_template) = read_agents(&mut r, &d.agent);
+        let (agent, consul_template, login_agent) = read_agents(&mut r, &d.agent);
         let config = PodConfig {
             skip,
             vault,
@@ -156,30 +158,33 @@ impl PodConfig {
             registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
             agent,
             consul_template,
+            login_agent,
         };
         r.finish(config)
     }
 }
 
-/// The pod's vault-agent with its own configuration, and its consul-template, when it asks for
-/// them (`vault-agent-configmap`, `vault-ct-configmap`).
-pub fn read_agents(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults) -> (Option<AgentConfig>, Option<CtConfig>) {
+/// The pod's vault-agent with its own configuration, its consul-template, and the agent that only
+/// logs in (Bank-Vaults' generated configuration) for consul-template and, with `vault-agent:
+/// "true"` and no `vault-agent-configmap`, for vault-env (their case A).
+pub fn read_agents(r: &mut AnnotationReader<'_, '_>, d: &AgentDefaults) -> (Option<AgentConfig>, Option<CtConfig>, Option<LoginAgent>) {
     let agent_configmap = r.parsed(VAULT_AGENT_CONFIGMAP, String::new(), EXPECTED_KUBE_NAME, kube_name);
     let ct_configmap = r.parsed(VAULT_CT_CONFIGMAP, String::new(), EXPECTED_KUBE_NAME, kube_name);
-    if agent_configmap.is_empty() && ct_configmap.is_empty() {
-        return (None, None);
+    let use_agent = r.parsed(VAULT_AGENT, d.init, EXPECTED_BOOL, parse_bool);
+    if agent_configmap.is_empty() && ct_configmap.is_empty() && !use_agent {
+        return (None, None, None);
     }
-    let login = LoginAgent {
+    let image = AgentImage {
         image: r.string(VAULT_IMAGE, &d.image),
         pull_policy: r.parsed(VAULT_IMAGE_PULL_POLICY, d.pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
         sa_mount_path: r.string(SERVICE_ACCOUNT_TOKEN_VOLUME_NAME, &d.sa_mount_path),
     };
     let config_path = read_config_path(r);
-    let agent = (!agent_configmap.is_empty()).then_some(agent_configmap).map(|configmap| read_agent(r, d, configmap, &login, &config_path));
-    let with_agent = agent.is_some();
-    let ct =
-        (!ct_configmap.is_empty()).then_some(ct_configmap).map(|configmap| consul_template::read(r, d, configmap, login, config_path, with_agent));
-    (agent, ct)
+    let agent = (!agent_configmap.is_empty()).then_some(agent_configmap).map(|cm| read_agent(r, cm, use_agent, &image, &config_path));
+    let ct = (!ct_configmap.is_empty()).then_some(ct_configmap).map(|cm| consul_template::read(r, d, cm, config_path));
+    let for_vault_env = use_agent && agent.is_none();
+    let login = (agent.as_ref().is_none_or(|a| !a.init) && (ct.is_some() || for_vault_env)).then_some(LoginAgent { image, for_vault_env });
+    (agent, ct, login)
 }
 
 /// `vault-configfile-path`, else `vault-ct-secrets-mount-path`, else [`DEFAULT_CONFIG_PATH`]: where
@@ -207,6 +212,42 @@ mod tests {
         let annotations = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let info = ObjectInfo { name: "web-1", namespace: "shop", service_account: "web" };
         PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &PodDefaults::default())
+    }
+
+    /// consul-template's keys under either prefix, and which login agent comes: for
+    /// consul-template, for vault-env too with `vault-agent: "true"` (case A), none when the
+    /// pod's own init agent logs in.
+    #[test]
+    fn the_consul_template_annotations_and_the_login_agent() {
+        let c = config(&[
+            ("vault.security.banzaicloud.io/vault-ct-configmap", "ct-config"),
+            ("secrets-webhook.security.bank-vaults.io/vault-ct-once", "true"),
+            ("vault.security.banzaicloud.io/vault-ct-inject-in-initcontainers", "true"),
+            ("vault.security.banzaicloud.io/vault-ct-cpu", "50m"),
+            ("vault.security.banzaicloud.io/vault-ct-secrets-mount-path", "/etc/app"),
+            ("vault.security.banzaicloud.io/service-account-token-volume-name", "/var/run/secrets/vault"),
+        ])
+        .unwrap();
+        let ct = c.consul_template.expect("consul-template");
+        assert_eq!((ct.configmap.as_str(), ct.once, ct.inject_in_init_containers), ("ct-config", true, true));
+        assert_eq!((ct.cpu.as_str(), ct.memory.as_str(), ct.config_path.as_str()), ("50m", "128Mi", "/etc/app"));
+        assert_eq!(ct.image, "hashicorp/consul-template:0.41.1");
+        let login = c.login_agent.expect("a login agent for consul-template");
+        assert_eq!((login.for_vault_env, login.image.sa_mount_path.as_str()), (false, "/var/run/secrets/vault"));
+
+        let c = config(&[("vault.security.banzaicloud.io/vault-agent", "true")]).unwrap();
+        assert_eq!(c.login_agent.map(|l| l.for_vault_env), Some(true), "case A");
+        assert_eq!(config(&[]).unwrap().login_agent, None);
+        let c = config(&[
+            ("vault.security.banzaicloud.io/vault-agent", "true"),
+            ("vault.security.banzaicloud.io/vault-agent-configmap", "agent-config"),
+            ("vault.security.banzaicloud.io/vault-ct-configmap", "ct-config"),
+        ])
+        .unwrap();
+        assert_eq!((c.agent.map(|a| a.init), c.consul_template.is_some(), c.login_agent), (Some(true), true, None));
+        let errors = config(&[("vault.security.banzaicloud.io/vault-ct-configmap", "ct"), ("vault.security.banzaicloud.io/vault-ct-once", "sure")])
+            .unwrap_err();
+        assert!(errors.iter().any(|e| e.to_string().contains("vault-ct-once")), "{errors:?}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Annotations under our prefixes that this webhook does not act on: none is ignored in silence
 //! (issue 14). Keys of the successor's other providers and keys we do not know at all are
-//! admission warnings (`response.warnings`, shown by kubectl); so is `vault-agent: "true"` alone.
+//! admission warnings (`response.warnings`, shown by kubectl).
 
-use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, VAULT_AGENT, VAULT_AGENT_CONFIGMAP, VAULT_CT_CONFIGMAP, renamed};
+use super::keys::{ALL as KNOWN, NEW_PREFIX, PREFIX, renamed};
 use std::collections::BTreeMap;
 
 /// The successor's keys for its other providers (OpenBao's `bao-*` mirror, AWS).
@@ -12,19 +12,10 @@ const OTHER_PROVIDERS: &[&str] =
 /// The warnings for what an object's annotations ask for that is not done.
 pub fn unhandled(annotations: &BTreeMap<String, String>) -> Vec<String> {
     let mut warnings = Vec::new();
-    let key_of = |name: &str| name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)).map(|k| renamed(k).to_string());
-    let has = |key: &str| annotations.keys().any(|name| key_of(name).as_deref() == Some(key));
-    let agent_does_something = has(VAULT_AGENT_CONFIGMAP) || has(VAULT_CT_CONFIGMAP);
-    for (name, value) in annotations {
+    for name in annotations.keys() {
         let Some(key) = name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)) else { continue };
         let key = renamed(key);
-        if key == VAULT_AGENT {
-            // With a vault-agent-configmap it means an init agent (handled); alone, Bank-Vaults'
-            // agent only logs in, as vault-env does itself.
-            if !agent_does_something && matches!(value.trim(), "true" | "1" | "True" | "TRUE") {
-                warnings.push(format!("{name}: no agent is injected; vault-env logs in itself with the same method, role and mount"));
-            }
-        } else if OTHER_PROVIDERS.contains(&key) || key.starts_with("bao-") {
+        if OTHER_PROVIDERS.contains(&key) || key.starts_with("bao-") {
             warnings.push(format!("{name}: only Vault (and OpenBao through it) is supported; ignored"));
         } else if !KNOWN.contains(&key) {
             warnings.push(format!("{name}: not a known annotation; ignored"));
@@ -60,18 +51,5 @@ mod tests {
                 "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
             ]
         );
-    }
-
-    /// Bank-Vaults' case A: its agent init container only logs in (kubernetes method, the pod's
-    /// role and mount) and hands vault-env the token; vault-env does that login itself.
-    #[test]
-    fn vault_agent_alone_is_a_warning() {
-        assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "false")]), Vec::<String>::new());
-        assert_eq!(of(&[("vault.security.banzaicloud.io/vault-agent", "true")]).len(), 1);
-        // With the user's agent or consul-template configuration it does something: nothing to say.
-        for with in ["vault-agent-configmap", "vault-ct-configmap"] {
-            let u = of(&[("vault.security.banzaicloud.io/vault-agent", "true"), (&format!("vault.security.banzaicloud.io/{with}"), "a")]);
-            assert_eq!(u, Vec::<String>::new(), "{with}");
-        }
     }
 }

@@ -119,15 +119,15 @@ pub fn login_init(config: &PodConfig, pod: &Pod, login: &LoginAgent, name: &str)
     let mut env = env(config, pod, &[]);
     env.push(json!({"name": LOGIN_CONFIG_ENV, "value": login_config(config, login)}));
     let mut mounts = base_mounts(config, pod);
-    mounts.extend(service_account_mount(pod, &login.sa_mount_path));
+    mounts.extend(service_account_mount(pod, &login.image.sa_mount_path));
     mounts.push(json!({"name": LOGIN_CONFIG_VOLUME, "mountPath": LOGIN_CONFIG_DIR}));
     let script = format!(
         "printf '%s' \"${LOGIN_CONFIG_ENV}\" > {LOGIN_CONFIG_DIR}config.json && exec vault agent -config={LOGIN_CONFIG_DIR}config.json -exit-after-auth"
     );
     json!({
         "name": name,
-        "image": login.image,
-        "imagePullPolicy": login.pull_policy,
+        "image": login.image.image,
+        "imagePullPolicy": login.image.pull_policy,
         "command": ["/bin/sh", "-ec", script],
         "env": env,
         "volumeMounts": mounts,
@@ -142,7 +142,7 @@ pub fn login_config(config: &PodConfig, login: &LoginAgent) -> String {
     let mut method = json!({
         "type": "kubernetes",
         "mount_path": format!("auth/{}", config.vault.path.trim_matches('/')),
-        "config": {"role": config.vault.role, "token_path": format!("{}/token", login.sa_mount_path.trim_end_matches('/'))},
+        "config": {"role": config.vault.role, "token_path": format!("{}/token", login.image.sa_mount_path.trim_end_matches('/'))},
     });
     if !config.vault.namespace.is_empty() {
         method["namespace"] = json!(config.vault.namespace);

@@ -171,12 +171,13 @@ pub fn patch(
     if targets.is_empty() && agent.is_none() && ct.is_none() {
         return Ok(None);
     }
-    // consul-template's token: the pod's own (token-auth-mount), or the one an init agent with
-    // the pod's own configuration sinks; else an agent that only logs in (named apart from a
-    // sidecar agent).
-    let login = ct.filter(|_| !agent.is_some_and(|a| a.init) && config.token_auth_mount.is_none()).map(|ct| {
+    // The agent that only logs in, for consul-template and (case A) vault-env, unless the pod
+    // brings its own token (token-auth-mount); named apart from a sidecar agent.
+    let login =
+        config.login_agent.as_ref().filter(|_| first && !config.skip && config.token_auth_mount.is_none() && (ct.is_some() || !targets.is_empty()));
+    let login = login.map(|login| {
         let name = if agent.is_some() { "vault-agent-login" } else { agent::CONTAINER };
-        agent::login_init(config, pod, &ct.login, name)
+        agent::login_init(config, pod, login, name)
     });
     let mut ops = AddOps::default();
     for &target in targets {
@@ -294,7 +295,7 @@ pub fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotations::agent::{AgentConfig, CpuMemory, LoginAgent};
+    use crate::annotations::agent::{AgentConfig, AgentImage, CpuMemory, LoginAgent};
     use crate::annotations::consul_template::CtConfig;
     use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
     use serde_json::Value;
@@ -498,9 +499,29 @@ mod tests {
         assert_eq!(doc["spec"]["initContainers"][0]["args"], json!(["agent", "-config", "/vault/config/config.hcl"]));
     }
 
+    /// Bank-Vaults' case A (`vault-agent: "true"` alone): an init agent with the generated
+    /// configuration logs in and vault-env uses its token; nothing without references; with the
+    /// pod's own token (token-auth-mount) that token wins and no agent comes.
+    #[test]
+    fn case_a_the_login_agent_for_vault_env() {
+        let mut config = bank_vaults_config();
+        config.login_agent = Some(login_agent(true));
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config"]);
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
+        let plain = pod(json!({"containers": [{"name": "app", "image": "app", "command": ["/app"]}]}));
+        assert_eq!(mutate(&plain, &config, &SourceData::new(), None), None);
+        config.token_auth_mount = Some(("my-token".into(), "token".into()));
+        let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["copy-vault-env"]);
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault-token/token")));
+    }
+
     /// Bank-Vaults' consul-template settings of their cases 12, 13, 15 and 16.
     fn ct_config(once: bool, in_init_containers: bool) -> PodConfig {
         let mut c = bank_vaults_config();
+        c.login_agent = Some(login_agent(false));
         c.consul_template = Some(CtConfig {
             configmap: "config-map-test".into(),
             image: "hashicorp/consul-template:0.41.1".into(),
@@ -512,10 +533,13 @@ mod tests {
             cpu: "50m".into(),
             memory: "128Mi".into(),
             config_path: "/vault/secrets".into(),
-            login: LoginAgent { image: "hashicorp/vault:1.20.4".into(), pull_policy: "IfNotPresent".into(), sa_mount_path: SA.into() },
-            token_for_vault_env: false,
         });
         c
+    }
+
+    fn login_agent(for_vault_env: bool) -> LoginAgent {
+        let image = AgentImage { image: "hashicorp/vault:1.20.4".into(), pull_policy: "IfNotPresent".into(), sa_mount_path: SA.into() };
+        LoginAgent { image, for_vault_env }
     }
 
     /// The pod of cases 12, 13, 15 and 16: no references, a service-account mount, and (15, 16)
@@ -624,12 +648,13 @@ mod tests {
     #[test]
     fn consul_template_with_the_agents() {
         let mut config = ct_config(false, false);
-        config.consul_template.as_mut().unwrap().token_for_vault_env = true;
+        config.login_agent = Some(login_agent(true));
         let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert!(env_of(&doc, "containers", 1).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
 
         let mut config = agent_config(true);
         config.consul_template = ct_config(false, false).consul_template;
+        config.login_agent = None;
         let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env"]);
         assert_eq!(doc["spec"]["initContainers"][0]["command"][1], "agent", "the pod's own agent");
@@ -638,6 +663,7 @@ mod tests {
 
         let mut config = agent_config(false);
         config.consul_template = ct_config(false, false).consul_template;
+        config.login_agent = Some(login_agent(false));
         let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert_eq!(names(&doc, "initContainers"), ["vault-agent-login", "copy-vault-env"]);
         assert_eq!(names(&doc, "containers"), ["vault-agent", "consul-template", "MyContainer"]);

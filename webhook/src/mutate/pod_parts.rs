@@ -76,7 +76,7 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
     }
     if let Some((_, file)) = &config.token_auth_mount {
         out.push(env(names::VAULT_TOKEN_FILE, format!("{TOKEN_MOUNT_PATH}{file}")));
-    } else if config.agent.as_ref().is_some_and(|a| a.init) || config.consul_template.as_ref().is_some_and(|ct| ct.token_for_vault_env) {
+    } else if config.agent.as_ref().is_some_and(|a| a.init) || config.login_agent.as_ref().is_some_and(|l| l.for_vault_env) {
         // The init agent's token (its configuration sinks it there).
         out.push(env(names::VAULT_TOKEN_FILE, AGENT_TOKEN_FILE));
     }
