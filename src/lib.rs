@@ -3,7 +3,8 @@
 //! The pipeline, top to bottom:
 //! 1. [`config`]: `VAULT_*` settings from the environment (all bad variables reported at once).
 //! 2. [`reference`] + [`template`]: which variables hold references, parsed before any I/O.
-//! 3. [`auth`]: a token from a file, the environment, or a login (jwt/kubernetes, approle).
+//! 3. [`auth`]: a token from a file, the environment, or a login (jwt/kubernetes, approle, cert,
+//!    and the clouds' identities through [`cloud`]).
 //! 4. [`resolve`]: one concurrent read per distinct path, transit batches, rendering.
 //! 5. [`child_env`]: the app's environment, with vault-env's own settings removed.
 //! 6. [`session`]: what both modes hold (client, token, resolved secrets); then
@@ -15,6 +16,7 @@ pub mod config;
 pub mod reference;
 pub mod template;
 pub mod auth;
+pub mod cloud;
 pub mod client;
 pub mod resolve;
 pub mod child_env;

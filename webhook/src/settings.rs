@@ -389,7 +389,10 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
         timeout: r.duration(REGISTRY_TIMEOUT, d.timeout),
         default_platform: r.parsed(REGISTRY_DEFAULT_PLATFORM, d.default_platform, "os/arch[/variant], e.g. linux/arm64", Platform::parse),
         default_pull_secret,
-        ecr: EcrSettings { source: CredentialSource::read(r), api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)) },
+        ecr: EcrSettings {
+            source: CredentialSource::read(r, "vault-secrets-webhook"),
+            api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)),
+        },
     }
 }
 

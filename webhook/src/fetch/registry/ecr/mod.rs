@@ -16,10 +16,7 @@
 //! `AWS_EC2_METADATA_DISABLED=true`; endpoints `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_STS`,
 //! `AWS_ENDPOINT_URL`.
 
-pub mod credentials;
-pub mod sigv4;
-
-pub use credentials::{AwsCredentials, CredentialSource};
+pub use vault_env::cloud::aws::{AwsCredentials, CredentialSource, credentials};
 
 use super::pull_secrets::DockerAuth;
 use crate::fetch::cache::{Cached, Got};
@@ -27,9 +24,10 @@ use crate::metrics::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
-use sigv4::{Request, amz_date, sign};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vault_env::cloud::Clients;
+use vault_env::cloud::aws::sigv4::signed_post_headers;
 
 /// Credentials and tokens are renewed this long before they expire.
 const MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -96,40 +94,6 @@ pub struct Ecr {
     metrics: Arc<Metrics>,
 }
 
-struct Clients {
-    /// For the metadata services (IMDS, Pod Identity agent): never through a proxy.
-    imds: reqwest::Client,
-    /// For the ECR and STS APIs: proxies from the environment apply.
-    api: reqwest::Client,
-}
-
-impl Clients {
-    fn new(timeout: Duration) -> Result<Clients, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("ECR: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let imds = reqwest::Client::builder()
-            .use_preconfigured_tls(tls.clone())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| format!("ECR: cannot set up the metadata client: {e}"))?;
-        let api = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(timeout)
-            .timeout(timeout * 2)
-            .build()
-            .map_err(|e| format!("ECR: cannot set up the API client: {e}"))?;
-        Ok(Clients { imds, api })
-    }
-}
-
 fn fresh(expires: Option<SystemTime>) -> bool {
     expires.is_none_or(|e| e > SystemTime::now() + MARGIN)
 }
@@ -147,7 +111,9 @@ impl Ecr {
     }
 
     fn clients(&self) -> Result<&Clients, String> {
-        self.clients.get_or_init(|| Clients::new(self.timeout)).as_ref().map_err(Clone::clone)
+        // IMDS and the Pod Identity agent answer at once or not at all.
+        let clients = || Clients::new(Duration::from_secs(2), self.timeout).map_err(|e| format!("ECR: {e}"));
+        self.clients.get_or_init(clients).as_ref().map_err(Clone::clone)
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
@@ -179,7 +145,7 @@ impl Ecr {
             return Ok(c);
         }
         let clients = self.clients()?;
-        let credentials = self.settings.source.fetch(&clients.imds, &clients.api).await?;
+        let credentials = self.settings.source.fetch(&clients.metadata, &clients.api).await?;
         if let Ok(mut c) = self.credentials.lock() {
             *c = Some(credentials.clone());
         }
@@ -198,22 +164,12 @@ impl Ecr {
             None => format!("https://api.ecr.{region}.amazonaws.com{}/", if cn { ".cn" } else { "" }),
         };
         let url = url::Url::parse(&endpoint).map_err(|e| format!("ECR endpoint {endpoint}: {e}"))?;
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => return Err(format!("ECR endpoint {endpoint}: no host")),
-        };
-        let date = amz_date(SystemTime::now());
         let body = b"{}";
-        let mut headers = vec![("content-type", CONTENT_TYPE), ("host", host.as_str()), ("x-amz-date", date.as_str()), ("x-amz-target", TARGET)];
-        if let Some(token) = &credentials.session_token {
-            headers.push(("x-amz-security-token", token.expose()));
-        }
-        let request = Request { method: "POST", path: url.path(), headers: &headers, body, amz_date: &date, region, service: "ecr" };
-        let authorization = sign(&request, credentials);
-        let mut post = self.clients()?.api.post(url.clone()).header("authorization", authorization).body(&body[..]);
-        for (name, value) in headers.iter().filter(|(n, _)| *n != "host") {
-            post = post.header(*name, *value);
+        let headers = signed_post_headers(&url, &[("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)], body, region, "ecr", credentials)
+            .map_err(|e| format!("ECR endpoint {e}"))?;
+        let mut post = self.clients()?.api.post(url.clone()).body(&body[..]);
+        for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
+            post = post.header(name, value);
         }
         let failed = |e: reqwest::Error| format!("ECR GetAuthorizationToken ({endpoint}): {e}");
         let response = post.send().await.map_err(failed)?;

@@ -1,12 +1,14 @@
-//! Where the webhook's AWS credentials come from, in the AWS SDKs' order: static keys, IRSA (STS
+//! Where AWS credentials come from (vault-env's aws-iam login, the webhook's ECR lookups), in the
+//! AWS SDKs' order: static keys, IRSA (STS
 //! `AssumeRoleWithWebIdentity`), EKS Pod Identity (container credentials), the instance role
 //! (IMDSv2). Secrets live in the core's `SecretString`.
 
+use crate::SecretString;
+use crate::cloud::{ok_json, ok_text};
+use crate::config::reader::{Lookup, Reader};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::SystemTime;
-use vault_env::SecretString;
-use vault_env::config::reader::{Lookup, Reader};
 
 // The AWS SDKs' variable names, each declared once.
 pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
@@ -26,7 +28,7 @@ pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZ
 pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
 pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
 
-/// Every variable above, for the webhook's `--help` test.
+/// Every variable above, for the `--help` tests.
 pub const ALL: [&str; 16] = [
     AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY,
@@ -66,12 +68,13 @@ pub enum CredentialSource {
     Container { uri: String, token: Option<SecretString>, token_file: Option<PathBuf> },
     /// The instance role, through IMDSv2 at this endpoint.
     InstanceRole(String),
-    /// `AWS_EC2_METADATA_DISABLED=true` and nothing else: ECR images need a pull secret.
+    /// `AWS_EC2_METADATA_DISABLED=true` and nothing else.
     Disabled,
 }
 
 impl CredentialSource {
-    pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>) -> CredentialSource {
+    /// `session_name`: the IRSA session name unless `AWS_ROLE_SESSION_NAME` says.
+    pub fn read<S: Lookup + ?Sized>(r: &mut Reader<'_, S>, session_name: &str) -> CredentialSource {
         let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (var(AWS_ACCESS_KEY_ID), var(AWS_SECRET_ACCESS_KEY)) {
             let session_token = var(AWS_SESSION_TOKEN).map(SecretString::new);
@@ -90,7 +93,7 @@ impl CredentialSource {
                     None => "https://sts.amazonaws.com".into(),
                 }
             });
-            let session_name = var(AWS_ROLE_SESSION_NAME).unwrap_or_else(|| "vault-secrets-webhook".into());
+            let session_name = var(AWS_ROLE_SESSION_NAME).unwrap_or_else(|| session_name.into());
             return CredentialSource::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
         }
         let container = var(AWS_CONTAINER_CREDENTIALS_FULL_URI)
@@ -134,15 +137,6 @@ struct RoleCredentials {
     expiration: Option<String>,
 }
 
-/// The body of a 2xx answer to `request`; any other answer is an error.
-async fn ok_text(request: reqwest::RequestBuilder) -> Result<String, reqwest::Error> {
-    request.send().await?.error_for_status()?.text().await
-}
-
-async fn ok_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, reqwest::Error> {
-    request.send().await?.error_for_status()?.json().await
-}
-
 impl RoleCredentials {
     fn into_credentials(self) -> AwsCredentials {
         AwsCredentials {
@@ -173,7 +167,7 @@ async fn container(imds: &reqwest::Client, uri: &str, token: Option<&SecretStrin
         request = request.header("Authorization", token.trim());
     }
     let answer: RoleCredentials = ok_json(request).await.map_err(|e| format!("container credentials ({uri}): {e}"))?;
-    tracing::debug!(uri, "ECR: container credentials read");
+    tracing::debug!(uri, "AWS: container credentials read");
     Ok(answer.into_credentials())
 }
 
@@ -196,7 +190,7 @@ async fn web_identity(api: &reqwest::Client, token_file: &PathBuf, role_arn: &st
         return Err(format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {status} {why}").trim_end().to_string());
     }
     let field = |tag: &str| xml_value(&text, tag).ok_or_else(|| format!("STS AssumeRoleWithWebIdentity ({sts}): no {tag} in the answer"));
-    tracing::debug!(role_arn, "ECR: web identity credentials obtained");
+    tracing::debug!(role_arn, "AWS: web identity credentials obtained");
     Ok(AwsCredentials {
         access_key_id: field("AccessKeyId")?,
         secret_access_key: SecretString::new(field("SecretAccessKey")?),
@@ -220,7 +214,7 @@ async fn instance_role(imds: &reqwest::Client, base: &str) -> Result<AwsCredenti
     if let Some(code) = answer.code.as_deref().filter(|c| *c != "Success") {
         return Err(format!("instance metadata ({base}): credentials of role {role}: {code}"));
     }
-    tracing::debug!(role, "ECR: instance role credentials read");
+    tracing::debug!(role, "AWS: instance role credentials read");
     Ok(answer.into_credentials())
 }
 
@@ -230,7 +224,7 @@ mod tests {
 
     #[test]
     fn credential_sources_in_sdk_order() {
-        let source = |vars: &[(&str, &str)]| CredentialSource::read(&mut Reader::new(vars));
+        let source = |vars: &[(&str, &str)]| CredentialSource::read(&mut Reader::new(vars), "vault-secrets-webhook");
         let irsa = [
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),

@@ -46,6 +46,34 @@ pub fn sign(request: &Request<'_>, credentials: &AwsCredentials) -> String {
     format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}", credentials.access_key_id)
 }
 
+/// The headers of a POST of `body` to `url`, signed for `service` in `region`: `host`,
+/// `x-amz-date`, the session token if any, `extra` (lowercase names), and `authorization`.
+pub fn signed_post_headers(
+    url: &url::Url,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    region: &str,
+    service: &str,
+    credentials: &AwsCredentials,
+) -> Result<Vec<(String, String)>, String> {
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => return Err(format!("{url}: no host")),
+    };
+    let date = amz_date(SystemTime::now());
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    headers.extend([("host", host.as_str()), ("x-amz-date", date.as_str())]);
+    if let Some(token) = &credentials.session_token {
+        headers.push(("x-amz-security-token", token.expose()));
+    }
+    let request = Request { method: "POST", path: url.path(), headers: &headers, body, amz_date: &date, region, service };
+    let authorization = sign(&request, credentials);
+    let mut out: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    out.push(("authorization".into(), authorization));
+    Ok(out)
+}
+
 /// `2026-11-22T19:34:18Z` → `20261122T193418Z`.
 pub fn amz_date(now: SystemTime) -> String {
     humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "")
@@ -54,8 +82,8 @@ pub fn amz_date(now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SecretString;
     use std::time::{Duration, UNIX_EPOCH};
-    use vault_env::SecretString;
 
     fn example(token: Option<&str>) -> AwsCredentials {
         AwsCredentials {

@@ -1,0 +1,73 @@
+//! The clouds' identity services, without their SDKs: AWS ([`aws`]: credential chain, SigV4,
+//! instance identity), GCP ([`gcp`]: the metadata server, IAM Credentials `signJwt`) and Azure
+//! ([`azure`]: IMDS managed identity and instance metadata). vault-env logs in with them; the
+//! webhook reads registry credentials with them. Errors name the service and step, never a
+//! credential or token.
+
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// HTTP clients for the clouds: `metadata` for the link-local metadata services (never through
+/// a proxy), `api` for the clouds' public APIs (proxies from the environment apply).
+#[derive(Clone)]
+pub struct Clients {
+    pub metadata: reqwest::Client,
+    pub api: reqwest::Client,
+}
+
+impl Clients {
+    /// `metadata_timeout` bounds each metadata request (a missing metadata server fails within
+    /// it), `api_timeout` each API request.
+    pub fn new(metadata_timeout: Duration, api_timeout: Duration) -> Result<Clients, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let metadata = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .no_proxy()
+            .connect_timeout(metadata_timeout.min(Duration::from_secs(1)).max(Duration::from_millis(200)))
+            .timeout(metadata_timeout)
+            .build()
+            .map_err(|e| format!("cannot set up the metadata client: {e}"))?;
+        let api = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(api_timeout)
+            .timeout(api_timeout * 2)
+            .build()
+            .map_err(|e| format!("cannot set up the cloud API client: {e}"))?;
+        Ok(Clients { metadata, api })
+    }
+}
+
+/// The body of a 2xx answer to `request`; any other answer is an error.
+pub async fn ok_text(request: reqwest::RequestBuilder) -> Result<String, reqwest::Error> {
+    request.send().await?.error_for_status()?.text().await
+}
+
+pub async fn ok_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, reqwest::Error> {
+    request.send().await?.error_for_status()?.json().await
+}
+
+/// `{status} {reason}` of a failed answer, with the reason taken from the cloud's JSON error
+/// (`error.message`, `error_description`, `message`) and cut short; no body is echoed otherwise.
+pub async fn failure(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let reason = [&body["error"]["message"], &body["error_description"], &body["message"], &body["error"]]
+        .into_iter()
+        .find_map(|v| v.as_str())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect::<String>();
+    format!("{status} {reason}").trim_end().to_string()
+}
