@@ -50,14 +50,29 @@ Authentication (first that applies):
   VAULT_TOKEN_FILE                file holding a token
   VAULT_TOKEN                     a token, or vault:login
   VAULT_TOKEN_PATH                token file used when it exists [default: $HOME/.vault-token]
-  VAULT_AUTH_METHOD               jwt | kubernetes | namespaced | approle [default: jwt]
-  VAULT_PATH                      auth mount [default: kubernetes; approle for approle]
-  VAULT_ROLE                      role for jwt/kubernetes [default: default]
+  VAULT_AUTH_METHOD               jwt | kubernetes | namespaced | approle | cert | aws-iam |
+                                  aws-ec2 | gcp-gce | gcp-iam | azure [default: jwt]
+  VAULT_PATH                      auth mount [default: kubernetes; approle, cert, aws, gcp,
+                                  azure for those methods]
+  VAULT_ROLE                      role [default: default; cert: any matching certificate]
   KUBERNETES_SERVICE_ACCOUNT_TOKEN, VAULT_JWT_FILE
-                                  JWT file paths [default:
+                                  JWT file paths (jwt; aws-ec2's nonce is its hex SHA-256, as
+                                  Bank-Vaults') [default:
                                   /var/run/secrets/kubernetes.io/serviceaccount/token]
   VAULT_ROLE_ID, VAULT_ROLE_ID_FILE, VAULT_SECRET_ID, VAULT_SECRET_ID_FILE
                                   AppRole credentials (values or files)
+  cert: the client certificate of VAULT_CLIENT_CERT/VAULT_CLIENT_KEY.
+  aws-iam: a signed sts:GetCallerIdentity; credentials from AWS_ACCESS_KEY_ID/
+    AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, IRSA (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN),
+    EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE])
+    or the instance role; the global STS endpoint unless AWS_REGION (or AWS_ENDPOINT_URL_STS)
+    says; VAULT_AWS_IAM_SERVER_ID for roles that require the X-Vault-AWS-IAM-Server-ID header
+  aws-ec2: the instance identity document from IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT)
+  gcp-gce, gcp-iam: the metadata server (GCE_METADATA_HOST); gcp-iam signs with IAM Credentials
+    (CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS)
+  azure: the managed identity (AZURE_CLIENT_ID for a user-assigned one) from IMDS
+    (AZURE_POD_IDENTITY_AUTHORITY_HOST)
+  Metadata requests are bounded by VAULT_CLIENT_TIMEOUT.
 
 Behaviour:
   VAULT_IGNORE_MISSING_SECRETS    a missing path, version or key, or a failed transit decryption,
@@ -96,7 +111,8 @@ not contact Vault and just runs the command.
 Exit codes (the app's own code once it runs):
   64   usage or configuration error, malformed reference, unreadable token/JWT file
   65   a secret, version or key is missing, or a value is not text
-  69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT)
+  69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT), or a cloud login's identity
+       service unreachable or refusing
   70   internal error: the async runtime or signal handling could not start
   75   daemon mode: a lease ended and could not be replaced
   77   Vault refused the login or a read (permission denied)
@@ -222,6 +238,15 @@ mod tests {
             VAULT_ROLE_ID_FILE,
             VAULT_SECRET_ID,
             VAULT_SECRET_ID_FILE,
+            VAULT_AWS_IAM_SERVER_ID,
+            crate::cloud::gcp::GCE_METADATA_HOST,
+            crate::cloud::gcp::CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS,
+            crate::cloud::azure::AZURE_POD_IDENTITY_AUTHORITY_HOST,
+            crate::cloud::azure::AZURE_CLIENT_ID,
+            crate::cloud::aws::credentials::AWS_ENDPOINT_URL_STS,
+            crate::cloud::aws::credentials::AWS_EC2_METADATA_SERVICE_ENDPOINT,
+            crate::cloud::aws::credentials::AWS_WEB_IDENTITY_TOKEN_FILE,
+            crate::cloud::aws::credentials::AWS_CONTAINER_CREDENTIALS_FULL_URI,
             VAULT_IGNORE_MISSING_SECRETS,
             VAULT_ENV_PASSTHROUGH,
             VAULT_JSON_LOG,

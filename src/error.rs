@@ -76,6 +76,8 @@ impl Error {
                 [EXIT_UNAVAILABLE, EXIT_DENIED, EXIT_USAGE].into_iter().find(|c| codes.contains(c)).unwrap_or(EXIT_DATA)
             }
             Error::Client(e) => client_exit_code(e),
+            // A cloud identity that cannot be had: the metadata service or the cloud's API.
+            Error::Auth(AuthError::Cloud { .. }) => EXIT_UNAVAILABLE,
             Error::Auth(e) => e.client_error().map_or(EXIT_USAGE, client_exit_code),
             Error::Exec(e) => e.exit_code(),
         }

@@ -5,6 +5,8 @@ mod common;
 
 /// Token file, jwt, approle, namespaces, vault:login, scrubbing.
 mod auth;
+/// The cloud login methods (aws-iam, aws-ec2, gcp-gce, gcp-iam, azure) and cert.
+mod cloud;
 /// Daemon mode with real leases: rotation, lease-end policies, outages, re-login.
 mod daemon;
 /// The rendered deployment manifests, read as the API server would.

@@ -537,7 +537,7 @@ fn unsupported_and_unknown_annotations_are_warned_or_denied() {
     for (annotations, key, says) in [
         (json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-cpu"): "lots"}), "vault-ct-cpu", "a Kubernetes quantity"),
         (json!({a("vault-ct-configmap"): "../etc"}), "vault-ct-configmap", "is not valid"),
-        (json!({a("vault-auth-method"): "aws-ec2"}), "vault-auth-method", "vault-auth-method=\"aws-ec2\" is not valid"),
+        (json!({a("vault-auth-method"): "aws-ecs"}), "vault-auth-method", "vault-auth-method=\"aws-ecs\" is not valid"),
     ] {
         let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), annotations)));
         assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(false)), "{key}: {answer}");

@@ -132,6 +132,7 @@ pub struct Client {
     token: Option<SecretString>,
     max_retries: u32,
     patient_until: Instant,
+    timeout: Duration,
 }
 
 impl Client {
@@ -160,6 +161,7 @@ impl Client {
             token: None,
             max_retries: config.max_retries,
             patient_until: crate::config::reader::instant_after(config.timeout),
+            timeout: config.timeout,
         })
     }
 
@@ -194,6 +196,11 @@ impl Client {
     }
 
     /// `POST /v1/auth/MOUNT/login`.
+    /// `VAULT_CLIENT_TIMEOUT`: each request's bound (the cloud logins' metadata requests too).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub async fn login(&self, mount: &str, body: &Value) -> Result<Auth, ClientError> {
         let secret = self.send(Method::POST, &format!("auth/{mount}/login"), &[], Some(body)).await?;
         secret.and_then(|s| s.auth).ok_or_else(|| ClientError::Decode("login answer has no auth section".into()))

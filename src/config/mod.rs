@@ -85,21 +85,82 @@ pub enum AuthMethod {
     Jwt,
     /// `approle`: `POST auth/<path>/login {role_id, secret_id}` (not in Bank-Vaults).
     AppRole,
+    /// `aws-iam`: a signed `sts:GetCallerIdentity` request.
+    AwsIam,
+    /// `aws-ec2`: the instance identity document, with Bank-Vaults' nonce.
+    AwsEc2,
+    /// `gcp-gce`: the metadata server's identity token.
+    GcpGce,
+    /// `gcp-iam`: a JWT signed by IAM Credentials for the default service account.
+    GcpIam,
+    /// `azure`: the managed identity's token and the instance's placement.
+    Azure,
+    /// `cert`: the TLS client certificate (`VAULT_CLIENT_CERT`; not in Bank-Vaults).
+    Cert,
 }
 
 impl AuthMethod {
-    pub const EXPECTED: &str = "jwt, kubernetes, namespaced or approle";
-    /// Bank-Vaults' cloud methods, named as such in errors.
-    pub const NOT_YET: [&str; 5] = ["aws-ec2", "aws-iam", "gcp-gce", "gcp-iam", "azure"];
+    pub const EXPECTED: &str = "jwt, kubernetes, namespaced, approle, cert, aws-iam, aws-ec2, gcp-gce, gcp-iam or azure";
 
     /// `VAULT_AUTH_METHOD` (and the webhook's `vault-auth-method` annotation).
     pub fn parse(s: &str) -> Option<AuthMethod> {
         match s {
             "jwt" | "kubernetes" | "namespaced" => Some(AuthMethod::Jwt),
             "approle" => Some(AuthMethod::AppRole),
+            "aws-iam" => Some(AuthMethod::AwsIam),
+            "aws-ec2" => Some(AuthMethod::AwsEc2),
+            "gcp-gce" => Some(AuthMethod::GcpGce),
+            "gcp-iam" => Some(AuthMethod::GcpIam),
+            "azure" => Some(AuthMethod::Azure),
+            "cert" => Some(AuthMethod::Cert),
             _ => None,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::AppRole => "approle",
+            AuthMethod::AwsIam => "aws-iam",
+            AuthMethod::AwsEc2 => "aws-ec2",
+            AuthMethod::GcpGce => "gcp-gce",
+            AuthMethod::GcpIam => "gcp-iam",
+            AuthMethod::Azure => "azure",
+            AuthMethod::Cert => "cert",
+        }
+    }
+
+    /// The mount when `VAULT_PATH` is unset (Vault's own defaults for each method).
+    pub fn default_mount(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "kubernetes",
+            AuthMethod::AppRole => "approle",
+            AuthMethod::AwsIam | AuthMethod::AwsEc2 => "aws",
+            AuthMethod::GcpGce | AuthMethod::GcpIam => "gcp",
+            AuthMethod::Azure => "azure",
+            AuthMethod::Cert => "cert",
+        }
+    }
+}
+
+/// Where the cloud login methods reach their clouds (the clouds' own SDK variables).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloudAuth {
+    /// Not a cloud method.
+    None,
+    AwsIam {
+        credentials: crate::cloud::aws::CredentialSource,
+        /// The STS endpoint the signed request names, and the region it is signed for.
+        sts: String,
+        region: String,
+        server_id: Option<String>,
+    },
+    /// IMDS (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+    AwsEc2 {
+        imds: String,
+    },
+    Gcp(crate::cloud::gcp::GcpEndpoints),
+    Azure(crate::cloud::azure::Imds),
 }
 
 /// A value given inline or as a file to read.
@@ -121,10 +182,13 @@ pub struct AuthSettings {
     pub token_helper_file: Option<PathBuf>,
     pub method: AuthMethod,
     pub role: String,
+    /// `VAULT_ROLE` was set (else `role` is `default`): the cert method names a role only then.
+    pub role_set: bool,
     pub mount: String,
     pub jwt_file: PathBuf,
     pub role_id: Option<Given>,
     pub secret_id: Option<Given>,
+    pub cloud: CloudAuth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,17 +381,8 @@ fn read_auth(r: &mut Reader<'_, Env>) -> AuthSettings {
     let login_requested = raw_token.as_ref().is_some_and(|t| t.expose() == LOGIN_TOKEN);
     let token = raw_token.filter(|_| !login_requested);
 
-    let method = match r.text(VAULT_AUTH_METHOD) {
-        Some(m) if AuthMethod::NOT_YET.contains(&m.trim()) => {
-            r.fail(VAULT_AUTH_METHOD, format!("{:?} is not supported by this vault-env yet; supported: {}", m.trim(), AuthMethod::EXPECTED));
-            AuthMethod::Jwt
-        }
-        _ => r.parsed(VAULT_AUTH_METHOD, AuthMethod::Jwt, AuthMethod::EXPECTED, AuthMethod::parse),
-    };
-    let default_mount = match method {
-        AuthMethod::Jwt => "kubernetes",
-        AuthMethod::AppRole => "approle",
-    };
+    let method = r.parsed(VAULT_AUTH_METHOD, AuthMethod::Jwt, AuthMethod::EXPECTED, AuthMethod::parse);
+    let default_mount = method.default_mount();
     let secret_or_file = |r: &mut Reader<'_, Env>, var: &'static str, file_var: &'static str| -> Option<Given> {
         match (r.secret(var), r.text(file_var)) {
             (Some(v), _) => Some(Given::Value(v)),
@@ -342,10 +397,58 @@ fn read_auth(r: &mut Reader<'_, Env>) -> AuthSettings {
         token_helper_file: r.text(VAULT_TOKEN_PATH).map(PathBuf::from).or_else(|| r.text(HOME).map(|h| PathBuf::from(h).join(".vault-token"))),
         method,
         role: r.text(VAULT_ROLE).unwrap_or_else(|| "default".into()),
+        role_set: r.text(VAULT_ROLE).is_some(),
         mount: r.text(VAULT_PATH).map_or_else(|| default_mount.into(), |s| s.trim_matches('/').to_string()),
         jwt_file: r.text(KUBERNETES_SERVICE_ACCOUNT_TOKEN).or_else(|| r.text(VAULT_JWT_FILE)).unwrap_or_else(|| DEFAULT_JWT_FILE.into()).into(),
         role_id: secret_or_file(r, VAULT_ROLE_ID, VAULT_ROLE_ID_FILE),
         secret_id: secret_or_file(r, VAULT_SECRET_ID, VAULT_SECRET_ID_FILE),
+        cloud: read_cloud(r, method),
+    }
+}
+
+/// What each cloud method needs, from `env` (the webhook logs in with an object's
+/// `vault-auth-method`, which may be any of them).
+pub fn cloud_auths(env: &Env) -> Vec<(AuthMethod, CloudAuth)> {
+    let mut r = Reader::new(env);
+    [AuthMethod::AwsIam, AuthMethod::AwsEc2, AuthMethod::GcpGce, AuthMethod::GcpIam, AuthMethod::Azure]
+        .into_iter()
+        .map(|m| (m, read_cloud(&mut r, m)))
+        .collect()
+}
+
+/// What the cloud method `method` needs, from the clouds' SDK variables.
+fn read_cloud(r: &mut Reader<'_, Env>, method: AuthMethod) -> CloudAuth {
+    use crate::cloud::aws::credentials as aws;
+    use crate::cloud::{azure, gcp};
+    let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let imds =
+        |var: &mut dyn FnMut(&str) -> Option<String>| var(aws::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into());
+    match method {
+        AuthMethod::AwsIam => {
+            let region = var(aws::AWS_REGION).or_else(|| var(aws::AWS_DEFAULT_REGION));
+            // As Vault's own client: the global endpoint (signed for us-east-1) unless a region is set.
+            let sts = var(aws::AWS_ENDPOINT_URL_STS).or_else(|| var(aws::AWS_ENDPOINT_URL)).unwrap_or_else(|| match region.as_deref() {
+                Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn/"),
+                Some(r) => format!("https://sts.{r}.amazonaws.com/"),
+                None => "https://sts.amazonaws.com/".into(),
+            });
+            let server_id = var(VAULT_AWS_IAM_SERVER_ID);
+            CloudAuth::AwsIam {
+                credentials: crate::cloud::aws::CredentialSource::read(r, "vault-env"),
+                sts,
+                region: region.unwrap_or_else(|| "us-east-1".into()),
+                server_id,
+            }
+        }
+        AuthMethod::AwsEc2 => CloudAuth::AwsEc2 { imds: imds(&mut var) },
+        AuthMethod::GcpGce | AuthMethod::GcpIam => CloudAuth::Gcp(gcp::GcpEndpoints::new(
+            var(gcp::GCE_METADATA_HOST).as_deref(),
+            var(gcp::CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS).as_deref(),
+        )),
+        AuthMethod::Azure => {
+            CloudAuth::Azure(azure::Imds::new(var(azure::AZURE_POD_IDENTITY_AUTHORITY_HOST).as_deref(), var(azure::AZURE_CLIENT_ID).as_deref()))
+        }
+        AuthMethod::Jwt | AuthMethod::AppRole | AuthMethod::Cert => CloudAuth::None,
     }
 }
 
@@ -462,7 +565,7 @@ mod tests {
             ("VAULT_SKIP_VERIFY", "maybe"),
             ("VAULT_CLIENT_TIMEOUT", "soon"),
             ("VAULT_MAX_RETRIES", "-1"),
-            ("VAULT_AUTH_METHOD", "gcp-iam"),
+            ("VAULT_AUTH_METHOD", "aws-ecs"),
             ("VAULT_LOG_LEVEL", "loud"),
             ("VAULT_CLIENT_CERT", "/c.pem"),
             ("VAULT_ENV_FROM_PATH", "ok/path,bad#x"),
@@ -487,6 +590,41 @@ mod tests {
             ]
         );
         assert!(errors[3].to_string().contains("\"soon\" is not valid"), "{}", errors[3]);
+    }
+
+    /// Bank-Vaults' cloud methods: their default mounts and where they reach their clouds.
+    #[test]
+    fn cloud_methods_and_their_endpoints() {
+        use crate::cloud::{azure, gcp};
+        let auth = |pairs: &[(&str, &str)]| Config::from_env(&env(pairs)).unwrap().auth;
+        let a = auth(&[("VAULT_AUTH_METHOD", "aws-iam"), ("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "s")]);
+        assert_eq!(a.mount, "aws");
+        match &a.cloud {
+            CloudAuth::AwsIam { sts, region, server_id, .. } => {
+                assert_eq!((sts.as_str(), region.as_str(), server_id), ("https://sts.amazonaws.com/", "us-east-1", &None))
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = auth(&[("VAULT_AUTH_METHOD", "aws-iam"), ("AWS_REGION", "eu-west-1"), ("VAULT_AWS_IAM_SERVER_ID", "vault.example.com")]);
+        match &a.cloud {
+            CloudAuth::AwsIam { sts, region, server_id, .. } => {
+                assert_eq!(
+                    (sts.as_str(), region.as_str(), server_id.as_deref()),
+                    ("https://sts.eu-west-1.amazonaws.com/", "eu-west-1", Some("vault.example.com"))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = auth(&[("VAULT_AUTH_METHOD", "aws-ec2"), ("VAULT_PATH", "aws-ec2")]);
+        assert_eq!((a.mount.as_str(), &a.cloud), ("aws-ec2", &CloudAuth::AwsEc2 { imds: "http://169.254.169.254".into() }));
+        let a = auth(&[("VAULT_AUTH_METHOD", "gcp-gce"), ("GCE_METADATA_HOST", "127.0.0.1:8080")]);
+        assert_eq!((a.mount.as_str(), &a.cloud), ("gcp", &CloudAuth::Gcp(gcp::GcpEndpoints::new(Some("127.0.0.1:8080"), None))));
+        assert_eq!(gcp::GcpEndpoints::new(Some("127.0.0.1:8080"), None).metadata, "http://127.0.0.1:8080");
+        assert_eq!(gcp::GcpEndpoints::new(None, None).iam_credentials, "https://iamcredentials.googleapis.com");
+        let a = auth(&[("VAULT_AUTH_METHOD", "azure"), ("AZURE_CLIENT_ID", "id-1")]);
+        assert_eq!((a.mount.as_str(), &a.cloud), ("azure", &CloudAuth::Azure(azure::Imds::new(None, Some("id-1")))));
+        let a = auth(&[("VAULT_AUTH_METHOD", "cert")]);
+        assert_eq!((a.mount.as_str(), a.role_set, &a.cloud), ("cert", false, &CloudAuth::None));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub const VAULT_ROLE_ID: &str = "VAULT_ROLE_ID";
 pub const VAULT_ROLE_ID_FILE: &str = "VAULT_ROLE_ID_FILE";
 pub const VAULT_SECRET_ID: &str = "VAULT_SECRET_ID";
 pub const VAULT_SECRET_ID_FILE: &str = "VAULT_SECRET_ID_FILE";
+/// aws-iam: the `X-Vault-AWS-IAM-Server-ID` header value the Vault role may require.
+pub const VAULT_AWS_IAM_SERVER_ID: &str = "VAULT_AWS_IAM_SERVER_ID";
 pub const VAULT_IGNORE_MISSING_SECRETS: &str = "VAULT_IGNORE_MISSING_SECRETS";
 pub const VAULT_ENV_PASSTHROUGH: &str = "VAULT_ENV_PASSTHROUGH";
 pub const VAULT_JSON_LOG: &str = "VAULT_JSON_LOG";
@@ -86,7 +88,7 @@ pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
 ];
 
 /// Settings vault-env reads that Bank-Vaults let through to the app (or that it lacks).
-pub const OWN_SCRUB: [(&str, bool); 17] = [
+pub const OWN_SCRUB: [(&str, bool); 18] = [
     (VAULT_CACERT_BYTES, true),
     (VAULT_TOKEN_FILE, true),
     (VAULT_TOKEN_PATH, true),
@@ -98,6 +100,7 @@ pub const OWN_SCRUB: [(&str, bool); 17] = [
     (VAULT_ROLE_ID_FILE, false),
     (VAULT_SECRET_ID, false),
     (VAULT_SECRET_ID_FILE, false),
+    (VAULT_AWS_IAM_SERVER_ID, false),
     (VAULT_ENV_STOP_SIGNAL, false),
     (VAULT_ENV_STOP_TIMEOUT, false),
     (VAULT_ENV_ON_LEASE_END, false),

@@ -293,7 +293,7 @@ impl Settings {
                 objects,
                 registry,
                 unverified_impersonation,
-                vault: VaultSettings { base, own_namespace },
+                vault: VaultSettings { base, own_namespace, clouds: vault_env::config::cloud_auths(env) },
                 has_vault_token,
             }),
             _ => Err(errors),

@@ -49,7 +49,7 @@ pub const ALL: [&str; 16] = [
 ];
 
 /// An AWS access key; never printed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AwsCredentials {
     pub access_key_id: String,
     pub secret_access_key: SecretString,
@@ -58,7 +58,7 @@ pub struct AwsCredentials {
 }
 
 /// Where the AWS credentials come from: the first source configured, in the AWS SDKs' order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CredentialSource {
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
     Static(AwsCredentials),

@@ -80,6 +80,6 @@ impl Context {
         let pods = PodDefaults { vault: vault.clone(), ..PodDefaults::default() };
         let objects = ObjectDefaults { addr_policy: AddrPolicy::new(vault_addr, "", false), vault, ..ObjectDefaults::default() };
         let base = vault_env::config::Config::from_env(&vault_env::config::Env::default()).expect("vault-env's defaults are valid");
-        Context::new(pods, objects, &RegistrySettings::default(), VaultSettings { base, own_namespace: None })
+        Context::new(pods, objects, &RegistrySettings::default(), VaultSettings { base, own_namespace: None, clouds: Vec::new() })
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use vault_env::SecretString;
 use vault_env::auth::{self, TokenSource};
 use vault_env::client::Client;
-use vault_env::config::{Config, Transit};
+use vault_env::config::{AuthMethod, CloudAuth, Config, Transit};
 use vault_env::resolve::{self, Cause, Plan, Resolved};
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -56,6 +56,8 @@ pub struct VaultSettings {
     /// `KUBERNETES_NAMESPACE`: where `vault-tls-secret` is read (else the namespace of the
     /// webhook's service account).
     pub own_namespace: Option<String>,
+    /// What each cloud login method needs, from the webhook's environment.
+    pub clouds: Vec<(AuthMethod, CloudAuth)>,
 }
 
 pub struct VaultAccess {
@@ -87,6 +89,9 @@ impl VaultAccess {
         c.addr = v.addr.trim_end_matches('/').to_string();
         c.tls.skip_verify = v.skip_verify;
         c.auth.method = config.auth_method;
+        if let Some((_, cloud)) = self.settings.clouds.iter().find(|(m, _)| *m == config.auth_method) {
+            c.auth.cloud = cloud.clone();
+        }
         c.auth.mount = v.path.trim_matches('/').to_string();
         c.auth.role = v.role.clone();
         c.namespace = Some(v.namespace.trim().trim_matches('/').to_string()).filter(|n| !n.is_empty());

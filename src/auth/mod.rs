@@ -1,8 +1,11 @@
-//! Getting a Vault token: a token file, a literal token, the token helper file, or a login.
+//! Getting a Vault token: a token file, a literal token, the token helper file, or a login
+//! (jwt/kubernetes, approle, cert, or a cloud identity: [`cloud`]).
 //!
 //! Precedence (as in Bank-Vaults): `VAULT_TOKEN_FILE` → a literal `VAULT_TOKEN` → the file at
 //! `VAULT_TOKEN_PATH` or `$HOME/.vault-token` if it exists (not with `vault:login`) → a login with
 //! `VAULT_AUTH_METHOD`. Tokens are never logged.
+
+pub mod cloud;
 
 use crate::SecretString;
 use crate::client::{Client, ClientError};
@@ -38,6 +41,9 @@ pub enum AuthError {
     Missing(String),
     #[error("{what} login failed (auth/{mount}/login, role {role:?}): {error}")]
     Login { what: &'static str, mount: String, role: String, error: ClientError },
+    /// A cloud identity could not be obtained (no secret in `error`).
+    #[error("VAULT_AUTH_METHOD={method}: {error}")]
+    Cloud { method: &'static str, error: String },
 }
 
 impl AuthError {
@@ -55,15 +61,8 @@ impl fmt::Display for TokenSource {
             TokenSource::File(p) => write!(f, "{} ({})", config::VAULT_TOKEN_FILE, p.display()),
             TokenSource::Env => f.write_str(config::VAULT_TOKEN),
             TokenSource::Helper(p) => write!(f, "token file {}", p.display()),
-            TokenSource::Login { method, mount, role } => write!(f, "{} login at auth/{mount} as role {role:?}", method_name(*method)),
+            TokenSource::Login { method, mount, role } => write!(f, "{} login at auth/{mount} as role {role:?}", method.name()),
         }
-    }
-}
-
-fn method_name(m: AuthMethod) -> &'static str {
-    match m {
-        AuthMethod::Jwt => "jwt",
-        AuthMethod::AppRole => "approle",
     }
 }
 
@@ -109,20 +108,23 @@ pub fn jwt_body(role: &str, jwt: &SecretString) -> serde_json::Value {
     json!({ "role": role, "jwt": jwt.expose() })
 }
 
+/// The service-account token file (`KUBERNETES_SERVICE_ACCOUNT_TOKEN`, `VAULT_JWT_FILE`).
+fn service_account_token(auth: &AuthSettings) -> Result<SecretString, AuthError> {
+    let var = config::KUBERNETES_SERVICE_ACCOUNT_TOKEN;
+    read_trimmed(var, &auth.jwt_file).map_err(|e| match e {
+        AuthError::ReadFile { path, cause, .. } => AuthError::ReadFile {
+            var,
+            path,
+            cause: format!("{cause}\n  hint: mount a service-account token or set {var} / {} to its path", config::VAULT_JWT_FILE),
+        },
+        other => other,
+    })
+}
+
 async fn login(client: &Client, auth: &AuthSettings) -> Result<Token, AuthError> {
-    let (what, body) = match auth.method {
-        AuthMethod::Jwt => {
-            let var = config::KUBERNETES_SERVICE_ACCOUNT_TOKEN;
-            let jwt = read_trimmed(var, &auth.jwt_file).map_err(|e| match e {
-                AuthError::ReadFile { path, cause, .. } => AuthError::ReadFile {
-                    var,
-                    path,
-                    cause: format!("{cause}\n  hint: mount a service-account token or set {var} / {} to its path", config::VAULT_JWT_FILE),
-                },
-                other => other,
-            })?;
-            ("jwt", jwt_body(&auth.role, &jwt))
-        }
+    let what = auth.method.name();
+    let body = match auth.method {
+        AuthMethod::Jwt => jwt_body(&auth.role, &service_account_token(auth)?),
         AuthMethod::AppRole => {
             let role_id = auth.role_id.as_ref().ok_or_else(|| {
                 AuthError::Missing(format!("VAULT_AUTH_METHOD=approle needs {} or {}", config::VAULT_ROLE_ID, config::VAULT_ROLE_ID_FILE))
@@ -133,12 +135,22 @@ async fn login(client: &Client, auth: &AuthSettings) -> Result<Token, AuthError>
                 let secret_id = given(config::VAULT_SECRET_ID, config::VAULT_SECRET_ID_FILE, secret_id)?;
                 body["secret_id"] = json!(secret_id.expose());
             }
-            ("approle", body)
+            body
+        }
+        AuthMethod::Cert if auth.role_set => json!({ "name": auth.role }),
+        AuthMethod::Cert => json!({}),
+        AuthMethod::AwsEc2 => {
+            let token = service_account_token(auth)?;
+            cloud::login_body(auth, client.timeout(), Some(&token)).await.map_err(|error| AuthError::Cloud { method: what, error })?
+        }
+        AuthMethod::AwsIam | AuthMethod::GcpGce | AuthMethod::GcpIam | AuthMethod::Azure => {
+            cloud::login_body(auth, client.timeout(), None).await.map_err(|error| AuthError::Cloud { method: what, error })?
         }
     };
     let role = match auth.method {
-        AuthMethod::Jwt => auth.role.clone(),
         AuthMethod::AppRole => "(role id)".into(),
+        AuthMethod::Cert if !auth.role_set => "(any matching certificate)".into(),
+        _ => auth.role.clone(),
     };
     let result = client.login(&auth.mount, &body).await;
     let a = result.map_err(|error| AuthError::Login { what, mount: auth.mount.clone(), role: role.clone(), error })?;
