@@ -7,6 +7,10 @@
 //!   `auth/aws/login`: botocore checks the embedded `sts:GetCallerIdentity` signature (credentials
 //!   from the fixture's IMDS), or the PKCS#7 document; a real OpenBao token comes back.
 //! - cert: OpenBao's cert method over its TLS listener.
+//!
+//! And the webhook's registry credentials from its own cloud identity, for GCR/Artifact Registry
+//! and ACR images without a pull secret, through a CONNECT proxy to local registries named like
+//! the clouds' (ECR's are in webhook.rs).
 
 use crate::common::*;
 use serde_json::json;
@@ -224,4 +228,128 @@ fn cert_login_with_the_client_certificate() {
     let out = resolve(&tls[..3]);
     assert_ne!(out.code, Some(0), "{}", out.all());
     assert!(out.stderr.contains("auth/cert/login"), "{}", out.stderr);
+}
+
+/// The webhook, reaching registries named like a cloud's through a CONNECT proxy that sends
+/// `routes` (host suffix, local address) to local servers; `env` on top.
+struct CloudWebhook {
+    hook: Webhook,
+    _api: KubeApi,
+    _proxy: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl CloudWebhook {
+    fn start(routes: &[(&str, &str)], env: &[(&str, &str)]) -> CloudWebhook {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![dir.path().to_str().unwrap()];
+        for (suffix, target) in routes {
+            args.extend([*suffix, *target]);
+        }
+        let (proxy, port) = python_fixture("connect_proxy.py", &args, &dir.path().join("proxy.port"));
+        let api = KubeApi::start();
+        let (kubeconfig, proxy_url) = (api.kubeconfig.display().to_string(), format!("http://127.0.0.1:{port}"));
+        let mut all = vec![("KUBECONFIG", kubeconfig.as_str()), ("HTTPS_PROXY", proxy_url.as_str()), ("REGISTRY_SKIP_VERIFY", "true")];
+        all.extend_from_slice(env);
+        CloudWebhook { hook: Webhook::start(&all), _api: api, _proxy: proxy, _dir: dir }
+    }
+
+    fn args_of(&self, images: &[&str]) -> Result<Vec<Vec<String>>, String> {
+        crate::webhook::args_of(&self.hook, crate::webhook::commandless_pod(images, json!({}), json!({})))
+    }
+}
+
+const GOOGLE_TOKEN: &str = "ya29.fixture-access-token";
+
+/// GCR and Artifact Registry images without a pull secret: a Google access token of the webhook's
+/// identity (GKE metadata server, or a service-account key file) as `_token`.
+#[test]
+fn gcr_and_artifact_registry_images_with_the_webhooks_google_identity() {
+    let metadata = Metadata::start();
+    let registry = Registry::secure("_token", GOOGLE_TOKEN);
+    registry.push("project-1/app", "1", "oci");
+    let routes = [(".gcr.io", registry.host.as_str()), (".pkg.dev", registry.host.as_str())];
+    let images = ["eu.gcr.io/project-1/app:1", "europe-docker.pkg.dev/project-1/app:1"];
+    let host = metadata.url.trim_start_matches("http://").to_string();
+    let gke = CloudWebhook::start(&routes, &[("GCE_METADATA_HOST", &host)]);
+    assert_eq!(gke.args_of(&images).unwrap(), [["/bin/app", "--flag"], ["/bin/app", "--flag"]]);
+    let log = metadata.log();
+    assert_eq!(log.matches("gcp /computeMetadata/v1/instance/service-accounts/default/token").count(), 1, "one token for both: {log}");
+    let metrics = gke.hook.get("/metrics").1;
+    assert!(metrics.contains(r#"vault_webhook_gcp_tokens_total{target="eu.gcr.io",outcome="ok"} 1"#), "{metrics}");
+
+    // A service-account key file (GOOGLE_APPLICATION_CREDENTIALS): its signed assertion, then the token.
+    let key_pem = std::fs::read_to_string(metadata.dir.path().join("sa.key")).unwrap();
+    let key_file = |pem: &str| {
+        let file = metadata.dir.path().join(format!("key-{}.json", pem.len()));
+        let key = json!({"type": "service_account", "client_email": "webhook@project-1.iam.gserviceaccount.com", "private_key": pem,
+                         "token_uri": format!("{}/token", metadata.url)});
+        std::fs::write(&file, key.to_string()).unwrap();
+        file.display().to_string()
+    };
+    let with_key = CloudWebhook::start(&routes, &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file(&key_pem))]);
+    assert_eq!(with_key.args_of(&images[..1]).unwrap(), [["/bin/app", "--flag"]]);
+    let expected = r#"google token {"iss": "webhook@project-1.iam.gserviceaccount.com", "scope": "https://www.googleapis.com/auth/cloud-platform"}"#;
+    assert!(metadata.log().contains(expected), "{}", metadata.log());
+
+    // Another key: Google refuses the assertion, and the denial names image and reason.
+    let other_dir = metadata.dir.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let (other_key, _) = jwt_keypair(&other_dir);
+    let other_key = std::fs::read_to_string(other_key).unwrap();
+    let refused = CloudWebhook::start(&routes, &[("GOOGLE_APPLICATION_CREDENTIALS", &key_file(&other_key))]);
+    let error = refused.args_of(&images[..1]).unwrap_err();
+    assert!(error.contains("eu.gcr.io/project-1/app:1") && error.contains("Invalid JWT Signature"), "{error}");
+    assert!(!error.contains("PRIVATE KEY") && !error.contains(GOOGLE_TOKEN), "{error}");
+}
+
+const ACR: &str = "myregistry.azurecr.io";
+const ACR_REFRESH: &str = "acr-refresh-token-1";
+
+/// ACR images without a pull secret: an Entra ID token of the webhook's identity (client secret or
+/// managed identity), exchanged at the registry's /oauth2/exchange for a refresh token.
+#[test]
+fn acr_images_with_the_webhooks_azure_identity() {
+    let metadata = Metadata::start();
+    let registry = Registry::secure("00000000-0000-0000-0000-000000000000", ACR_REFRESH);
+    registry.push("team/app", "1", "oci");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_and_cert(dir.path(), "acr", &format!("DNS:{ACR}"));
+    let d = dir.path().to_str().unwrap();
+    let (_front, port) = python_fixture(
+        "acr_front.py",
+        &[d, cert.to_str().unwrap(), key.to_str().unwrap(), &registry.base, ACR_REFRESH],
+        &dir.path().join("acr.port"),
+    );
+    let front = format!("127.0.0.1:{port}");
+    let routes = [(".azurecr.io", front.as_str())];
+    let image = format!("{ACR}/team/app:1");
+    let ca = ca.display().to_string();
+    let client = |secret: &str| {
+        let env = [
+            ("SSL_CERT_FILE", ca.as_str()),
+            ("AZURE_TENANT_ID", "tenant-1"),
+            ("AZURE_CLIENT_ID", "client-1"),
+            ("AZURE_CLIENT_SECRET", secret),
+            ("AZURE_AUTHORITY_HOST", metadata.url.as_str()),
+        ];
+        CloudWebhook::start(&routes, &env)
+    };
+    let hook = client("client-s3cret");
+    assert_eq!(hook.args_of(&[&image]).unwrap(), [["/bin/app", "--flag"]]);
+    let log = std::fs::read_to_string(dir.path().join("acr.log")).unwrap();
+    assert!(log.contains(&format!("exchange {ACR} tenant=tenant-1")), "{log}");
+    assert!(metadata.log().contains("entra token secret https://management.azure.com/.default"), "{}", metadata.log());
+    let metrics = hook.hook.get("/metrics").1;
+    assert!(metrics.contains(&format!(r#"vault_webhook_acr_tokens_total{{target="{ACR}",outcome="ok"}} 1"#)), "{metrics}");
+
+    // The managed identity (IMDS), as on an AKS node.
+    let imds = CloudWebhook::start(&routes, &[("SSL_CERT_FILE", &ca), ("AZURE_POD_IDENTITY_AUTHORITY_HOST", &metadata.url)]);
+    assert_eq!(imds.args_of(&[&image]).unwrap(), [["/bin/app", "--flag"]]);
+    assert!(std::fs::read_to_string(dir.path().join("acr.log")).unwrap().contains(&format!("exchange {ACR} tenant=None")));
+
+    // A wrong secret: Entra ID's reason in the denial, and no secret.
+    let error = client("wrong-s3cret").args_of(&[&image]).unwrap_err();
+    assert!(error.contains(&image) && error.contains("AADSTS7000215"), "{error}");
+    assert!(!error.contains("wrong-s3cret") && !error.contains(ACR_REFRESH), "{error}");
 }

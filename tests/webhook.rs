@@ -251,7 +251,7 @@ fn pods_needing_no_read_work_without_an_api_server() {
     assert!(message.contains("container a") && message.contains("Kubernetes API"), "{message}");
 }
 
-fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Value {
+pub(crate) fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Value {
     let containers: Vec<Value> = images
         .iter()
         .enumerate()
@@ -264,7 +264,7 @@ fn commandless_pod(images: &[&str], annotations: Value, extra_spec: Value) -> Va
     pod
 }
 
-fn args_of(hook: &Webhook, pod: Value) -> Result<Vec<Vec<String>>, String> {
+pub(crate) fn args_of(hook: &Webhook, pod: Value) -> Result<Vec<Vec<String>>, String> {
     let review = review_of(pod);
     let (code, answer) = hook.post("/pods", &review);
     assert_eq!(code, 200, "{answer}");

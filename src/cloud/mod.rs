@@ -58,11 +58,11 @@ pub async fn ok_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBu
 }
 
 /// `{status} {reason}` of a failed answer, with the reason taken from the cloud's JSON error
-/// (`error.message`, `error_description`, `message`) and cut short; no body is echoed otherwise.
+/// (`error.message`, `error_description`, `errors[0].message`, `message`) and cut short; no body is echoed otherwise.
 pub async fn failure(response: reqwest::Response) -> String {
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let reason = [&body["error"]["message"], &body["error_description"], &body["message"], &body["error"]]
+    let reason = [&body["error"]["message"], &body["error_description"], &body["errors"][0]["message"], &body["message"], &body["error"]]
         .into_iter()
         .find_map(|v| v.as_str())
         .unwrap_or("")

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub vault_logins: Family<CallLabels, Counter>,
     /// ECR authorization tokens fetched (not those reused); target: the registry.
     pub ecr_tokens: Family<CallLabels, Counter>,
+    /// GCR/Artifact Registry access tokens, ACR refresh tokens: target is the registry.
+    pub gcp_tokens: Family<CallLabels, Counter>,
+    pub acr_tokens: Family<CallLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -61,7 +64,22 @@ impl Metrics {
         registry.register("vault_logins", "The webhook's own Vault logins (a token is reused until near its expiry)", vault_logins.clone());
         let ecr_tokens = Family::<CallLabels, Counter>::default();
         registry.register("ecr_tokens", "ECR authorization tokens fetched with the webhook's AWS credentials", ecr_tokens.clone());
-        Metrics { registry, reviews, registry_lookups, registry_duration, kube_calls, kube_duration, vault_logins, ecr_tokens }
+        let gcp_tokens = Family::<CallLabels, Counter>::default();
+        registry.register("gcp_tokens", "Google access tokens fetched for GCR/Artifact Registry with the webhook's identity", gcp_tokens.clone());
+        let acr_tokens = Family::<CallLabels, Counter>::default();
+        registry.register("acr_tokens", "ACR refresh tokens obtained with the webhook's Azure identity", acr_tokens.clone());
+        Metrics {
+            registry,
+            reviews,
+            registry_lookups,
+            registry_duration,
+            kube_calls,
+            kube_duration,
+            vault_logins,
+            ecr_tokens,
+            gcp_tokens,
+            acr_tokens,
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -83,6 +101,14 @@ impl Metrics {
 
     pub fn ecr_token(&self, registry: &str, outcome: &str) {
         self.ecr_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
+    }
+
+    pub fn gcp_token(&self, registry: &str, outcome: &str) {
+        self.gcp_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
+    }
+
+    pub fn acr_token(&self, registry: &str, outcome: &str) {
+        self.acr_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
     }
 
     pub fn kube_call(&self, resource: &str, outcome: &str, took: Duration) {

@@ -10,11 +10,16 @@ use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resource
 use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
 use crate::annotations::vault_addr::AddrPolicy;
 use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
+use crate::fetch::registry::acr::{self, AadSource, AcrSettings};
 use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
+use crate::fetch::registry::gcr::{GOOGLE_APPLICATION_CREDENTIALS, GcpSettings};
 use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
 use crate::fetch::vault::VaultSettings;
 use crate::http::{Limits, ServerSettings};
 use std::time::Duration;
+use vault_env::SecretString;
+use vault_env::cloud::azure::{self, Imds};
+use vault_env::cloud::gcp::{self, GcpEndpoints};
 use vault_env::config::reader::{EXPECTED_BOOL, FieldError, Reader};
 use vault_env::config::{self as core, Config, Env, parse_bool, parse_duration};
 
@@ -72,7 +77,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 53] = [
+pub const ALL: [&str; 61] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -113,6 +118,14 @@ pub const ALL: [&str; 53] = [
     REGISTRY_CREDENTIALS_TTL,
     AWS_ENDPOINT_URL_ECR,
     AWS_ENDPOINT_URL,
+    GOOGLE_APPLICATION_CREDENTIALS,
+    gcp::GCE_METADATA_HOST,
+    acr::AZURE_TENANT_ID,
+    azure::AZURE_CLIENT_ID,
+    acr::AZURE_CLIENT_SECRET,
+    acr::AZURE_FEDERATED_TOKEN_FILE,
+    azure::AZURE_POD_IDENTITY_AUTHORITY_HOST,
+    acr::AZURE_AUTHORITY_HOST,
     VAULT_SERVICEACCOUNT,
     VAULT_ADDR_ALLOWLIST,
     VAULT_ALLOW_PRIVATE_ADDR,
@@ -194,7 +207,7 @@ Image ENTRYPOINT/CMD lookup (containers without command):
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
   REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
-  HTTPS_PROXY, NO_PROXY                registry (and ECR API) connections go through the proxy
+  HTTPS_PROXY, NO_PROXY                registry (and cloud API) connections go through the proxy
   Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
   from ecr:GetAuthorizationToken, kept until it expires. AWS credentials, first set wins:
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
@@ -205,6 +218,17 @@ Image ENTRYPOINT/CMD lookup (containers without command):
     the instance role: AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254],
       off with AWS_EC2_METADATA_DISABLED=true
   AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL    API endpoints [AWS's]
+  GCR and Artifact Registry (*gcr.io, *.pkg.dev) without a pull secret: a Google access token as
+  _token, kept until it expires; from GOOGLE_APPLICATION_CREDENTIALS (a service-account key
+  file), else the metadata server (GKE Workload Identity) at GCE_METADATA_HOST
+  [metadata.google.internal]
+  ACR (*.azurecr.io, .cn, .de, .us) without a pull secret: an Entra ID token exchanged at the
+  registry's /oauth2/exchange, first set wins:
+    AZURE_TENANT_ID + AZURE_CLIENT_ID + AZURE_CLIENT_SECRET
+    AZURE_TENANT_ID + AZURE_CLIENT_ID + AZURE_FEDERATED_TOKEN_FILE          (workload identity)
+    the managed identity from IMDS: AZURE_POD_IDENTITY_AUTHORITY_HOST [http://169.254.169.254],
+      AZURE_CLIENT_ID for a user-assigned one
+  AZURE_AUTHORITY_HOST                 Entra ID [https://login.microsoftonline.com]
 
 Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annotations as pods):
   VAULT_ADDR, VAULT_ROLE [default], VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE, VAULT_TLS_SECRET
@@ -393,7 +417,24 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
             source: CredentialSource::read(r, "vault-secrets-webhook"),
             api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)),
         },
+        gcp: GcpSettings {
+            endpoints: GcpEndpoints::new(r.text(gcp::GCE_METADATA_HOST).as_deref(), None),
+            key_file: r.text(GOOGLE_APPLICATION_CREDENTIALS).filter(|f| !f.trim().is_empty()).map(std::path::PathBuf::from),
+        },
+        acr: read_acr(r),
     }
+}
+
+/// The webhook's Entra ID identity for ACR, in the Azure SDKs' order.
+fn read_acr(r: &mut Reader<'_, Env>) -> AcrSettings {
+    let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let (tenant, client_id) = (var(acr::AZURE_TENANT_ID), var(azure::AZURE_CLIENT_ID));
+    let source = match (tenant, client_id.clone(), var(acr::AZURE_CLIENT_SECRET), var(acr::AZURE_FEDERATED_TOKEN_FILE)) {
+        (Some(tenant), Some(client_id), Some(secret), _) => AadSource::ClientSecret { tenant, client_id, secret: SecretString::new(secret) },
+        (Some(tenant), Some(client_id), None, Some(file)) => AadSource::WorkloadIdentity { tenant, client_id, token_file: file.into() },
+        _ => AadSource::ManagedIdentity(Imds::new(var(azure::AZURE_POD_IDENTITY_AUTHORITY_HOST).as_deref(), client_id.as_deref())),
+    };
+    AcrSettings { source, authority: var(acr::AZURE_AUTHORITY_HOST).unwrap_or_else(|| acr::DEFAULT_AUTHORITY.into()) }
 }
 
 #[cfg(test)]

@@ -7,14 +7,19 @@
 //! per lookup, because a client keeps the first credential it sees per registry.
 
 pub mod pull_secrets;
+pub mod acr;
+pub mod cloud;
 pub mod ecr;
+pub mod gcr;
 
 pub use pull_secrets::{DefaultPullSecret, DockerAuth, normalize_registry, parse_pull_secret};
 
 use crate::fetch::cache::{Cached, Got};
 use crate::metrics::Metrics;
 use crate::mutate::pod::ImageCommand;
+use acr::{Acr, AcrSettings};
 use ecr::{Ecr, EcrSettings};
+use gcr::{GcpSettings, Gcr};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::secrets::RegistryAuth;
@@ -109,8 +114,11 @@ pub struct Registry {
     cache: Cached<CacheKey, ImageCommand>,
     timeout: Duration,
     metrics: Arc<Metrics>,
-    /// Credentials for private ECR registries the pod has no pull secret for.
+    /// Credentials for private ECR, GCR/Artifact Registry and ACR registries the pod has no pull
+    /// secret for, from the webhook's own cloud identity.
     ecr: Arc<Ecr>,
+    gcr: Gcr,
+    acr: Acr,
 }
 
 pub struct Lookup<'a> {
@@ -133,6 +141,8 @@ pub struct RegistrySettings {
     pub default_platform: Platform,
     pub default_pull_secret: Option<DefaultPullSecret>,
     pub ecr: EcrSettings,
+    pub gcp: GcpSettings,
+    pub acr: AcrSettings,
 }
 
 impl Default for RegistrySettings {
@@ -146,6 +156,11 @@ impl Default for RegistrySettings {
             default_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
             default_pull_secret: None,
             ecr: EcrSettings { source: ecr::CredentialSource::Disabled, api_endpoint: None },
+            gcp: GcpSettings { endpoints: vault_env::cloud::gcp::GcpEndpoints::new(None, None), key_file: None },
+            acr: AcrSettings {
+                source: acr::AadSource::ManagedIdentity(vault_env::cloud::azure::Imds::new(None, None)),
+                authority: acr::DEFAULT_AUTHORITY.into(),
+            },
         }
     }
 }
@@ -153,8 +168,10 @@ impl Default for RegistrySettings {
 impl Registry {
     pub fn new(settings: &RegistrySettings, metrics: Arc<Metrics>) -> Registry {
         let ecr = Ecr::new(settings.ecr.clone(), settings.timeout, metrics.clone());
+        let gcr = Gcr::new(settings.gcp.clone(), settings.timeout, metrics.clone());
+        let acr = Acr::new(settings.acr.clone(), settings.timeout, metrics.clone());
         let cache = Cached::new(settings.cache_size, settings.cache_ttl);
-        Registry { cache, timeout: settings.timeout, metrics, ecr }
+        Registry { cache, timeout: settings.timeout, metrics, ecr, gcr, acr }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -189,17 +206,31 @@ impl Registry {
         result
     }
 
+    /// The webhook's own credentials for a private ECR, GCR/Artifact Registry or ACR registry,
+    /// with what they are for errors; `None` for other registries.
+    async fn cloud_credentials(&self, registry: &str) -> Option<(&'static str, Result<DockerAuth, String>)> {
+        if let Some(got) = self.ecr.pull_credentials(registry).await {
+            return Some(("no ECR token with the webhook's AWS credentials", got));
+        }
+        if let Some(got) = self.gcr.pull_credentials(registry).await {
+            return Some(("no Google access token with the webhook's identity", got));
+        }
+        let got = self.acr.pull_credentials(registry).await?;
+        Some(("no ACR token with the webhook's Azure identity", got))
+    }
+
     /// Reads the image's config with each matching credential in turn; with none for a private
-    /// ECR registry, a token with the webhook's AWS credentials, else anonymously.
+    /// ECR, GCR/Artifact Registry or ACR registry, a token with the webhook's own cloud
+    /// identity, else anonymously.
     async fn read(&self, reference: &Reference, lookup: &Lookup<'_>, candidates: &[&DockerAuth], wanted: &str) -> Result<ImageCommand, String> {
-        let mut ecr_failed = None;
+        let mut cloud_failed = None;
         let auths: Vec<RegistryAuth> = match candidates.is_empty() {
             false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string())).collect(),
-            true => match self.ecr.pull_credentials(wanted).await {
-                Some(Ok(c)) => vec![RegistryAuth::Basic(c.username, c.password.expose().to_string())],
-                Some(Err(e)) => {
-                    tracing::warn!(registry = %reference.registry(), "no ECR token with the webhook's AWS credentials: {e}");
-                    ecr_failed = Some(e);
+            true => match self.cloud_credentials(wanted).await {
+                Some((_, Ok(c))) => vec![RegistryAuth::Basic(c.username, c.password.expose().to_string())],
+                Some((what, Err(e))) => {
+                    tracing::warn!(registry = %reference.registry(), "{what}: {e}");
+                    cloud_failed = Some(format!("{what}: {e}"));
                     vec![RegistryAuth::Anonymous]
                 }
                 None => vec![RegistryAuth::Anonymous],
@@ -212,8 +243,8 @@ impl Registry {
                 Err(e) => last = e,
             }
         }
-        Err(match ecr_failed {
-            Some(e) => format!("{last} (tried anonymously: no ECR token with the webhook's AWS credentials: {e})"),
+        Err(match cloud_failed {
+            Some(e) => format!("{last} (tried anonymously: {e})"),
             None => last,
         })
     }

@@ -18,29 +18,22 @@
 
 pub use vault_env::cloud::aws::{AwsCredentials, CredentialSource, credentials};
 
+use super::cloud::{LazyClients, MARGIN, TokenCache, host_of};
 use super::pull_secrets::DockerAuth;
-use crate::fetch::cache::{Cached, Got};
 use crate::metrics::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vault_env::cloud::Clients;
 use vault_env::cloud::aws::sigv4::signed_post_headers;
-
-/// Credentials and tokens are renewed this long before they expire.
-const MARGIN: Duration = Duration::from_secs(5 * 60);
-/// Registries (account and region pairs) whose tokens are kept.
-const TOKEN_CACHE_SIZE: usize = 256;
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The region of a private ECR registry host (`ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]`,
 /// with or without a port), and whether it is in the China partition.
 pub fn ecr_region(registry: &str) -> Option<(&str, bool)> {
-    let host = registry.rsplit_once(':').map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });
-    let parts: Vec<&str> = host.split('.').collect();
+    let parts: Vec<&str> = host_of(registry).split('.').collect();
     let (head, cn) = match parts.as_slice() {
         [head @ .., "amazonaws", "com"] => (head, false),
         [head @ .., "amazonaws", "com", "cn"] => (head, true),
@@ -84,13 +77,12 @@ struct AwsError {
 
 pub struct Ecr {
     settings: EcrSettings,
-    timeout: Duration,
     /// Made on first use: most clusters never see an ECR image.
-    clients: std::sync::OnceLock<Result<Clients, String>>,
+    clients: LazyClients,
     credentials: Mutex<Option<AwsCredentials>>,
     /// Tokens by registry; one credentials-and-token fetch at a time per registry (AWS throttles
     /// GetAuthorizationToken).
-    tokens: Cached<String, DockerAuth>,
+    tokens: TokenCache,
     metrics: Arc<Metrics>,
 }
 
@@ -100,37 +92,23 @@ fn fresh(expires: Option<SystemTime>) -> bool {
 
 impl Ecr {
     pub fn new(settings: EcrSettings, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Ecr> {
-        Arc::new(Ecr {
-            settings,
-            timeout,
-            clients: std::sync::OnceLock::new(),
-            credentials: Mutex::new(None),
-            tokens: Cached::new(TOKEN_CACHE_SIZE, Duration::from_secs(12 * 3600)),
-            metrics,
-        })
+        Arc::new(Ecr { settings, clients: LazyClients::new(timeout), credentials: Mutex::new(None), tokens: TokenCache::default(), metrics })
     }
 
-    fn clients(&self) -> Result<&Clients, String> {
-        // IMDS and the Pod Identity agent answer at once or not at all.
-        let clients = || Clients::new(Duration::from_secs(2), self.timeout).map_err(|e| format!("ECR: {e}"));
-        self.clients.get_or_init(clients).as_ref().map_err(Clone::clone)
+    fn clients(&self) -> Result<&vault_env::cloud::Clients, String> {
+        self.clients.get().map_err(|e| format!("ECR: {e}"))
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
     /// private ECR registry. Errors say which step failed; they carry no secret.
     pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
         let (region, cn) = ecr_region(registry)?;
-        let key = registry.to_string();
-        let got = self.tokens.get_or_fetch_until(&key, async || {
+        let got = self.tokens.get(registry, async || {
             let fetched = self.fetch_token(registry, region, cn).await;
             self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
-            // Kept until MARGIN before it expires.
-            let until = |expires: SystemTime| {
-                vault_env::config::reader::instant_after(expires.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(MARGIN))
-            };
-            fetched.map(|(auth, expires)| (auth, Some(until(expires))))
+            fetched
         });
-        Some(got.await.map(Got::value))
+        Some(got.await)
     }
 
     async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<(DockerAuth, SystemTime), String> {
