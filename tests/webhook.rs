@@ -407,6 +407,9 @@ fn ecr_images_without_a_pull_secret_use_the_instance_role() {
         assert!(log.lines().any(|l| l == step), "{step} not in {log}");
     }
     assert_eq!(log.matches("ecr us-east-1 signature-ok ASIAIMDSKEY").count(), 1, "one signed token request for both images: {log}");
+    // ECR Public: a token from ecr-public in us-east-1, with the same credentials.
+    assert_eq!(args_of(&hook, commandless_pod(&["public.ecr.aws/team/app:1"], json!({}), json!({}))).unwrap(), [["/bin/app", "--flag"]]);
+    assert!(aws.log().contains("ecr-public us-east-1 signature-ok ASIAIMDSKEY"), "{}", aws.log());
     assert!(!log.contains("bad-signature") && !log.contains("without the session token"), "{log}");
     let tunnels = std::fs::read_to_string(aws.dir.path().join("proxy.log")).unwrap();
     assert!(tunnels.lines().any(|l| l == format!("{ECR}:443")), "{tunnels}");
@@ -417,7 +420,7 @@ fn ecr_images_without_a_pull_secret_use_the_instance_role() {
     aws.api.secret("shop", "ecr-pull", "kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", config.as_bytes())]);
     let pod = commandless_pod(&[&format!("{ECR}/team/app:2")], json!({}), json!({"imagePullSecrets": [{"name": "ecr-pull"}]}));
     assert_eq!(args_of(&hook, pod).unwrap(), [["/bin/app", "--flag"]]);
-    assert_eq!(aws.log().matches("signature-ok").count(), 1);
+    assert_eq!(aws.log().matches("ecr us-east-1 signature-ok").count(), 1);
 
     // A region where the role may not get a token: the answer names image, registry and AWS's reason.
     let denied = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";

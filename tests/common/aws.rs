@@ -28,7 +28,11 @@ impl FakeAws {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
         let (aws, aws_port) = python_fixture("aws.py", &[d, ECR_PASSWORD], &dir.path().join("aws.port"));
-        let (proxy, proxy_port) = python_fixture("connect_proxy.py", &[d, ".amazonaws.com", &registry.host], &dir.path().join("proxy.port"));
+        let (proxy, proxy_port) = python_fixture(
+            "connect_proxy.py",
+            &[d, ".amazonaws.com", &registry.host, "public.ecr.aws", &registry.host],
+            &dir.path().join("proxy.port"),
+        );
         FakeAws {
             _registry: registry,
             api: KubeApi::start(),
@@ -46,6 +50,7 @@ impl FakeAws {
             ("KUBECONFIG", kubeconfig.as_str()),
             ("HTTPS_PROXY", self.proxy.as_str()),
             ("AWS_ENDPOINT_URL_ECR", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_ECR_PUBLIC", self.endpoint.as_str()),
             ("REGISTRY_SKIP_VERIFY", "true"),
         ];
         all.extend_from_slice(env);

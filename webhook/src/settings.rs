@@ -62,6 +62,7 @@ pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
 pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
 pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
 pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
+pub const AWS_ENDPOINT_URL_ECR_PUBLIC: &str = "AWS_ENDPOINT_URL_ECR_PUBLIC";
 use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
 pub const VAULT_SERVICEACCOUNT: &str = "VAULT_SERVICEACCOUNT";
 pub const VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS";
@@ -77,7 +78,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 61] = [
+pub const ALL: [&str; 62] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -117,6 +118,7 @@ pub const ALL: [&str; 61] = [
     REGISTRY_TIMEOUT,
     REGISTRY_CREDENTIALS_TTL,
     AWS_ENDPOINT_URL_ECR,
+    AWS_ENDPOINT_URL_ECR_PUBLIC,
     AWS_ENDPOINT_URL,
     GOOGLE_APPLICATION_CREDENTIALS,
     gcp::GCE_METADATA_HOST,
@@ -217,7 +219,10 @@ Image ENTRYPOINT/CMD lookup (containers without command):
       AWS_CONTAINER_AUTHORIZATION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE (Pod Identity)
     the instance role: AWS_EC2_METADATA_SERVICE_ENDPOINT [http://169.254.169.254],
       off with AWS_EC2_METADATA_DISABLED=true
-  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL    API endpoints [AWS's]
+  ECR Public (public.ecr.aws): a token from ecr-public:GetAuthorizationToken with the same
+    credentials (else anonymous pulls, which are rate-limited harder)
+  AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL_ECR_PUBLIC, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL
+                                       API endpoints [AWS's]
   GCR and Artifact Registry (*gcr.io, *.pkg.dev) without a pull secret: a Google access token as
   _token, kept until it expires; from GOOGLE_APPLICATION_CREDENTIALS (a service-account key
   file), else the metadata server (GKE Workload Identity) at GCE_METADATA_HOST
@@ -416,6 +421,7 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
         ecr: EcrSettings {
             source: CredentialSource::read(r, "vault-secrets-webhook"),
             api_endpoint: r.text(AWS_ENDPOINT_URL_ECR).or_else(|| r.text(AWS_ENDPOINT_URL)),
+            public_endpoint: r.text(AWS_ENDPOINT_URL_ECR_PUBLIC).or_else(|| r.text(AWS_ENDPOINT_URL)),
         },
         gcp: GcpSettings {
             endpoints: GcpEndpoints::new(r.text(gcp::GCE_METADATA_HOST).as_deref(), None),

@@ -155,7 +155,7 @@ impl Default for RegistrySettings {
             timeout: Duration::from_secs(5),
             default_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
             default_pull_secret: None,
-            ecr: EcrSettings { source: ecr::CredentialSource::Disabled, api_endpoint: None },
+            ecr: EcrSettings { source: ecr::CredentialSource::Disabled, api_endpoint: None, public_endpoint: None },
             gcp: GcpSettings { endpoints: vault_env::cloud::gcp::GcpEndpoints::new(None, None), key_file: None },
             acr: AcrSettings {
                 source: acr::AadSource::ManagedIdentity(vault_env::cloud::azure::Imds::new(None, None)),

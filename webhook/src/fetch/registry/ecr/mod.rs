@@ -28,7 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vault_env::cloud::aws::sigv4::signed_post_headers;
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
+const PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// ECR Public's registry; its tokens come from us-east-1 only.
+pub const ECR_PUBLIC: &str = "public.ecr.aws";
 
 /// The region of a private ECR registry host (`ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]`,
 /// with or without a port), and whether it is in the China partition.
@@ -52,12 +55,15 @@ pub struct EcrSettings {
     pub source: CredentialSource,
     /// The ECR API endpoint, instead of `https://api.ecr.REGION.amazonaws.com`.
     pub api_endpoint: Option<String>,
+    /// The ECR Public API endpoint, instead of `https://api.ecr-public.us-east-1.amazonaws.com`.
+    pub public_endpoint: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenAnswer {
-    authorization_data: Vec<AuthorizationData>,
+/// Which API hands out a registry's tokens.
+#[derive(Clone, Copy)]
+enum Api<'a> {
+    Private { region: &'a str, cn: bool },
+    Public,
 }
 
 #[derive(Deserialize)]
@@ -99,21 +105,26 @@ impl Ecr {
         self.clients.get().map_err(|e| format!("ECR: {e}"))
     }
 
-    /// Basic-auth credentials for `registry` (normalized host), or `None` when it is not a
-    /// private ECR registry. Errors say which step failed; they carry no secret.
+    /// Basic-auth credentials for `registry` (normalized host), or `None` when it is neither a
+    /// private ECR registry nor ECR Public (whose anonymous pulls are rate-limited harder).
+    /// Errors say which step failed; they carry no secret.
     pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
-        let (region, cn) = ecr_region(registry)?;
+        let api = match ecr_region(registry) {
+            Some((region, cn)) => Api::Private { region, cn },
+            None if registry == ECR_PUBLIC => Api::Public,
+            None => return None,
+        };
         let got = self.tokens.get(registry, async || {
-            let fetched = self.fetch_token(registry, region, cn).await;
+            let fetched = self.fetch_token(registry, api).await;
             self.metrics.ecr_token(registry, if fetched.is_ok() { "ok" } else { "error" });
             fetched
         });
         Some(got.await)
     }
 
-    async fn fetch_token(&self, registry: &str, region: &str, cn: bool) -> Result<(DockerAuth, SystemTime), String> {
+    async fn fetch_token(&self, registry: &str, api: Api<'_>) -> Result<(DockerAuth, SystemTime), String> {
         let credentials = self.aws_credentials().await?;
-        self.authorization_token(registry, region, cn, &credentials).await
+        self.authorization_token(registry, api, &credentials).await
     }
 
     async fn aws_credentials(&self) -> Result<AwsCredentials, String> {
@@ -130,20 +141,20 @@ impl Ecr {
         Ok(credentials)
     }
 
-    async fn authorization_token(
-        &self,
-        registry: &str,
-        region: &str,
-        cn: bool,
-        credentials: &AwsCredentials,
-    ) -> Result<(DockerAuth, SystemTime), String> {
-        let endpoint = match &self.settings.api_endpoint {
-            Some(e) => e.clone(),
-            None => format!("https://api.ecr.{region}.amazonaws.com{}/", if cn { ".cn" } else { "" }),
+    async fn authorization_token(&self, registry: &str, api: Api<'_>, credentials: &AwsCredentials) -> Result<(DockerAuth, SystemTime), String> {
+        let (endpoint, region, service, target) = match api {
+            Api::Private { region, cn } => {
+                let default = || format!("https://api.ecr.{region}.amazonaws.com{}/", if cn { ".cn" } else { "" });
+                (self.settings.api_endpoint.clone().unwrap_or_else(default), region, "ecr", TARGET)
+            }
+            Api::Public => {
+                let default = || "https://api.ecr-public.us-east-1.amazonaws.com/".to_string();
+                (self.settings.public_endpoint.clone().unwrap_or_else(default), "us-east-1", "ecr-public", PUBLIC_TARGET)
+            }
         };
         let url = url::Url::parse(&endpoint).map_err(|e| format!("ECR endpoint {endpoint}: {e}"))?;
         let body = b"{}";
-        let headers = signed_post_headers(&url, &[("content-type", CONTENT_TYPE), ("x-amz-target", TARGET)], body, region, "ecr", credentials)
+        let headers = signed_post_headers(&url, &[("content-type", CONTENT_TYPE), ("x-amz-target", target)], body, region, service, credentials)
             .map_err(|e| format!("ECR endpoint {e}"))?;
         let mut post = self.clients()?.api.post(url.clone()).body(&body[..]);
         for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
@@ -157,9 +168,16 @@ impl Ecr {
             let error: AwsError = serde_json::from_str(&text).unwrap_or_default();
             return Err(format!("ECR GetAuthorizationToken ({endpoint}): {status}: {} {}", error.kind, error.message).trim_end().to_string());
         }
-        let answer: TokenAnswer =
+        let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("ECR GetAuthorizationToken ({endpoint}): unexpected answer: {e}"))?;
-        let data = answer.authorization_data.into_iter().next().ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): no token"))?;
+        // A list for ECR, one object for ECR Public.
+        let data = match &answer["authorizationData"] {
+            serde_json::Value::Array(list) => list.first().cloned(),
+            object => Some(object.clone()),
+        };
+        let data: AuthorizationData = data
+            .and_then(|d| serde_json::from_value(d).ok())
+            .ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): no token in the answer"))?;
         let decoded = STANDARD.decode(data.authorization_token.trim()).ok().and_then(|d| String::from_utf8(d).ok());
         let (username, password) = decoded
             .as_deref()
