@@ -1,7 +1,7 @@
 //! Azure: the instance metadata service (IMDS): a managed identity's token and the instance's
 //! placement. `AZURE_POD_IDENTITY_AUTHORITY_HOST` (the Azure SDKs' name) points IMDS elsewhere.
 
-use super::{Clients, failure};
+use super::{Clients, metadata_get};
 use crate::SecretString;
 use serde::Deserialize;
 
@@ -36,18 +36,7 @@ impl Imds {
     }
 
     async fn get(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, String> {
-        let response = clients
-            .metadata
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .header("Metadata", "true")
-            .send()
-            .await
-            .map_err(|e| format!("Azure instance metadata ({}): {path}: {e}", self.base))?;
-        if !response.status().is_success() {
-            return Err(format!("Azure instance metadata ({}): {path}: {}", self.base, failure(response).await));
-        }
-        Ok(response)
+        metadata_get(clients, "Azure instance metadata", &self.base, path, query, ("Metadata", "true")).await
     }
 
     /// The managed identity's access token for `resource`.

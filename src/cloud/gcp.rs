@@ -1,7 +1,7 @@
 //! Google Cloud: the metadata server (GCE, GKE Workload Identity) and IAM Credentials `signJwt`.
 //! `GCE_METADATA_HOST` (Google's SDKs' name) points the metadata requests elsewhere.
 
-use super::{Clients, failure};
+use super::{Clients, failure, metadata_get};
 use crate::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
@@ -29,19 +29,8 @@ impl GcpEndpoints {
     }
 
     async fn metadata(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, String> {
-        let url = format!("{}/computeMetadata/v1/{path}", self.metadata);
-        let response = clients
-            .metadata
-            .get(&url)
-            .query(query)
-            .header("Metadata-Flavor", "Google")
-            .send()
-            .await
-            .map_err(|e| format!("GCP metadata server ({}): {path}: {e}", self.metadata))?;
-        if !response.status().is_success() {
-            return Err(format!("GCP metadata server ({}): {path}: {}", self.metadata, failure(response).await));
-        }
-        Ok(response)
+        let path = format!("/computeMetadata/v1/{path}");
+        metadata_get(clients, "GCP metadata server", &self.metadata, &path, query, ("Metadata-Flavor", "Google")).await
     }
 
     /// The default service account's identity token for `audience` (`format=full`: with the

@@ -48,6 +48,24 @@ impl Clients {
     }
 }
 
+/// A metadata service's 2xx answer to `GET {base}{path}?{query}` with its `header`; errors name
+/// `service`, `base` and `path`.
+pub async fn metadata_get(
+    clients: &Clients,
+    service: &str,
+    base: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    header: (&str, &str),
+) -> Result<reqwest::Response, String> {
+    let sent = clients.metadata.get(format!("{base}{path}")).query(query).header(header.0, header.1).send().await;
+    let response = sent.map_err(|e| format!("{service} ({base}): {path}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{service} ({base}): {path}: {}", failure(response).await));
+    }
+    Ok(response)
+}
+
 /// The body of a 2xx answer to `request`; any other answer is an error.
 pub async fn ok_text(request: reqwest::RequestBuilder) -> Result<String, reqwest::Error> {
     request.send().await?.error_for_status()?.text().await
