@@ -98,7 +98,8 @@ Daemon mode (vault-env stays as the app's parent, PID 1 in a container):
                                   old ones expire; or stop the app and exit (75) at expiry
   VAULT_ENV_STOP_SIGNAL           signal that asks the app to stop [default: SIGTERM]
   VAULT_ENV_STOP_TIMEOUT          then SIGKILL after this long [default: 10s]
-  VAULT_ENV_RESTART_SPLAY         restart up to this much earlier, at random [default: 0s]
+  VAULT_ENV_RESTART_SPLAY         restart up to this much earlier, at random [default: a fifth
+                                  of the lease, at most 5m, so a fleet does not restart at once]
   VAULT_ENV_PROCESS_GROUP         run the app in its own process group and signal the group
                                   [default: false]
   VAULT_ENV_TERMINATE_DESCENDANTS when the app exits, SIGTERM processes it left behind

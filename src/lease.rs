@@ -90,12 +90,13 @@ pub enum Due {
 #[derive(Debug, Default)]
 pub struct Leases {
     items: Vec<Tracked>,
-    /// `VAULT_ENV_RESTART_SPLAY`: replacements start up to this much earlier, at random.
-    splay: Duration,
+    /// `VAULT_ENV_RESTART_SPLAY`: replacements start up to this much earlier, at random; `None`:
+    /// up to the replacement lead again (a fifth of the lease, at most 5 min).
+    splay: Option<Duration>,
 }
 
 impl Leases {
-    pub fn new(splay: Duration) -> Leases {
+    pub fn new(splay: Option<Duration>) -> Leases {
         Leases { items: Vec::new(), splay }
     }
 
@@ -207,7 +208,10 @@ impl Leases {
     }
 }
 
-fn schedule(timing: &renew::Lease, splay: Duration) -> Step {
+/// When to act on a lease next; a replacement starts up to `splay` earlier than its lead, at
+/// random, so supervisors whose leases end together do not restart their apps together.
+fn schedule(timing: &renew::Lease, splay: Option<Duration>) -> Step {
+    let splay = splay.unwrap_or_else(|| renew::replace_lead(timing.wanted));
     match timing.next_step(fastrand::f64()) {
         Step::Replace(at) if !splay.is_zero() => {
             let earlier = splay.mul_f64(fastrand::f64());
@@ -272,7 +276,7 @@ mod tests {
     #[test]
     fn the_token_comes_first_and_due_items_are_renewed_for_their_full_ttl() {
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("AAAAAAAA"), t0, S(60), true);
         leases.track(Renewable::Token, t0, S(100), true);
         assert!(leases.is_token(0));
@@ -286,10 +290,34 @@ mod tests {
         assert!(matches!(due, Step::Renew(at) if at >= t0 + S(76) + S(42) && at <= t0 + S(76) + S(45)), "{due:?}");
     }
 
+    /// Unset `VAULT_ENV_RESTART_SPLAY`: a lease that can't be extended is replaced between two
+    /// leads and one lead before it ends (a fifth of the lease), at random, so the apps of many
+    /// supervisors whose leases end together do not restart in the same second; `0s` keeps the
+    /// single instant.
+    #[test]
+    fn replacements_spread_over_a_fifth_of_the_lease_by_default() {
+        let t0 = Instant::now();
+        let replace_at = |splay: Option<Duration>| {
+            let mut leases = Leases::new(splay);
+            leases.track(lease("AAAAAAAA"), t0, S(100), false);
+            leases.items()[0].due
+        };
+        let times: Vec<Duration> = (0..200)
+            .map(|_| match replace_at(None) {
+                Step::Replace(at) => at - t0,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(times.iter().all(|t| (S(60)..=S(80)).contains(t)), "{times:?}");
+        let (min, max) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        assert!(*max - *min > S(15), "spread over the window: {min:?}..{max:?}");
+        assert_eq!(replace_at(Some(Duration::ZERO)), Step::Replace(t0 + S(80)));
+    }
+
     #[test]
     fn a_failed_renewal_is_retried_with_backoff_then_replaced_once_expired() {
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("B"), t0, S(60), true);
         let fake = Fake::new(vec![Err(refused(503)), Err(refused(503)), Err(refused(503))]);
         assert_eq!(run(leases.renew_due(&fake, t0 + S(45))), Due::Nothing);
@@ -305,7 +333,7 @@ mod tests {
     #[test]
     fn a_lease_vault_no_longer_knows_is_replaced_at_once_but_the_token_is_retried() {
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(Renewable::Token, t0, S(100), true);
         leases.track(lease("C"), t0, S(60), true);
         let fake = Fake::new(vec![Err(refused(400)), Err(refused(400))]);
@@ -317,7 +345,7 @@ mod tests {
     #[test]
     fn a_capped_grant_turns_renewal_into_replacement_before_expiry() {
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(Renewable::Token, t0, S(100), true);
         let fake = Fake::new(vec![Ok(20)]);
         assert_eq!(run(leases.renew_due(&fake, t0 + S(75))), Due::Nothing);
@@ -334,7 +362,7 @@ mod tests {
     #[test]
     fn a_refused_token_asks_for_a_new_login_and_a_refused_renewal_is_retried() {
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("D"), t0, S(60), true);
         let policy = Fake::new(vec![Err(refused(403))]);
         assert_eq!(run(leases.renew_due(&policy, t0 + S(45))), Due::Nothing, "the token is fine: retried");
@@ -358,7 +386,7 @@ mod tests {
             }
         }
         let t0 = Instant::now();
-        let mut leases = Leases::new(Duration::ZERO);
+        let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("E"), t0, S(2), true);
         let started = Instant::now();
         let due = run(leases.renew_due(&Hung, t0 + Duration::from_millis(1600)));

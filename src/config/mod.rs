@@ -217,7 +217,8 @@ pub struct DaemonSettings {
     pub stop_signal: i32,
     pub stop_timeout: Duration,
     pub on_lease_end: OnLeaseEnd,
-    pub restart_splay: Duration,
+    /// `None` (unset): a fifth of the lease, up to 5 min, so a fleet's restarts spread out.
+    pub restart_splay: Option<Duration>,
     pub process_group: bool,
     pub terminate_descendants: bool,
 }
@@ -337,7 +338,7 @@ impl Config {
                 "ignore" => Some(OnLeaseEnd::Ignore),
                 _ => None,
             }),
-            restart_splay: r.duration(VAULT_ENV_RESTART_SPLAY, Duration::ZERO),
+            restart_splay: r.optional_duration(VAULT_ENV_RESTART_SPLAY),
             process_group: r.bool(VAULT_ENV_PROCESS_GROUP, false),
             terminate_descendants: r.bool(VAULT_ENV_TERMINATE_DESCENDANTS, false),
         };
@@ -494,7 +495,7 @@ mod tests {
         assert_eq!((c.daemon, c.revoke_token), (None, None));
         let d = &c.daemon_settings;
         assert_eq!((d.stop_signal, d.stop_timeout, d.on_lease_end), (15, Duration::from_secs(10), OnLeaseEnd::Restart));
-        assert!(!d.process_group && !d.terminate_descendants && d.restart_splay.is_zero());
+        assert!(!d.process_group && !d.terminate_descendants && d.restart_splay.is_none());
     }
 
     #[test]
@@ -533,7 +534,7 @@ mod tests {
         let d = &c.daemon_settings;
         assert_eq!(
             (d.stop_signal, d.stop_timeout, d.on_lease_end, d.restart_splay),
-            (2, Duration::from_secs(3), OnLeaseEnd::Exit, Duration::from_secs(2))
+            (2, Duration::from_secs(3), OnLeaseEnd::Exit, Some(Duration::from_secs(2)))
         );
         assert!(d.process_group);
         assert_eq!(c.addr, "http://127.0.0.1:8200");
