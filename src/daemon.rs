@@ -17,7 +17,7 @@ use crate::client::Client;
 use crate::config::reader::instant_after;
 use crate::config::{Config, Env, OnLeaseEnd};
 use crate::error::{EXIT_LEASE_ENDED, Error};
-use crate::lease::{Due, Leases, Renewable, short_id};
+use crate::lease::{Due, Leases, RENEWALS_IN_FLIGHT, Renewable, short_id};
 use crate::resolve::{self, Plan, Resolved, VarError};
 use crate::session::{App, Session};
 use std::ffi::OsString;
@@ -92,7 +92,7 @@ impl<'a> Daemon<'a> {
         let leases = Leases::new(config.daemon_settings.restart_splay);
         let mut d = Daemon { config, env, plan, app, supervisor, session, leases, stopping: false };
         d.track_token().await;
-        d.track_leases(Instant::now());
+        d.track_leases();
         d
     }
 
@@ -117,11 +117,12 @@ impl<'a> Daemon<'a> {
         }
     }
 
-    fn track_leases(&mut self, now: Instant) {
+    /// Tracks every lease from when Vault granted it.
+    fn track_leases(&mut self) {
         self.leases.clear_leases();
         for lease in self.session.iter().flat_map(|s| s.resolved.leases.iter()) {
             tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), ttl = lease.duration, renewable = lease.renewable, "tracking lease");
-            self.leases.track(Renewable::Lease(lease.clone()), now, Duration::from_secs(lease.duration), lease.renewable);
+            self.leases.track(Renewable::Lease(lease.clone()), lease.granted_at, Duration::from_secs(lease.duration), lease.renewable);
         }
     }
 
@@ -291,7 +292,7 @@ impl<'a> Daemon<'a> {
         if new_token {
             self.track_token().await;
         }
-        self.track_leases(Instant::now());
+        self.track_leases();
         Ok(())
     }
 
@@ -329,38 +330,40 @@ struct Revocation {
     leases: Vec<crate::resolve::Lease>,
 }
 
-/// Revokes `sets` all at once, each call tried once, within [`SHUTDOWN_BUDGET`] in all: a hung
-/// Vault delays neither the exit nor the loop by more. `leases` says whether leases are revoked
-/// one by one when their token is not.
+/// Revokes `sets`, each call tried once, at most [`RENEWALS_IN_FLIGHT`] lease revocations at a
+/// time (1,000 leases must not open 1,000 connections to Vault at once), within
+/// [`SHUTDOWN_BUDGET`] in all: a hung Vault delays neither the exit nor the loop by more.
+/// `leases` says whether leases are revoked one by one when their token is not.
 async fn revoke(sets: Vec<Revocation>, leases: bool) {
-    let mut calls = tokio::task::JoinSet::new();
+    use futures_util::StreamExt;
+    let (mut tokens, mut lease_calls) = (Vec::new(), Vec::new());
     for set in sets {
         let client = set.client.impatient_once();
         if set.token {
-            let count = set.leases.len();
-            calls.spawn(async move {
-                match client.revoke_self().await {
-                    Ok(()) => tracing::info!(leases = count, "token revoked, and the leases it created with it"),
-                    // Refused: the token is no longer valid (revoked from outside, or expired), and its leases went with it.
-                    Err(e) if e.is_denied() => tracing::info!("the token was already revoked or expired ({e})"),
-                    Err(e) => tracing::warn!("could not revoke the token: {e}"),
-                }
-            });
+            tokens.push((client, set.leases.len()));
         } else if leases {
-            for lease in set.leases {
-                let client = client.clone();
-                calls.spawn(async move {
-                    match client.revoke_lease(&lease.lease_id).await {
-                        Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
-                        // A policy without sys/leases/revoke: the lease ends at its TTL anyway.
-                        Err(e) if e.is_denied() => tracing::info!(path = %lease.path, "not revoking the lease ({e}): it ends at its TTL"),
-                        Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
-                    }
-                });
-            }
+            lease_calls.extend(set.leases.into_iter().map(|lease| (client.clone(), lease)));
         }
     }
-    if tokio::time::timeout(SHUTDOWN_BUDGET, async { while calls.join_next().await.is_some() {} }).await.is_err() {
+    let tokens = futures_util::future::join_all(tokens.into_iter().map(|(client, count)| async move {
+        match client.revoke_self().await {
+            Ok(()) => tracing::info!(leases = count, "token revoked, and the leases it created with it"),
+            // Refused: the token is no longer valid (revoked from outside, or expired), and its leases went with it.
+            Err(e) if e.is_denied() => tracing::info!("the token was already revoked or expired ({e})"),
+            Err(e) => tracing::warn!("could not revoke the token: {e}"),
+        }
+    }));
+    let leases = futures_util::stream::iter(lease_calls.into_iter().map(|(client, lease)| async move {
+        match client.revoke_lease(&lease.lease_id).await {
+            Ok(()) => tracing::info!(path = %lease.path, lease = %short_id(&lease.lease_id), "lease revoked"),
+            // A policy without sys/leases/revoke: the lease ends at its TTL anyway.
+            Err(e) if e.is_denied() => tracing::info!(path = %lease.path, "not revoking the lease ({e}): it ends at its TTL"),
+            Err(e) => tracing::warn!(path = %lease.path, "could not revoke the lease: {e}"),
+        }
+    }))
+    .buffer_unordered(RENEWALS_IN_FLIGHT)
+    .for_each(|()| async {});
+    if tokio::time::timeout(SHUTDOWN_BUDGET, async { tokio::join!(tokens, leases) }).await.is_err() {
         tracing::warn!("Vault did not answer the revocations within {}s; going on", SHUTDOWN_BUDGET.as_secs());
     }
 }

@@ -9,6 +9,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use vault_env_supervisor::renew::{self, Step};
 
+/// How many renewals are in flight at once (as many as a start-up's reads: `resolve`'s bound).
+pub const RENEWALS_IN_FLIGHT: usize = 16;
+
 /// What is kept alive.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Renewable {
@@ -156,50 +159,68 @@ impl Leases {
         }
     }
 
-    /// Renews every item due at `now`; reports the first one that needs replacing. No call waits
-    /// past the item's expiry (a hung Vault must not hold the loop), and the clock is read again
-    /// after every call.
+    /// Renews every item due at `now`, up to [`RENEWALS_IN_FLIGHT`] at once (1,000 leases due
+    /// together must not queue one behind another past their window); reports the first one that
+    /// needs replacing. No call waits past the item's expiry (a hung Vault must not hold the
+    /// loop), and the clock is read again after every round.
     pub async fn renew_due(&mut self, renewer: &impl Renewer, now: Instant) -> Due {
         let splay = self.splay;
         let mut now = now;
-        for (index, t) in self.items.iter_mut().enumerate() {
-            if t.due.at() > now {
-                continue;
+        let due: Vec<usize> = (0..self.items.len()).filter(|&i| self.items[i].due.at() <= now).collect();
+        let mut rest = due.as_slice();
+        while !rest.is_empty() {
+            // A run of renewals, cut before the first item that needs replacing.
+            let renewals = rest.iter().take(RENEWALS_IN_FLIGHT).take_while(|&&i| matches!(self.items[i].due, Step::Renew(_))).count();
+            if renewals == 0 {
+                let (index, t) = (rest[0], &self.items[rest[0]]);
+                return Due::Replace { index, what: t.item.describe(), expires: t.timing.expires_at(), token_refused: false };
             }
-            let (what, noun, path) = (t.item.describe(), t.item.noun(), t.item.path());
-            if let Step::Replace(_) = t.due {
-                return Due::Replace { index, what, expires: t.timing.expires_at(), token_refused: false };
-            }
-            let left = t.timing.expires_at().saturating_duration_since(now).max(renew::RETRY_FLOOR);
-            let result = match tokio::time::timeout(left, renewer.renew(&t.item, t.timing.wanted.as_secs())).await {
-                Ok(result) => result,
-                Err(_) => Err(ClientError::Unreachable { addr: String::new(), cause: format!("no answer within {}s", left.as_secs()) }),
-            };
-            let refused = matches!(&result, Err(e) if e.is_denied());
-            let token_refused = refused && !tokio::time::timeout(left, renewer.token_valid()).await.unwrap_or(true);
+            let (round, later) = rest.split_at(renewals);
+            rest = later;
+            let round_began = now;
+            let calls = round.iter().map(|&index| {
+                let t = &self.items[index];
+                let left = t.timing.expires_at().saturating_duration_since(now).max(renew::RETRY_FLOOR);
+                async move {
+                    let result = match tokio::time::timeout(left, renewer.renew(&t.item, t.timing.wanted.as_secs())).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ClientError::Unreachable { addr: String::new(), cause: format!("no answer within {}s", left.as_secs()) }),
+                    };
+                    // The new TTL counts from the answer, not from the end of the round.
+                    let answered = Instant::now().max(round_began);
+                    let refused = matches!(&result, Err(e) if e.is_denied());
+                    let token_refused = refused && !tokio::time::timeout(left, renewer.token_valid()).await.unwrap_or(true);
+                    (result, token_refused, answered)
+                }
+            });
+            let results = futures_util::future::join_all(calls).await;
             now = now.max(Instant::now());
-            match result {
-                Ok(ttl) => {
-                    t.timing = t.timing.renewed(now, Duration::from_secs(ttl));
-                    t.due = schedule(&t.timing, splay);
-                    t.attempt = 0;
-                    tracing::info!(path, ttl, capped = !t.timing.extendable(), "{noun} renewed");
-                }
-                // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
-                Err(e) if e.status() == Some(400) && matches!(t.item, Renewable::Lease(_)) => {
-                    tracing::warn!("{what} can no longer be renewed: {e}");
-                    return Due::Replace { index, what, expires: now, token_refused: false };
-                }
-                Err(e) if token_refused => {
-                    tracing::warn!("{what} can no longer be renewed: the Vault token was refused ({e}); it was revoked or has expired");
-                    return Due::Replace { index, what, expires: now, token_refused: true };
-                }
-                Err(e) => {
-                    t.attempt += 1;
-                    t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at(), fastrand::f64()));
-                    tracing::warn!(path, attempt = t.attempt, "{noun} renewal failed: {e}; retrying");
-                    if now >= t.timing.expires_at() {
-                        return Due::Replace { index, what, expires: t.timing.expires_at(), token_refused: false };
+            for (&index, (result, token_refused, answered)) in round.iter().zip(results) {
+                let t = &mut self.items[index];
+                let (what, noun, path) = (t.item.describe(), t.item.noun(), t.item.path().to_string());
+                match result {
+                    Ok(ttl) => {
+                        t.timing = t.timing.renewed(answered, Duration::from_secs(ttl));
+                        t.due = schedule(&t.timing, splay);
+                        t.attempt = 0;
+                        tracing::info!(path, ttl, capped = !t.timing.extendable(), "{noun} renewed");
+                    }
+                    // 400 "lease not found"/"invalid lease": revoked or expired; nothing to renew.
+                    Err(e) if e.status() == Some(400) && matches!(t.item, Renewable::Lease(_)) => {
+                        tracing::warn!("{what} can no longer be renewed: {e}");
+                        return Due::Replace { index, what, expires: now, token_refused: false };
+                    }
+                    Err(e) if token_refused => {
+                        tracing::warn!("{what} can no longer be renewed: the Vault token was refused ({e}); it was revoked or has expired");
+                        return Due::Replace { index, what, expires: now, token_refused: true };
+                    }
+                    Err(e) => {
+                        t.attempt += 1;
+                        t.due = Step::Renew(renew::retry_at(now, t.attempt, t.timing.expires_at(), fastrand::f64()));
+                        tracing::warn!(path, attempt = t.attempt, "{noun} renewal failed: {e}; retrying");
+                        if now >= t.timing.expires_at() {
+                            return Due::Replace { index, what, expires: t.timing.expires_at(), token_refused: false };
+                        }
                     }
                 }
             }
@@ -208,8 +229,6 @@ impl Leases {
     }
 }
 
-/// When to act on a lease next; a replacement starts up to `splay` earlier than its lead, at
-/// random, so supervisors whose leases end together do not restart their apps together.
 fn schedule(timing: &renew::Lease, splay: Option<Duration>) -> Step {
     let splay = splay.unwrap_or_else(|| renew::replace_lead(timing.wanted));
     match timing.next_step(fastrand::f64()) {
@@ -262,7 +281,13 @@ mod tests {
     }
 
     fn lease(id: &str) -> Renewable {
-        Renewable::Lease(Lease { path: "database/creds/app".into(), lease_id: format!("database/creds/app/{id}"), duration: 60, renewable: true })
+        Renewable::Lease(Lease {
+            path: "database/creds/app".into(),
+            lease_id: format!("database/creds/app/{id}"),
+            duration: 60,
+            renewable: true,
+            granted_at: Instant::now(),
+        })
     }
 
     fn refused(status: u16) -> ClientError {

@@ -14,7 +14,6 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::Arc;
 
 /// How many requests to Vault may be in flight at once.
 const MAX_CONCURRENT_REQUESTS: usize = 16;
@@ -108,6 +107,9 @@ pub struct Lease {
     pub lease_id: String,
     pub duration: u64,
     pub renewable: bool,
+    /// When Vault's answer arrived: the lease's clock starts then, not when the last of many
+    /// reads (or a restart's revocations) finished.
+    pub granted_at: std::time::Instant,
 }
 
 /// The outcome: values for the child's environment.
@@ -191,41 +193,61 @@ pub fn plan_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>, has
 #[derive(Default)]
 pub struct Fetched {
     secrets: HashMap<Fetch, Result<Secret, Cause>>,
+    /// When each answer arrived.
+    received: HashMap<Fetch, std::time::Instant>,
     plaintexts: HashMap<String, Result<SecretString, Cause>>,
 }
 
+/// One request of a fetch, and what it gives.
+enum Work {
+    Read(Fetch),
+    Decrypt { path: String, batch: Vec<String> },
+}
+
+enum Done {
+    Read(Fetch, Result<Secret, Cause>, std::time::Instant),
+    Decrypt(Vec<(String, Result<SecretString, Cause>)>),
+}
+
+/// Every read, write and transit batch of `plan`, at most [`MAX_CONCURRENT_REQUESTS`] in flight.
+/// Tasks are spawned only as others finish (and are collected at once), so 1,000 references
+/// never hold 1,000 request futures in memory.
 pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
-    let mut reads = tokio::task::JoinSet::new();
-    for f in &plan.fetches {
-        let (client, f, limit) = (client.clone(), f.clone(), limit.clone());
-        reads.spawn(async move {
-            let _permit = limit.acquire().await;
-            let result = fetch_one(&client, &f).await;
-            (f, result)
-        });
-    }
-    let mut decrypts = tokio::task::JoinSet::new();
+    let mut work: Vec<Work> = plan.fetches.iter().cloned().map(Work::Read).collect();
     if let Some(key) = &transit.key_id {
         let all: Vec<String> = plan.ciphertexts.iter().cloned().collect();
-        for batch in all.chunks(transit.batch_size.max(1)) {
-            let (client, batch, limit) = (client.clone(), batch.to_vec(), limit.clone());
-            let path = format!("{}/decrypt/{key}", transit.mount);
-            decrypts.spawn(async move {
-                let _permit = limit.acquire().await;
-                decrypt_batch(&client, &path, batch).await
-            });
-        }
+        let path = format!("{}/decrypt/{key}", transit.mount);
+        work.extend(all.chunks(transit.batch_size.max(1)).map(|batch| Work::Decrypt { path: path.clone(), batch: batch.to_vec() }));
     }
     let mut fetched = Fetched::default();
-    while let Some(joined) = reads.join_next().await {
-        if let Ok((f, result)) = joined {
+    let mut collect = |done: Done| match done {
+        Done::Read(f, result, at) => {
+            fetched.received.insert(f.clone(), at);
             fetched.secrets.insert(f, result);
         }
+        Done::Decrypt(pairs) => fetched.plaintexts.extend(pairs),
+    };
+    let mut running = tokio::task::JoinSet::new();
+    for item in work {
+        while running.len() >= MAX_CONCURRENT_REQUESTS {
+            if let Some(Ok(done)) = running.join_next().await {
+                collect(done);
+            }
+        }
+        let client = client.clone();
+        running.spawn(async move {
+            match item {
+                Work::Read(f) => {
+                    let result = fetch_one(&client, &f).await;
+                    Done::Read(f, result, std::time::Instant::now())
+                }
+                Work::Decrypt { path, batch } => Done::Decrypt(decrypt_batch(&client, &path, batch).await),
+            }
+        });
     }
-    while let Some(joined) = decrypts.join_next().await {
-        if let Ok(pairs) = joined {
-            fetched.plaintexts.extend(pairs);
+    while let Some(joined) = running.join_next().await {
+        if let Ok(done) = joined {
+            collect(done);
         }
     }
     fetched
@@ -465,7 +487,14 @@ pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Re
         if let (Ok(s), Fetch::Read { path, .. } | Fetch::Write { path, .. }) = (result, f)
             && !s.lease_id.is_empty()
         {
-            resolved.leases.push(Lease { path: path.clone(), lease_id: s.lease_id.clone(), duration: s.lease_duration, renewable: s.renewable });
+            let granted_at = fetched.received.get(f).copied().unwrap_or_else(std::time::Instant::now);
+            resolved.leases.push(Lease {
+                path: path.clone(),
+                lease_id: s.lease_id.clone(),
+                duration: s.lease_duration,
+                renewable: s.renewable,
+                granted_at,
+            });
         }
     }
     if errors.is_empty() { Ok(resolved) } else { Err(errors) }

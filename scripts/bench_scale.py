@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Lease keeping at scale (issue 17), driven by scripts/bench-scale.sh, which builds vault-env and
+starts MariaDB. Every OpenBao here writes a file audit log (configured, as OpenBao wants); the
+figures come from what OpenBao received, not from vault-env's own logs.
+
+Run 1: one vault-env keeping N database leases (N = LEASES, default "10 100 1000"), each from its
+own role (distinct paths), TTL RUN1_TTL s and max TTL RUN1_MAX s, for RUN1_SECONDS s: renewal
+points within lease lifetimes, double renewals, re-fetches and restarts per max-TTL event,
+start-up time and requests, CPU and RSS.
+
+Run 2: SUPERVISORS vault-env daemons (one lease each, TTL RUN2_TTL, max RUN2_MAX) started within
+a few seconds, for RUN2_SECONDS s, OpenBao stopped (SIGSTOP) for OUTAGE s at OUTAGE_AT s:
+renewals and restarts per second, restarts before expiry, OpenBao's CPU.
+
+Writes bench-scale.json and, with matplotlib, bench-scale.png into OUT_DIR.
+"""
+import collections, datetime, json, os, signal, socket, statistics, subprocess, sys, time, urllib.request
+
+STATE, BAO_BIN, VAULT_ENV, DB_PORT, OUT_DIR = (os.environ[k] for k in ("STATE", "BAO_BIN", "VAULT_ENV", "MARIADB_PORT", "OUT_DIR"))
+num = lambda k, d: int(os.environ.get(k, d))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(line):
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Bao:
+    """An OpenBao dev server with a file audit log."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(STATE, f"scale-{name}")
+        os.makedirs(self.dir, exist_ok=True)
+        self.audit = os.path.join(self.dir, "audit.log")
+        if os.path.exists(self.audit):
+            os.remove(self.audit)
+        config = os.path.join(self.dir, "audit.hcl")
+        with open(config, "w") as f:
+            f.write(f'audit "file" "bench" {{\n  options {{\n    file_path = "{self.audit}"\n  }}\n}}\n')
+        port = free_port()
+        self.addr = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([BAO_BIN, "server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token",
+                                      f"-dev-listen-address=127.0.0.1:{port}", f"-config={config}"],
+                                     env={"HOME": self.dir, "PATH": os.environ["PATH"]},
+                                     stdout=open(os.path.join(self.dir, "bao.log"), "w"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                self.api("GET", "sys/mounts/secret")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("OpenBao did not start")
+
+    def api(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.addr}/v1/{path}", data=data, method=method, headers={"X-Vault-Token": "root"})
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            text = answer.read()
+            return json.loads(text) if text else {}
+
+    def database(self, roles, ttl, max_ttl):
+        self.api("POST", "sys/mounts/database", {"type": "database"})
+        self.api("POST", "database/config/mariadb", {
+            "plugin_name": "mysql-database-plugin", "connection_url": f"{{{{username}}}}:{{{{password}}}}@tcp(127.0.0.1:{DB_PORT})/",
+            "username": "root", "password": "rootpass", "allowed_roles": ["*"], "max_open_connections": 8})
+        for role in roles:
+            self.api("POST", f"database/roles/{role}", {
+                "db_name": "mariadb", "creation_statements": ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';"],
+                "revocation_statements": ["DROP USER IF EXISTS '{{name}}'@'%';"], "default_ttl": f"{ttl}s", "max_ttl": f"{max_ttl}s"})
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.terminate()
+        self.proc.wait()
+
+    def events(self):
+        """(time, kind, path, lease id) of every response: kind grant (a creds read) or renew."""
+        out = []
+        for line in open(self.audit):
+            e = json.loads(line)
+            if e.get("type") != "response":
+                continue
+            t = datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
+            path, lease = e["request"]["path"], (e.get("response") or {}).get("secret", {}).get("lease_id")
+            if path.startswith("database/creds/") and lease:
+                out.append((t, "grant", path, lease))
+            elif path == "sys/leases/renew" and lease and not (e.get("error") or ""):
+                out.append((t, "renew", path, lease))
+        return out
+
+    def requests_between(self, since, until):
+        n = 0
+        for line in open(self.audit):
+            e = json.loads(line)
+            if e.get("type") == "request" and since <= datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() <= until:
+                n += 1
+        return n
+
+
+def renewal_fractions(events, ttl, max_ttl):
+    """Where each renewal fell within its lease's current lifetime (0..1), and double renewals."""
+    by_lease = collections.defaultdict(list)
+    for t, kind, _, lease in sorted(events):
+        by_lease[lease].append((t, kind))
+    fractions, doubles = [], 0
+    for items in by_lease.values():
+        granted = items[0][0]
+        previous = granted
+        for t, kind in items[1:]:
+            if kind != "renew":
+                continue
+            life = min(ttl, granted + max_ttl - previous)
+            if life > 0:
+                fraction = (t - previous) / life
+                fractions.append(fraction)
+                if fraction < 0.5:
+                    doubles += 1
+            previous = t
+    return fractions, doubles
+
+
+def generations(events, gap=3.0):
+    """Grant times clustered: each cluster is one fetch of every secret."""
+    grants = sorted(t for t, kind, _, _ in events if kind == "grant")
+    clusters = []
+    for t in grants:
+        if clusters and t - clusters[-1][-1] <= gap:
+            clusters[-1].append(t)
+        else:
+            clusters.append([t])
+    return clusters
+
+
+def run1(n, ttl, max_ttl, seconds):
+    bao = Bao(f"run1-{n}")
+    roles = [f"r{i}" for i in range(n)]
+    bao.database(roles, ttl, max_ttl)
+    starts = os.path.join(bao.dir, "app-starts")
+    if os.path.exists(starts):
+        os.remove(starts)
+    env = {"PATH": os.environ["PATH"], "HOME": bao.dir, "VAULT_ADDR": bao.addr, "VAULT_TOKEN": "root", "VAULT_ENV_DAEMON": "true",
+           "VAULT_ENV_STOP_TIMEOUT": "2s"}
+    env.update({f"S{i}": f"vault:database/creds/{role}#username" for i, role in enumerate(roles)})
+    app = f"date +%s.%N >> {starts}; exec sleep 1000000"
+    begun = time.time()
+    ve = subprocess.Popen([VAULT_ENV, "sh", "-c", app], env=env, stdout=subprocess.DEVNULL,
+                          stderr=open(os.path.join(bao.dir, "vault-env.log"), "w"))
+    while not os.path.exists(starts) and ve.poll() is None and time.time() - begun < 120:
+        time.sleep(0.01)
+    app_at = time.time()
+    cpu0, samples = cpu_seconds(ve.pid), []
+    while time.time() - begun < seconds and ve.poll() is None:
+        samples.append(rss_kib(ve.pid))
+        time.sleep(1)
+    cpu = cpu_seconds(ve.pid) - cpu0
+    wall = time.time() - app_at
+    ve.send_signal(signal.SIGTERM)
+    ve.wait(timeout=60)
+    events = bao.events()
+    fractions, doubles = renewal_fractions(events, ttl, max_ttl)
+    gens = generations(events)
+    restarts = len(open(starts).read().split()) - 1
+    startup_requests = bao.requests_between(begun, app_at)
+    bao.stop()
+    in_window = sum(1 for f in fractions if 0.695 <= f <= 0.76)
+    result = {
+        "leases": n, "ttl": ttl, "max_ttl": max_ttl, "seconds": round(wall),
+        "startup_s": round(app_at - begun, 3), "startup_requests": startup_requests,
+        "renewals": len(fractions), "renewals_in_window": in_window,
+        "fraction_p50": round(statistics.median(fractions), 4) if fractions else None,
+        "fraction_min": round(min(fractions), 4) if fractions else None, "fraction_max": round(max(fractions), 4) if fractions else None,
+        "double_renewals": doubles, "fetch_generations": [len(g) for g in gens], "restarts": restarts,
+        "cpu_percent_of_a_core": round(100 * cpu / wall, 3), "cpu_s_per_hour": round(3600 * cpu / wall, 1),
+        "rss_kib_max": max(samples) if samples else 0, "rss_kib_last": samples[-1] if samples else 0, "rss_kib": samples,
+        "fractions": [round(f, 4) for f in fractions],
+    }
+    log(f"run 1, {n} leases: start-up {result['startup_s']} s with {startup_requests} requests; {len(fractions)} renewals, "
+        f"{in_window} in the 70-75 % window (p50 {result['fraction_p50']}, {result['fraction_min']}..{result['fraction_max']}), "
+        f"{doubles} double; fetches {result['fetch_generations']}, {restarts} restarts; CPU {result['cpu_percent_of_a_core']} % "
+        f"of a core; RSS max {result['rss_kib_max']} KiB")
+    return result
+
+
+def run2(m, ttl, max_ttl, seconds, outage_at, outage):
+    bao = Bao("run2")
+    bao.database(["fleet"], ttl, max_ttl)
+    starts = os.path.join(bao.dir, "app-starts")
+    if os.path.exists(starts):
+        os.remove(starts)
+    logs = os.path.join(bao.dir, "logs")
+    os.makedirs(logs, exist_ok=True)
+    procs = []
+    begun = time.time()
+    for i in range(m):
+        env = {"PATH": os.environ["PATH"], "HOME": bao.dir, "VAULT_ADDR": bao.addr, "VAULT_TOKEN": "root", "VAULT_ENV_DAEMON": "true",
+               "VAULT_ENV_STOP_TIMEOUT": "2s", "S": "vault:database/creds/fleet#username", "ID": str(i)}
+        app = f'echo "$ID $(date +%s.%N)" >> {starts}; exec sleep 1000000'
+        procs.append(subprocess.Popen([VAULT_ENV, "sh", "-c", app], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=open(os.path.join(logs, f"{i}.log"), "w")))
+        time.sleep(3.0 / m)
+    log(f"run 2: {m} supervisors started in {time.time() - begun:.1f} s")
+    bao_cpu0 = cpu_seconds(bao.proc.pid)
+    stopped = False
+    while time.time() - begun < seconds:
+        now = time.time() - begun
+        if not stopped and now >= outage_at:
+            bao.proc.send_signal(signal.SIGSTOP)
+            stopped, outage_began = True, time.time()
+            log(f"run 2: OpenBao stopped for {outage} s")
+        if stopped and outage_began and time.time() - outage_began >= outage:
+            bao.proc.send_signal(signal.SIGCONT)
+            outage_began = None
+            log("run 2: OpenBao continues")
+        time.sleep(0.2)
+    bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
+    alive = sum(1 for p in procs if p.poll() is None)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=60)
+    events = bao.events()
+    bao.stop()
+    renew_times = [t - begun for t, kind, _, _ in events if kind == "renew"]
+    start_lines = [line.split() for line in open(starts).read().splitlines() if line.strip()]
+    firsts, restarts_at = set(), []
+    for ident, t in start_lines:
+        if ident in firsts:
+            restarts_at.append(float(t) - begun)
+        firsts.add(ident)
+    ends, expired = [], 0
+    for i in range(m):
+        text = open(os.path.join(logs, f"{i}.log")).read()
+        for part in text.split("ends in ")[1:]:
+            ends.append(int(part.split("s", 1)[0]))
+        expired += text.count("expired")
+    per_second = collections.Counter(int(t) for t in renew_times)
+    active = [per_second.get(s, 0) for s in range(int(seconds))]
+    busy = [c for c in active if c]
+    restart_seconds = collections.Counter(int(t) for t in restarts_at)
+    result = {
+        "supervisors": m, "alive_at_end": alive, "ttl": ttl, "max_ttl": max_ttl, "seconds": seconds, "outage_at": outage_at, "outage_s": outage,
+        "renewals": len(renew_times), "renewals_peak_per_s": max(active) if active else 0,
+        "renewals_mean_per_busy_s": round(statistics.mean(busy), 1) if busy else 0,
+        "restarts": len(restarts_at), "restarts_peak_per_s": max(restart_seconds.values()) if restart_seconds else 0,
+        "restart_window_s": round(max(restarts_at) - min(restarts_at), 1) if restarts_at else 0,
+        "min_seconds_left_at_restart": min(ends) if ends else None, "expired_mentions": expired,
+        "openbao_cpu_percent": round(100 * bao_cpu / seconds, 1),
+        "renew_times": [round(t, 2) for t in renew_times], "restart_times": [round(t, 2) for t in restarts_at],
+    }
+    log(f"run 2: {alive}/{m} alive; {len(renew_times)} renewals, peak {result['renewals_peak_per_s']}/s vs mean "
+        f"{result['renewals_mean_per_busy_s']}/s over busy seconds; {len(restarts_at)} restarts over {result['restart_window_s']} s, "
+        f"peak {result['restarts_peak_per_s']}/s; least time left at a restart {result['min_seconds_left_at_restart']} s; "
+        f"OpenBao CPU {result['openbao_cpu_percent']} %")
+    return result
+
+
+def plot(results):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is missing: no picture")
+        return
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8))
+    r2 = results.get("run2")
+    if r2:
+        edges = range(0, r2["seconds"] + 1)
+        top.hist(r2["renew_times"], bins=edges, label="lease renewals OpenBao received", color="tab:blue")
+        top.hist(r2["restart_times"], bins=edges, label="app restarts (max TTL reached)", color="tab:red", alpha=0.8)
+        top.axvspan(r2["outage_at"], r2["outage_at"] + r2["outage_s"], color="grey", alpha=0.2, label="OpenBao stopped")
+        top.set_title(f"{r2['supervisors']} vault-env daemons, one database lease each (TTL {r2['ttl']} s, max {r2['max_ttl']} s)")
+        top.set_xlabel("seconds since the rollout began")
+        top.set_ylabel("per second")
+        top.legend()
+    runs = [r for r in results.get("run1", []) if r["fractions"]]
+    if runs:
+        last = runs[-1]
+        bottom.hist(last["fractions"], bins=[0.6 + i * 0.005 for i in range(41)], color="tab:green")
+        bottom.axvspan(0.70, 0.75, color="grey", alpha=0.2, label="target window 70-75 %")
+        bottom.set_title(f"one vault-env with {last['leases']} leases: where each renewal fell in its lease's lifetime")
+        bottom.set_xlabel("fraction of the lease's lifetime")
+        bottom.set_ylabel("renewals")
+        bottom.legend()
+    fig.tight_layout()
+    path = os.path.join(OUT_DIR, "bench-scale.png")
+    fig.savefig(path, dpi=90)
+    log(f"picture: {path}")
+
+
+def main():
+    os.makedirs(OUT_DIR, exist_ok=True)
+    results = {"run1": []}
+    for n in [int(x) for x in os.environ.get("LEASES", "10 100 1000").split()]:
+        results["run1"].append(run1(n, num("RUN1_TTL", 20), num("RUN1_MAX", 60), num("RUN1_SECONDS", 140)))
+    m = num("SUPERVISORS", 1000)
+    if m:
+        results["run2"] = run2(m, num("RUN2_TTL", 40), num("RUN2_MAX", 120), num("RUN2_SECONDS", 170), num("OUTAGE_AT", 60), num("OUTAGE", 15))
+    with open(os.path.join(STATE, "bench-scale.json"), "w") as f:
+        json.dump(results, f)
+    plot(results)
+    summary = {k: ([{kk: vv for kk, vv in r.items() if kk != "fractions"} for r in v] if k == "run1"
+                   else {kk: vv for kk, vv in v.items() if not kk.endswith("_times")}) for k, v in results.items()}
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
