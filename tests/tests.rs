@@ -24,6 +24,8 @@ mod exec;
 mod resolve;
 /// Daemon mode as PID 1, beside tini and dumb-init.
 mod supervise;
+/// Lease keeping at scale, small: many leases, many supervisors, checked from the audit log.
+mod scale;
 /// The shipped images in podman: vault-env as ENTRYPOINT and PID 1, the webhook's pod shape, the
 /// webhook image.
 mod containers;

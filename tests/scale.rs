@@ -1,0 +1,203 @@
+//! The small, fast version of scripts/bench-scale.sh: many leases in one vault-env, and many
+//! vault-env daemons against one OpenBao, checked from OpenBao's audit log (what the server
+//! received): renewals land in their 70–75 % window, no lease is renewed twice per period, all
+//! the leases that reach their max TTL together cause one re-fetch and one restart, restarts
+//! happen before the leases end, and the supervisors' restarts spread out.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const TTL: f64 = 6.0;
+const MAX_TTL: f64 = 15.0;
+
+/// OpenBao with a file audit log (configured: OpenBao allows no other way) and the database
+/// engine on `db` with `roles` (TTL 6 s, max TTL 15 s).
+fn audited_vault(dir: &Path, db: &MariaDb, roles: &[String]) -> Bao {
+    let audit = dir.join("audit.log");
+    let config = format!("audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit.display());
+    let bao = Bao::start(BaoOptions { extra_config: Some(config), tls: false });
+    bao.api("POST", "sys/mounts/database", Some(json!({"type": "database"})));
+    bao.api(
+        "POST",
+        "database/config/mariadb",
+        Some(
+            json!({"plugin_name": "mysql-database-plugin", "connection_url": format!("{{{{username}}}}:{{{{password}}}}@tcp(127.0.0.1:{})/", db.port),
+                    "username": "root", "password": "rootpass", "allowed_roles": ["*"]}),
+        ),
+    );
+    for role in roles {
+        bao.api(
+            "POST",
+            &format!("database/roles/{role}"),
+            Some(json!({"db_name": "mariadb", "creation_statements": ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';"],
+                        "default_ttl": format!("{TTL}s"), "max_ttl": format!("{MAX_TTL}s")})),
+        );
+    }
+    bao
+}
+
+/// (seconds since the epoch, grant or renew, lease id) of every answer OpenBao gave.
+fn audit_events(dir: &Path) -> Vec<(f64, &'static str, String)> {
+    let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["type"] != "response" || e["error"].as_str().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let (Some(path), Some(lease)) = (e["request"]["path"].as_str(), e["response"]["secret"]["lease_id"].as_str()) else { continue };
+        let kind = if path.starts_with("database/creds/") {
+            "grant"
+        } else if path == "sys/leases/renew" {
+            "renew"
+        } else {
+            continue;
+        };
+        out.push((rfc3339_seconds(e["time"].as_str().unwrap()), kind, lease.to_string()));
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// `2026-12-02T17:30:01.123456Z` → seconds since the epoch.
+fn rfc3339_seconds(t: &str) -> f64 {
+    let (whole, frac) = t.trim_end_matches('Z').split_once('.').unwrap_or((t.trim_end_matches('Z'), "0"));
+    let secs = humantime::parse_rfc3339(&format!("{whole}Z")).unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    secs + format!("0.{frac}").parse::<f64>().unwrap_or(0.0)
+}
+
+/// Each renewal's place in its lease's lifetime (from the previous grant or renewal).
+fn renewal_fractions(events: &[(f64, &'static str, String)]) -> Vec<f64> {
+    let mut last: HashMap<&str, (f64, f64)> = HashMap::new(); // lease → (granted, previous)
+    let mut out = Vec::new();
+    for (t, kind, lease) in events {
+        match (*kind, last.get(lease.as_str()).copied()) {
+            ("grant", _) => {
+                last.insert(lease, (*t, *t));
+            }
+            ("renew", Some((granted, previous))) => {
+                let life = TTL.min(granted + MAX_TTL - previous);
+                out.push((t - previous) / life);
+                last.insert(lease, (granted, *t));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Grant times clustered into fetches (each fetch of every secret is one cluster).
+fn fetches(events: &[(f64, &'static str, String)]) -> Vec<Vec<f64>> {
+    let mut out: Vec<Vec<f64>> = Vec::new();
+    for (t, _, _) in events.iter().filter(|e| e.1 == "grant") {
+        match out.last_mut() {
+            Some(cluster) if t - cluster.last().unwrap() <= 1.5 => cluster.push(*t),
+            _ => out.push(vec![*t]),
+        }
+    }
+    out
+}
+
+fn spawn_daemon(bao: &Bao, vars: &[(String, String)], starts: &Path, id: &str) -> Child {
+    let mut cmd = Command::new(vault_env_bin());
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_TOKEN", "root")
+        .env("VAULT_ENV_DAEMON", "true")
+        .env("VAULT_ENV_STOP_TIMEOUT", "2s")
+        .env("ID", id)
+        .envs(vars.iter().map(|(k, v)| (k, v)));
+    let app = format!("echo \"$ID $(date +%s.%N)\" >> {}; exec sleep 1000", starts.display());
+    cmd.args(["sh", "-c", &app]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+fn stop(children: Vec<Child>) -> Vec<String> {
+    for c in &children {
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    }
+    children.into_iter().map(|c| c.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default()).collect()
+}
+
+/// App starts per supervisor id, as seconds since the epoch.
+fn starts(file: &Path) -> HashMap<String, Vec<f64>> {
+    let mut out: HashMap<String, Vec<f64>> = HashMap::new();
+    for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+        if let Some((id, t)) = line.split_once(' ') {
+            out.entry(id.to_string()).or_default().push(t.parse().unwrap());
+        }
+    }
+    out
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// One vault-env with 30 leases over more than one max TTL.
+#[test]
+fn one_supervisor_keeps_many_leases_in_their_windows_and_restarts_once_per_max_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MariaDb::start();
+    let roles: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
+    let bao = audited_vault(dir.path(), &db, &roles);
+    let vars: Vec<(String, String)> =
+        roles.iter().enumerate().map(|(i, r)| (format!("S{i}"), format!("vault:database/creds/{r}#username"))).collect();
+    let starts_file = dir.path().join("starts");
+    let begun = now();
+    let child = spawn_daemon(&bao, &vars, &starts_file, "one");
+    std::thread::sleep(Duration::from_secs_f64(MAX_TTL + 6.0));
+    let log = stop(vec![child]).remove(0);
+    let events = audit_events(dir.path());
+
+    let fractions = renewal_fractions(&events);
+    assert!(fractions.len() >= 30, "renewals: {fractions:?}\n{log}");
+    let outside: Vec<&f64> = fractions.iter().filter(|f| !(0.69..=0.80).contains(*f)).collect();
+    assert!(outside.is_empty(), "renewals outside 70-75 % (+5 % for a loaded machine): {outside:?}");
+    let clusters = fetches(&events);
+    assert!(clusters.len() >= 2, "the max TTL was reached: {clusters:?}");
+    assert!(clusters.iter().all(|c| c.len() == 30), "each fetch takes every secret once: {:?}", clusters.iter().map(Vec::len).collect::<Vec<_>>());
+    let app_starts = &starts(&starts_file)["one"];
+    assert_eq!(app_starts.len(), clusters.len(), "one restart per max-TTL event: {app_starts:?} {clusters:?}");
+    // Every restart came before the leases it replaced reached their max TTL.
+    for (restart, before) in app_starts.iter().skip(1).zip(&clusters) {
+        assert!(*restart < before[0] + MAX_TTL, "restart at +{:.1} s, leases ended at +{:.1} s", restart - begun, before[0] + MAX_TTL - begun);
+    }
+    assert!(!log.contains("expired"), "{log}");
+}
+
+/// 24 vault-env daemons started together: nothing expires, each restarts once at its max TTL,
+/// and the restarts spread over the default splay instead of landing in one instant.
+#[test]
+fn many_supervisors_restart_spread_out_and_before_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = MariaDb::start();
+    let bao = audited_vault(dir.path(), &db, &["fleet".to_string()]);
+    let vars = [("S".to_string(), "vault:database/creds/fleet#username".to_string())];
+    let starts_file = dir.path().join("starts");
+    let children: Vec<Child> = (0..24).map(|i| spawn_daemon(&bao, &vars, &starts_file, &i.to_string())).collect();
+    std::thread::sleep(Duration::from_secs_f64(MAX_TTL + 3.0));
+    let logs = stop(children);
+    let events = audit_events(dir.path());
+    let fractions = renewal_fractions(&events);
+    assert!(fractions.iter().all(|f| (0.69..=0.80).contains(f)), "{fractions:?}");
+
+    let all = starts(&starts_file);
+    assert_eq!(all.len(), 24, "{all:?}");
+    let restarts: Vec<f64> = all.values().filter_map(|s| s.get(1).copied()).collect();
+    assert_eq!(restarts.len(), 24, "each supervisor restarted at its max TTL: {all:?}\n{}", logs.join("\n"));
+    assert!(all.values().all(|s| s.len() == 2), "once: {all:?}");
+    let clusters = fetches(&events);
+    let last_first_grant = clusters[0].iter().cloned().fold(f64::MIN, f64::max);
+    assert!(restarts.iter().all(|t| *t < last_first_grant + MAX_TTL), "a restart came after the first leases ended");
+    let (min, max) = restarts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+    assert!(max - min > 0.8, "restarts spread by the default splay, not all at once: {:.2} s", max - min);
+    for log in &logs {
+        assert!(log.contains("can't be extended (ends in") && !log.contains("expired") && !log.contains("could not"), "{log}");
+    }
+}
