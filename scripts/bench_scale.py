@@ -9,7 +9,8 @@ points within lease lifetimes, double renewals, re-fetches and restarts per max-
 start-up time and requests, CPU and RSS.
 
 Run 2: SUPERVISORS vault-env daemons (one lease each, TTL RUN2_TTL, max RUN2_MAX) started within
-a few seconds, for RUN2_SECONDS s, OpenBao stopped (SIGSTOP) for OUTAGE s at OUTAGE_AT s:
+a few seconds, for RUN2_SECONDS s, OpenBao stopped (SIGSTOP) for OUTAGE s at OUTAGE_AT s (an
+outage longer than the quarter of a TTL left after a renewal must let some leases expire):
 renewals and restarts per second, restarts before expiry, OpenBao's CPU.
 
 Writes bench-scale.json and, with matplotlib, bench-scale.png into OUT_DIR.
@@ -315,7 +316,7 @@ def main():
         results["run1"].append(run1(n, num("RUN1_TTL", 20), num("RUN1_MAX", 60), num("RUN1_SECONDS", 140)))
     m = num("SUPERVISORS", 1000)
     if m:
-        results["run2"] = run2(m, num("RUN2_TTL", 40), num("RUN2_MAX", 120), num("RUN2_SECONDS", 170), num("OUTAGE_AT", 60), num("OUTAGE", 15))
+        results["run2"] = run2(m, num("RUN2_TTL", 60), num("RUN2_MAX", 180), num("RUN2_SECONDS", 220), num("OUTAGE_AT", 75), num("OUTAGE", 12))
     with open(os.path.join(STATE, "bench-scale.json"), "w") as f:
         json.dump(results, f)
     plot(results)
