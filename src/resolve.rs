@@ -551,6 +551,23 @@ mod tests {
         );
     }
 
+    /// A lease's clock starts when Vault answered, not when rendering (after the last of many
+    /// reads) or a restart's revocations finished: 1,000 leases used to be renewed up to 0.89
+    /// of their life because of that.
+    #[test]
+    fn leases_are_timed_from_vaults_answer() {
+        let p = plan_of(&[("U", "vault:database/creds/app#username")]);
+        let mut f = fetched(&[(
+            "database/creds/app",
+            Ok(r#"{"lease_id":"database/creds/app/x","lease_duration":60,"renewable":true,"data":{"username":"u"}}"#),
+        )]);
+        let answered = std::time::Instant::now() - std::time::Duration::from_secs(3);
+        f.received.insert(Fetch::Read { path: "database/creds/app".into(), version: None }, answered);
+        let resolved = render(&p, &f, false).unwrap();
+        assert_eq!(resolved.leases.len(), 1);
+        assert_eq!(resolved.leases[0].granted_at, answered);
+    }
+
     #[test]
     fn render_kv_shapes() {
         let f = fetched(&[

@@ -70,6 +70,27 @@ fn rfc3339_seconds(t: &str) -> f64 {
     secs + format!("0.{frac}").parse::<f64>().unwrap_or(0.0)
 }
 
+/// The most requests to `path` that OpenBao was handling at once (audit request to response).
+fn most_in_flight(dir: &Path, path: &str) -> usize {
+    let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["request"]["path"] == path {
+            edges.push((rfc3339_seconds(e["time"].as_str().unwrap()), if e["type"] == "request" { 1 } else { -1 }));
+        }
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    edges
+        .iter()
+        .scan(0i32, |n, (_, d)| {
+            *n += d;
+            Some(*n)
+        })
+        .max()
+        .unwrap_or(0) as usize
+}
+
 /// Each renewal's place in its lease's lifetime (from the previous grant or renewal).
 fn renewal_fractions(events: &[(f64, &'static str, String)]) -> Vec<f64> {
     let mut last: HashMap<&str, (f64, f64)> = HashMap::new(); // lease → (granted, previous)
@@ -169,6 +190,9 @@ fn one_supervisor_keeps_many_leases_in_their_windows_and_restarts_once_per_max_t
         assert!(*restart < before[0] + MAX_TTL, "restart at +{:.1} s, leases ended at +{:.1} s", restart - begun, before[0] + MAX_TTL - begun);
     }
     assert!(!log.contains("expired"), "{log}");
+    // A restart's and the exit's revocations (30 leases each) go at most 16 at a time.
+    let revoking = most_in_flight(dir.path(), "sys/leases/revoke");
+    assert!((1..=16).contains(&revoking), "revocations in flight at once: {revoking}");
 }
 
 /// 24 vault-env daemons started together: nothing expires, each restarts once at its max TTL,
