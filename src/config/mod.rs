@@ -422,17 +422,13 @@ fn read_cloud(r: &mut Reader<'_, Env>, method: AuthMethod) -> CloudAuth {
     use crate::cloud::aws::credentials as aws;
     use crate::cloud::{azure, gcp};
     let mut var = |name: &str| r.text(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let imds =
-        |var: &mut dyn FnMut(&str) -> Option<String>| var(aws::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into());
     match method {
         AuthMethod::AwsIam => {
             let region = var(aws::AWS_REGION).or_else(|| var(aws::AWS_DEFAULT_REGION));
             // As Vault's own client: the global endpoint (signed for us-east-1) unless a region is set.
-            let sts = var(aws::AWS_ENDPOINT_URL_STS).or_else(|| var(aws::AWS_ENDPOINT_URL)).unwrap_or_else(|| match region.as_deref() {
-                Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn/"),
-                Some(r) => format!("https://sts.{r}.amazonaws.com/"),
-                None => "https://sts.amazonaws.com/".into(),
-            });
+            let sts = var(aws::AWS_ENDPOINT_URL_STS)
+                .or_else(|| var(aws::AWS_ENDPOINT_URL))
+                .unwrap_or_else(|| format!("{}/", aws::sts_endpoint(region.as_deref())));
             let server_id = var(VAULT_AWS_IAM_SERVER_ID);
             CloudAuth::AwsIam {
                 credentials: crate::cloud::aws::CredentialSource::read(r, "vault-env"),
@@ -441,7 +437,7 @@ fn read_cloud(r: &mut Reader<'_, Env>, method: AuthMethod) -> CloudAuth {
                 server_id,
             }
         }
-        AuthMethod::AwsEc2 => CloudAuth::AwsEc2 { imds: imds(&mut var) },
+        AuthMethod::AwsEc2 => CloudAuth::AwsEc2 { imds: var(aws::AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| aws::DEFAULT_IMDS.into()) },
         AuthMethod::GcpGce | AuthMethod::GcpIam => CloudAuth::Gcp(gcp::GcpEndpoints::new(
             var(gcp::GCE_METADATA_HOST).as_deref(),
             var(gcp::CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS).as_deref(),

@@ -48,6 +48,18 @@ pub const ALL: [&str; 16] = [
     AWS_EC2_METADATA_SERVICE_ENDPOINT,
 ];
 
+/// IMDS, unless `AWS_EC2_METADATA_SERVICE_ENDPOINT` says.
+pub const DEFAULT_IMDS: &str = "http://169.254.169.254";
+
+/// STS's endpoint for `region` (the AWS SDKs' regional endpoints), or the global one.
+pub fn sts_endpoint(region: Option<&str>) -> String {
+    match region {
+        Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
+        Some(r) => format!("https://sts.{r}.amazonaws.com"),
+        None => "https://sts.amazonaws.com".into(),
+    }
+}
+
 /// An AWS access key; never printed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwsCredentials {
@@ -86,13 +98,9 @@ impl CredentialSource {
             });
         }
         if let (Some(file), Some(role_arn)) = (var(AWS_WEB_IDENTITY_TOKEN_FILE), var(AWS_ROLE_ARN)) {
-            let sts = var(AWS_ENDPOINT_URL_STS).or_else(|| var(AWS_ENDPOINT_URL)).unwrap_or_else(|| {
-                match var(AWS_REGION).or_else(|| var(AWS_DEFAULT_REGION)) {
-                    Some(r) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
-                    Some(r) => format!("https://sts.{r}.amazonaws.com"),
-                    None => "https://sts.amazonaws.com".into(),
-                }
-            });
+            let sts = var(AWS_ENDPOINT_URL_STS)
+                .or_else(|| var(AWS_ENDPOINT_URL))
+                .unwrap_or_else(|| sts_endpoint(var(AWS_REGION).or_else(|| var(AWS_DEFAULT_REGION)).as_deref()));
             let session_name = var(AWS_ROLE_SESSION_NAME).unwrap_or_else(|| session_name.into());
             return CredentialSource::WebIdentity { token_file: file.into(), role_arn, session_name, sts };
         }
@@ -104,7 +112,7 @@ impl CredentialSource {
         }
         match var(AWS_EC2_METADATA_DISABLED).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             true => CredentialSource::Disabled,
-            false => CredentialSource::InstanceRole(var(AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| "http://169.254.169.254".into())),
+            false => CredentialSource::InstanceRole(var(AWS_EC2_METADATA_SERVICE_ENDPOINT).unwrap_or_else(|| DEFAULT_IMDS.into())),
         }
     }
 }
