@@ -42,13 +42,18 @@ pub enum Cause {
     NoTransitKey,
     PathNotFound,
     Deleted,
-    KeyNotFound { key: String, available: String },
+    KeyNotFound {
+        key: String,
+        available: String,
+    },
     Template(TemplateError),
     NotText(String),
     Vault(ClientError),
     Transit(String),
     BadName(String),
     RefusedName(String),
+    /// The values rendered so far already exceed this many bytes ([`render_bounded`]).
+    TooLarge(usize),
 }
 
 impl Cause {
@@ -75,6 +80,7 @@ impl fmt::Display for Cause {
             Cause::Vault(e) => write!(f, "{e}"),
             Cause::Transit(e) => write!(f, "transit decryption failed: {e}"),
             Cause::BadName(name) => write!(f, "key {name:?} is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            Cause::TooLarge(limit) => write!(f, "the resolved values would exceed {limit} bytes in all (a Kubernetes object holds at most 1 MiB)"),
             Cause::RefusedName(name) => write!(
                 f,
                 "key {name:?} is refused: loader, shell and interpreter variables (LD_*, BASH_ENV, NODE_OPTIONS, PYTHON*, …) are not taken from Vault"
@@ -434,6 +440,14 @@ fn refused_from_path(name: &str) -> bool {
 }
 
 pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Resolved, Vec<VarError>> {
+    render_bounded(plan, fetched, ignore_missing, usize::MAX)
+}
+
+/// [`render`], stopping with [`Cause::TooLarge`] as soon as the values rendered so far add up to
+/// more than `budget` bytes: one template is capped at [`template::MAX_OUTPUT`], but an object
+/// may hold any number of them over one path (the webhook's budget per object).
+pub fn render_bounded(plan: &Plan, fetched: &Fetched, ignore_missing: bool, budget: usize) -> Result<Resolved, Vec<VarError>> {
+    let mut total = 0usize;
     let mut resolved = Resolved::default();
     let mut errors = Vec::new();
     let mut fail = |var: &str, reference: String, cause: Cause, resolved: &mut Resolved| {
@@ -448,6 +462,11 @@ pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Re
         match render_value(value, fetched) {
             Ok(v) if v.contains('\0') => fail(name, "value".into(), Cause::NotText("the value holds a NUL byte".into()), &mut resolved),
             Ok(v) => {
+                total = total.saturating_add(v.len());
+                if total > budget {
+                    fail(name, "value".into(), Cause::TooLarge(budget), &mut resolved);
+                    break;
+                }
                 resolved.values.insert(name.clone(), SecretString::new(v));
             }
             Err((reference, cause)) => fail(name, reference, cause, &mut resolved),
@@ -519,6 +538,24 @@ mod tests {
     fn plan_of(vars: &[(&str, &str)]) -> Plan {
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
         plan(&env, &Config::from_env(&Env::default()).unwrap()).unwrap()
+    }
+
+    /// One small object held many templates over one path, each under the per-template cap, and
+    /// their sum was unbounded (120 keys: a 160 MB answer). Rendering stops at the budget.
+    #[test]
+    fn rendering_stops_at_the_budget() {
+        let template = "vault:secret/data/x#${.a | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\" | replace \"a\" \"aaaaaaaaaa\"}";
+        let vars: Vec<(String, &str)> = (0..120).map(|i| (format!("K{i:03}"), template)).collect();
+        let plan = plan_values(vars.iter().map(|(k, v)| (k.as_str(), *v)), false).unwrap();
+        let f = fetched(&[("secret/data/x", Ok(r#"{"data":{"a":"aaaaaaaaaa"}}"#))]);
+        let all = render(&plan, &f, false).unwrap();
+        assert_eq!(all.values.len(), 120);
+        let errors = render_bounded(&plan, &f, false, 100_000).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "K010: value: the resolved values would exceed 100000 bytes in all (a Kubernetes object holds at most 1 MiB)"
+        );
     }
 
     #[test]

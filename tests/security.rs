@@ -162,3 +162,55 @@ fn huge_durations_are_setting_errors_not_panics() {
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
 }
+
+/// The second line of defence below the webhook's reference checks: a client limited to secrets
+/// refuses every spelling that reaches `auth/`, `sys/` or another non-secret surface, whatever
+/// a parser above it let through. Each spelling is first shown to reach the token endpoint with
+/// an unrestricted client against real OpenBao (the URL parser removes dot segments, OpenBao
+/// decodes `%61`, follows its own 307 for `//`, and splits a namespace off the front).
+#[test]
+fn a_secrets_only_client_refuses_every_spelling_of_auth_and_sys() {
+    use vault_env::client::{Client, ClientError};
+    use vault_env::config::{Config, Env};
+    let bao = Bao::dev();
+    bao.kv2("app", serde_json::json!({"password": "pw"}));
+    bao.policy("reader", r#"path "secret/data/app" { capabilities = ["read"] }"#);
+    bao.api("POST", "sys/namespaces/ns1", Some(serde_json::json!({})));
+    let token = bao.token(&["reader"], "1h");
+    let client = |namespace: Option<&str>| {
+        let mut vars = vec![("VAULT_ADDR", bao.addr.as_str()), ("VAULT_MAX_RETRIES", "0"), ("VAULT_CLIENT_TIMEOUT", "5s")];
+        vars.extend(namespace.map(|ns| ("VAULT_NAMESPACE", ns)));
+        let env: Env = vars.into_iter().collect();
+        Client::new(&Config::from_env(&env).unwrap()).unwrap().with_token(vault_env::SecretString::new(token.clone()))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let id_of = |result: Result<Option<vault_env::client::Secret>, ClientError>| {
+        result.map(|s| s.and_then(|s| s.data).map(|d| d["id"].as_str().unwrap_or_default().to_string()).unwrap_or_default())
+    };
+    let reads = [
+        (None, "auth/token/lookup-self"),
+        (None, "secret/../auth/token/lookup-self"),
+        (None, "%61uth/token/lookup-self"),
+        (None, "./auth/token/lookup-self"),
+        (None, "secret/%2e%2e/auth/token/lookup-self"),
+        (None, "ns1/auth/token/lookup-self"),
+        (None, "auth//token/lookup-self"),
+        (None, "secret\\..\\auth/token/lookup-self"),
+        (Some("ns1"), "auth/token/lookup-self"),
+    ];
+    for (namespace, path) in reads {
+        let open = runtime.block_on(client(namespace).read(path, None));
+        assert_eq!(id_of(open).ok().as_deref(), Some(token.as_str()), "{namespace:?} {path}: the spelling should reach lookup-self");
+        let refused = runtime.block_on(client(namespace).secrets_only().read(path, None));
+        assert!(matches!(refused, Err(ClientError::Refused { .. })), "{namespace:?} {path}: {:?}", id_of(refused));
+    }
+    // Refused all the same: a namespace that ends in auth (OpenBao answers no route today).
+    let refused = runtime.block_on(client(Some("ns1/auth")).secrets_only().read("token/lookup-self", None));
+    assert!(matches!(refused, Err(ClientError::Refused { .. })), "{:?}", id_of(refused));
+    for path in ["secret/../auth/token/create", "ns1/auth/token/create", "%73ys/policies/acl/x"] {
+        let refused = runtime.block_on(client(None).secrets_only().write(path, &serde_json::json!({})));
+        assert!(matches!(refused, Err(ClientError::Refused { .. })), "{path}");
+    }
+    let secret = runtime.block_on(client(None).secrets_only().read("secret/data/app", None)).unwrap().unwrap();
+    assert_eq!(secret.data.unwrap()["data"]["password"], "pw");
+}

@@ -65,13 +65,15 @@ fn vault() -> Vault {
 }
 
 impl Vault {
+    /// The webhook with `TLS_CLIENT_CA_FILE`, as a default install should run it: only callers
+    /// with a client certificate are answered, and [`Webhook::post`] presents the API server's.
     fn webhook(&self, extra: &[(&str, &str)]) -> Webhook {
-        Webhook::start(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+        Webhook::start_verifying_callers(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
     }
 
-    /// The webhook with `TLS_CLIENT_CA_FILE`: only callers with a client certificate are answered.
-    fn webhook_verifying_callers(&self, extra: &[(&str, &str)]) -> Webhook {
-        Webhook::start_verifying_callers(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+    /// The webhook without a client CA: it cannot tell the API server from anyone else.
+    fn webhook_without_client_ca(&self, extra: &[(&str, &str)]) -> Webhook {
+        Webhook::start(&self.env(extra).iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
     }
 
     fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
@@ -322,8 +324,7 @@ fn allowlisted_private_address_and_service_account_login() {
     let kubeconfig = api.kubeconfig.display().to_string();
     let addr_upper = format!("{}/", gate.addr.replace("http://", "HTTP://"));
     let allowlist = format!("https://vault.example.com, {}", gate.addr);
-    let hook =
-        v.webhook_verifying_callers(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR_ALLOWLIST", &allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", "true")]);
+    let hook = v.webhook(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR_ALLOWLIST", &allowlist), ("VAULT_ALLOW_PRIVATE_ADDR", "true")]);
 
     let cm = |name: &str, key: &str, annotations: Value| {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
@@ -358,7 +359,7 @@ fn only_verified_callers_get_values_and_service_account_logins() {
                "data": {"v": "vault:secret/data/app#password"}})
     };
     let forged = review("configmaps", cm(json!({})), "CREATE", false);
-    let hook = v.webhook_verifying_callers(&[]);
+    let hook = v.webhook(&[]);
     for path in ["/configmaps", "/secrets", "/objects", "/pods"] {
         let (code, answer) = hook.post_without_certificate(path, &forged);
         assert_eq!(code, 401, "{path}: {answer}");
@@ -368,12 +369,12 @@ fn only_verified_callers_get_values_and_service_account_logins() {
     assert_eq!(admitted(&hook, "/configmaps", &forged)["data"]["v"], "app-only", "the API server's certificate is accepted");
 
     // Without verified callers: vault-serviceaccount is refused before any Kubernetes or Vault call.
-    let open = v.webhook(&[]);
+    let open = v.webhook_without_client_ca(&[]);
     let as_admin = json!({format!("{A}vault-serviceaccount"): "vault-admin", format!("{A}vault-role"): "admin-role"});
     let message = denied(&open, "/configmaps", &review("configmaps", cm(as_admin.clone()), "CREATE", false));
     assert!(message.contains(&format!("annotation {A}vault-serviceaccount: logging in as a ServiceAccount needs callers verified")), "{message}");
     // ... unless explicitly allowed (then it tries the Kubernetes API: there is none here).
-    let allowed = v.webhook(&[("VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS", "true")]);
+    let allowed = v.webhook_without_client_ca(&[("VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS", "true")]);
     let message = denied(&allowed, "/configmaps", &review("configmaps", cm(as_admin), "CREATE", false));
     assert!(!message.contains("needs callers verified"), "{message}");
     assert!(allowed.log().contains("anyone who can reach this port can have the webhook log in to Vault as any ServiceAccount"), "{}", allowed.log());
@@ -391,20 +392,83 @@ fn only_verified_callers_get_values_and_service_account_logins() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("VAULT_SERVICEACCOUNT: logging in as a ServiceAccount needs callers verified"));
 }
 
-/// Security review H4: `vault:auth/token/lookup-self#id` in a ConfigMap wrote the webhook's own
-/// token into etcd. Object references may not name auth/ or sys/ paths, dry runs included.
+/// `vault:auth/token/lookup-self#id` in a ConfigMap wrote the webhook's own token into etcd, and
+/// so did `secret/../auth/…`, `%61uth/…`, `./auth/…`, `secret/%2e%2e/auth/…` and
+/// `NAMESPACE/auth/…` once the first fix looked at the first segment only. Every spelling, in
+/// reads, writes, inline references and templates, and through the `vault-namespace` annotation,
+/// is denied naming the key and the reason, dry runs included; the token never comes back.
 #[test]
-fn object_references_may_not_name_auth_or_sys_paths() {
+fn object_references_reach_secrets_only_in_any_spelling() {
     let v = vault();
-    let hook = v.webhook(&[("VAULT_TOKEN", "root")]);
-    for (value, dry_run) in
-        [("vault:auth/token/lookup-self#id", false), ("vault:sys/mounts#secret/", false), ("vault:auth/token/lookup-self#id", true)]
-    {
-        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "t", "namespace": "shop"}, "data": {"t": value}});
-        let message = denied(&hook, "/configmaps", &review("configmaps", object, "CREATE", dry_run));
-        assert!(message.contains("the webhook does not read auth/ or sys/ paths for objects"), "{message}");
-        assert!(!message.contains("root"), "{message}");
+    let token = v.bao.token(&["reader"], "1h");
+    v.bao.api("POST", "sys/namespaces/ns1", Some(json!({})));
+    let hook = v.webhook(&[("VAULT_TOKEN", &token)]);
+    let spellings = [
+        ("vault:auth/token/lookup-self#id", "goes through auth/"),
+        ("vault:sys/mounts#secret/", "goes through sys/"),
+        ("vault:secret/../auth/token/lookup-self#id", "segment"),
+        ("vault:%61uth/token/lookup-self#id", "holds '%'"),
+        ("vault:./auth/token/lookup-self#id", "segment"),
+        ("vault:secret/%2e%2e/auth/token/lookup-self#id", "holds '%'"),
+        ("vault:ns1/auth/token/lookup-self#id", "goes through auth/"),
+        ("vault:auth//token/lookup-self#id", "empty segment"),
+        ("vault:identity/oidc/token/x#token", "goes through identity/"),
+        (">>vault:secret/../auth/token/create#client_token", "segment"),
+        (">>vault:ns1/auth/token/create#client_token", "goes through auth/"),
+        ("id: ${vault:%61uth/token/lookup-self#id}", "holds '%'"),
+        ("vault:ns1/auth/token/lookup-self#${.id}", "goes through auth/"),
+    ];
+    for (value, why) in spellings {
+        for dry_run in [false, true] {
+            let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "t", "namespace": "shop"}, "data": {"t": value}});
+            let message = denied(&hook, "/configmaps", &review("configmaps", object, "CREATE", dry_run));
+            assert!(message.contains("configmap shop/t: data[t]: ") && message.contains(why), "{value}: {message}");
+            assert!(!message.contains(&token), "{message}");
+        }
     }
+    // The namespace is part of the path Vault sees.
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "t", "namespace": "shop", "annotations": {format!("{A}vault-namespace"): "ns1/auth"}},
+        "data": {"t": "vault:token/lookup-self#id"}});
+    let message = denied(&hook, "/configmaps", &review("configmaps", object, "CREATE", false));
+    assert!(message.contains("goes through auth/"), "{message}");
+    // A secret is still read.
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok", "namespace": "shop"}, "data": {"t": "vault:secret/data/app#password"}});
+    assert_eq!(admitted(&hook, "/configmaps", &review("configmaps", object, "CREATE", false))["data"]["t"], "app-only");
+}
+
+/// A default install has no client CA, so the webhook cannot tell the API server from any pod
+/// that reaches its port: such callers get no secret values unless the operator says the network
+/// alone keeps them out. Dry runs and objects without references pass as before.
+#[test]
+fn unverified_callers_get_no_values_unless_allowed() {
+    let v = vault();
+    let cm = |value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}, "data": {"v": value}});
+    let open = v.webhook_without_client_ca(&[]);
+    let message = denied(&open, "/configmaps", &review("configmaps", cm("vault:secret/data/app#password"), "CREATE", false));
+    assert!(message.contains("the webhook returns secret values only to the API server") && message.contains("TLS_CLIENT_CA_FILE"), "{message}");
+    let (code, answer) = open.post("/configmaps", &review("configmaps", cm("vault:secret/data/app#password"), "CREATE", true));
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    let (code, answer) = open.post("/configmaps", &review("configmaps", cm("plain"), "CREATE", false));
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    assert!(open.log().contains("TLS_CLIENT_CA_FILE is not set"), "{}", open.log());
+    let allowed = v.webhook_without_client_ca(&[("VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS", "true")]);
+    assert_eq!(
+        admitted(&allowed, "/configmaps", &review("configmaps", cm("vault:secret/data/app#password"), "CREATE", false))["data"]["v"],
+        "app-only"
+    );
+
+    // With a client CA, a certificate from it that does not name the API server (a kubelet's, a
+    // user's) is refused like none at all; TLS_CLIENT_ALLOWED_NAMES decides.
+    let hook = v.webhook(&[]);
+    let (_, cert, key) = ca_and_cert(hook.dir.path(), "system:node:worker-1", "DNS:worker-1");
+    // curl reads a ':' in a certificate's path as a passphrase.
+    let (node_cert, node_key) = (hook.dir.path().join("node.crt"), hook.dir.path().join("node.key"));
+    std::fs::copy(cert, &node_cert).unwrap();
+    std::fs::copy(key, &node_key).unwrap();
+    let as_node = Webhook { client: Some((node_cert, node_key)), ..hook };
+    let (code, answer) = as_node.post("/configmaps", &review("configmaps", cm("vault:secret/data/app#password"), "CREATE", false));
+    assert_eq!(code, 401, "{answer}");
 }
 
 /// Security review M4: each denied read logged in again and left the old token alive (20
@@ -435,4 +499,70 @@ fn denied_reads_and_failed_logins_leave_no_tokens_behind() {
     }
     let metrics = broken.get("/metrics").1;
     assert!(metrics.contains(&format!("vault_webhook_vault_logins_total{{target=\"{}\",outcome=\"error\"}} 1", v.bao.addr)), "{metrics}");
+}
+
+/// Every distinct object setting used to make a new login and a new live token, kept until
+/// shutdown: 30 ConfigMaps differing only in `vault-client-timeout` left 30 tokens, and spellings
+/// of the root namespace more. Sessions are keyed by what changes the token, normalised.
+#[test]
+fn settings_that_do_not_change_the_token_share_one_session() {
+    let v = vault();
+    let before = v.token_count();
+    let mut hook = v.webhook(&[("VAULT_OBJECT_LOGINS", "kubernetes:nosuchrole*")]);
+    let cm = |annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop", "annotations": annotations},
+               "data": {"v": "vault:secret/data/app#password"}})
+    };
+    assert_eq!(admitted(&hook, "/configmaps", &review("configmaps", cm(json!({})), "CREATE", false))["data"]["v"], "app-only");
+    for i in 11..41 {
+        let out =
+            admitted(&hook, "/configmaps", &review("configmaps", cm(json!({format!("{A}vault-client-timeout"): format!("{i}s")})), "CREATE", false));
+        assert_eq!(out["data"]["v"], "app-only");
+    }
+    for ns in [" ", "/", "//", "  /"] {
+        admitted(&hook, "/configmaps", &review("configmaps", cm(json!({format!("{A}vault-namespace"): ns})), "CREATE", false));
+    }
+    for spelling in ["kubernetes/", "/kubernetes", " kubernetes "] {
+        admitted(&hook, "/configmaps", &review("configmaps", cm(json!({format!("{A}vault-path"): spelling})), "CREATE", false));
+    }
+    assert_eq!(v.token_count(), before + 1, "one login for all of them: {}", hook.log());
+    // Roles that do not exist: failed logins, no token, each remembered for a few seconds.
+    for i in 0..5 {
+        denied(&hook, "/configmaps", &review("configmaps", cm(json!({format!("{A}vault-role"): format!("nosuchrole{i}")})), "CREATE", false));
+    }
+    assert_eq!(v.token_count(), before + 1);
+    assert!(std::process::Command::new("kill").args(["-TERM", &hook.proc.0.id().to_string()]).status().unwrap().success());
+    assert!(busy_wait(Duration::from_secs(10), || hook.exited()), "{}", hook.log());
+    assert!(hook.log().contains("revoked_vault_tokens=1"), "{}", hook.log());
+    assert_eq!(v.token_count(), before);
+}
+
+/// One small ConfigMap of many templates over one path rendered a 160 MB answer and 620 MB of
+/// memory (120 keys); three at once ended the webhook. The values of one object are bounded, so
+/// many such reviews at once stay far inside the chart's 128 MiB limit.
+#[test]
+fn many_large_templates_in_one_object_are_denied_within_bounded_memory() {
+    let v = vault();
+    v.bao.kv2("bomb", json!({"a": "aaaaaaaaaa"}));
+    let hook = v.webhook(&[]);
+    let template = r#"vault:secret/data/bomb#${.a | replace "a" "aaaaaaaaaa" | replace "a" "aaaaaaaaaa" | replace "a" "aaaaaaaaaa" | replace "a" "aaaaaaaaaa" | replace "a" "aaaaaaaaaa"}"#;
+    let data: serde_json::Map<String, Value> = (0..120).map(|i| (format!("k{i}"), json!(template))).collect();
+    let bomb = review(
+        "configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "shop"}, "data": data}),
+        "CREATE",
+        false,
+    );
+    let messages: Vec<String> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..16).map(|_| s.spawn(|| denied(&hook, "/configmaps", &bomb))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for message in &messages {
+        assert!(message.contains("the resolved values would exceed 1048576 bytes in all"), "{message}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", hook.proc.0.id())).unwrap();
+    let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap();
+    println!("webhook peak RSS after 16 concurrent 120-template reviews: {} MiB", peak_kib / 1024);
+    assert!(peak_kib < 128 * 1024, "peak RSS {peak_kib} KiB is over the chart's 128 MiB limit");
+    assert_eq!(hook.get("/healthz").0, 200);
 }

@@ -11,6 +11,7 @@
 //! after that, `VAULT_MAX_RETRIES` times.
 
 use crate::SecretString;
+pub mod path;
 mod tls;
 
 use crate::config::{self, Config};
@@ -30,6 +31,9 @@ pub enum ClientError {
     Decode(String),
     #[error("{var}: {message}")]
     Setup { var: &'static str, message: String },
+    /// A client limited to secrets ([`Client::secrets_only`]) was asked for another path.
+    #[error("{path:?} is not read: {reason}")]
+    Refused { path: String, reason: path::PathError },
 }
 
 fn status_text(status: u16, errors: &[String]) -> String {
@@ -133,6 +137,8 @@ pub struct Client {
     max_retries: u32,
     patient_until: Instant,
     timeout: Duration,
+    /// `read` and `write` reach secrets only ([`path::secret_path`]).
+    secrets_only: bool,
 }
 
 impl Client {
@@ -162,6 +168,7 @@ impl Client {
             max_retries: config.max_retries,
             patient_until: crate::config::reader::instant_after(config.timeout),
             timeout: config.timeout,
+            secrets_only: false,
         })
     }
 
@@ -184,15 +191,46 @@ impl Client {
         Client { token: Some(token), ..self.clone() }
     }
 
+    /// The same client whose `read` and `write` reach secrets only: a path that is not
+    /// canonical, or that goes through `auth/`, `sys/`, `identity/` or `cubbyhole/` (under any
+    /// namespace, this client's included), is refused before anything is sent, and so is one
+    /// the URL parser would rewrite. The webhook reads objects' references with such a client,
+    /// so that no spelling of a reference can return its own token, whatever the parser above
+    /// lets through. Logins and the token calls below are not affected.
+    pub fn secrets_only(&self) -> Client {
+        Client { secrets_only: true, ..self.clone() }
+    }
+
     /// `GET /v1/PATH[?version=N]`. `Ok(None)` when Vault answers 204.
     pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Option<Secret>, ClientError> {
+        let path = self.logical(path)?;
         let query: Vec<(&str, String)> = version.map(|v| ("version", v.to_string())).into_iter().collect();
         self.send(Method::GET, path, &query, None).await
     }
 
     /// `PUT /v1/PATH` with a JSON body.
     pub async fn write(&self, path: &str, body: &Value) -> Result<Option<Secret>, ClientError> {
+        let path = self.logical(path)?;
         self.send(Method::PUT, path, &[], Some(body)).await
+    }
+
+    /// The path `read`/`write` send: as given, or for a [`Client::secrets_only`] client the
+    /// canonical secret path, checked against the URL that will actually be requested.
+    fn logical<'a>(&self, path: &'a str) -> Result<&'a str, ClientError> {
+        if !self.secrets_only {
+            return Ok(path);
+        }
+        let refused = |reason| ClientError::Refused { path: path.to_string(), reason };
+        let canonical = path::secret_path(self.namespace.as_deref(), path).map_err(refused)?;
+        let sent = reqwest::Url::parse(&self.url(canonical)).map_err(|_| refused(path::PathError::Rewritten))?;
+        if !sent.path().ends_with(&format!("/v1/{canonical}")) || sent.query().is_some() {
+            return Err(refused(path::PathError::Rewritten));
+        }
+        Ok(canonical)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{}", self.addr, path.trim_start_matches('/'))
     }
 
     /// `POST /v1/auth/MOUNT/login`.
@@ -235,7 +273,7 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<Secret>, ClientError> {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let url = self.url(path);
         let mut attempt = 0u32;
         loop {
             match self.send_once(method.clone(), &url, query, body).await {

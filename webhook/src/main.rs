@@ -95,12 +95,18 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     let client_ca = server.client_ca_file.as_deref().map(std::path::Path::new);
     let tls = http::tls_config(store, client_ca).map_err(|e| Failure::Serve(format!("TLS_CLIENT_CA_FILE: {e}")))?;
     match (&server.client_ca_file, settings.unverified_impersonation) {
-        (Some(ca), _) => tracing::info!(%ca, "admission requests need a client certificate signed by TLS_CLIENT_CA_FILE"),
+        (Some(ca), _) => tracing::info!(
+            %ca,
+            names = %server.client_names.0.join(","),
+            "admission requests need a client certificate signed by TLS_CLIENT_CA_FILE and naming one of TLS_CLIENT_ALLOWED_NAMES"
+        ),
         (None, true) => tracing::warn!(
             "VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS: anyone who can reach this port can have the webhook log in to Vault as any ServiceAccount (set TLS_CLIENT_CA_FILE)"
         ),
         (None, false) => {
-            tracing::warn!("TLS_CLIENT_CA_FILE is not set: any caller that reaches this port gets values resolved with the webhook's Vault identity")
+            tracing::warn!(
+                "TLS_CLIENT_CA_FILE is not set: callers cannot be verified, so Secrets, ConfigMaps and objects get no values unless VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS=true"
+            )
         }
     }
     if settings.has_vault_token {
@@ -121,7 +127,9 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         let router = http::metrics_router(ctx.clone());
         tokio::spawn(http::serve(t, None, router, server.limits, std::future::pending()));
     }
-    let router = http::router(ctx.clone(), &server.limits, server.client_ca_file.is_some());
+    let require_client_cert = server.client_ca_file.is_some();
+    let router = http::router(ctx.clone(), &server.limits, require_client_cert);
+    let tls = http::Tls { config: tls, callers: Arc::new(server.client_names.clone()), require_client_cert };
     http::serve(listener, Some(tls), router, server.limits, shutdown(term, int)).await;
     let revoked = ctx.vault.revoke_all().await;
     tracing::info!(revoked_vault_tokens = revoked, "stopped");

@@ -5,7 +5,7 @@
 //! module. Every bad variable is reported at once, by the core's one reader.
 
 use crate::annotations::agent::AgentDefaults;
-use crate::annotations::object::SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH;
+use crate::annotations::object::{EXPECTED_LOGINS, LoginRule, SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH};
 use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
 use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
 use crate::annotations::vault_addr::AddrPolicy;
@@ -15,9 +15,10 @@ use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
 use crate::fetch::registry::gcr::{GOOGLE_APPLICATION_CREDENTIALS, GcpSettings};
 use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
 use crate::fetch::vault::VaultSettings;
-use crate::http::{Limits, ServerSettings};
+use crate::http::{AllowedNames, Limits, ServerSettings};
 use std::time::Duration;
 use vault_env::SecretString;
+use vault_env::client::path::canonical;
 use vault_env::cloud::azure::{self, Imds};
 use vault_env::cloud::gcp::{self, GcpEndpoints};
 use vault_env::config::reader::{EXPECTED_BOOL, FieldError, Reader};
@@ -28,6 +29,10 @@ pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
 pub const TLS_PRIVATE_KEY_FILE: &str = "TLS_PRIVATE_KEY_FILE";
 pub const TLS_RELOAD_INTERVAL: &str = "TLS_RELOAD_INTERVAL";
 pub const TLS_CLIENT_CA_FILE: &str = "TLS_CLIENT_CA_FILE";
+pub const TLS_CLIENT_ALLOWED_NAMES: &str = "TLS_CLIENT_ALLOWED_NAMES";
+pub const VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS";
+pub const VAULT_OBJECT_LOGINS: &str = "VAULT_OBJECT_LOGINS";
+pub const VAULT_OBJECT_PATHS: &str = "VAULT_OBJECT_PATHS";
 pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const MAX_CONCURRENT_REQUESTS: &str = "MAX_CONCURRENT_REQUESTS";
@@ -78,11 +83,15 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 62] = [
+pub const ALL: [&str; 66] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
     TLS_CLIENT_CA_FILE,
+    TLS_CLIENT_ALLOWED_NAMES,
+    VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS,
+    VAULT_OBJECT_LOGINS,
+    VAULT_OBJECT_PATHS,
     VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS,
     REQUEST_TIMEOUT,
     MAX_CONNECTIONS,
@@ -160,10 +169,18 @@ Server:
   TLS_CLIENT_CA_FILE                   PEM CA(s): /pods, /secrets, /configmaps and /objects answer
                                        only callers with a client certificate it signed (the API
                                        server's, from its AdmissionConfiguration kubeConfigFile);
-                                       /healthz and /metrics stay open [default: any caller]
+                                       /healthz and /metrics stay open [default: none: callers
+                                       are not verified, and get no secret values (see
+                                       VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS)]
+  TLS_CLIENT_ALLOWED_NAMES             and only if that certificate's common name or a DNS name in
+                                       it is one of these (comma-separated; * for any certificate
+                                       the CA signed) [default: kube-apiserver,
+                                       kube-apiserver-kubelet-client]
   REQUEST_TIMEOUT                      a whole admission request, body included; set it just above
                                        the webhook configuration's timeoutSeconds [default: 12s]
-  MAX_CONNECTIONS                      connections served at once (more wait) [default: 256]
+  MAX_CONNECTIONS                      connections served at once (more wait) [default: 256]; with
+                                       TLS_CLIENT_CA_FILE, callers without an allowed certificate
+                                       get an eighth of them and 5 s of idle time
   MAX_CONCURRENT_REQUESTS              admission requests processed at once, each body buffered
                                        up to 4 MiB [default: 16]
   HEADER_READ_TIMEOUT                  TLS handshake and request headers [default: 10s]
@@ -246,6 +263,22 @@ Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annota
                                        TLS_CLIENT_CA_FILE (else any caller could forge a review and
                                        have the webhook act as any ServiceAccount), or
   VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS=true  (a warning at start)
+  VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS
+                                       resolve references for callers the webhook cannot verify
+                                       (no TLS_CLIENT_CA_FILE, or no allowed certificate): only
+                                       where nothing but the API server can reach the webhook
+                                       [default: false: such reviews are denied, saying why; dry
+                                       runs and objects without references are not affected]
+  VAULT_OBJECT_LOGINS                  logins an object's vault-auth-method/vault-path/vault-role
+                                       may choose for the webhook's identity, besides the default
+                                       (VAULT_AUTH_METHOD, VAULT_PATH, VAULT_ROLE): comma-separated
+                                       [METHOD:]MOUNT:ROLE, a part may be *, a role may end with *;
+                                       * alone for any (Bank-Vaults) [default: none]
+  VAULT_OBJECT_PATHS                   Vault path prefixes objects may read and write, comma-
+                                       separated (secret/data/shared, secret/data/team-*)
+                                       [default: any secret path]. Never: a path with %, . or ..
+                                       segments, //, or a directory named auth, sys, identity or
+                                       cubbyhole (under any Vault namespace)
   VAULT_ADDR_ALLOWLIST                 other addresses a vault-addr annotation may name
   VAULT_ALLOW_PRIVATE_ADDR             allow loopback/private IPs there [default: false]
   VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations [default: false]
@@ -283,6 +316,7 @@ impl Settings {
             tls_key_file: r.string(TLS_PRIVATE_KEY_FILE, ""),
             tls_reload_interval: r.duration(TLS_RELOAD_INTERVAL, Duration::from_secs(5)),
             client_ca_file: r.text(TLS_CLIENT_CA_FILE),
+            client_names: r.parsed(TLS_CLIENT_ALLOWED_NAMES, AllowedNames::default(), "comma-separated names, or *", AllowedNames::parse),
             limits: read_limits(&mut r),
         };
         let unverified_impersonation = r.bool(VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS, false);
@@ -291,6 +325,9 @@ impl Settings {
             allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, false),
             service_account: r.parsed(VAULT_SERVICEACCOUNT, String::new(), EXPECTED_KUBE_NAME, kube_name),
             allow_service_account: server.client_ca_file.is_some() || unverified_impersonation,
+            logins: r.parsed(VAULT_OBJECT_LOGINS, Vec::new(), EXPECTED_LOGINS, LoginRule::parse_list),
+            paths: r.parsed(VAULT_OBJECT_PATHS, Vec::new(), EXPECTED_PATHS, path_prefixes),
+            allow_unverified_callers: r.bool(VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS, false),
             vault,
         };
         if !objects.service_account.is_empty() && !objects.allow_service_account {
@@ -328,6 +365,21 @@ impl Settings {
             _ => Err(errors),
         }
     }
+}
+
+const EXPECTED_PATHS: &str = "comma-separated Vault path prefixes (no %, no . or .. segments, no //; a trailing * for any continuation)";
+
+/// `VAULT_OBJECT_PATHS`: each prefix canonical (its `*` aside).
+fn path_prefixes(text: &str) -> Option<Vec<String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.strip_suffix('*') {
+            Some("") => Some("*".to_string()),
+            Some(stem) => canonical(stem.trim_end_matches('/')).ok().map(|c| format!("{c}{}*", if stem.ends_with('/') { "/" } else { "" })),
+            None => canonical(p).ok().map(String::from),
+        })
+        .collect()
 }
 
 fn seconds_to_minutes(s: &str) -> Option<Duration> {
@@ -495,6 +547,27 @@ mod tests {
         let s = settings(&[("DEFAULT_IMAGE_PULL_SECRET", "regcred"), ("DEFAULT_IMAGE_PULL_SECRET_NAMESPACE", "infra")]).unwrap();
         let want = DefaultPullSecret { secret: "regcred".into(), namespace: "infra".into(), service_account: String::new() };
         assert_eq!(s.registry.default_pull_secret, Some(want));
+    }
+
+    #[test]
+    fn object_access_settings() {
+        let s = settings(&[]).unwrap();
+        assert!(!s.objects.allow_unverified_callers);
+        assert!(s.objects.logins.is_empty() && s.objects.paths.is_empty());
+        assert_eq!(s.server.client_names, AllowedNames::default());
+        let s = settings(&[
+            (VAULT_OBJECT_PATHS, "secret/data/shared/, secret/data/team-*,/kv/x"),
+            (VAULT_OBJECT_LOGINS, "kubernetes:reader"),
+            (TLS_CLIENT_ALLOWED_NAMES, "api.example"),
+        ])
+        .unwrap();
+        assert_eq!(s.objects.paths, ["secret/data/shared", "secret/data/team-*", "kv/x"]);
+        assert_eq!(s.objects.logins.len(), 1);
+        assert_eq!(s.server.client_names.0, ["api.example"]);
+        let errors =
+            settings(&[(VAULT_OBJECT_PATHS, "secret/../auth"), (VAULT_OBJECT_LOGINS, "a:b:c:d"), (TLS_CLIENT_ALLOWED_NAMES, ",")]).unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, [TLS_CLIENT_ALLOWED_NAMES, VAULT_OBJECT_LOGINS, VAULT_OBJECT_PATHS], "{errors:?}");
     }
 
     #[test]

@@ -3,10 +3,16 @@
 
 use super::context::{Admitted, Context, Denial};
 use crate::annotations::{self, ObjectConfig};
-use crate::mutate::object::{self, Kind};
+use crate::mutate::object::{self, Kind, Reach};
 use crate::mutate::patch::JsonPatch;
 use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// Why an object's references are not resolved for a caller without a trusted client certificate.
+pub const UNVERIFIED_CALLER: &str = "the webhook returns secret values only to the API server, verified by its client certificate: \
+     set TLS_CLIENT_CA_FILE (chart: clientAuth.caBundle) and give the API server a client certificate in its \
+     AdmissionConfiguration (kubeConfigFile), or, where nothing but the API server can reach the webhook, set \
+     VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS=true";
 
 /// `secret shop/regcred`, `configmap shop/app-*`, `ingress shop/web`.
 pub fn object_name(object: &Value, namespace: &str) -> String {
@@ -32,7 +38,7 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 /// and annotations are still checked, but nothing is read or written in Vault). Errors name the
 /// object, the place and the reference, never a value. Annotations it does not act on are
 /// warnings.
-pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool) -> Result<Admitted, Denial> {
+pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace: &str, dry_run: bool, verified: bool) -> Result<Admitted, Denial> {
     let who = object_name(object, namespace);
     let annotations = string_map(&object["metadata"]["annotations"]);
     let labels = string_map(&object["metadata"]["labels"]);
@@ -40,7 +46,7 @@ pub async fn mutate_object(ctx: &Context, kind: Kind, object: &Value, namespace:
         return Ok(Admitted::default());
     }
     let warnings = annotations::unhandled(&annotations);
-    let patch = resolve_object(ctx, kind, object, namespace, dry_run, &who, &annotations).await?;
+    let patch = resolve_object(ctx, kind, object, namespace, (dry_run, verified), &who, &annotations).await?;
     Ok(Admitted { patch, warnings })
 }
 
@@ -49,7 +55,7 @@ async fn resolve_object(
     kind: Kind,
     object: &Value,
     namespace: &str,
-    dry_run: bool,
+    (dry_run, verified): (bool, bool),
     who: &str,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Option<JsonPatch>, Denial> {
@@ -61,9 +67,14 @@ async fn resolve_object(
     let config = ObjectConfig::from_annotations(annotations, name, namespace, &ctx.objects).map_err(|errors| Denial::all(who, &errors))?;
     let values = slots.iter().map(|s| (s.at.as_str(), s.value.as_str()));
     let plan = vault_env::resolve::plan_values(values, !config.vault.transit_key_id.is_empty()).map_err(|errors| Denial::all(who, &errors))?;
-    object::check_plan(&plan).map_err(|reasons| Denial::all(who, &reasons))?;
+    let transit = (!plan.ciphertexts.is_empty()).then(|| format!("{}/decrypt/{}", config.transit_mount(), config.vault.transit_key_id));
+    let reach = Reach { namespace: &config.vault.namespace, paths: &ctx.objects.paths, transit: transit.as_deref() };
+    object::check_plan(&plan, &reach).map_err(|reasons| Denial::all(who, &reasons))?;
     if dry_run {
         return Ok(None);
+    }
+    if !verified && !ctx.objects.allow_unverified_callers {
+        return Err(Denial::new(who, UNVERIFIED_CALLER));
     }
     let resolved = ctx.vault.resolve(&config, namespace, &ctx.kube, &plan).await.map_err(|e| Denial::new(who, e))?;
     if !resolved.leases.is_empty() {

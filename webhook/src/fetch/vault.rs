@@ -5,11 +5,15 @@
 //! the object's annotations on top. The token: with `vault-serviceaccount`, a login as that
 //! ServiceAccount of the object's namespace; otherwise `VAULT_TOKEN_FILE`/`VAULT_TOKEN` if set,
 //! else a login with the webhook's own service-account JWT. One session (client and token) is
-//! kept per address, TLS, Vault namespace, auth method, mount, role and identity, and reused until
-//! two thirds of the token's TTL have passed (Bank-Vaults logs in on every admission and never
-//! revokes). Tokens the webhook obtained are revoked on shutdown.
+//! kept per address, TLS trust, Vault namespace, auth method, mount, role and identity — what
+//! changes the token, normalised, so that spellings and timeouts make no new login — and reused
+//! until two thirds of the token's TTL have passed (Bank-Vaults logs in on every admission and
+//! never revokes). Sessions are bounded: at most [`MAX_SESSIONS`], and one unused for
+//! [`SESSION_IDLE`] is dropped; a dropped session's token is revoked. A replaced token is kept
+//! (values resolved with it may hold its leases) until it expires, at most [`MAX_RETIRED`] of
+//! them. Tokens the webhook still holds are revoked on shutdown, all at once within 5 s.
 
-use crate::annotations::{ObjectConfig, VaultTarget};
+use crate::annotations::ObjectConfig;
 use crate::fetch::kube::KubeApi;
 use crate::metrics::Metrics;
 use std::collections::HashMap;
@@ -30,10 +34,16 @@ enum Identity {
     ServiceAccount { namespace: String, name: String },
 }
 
-/// One session per Vault target (address, TLS, namespace, auth method, mount, role) and identity.
+/// One session per Vault target and identity: what changes the token, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SessionKey {
-    vault: VaultTarget,
+    addr: String,
+    skip_verify: bool,
+    tls_secret: String,
+    namespace: String,
+    auth_method: String,
+    mount: String,
+    role: String,
     identity: Identity,
 }
 
@@ -41,11 +51,34 @@ struct VaultSession {
     client: Client,
     /// When to log in again; `None` for tokens that were given (they are not ours to replace).
     renew_after: Option<Instant>,
-    /// Obtained by a login, so revoked on shutdown.
+    /// When the token ends on its own (`None`: unknown or never).
+    expires: Option<Instant>,
+    /// Obtained by a login, so revoked when dropped and on shutdown.
     revocable: bool,
 }
 
+/// A session and when it was last used.
+struct SessionEntry {
+    slot: SessionSlot,
+    used: Instant,
+}
+
 type SessionSlot = Arc<tokio::sync::Mutex<Option<Arc<VaultSession>>>>;
+
+/// The most bytes of resolved values one object may get: a Secret or ConfigMap holds at most
+/// 1 MiB, and without a bound one small object of many templates over one path rendered hundreds
+/// of megabytes.
+pub const MAX_OBJECT_VALUES: usize = 1024 * 1024;
+
+/// At most this many sessions (distinct targets and identities) at once; the least recently used
+/// is dropped, and its token revoked, to make room.
+pub const MAX_SESSIONS: usize = 64;
+/// A session unused for this long is dropped and its token revoked.
+pub const SESSION_IDLE: Duration = Duration::from_secs(15 * 60);
+/// Replaced tokens kept until they expire; beyond this the oldest is revoked.
+pub const MAX_RETIRED: usize = 64;
+/// Failed logins remembered at once (each for [`FAILED_LOGIN_BACKOFF`]).
+const MAX_FAILED_LOGINS: usize = 256;
 
 /// The webhook's own Vault client settings, read once at start-up.
 #[derive(Debug, Clone)]
@@ -62,7 +95,7 @@ pub struct VaultSettings {
 
 pub struct VaultAccess {
     settings: VaultSettings,
-    sessions: Mutex<HashMap<SessionKey, SessionSlot>>,
+    sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
     retired: Mutex<Vec<Arc<VaultSession>>>,
     failed_logins: Mutex<HashMap<SessionKey, (Instant, String)>>,
     metrics: Arc<Metrics>,
@@ -95,7 +128,8 @@ impl VaultAccess {
         c.auth.mount = v.path.trim_matches('/').to_string();
         c.auth.role = v.role.clone();
         c.namespace = Some(v.namespace.trim().trim_matches('/').to_string()).filter(|n| !n.is_empty());
-        c.timeout = v.client_timeout.max(Duration::from_millis(1));
+        // Each request's bound is the webhook's own VAULT_CLIENT_TIMEOUT (one client serves every
+        // object of the session); an object's vault-client-timeout bounds its whole resolution.
         if !v.tls_secret.is_empty() {
             c.tls.ca.pem = Some(self.ca_from_secret(&v.tls_secret, kube).await?);
         }
@@ -111,8 +145,11 @@ impl VaultAccess {
         let mut fresh = false;
         loop {
             let (session, reused) = self.session(&key, config, kube).await?;
-            let fetched = resolve::fetch(&session.client, plan, &transit(config)).await;
-            let result = resolve::render(plan, &fetched, config.vault.ignore_missing_secrets);
+            let budget = config.vault.client_timeout.max(Duration::from_millis(1));
+            let Ok(fetched) = tokio::time::timeout(budget, resolve::fetch(&session.client, plan, &transit(config))).await else {
+                return Err(format!("Vault did not answer within {budget:?} (vault-client-timeout)"));
+            };
+            let result = resolve::render_bounded(plan, &fetched, config.vault.ignore_missing_secrets, MAX_OBJECT_VALUES);
             match result {
                 Err(errors)
                     if reused
@@ -120,7 +157,7 @@ impl VaultAccess {
                         && errors.iter().any(|e| matches!(&e.cause, Cause::Vault(c) if c.is_denied()))
                         && session.client.impatient().lookup_self().await.is_err_and(|e| e.is_denied()) =>
                 {
-                    tracing::info!(addr = %key.vault.addr, role = %key.vault.role, "the reused Vault token is no longer valid; logging in again");
+                    tracing::info!(addr = %key.addr, role = %key.role, "the reused Vault token is no longer valid; logging in again");
                     self.forget(&key, &session).await;
                     fresh = true;
                 }
@@ -130,9 +167,43 @@ impl VaultAccess {
         }
     }
 
+    /// The session slot for `key`, made if need be. Sessions idle for [`SESSION_IDLE`], and the
+    /// least recently used beyond [`MAX_SESSIONS`], are dropped here and their tokens revoked.
     fn slot(&self, key: &SessionKey) -> SessionSlot {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.entry(key.clone()).or_default().clone()
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        let slot = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = sessions.get_mut(key) {
+                entry.used = now;
+                return entry.slot.clone();
+            }
+            sessions.retain(|_, e| {
+                let keep = now.duration_since(e.used) < SESSION_IDLE;
+                if !keep {
+                    dropped.push(e.slot.clone());
+                }
+                keep
+            });
+            while sessions.len() >= MAX_SESSIONS {
+                let Some(oldest) = sessions.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) else { break };
+                dropped.extend(sessions.remove(&oldest).map(|e| e.slot));
+            }
+            sessions.entry(key.clone()).or_insert_with(|| SessionEntry { slot: SessionSlot::default(), used: now }).slot.clone()
+        };
+        for slot in dropped {
+            tokio::spawn(async move {
+                if let Some(session) = slot.lock().await.take() {
+                    revoke(&[session]).await;
+                }
+            });
+        }
+        slot
+    }
+
+    /// How many sessions are held now (for tests and metrics).
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     async fn forget(&self, key: &SessionKey, session: &Arc<VaultSession>) {
@@ -161,7 +232,11 @@ impl VaultAccess {
         let session = match self.login(key, config, kube).await {
             Ok(s) => Arc::new(s),
             Err(why) => {
-                self.failed_logins.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (Instant::now(), why.clone()));
+                let mut failed = self.failed_logins.lock().unwrap_or_else(|p| p.into_inner());
+                failed.retain(|_, (at, _)| at.elapsed() < FAILED_LOGIN_BACKOFF);
+                if failed.len() < MAX_FAILED_LOGINS {
+                    failed.insert(key.clone(), (Instant::now(), why.clone()));
+                }
                 return Err(why);
             }
         };
@@ -169,9 +244,19 @@ impl VaultAccess {
         if let Some(old) = current.replace(session.clone())
             && old.revocable
         {
-            // Still valid for a third of its TTL, and secrets resolved with it live as long: kept
-            // until shutdown, then revoked with the rest.
-            self.retired.lock().unwrap_or_else(|p| p.into_inner()).push(old);
+            // Still valid for a third of its TTL, and secrets resolved with it may hold its leases:
+            // kept until it expires (or, beyond MAX_RETIRED, revoked oldest first).
+            let evicted = {
+                let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                retired.retain(|s| s.expires.is_none_or(|e| e > now));
+                retired.push(old);
+                let excess = retired.len().saturating_sub(MAX_RETIRED);
+                retired.drain(..excess).collect::<Vec<_>>()
+            };
+            if !evicted.is_empty() {
+                tokio::spawn(async move { revoke(&evicted).await });
+            }
         }
         Ok((session, false))
     }
@@ -202,8 +287,10 @@ impl VaultAccess {
         self.metrics.vault_login(&config.vault.addr, if result.is_ok() { "ok" } else { "error" });
         let (token, ttl, revocable): (SecretString, u64, bool) = result?;
         Ok(VaultSession {
-            client: client.with_token(token),
+            // Reads and writes for objects reach secrets only, whatever a reference says.
+            client: client.with_token(token).secrets_only(),
             renew_after: (revocable && ttl > 0).then(|| obtained + Duration::from_secs(ttl) * 2 / 3),
+            expires: (ttl > 0).then(|| obtained + Duration::from_secs(ttl)),
             revocable,
         })
     }
@@ -224,46 +311,65 @@ impl VaultAccess {
         }
     }
 
-    /// Revokes every token the webhook obtained by a login; returns how many were revoked.
+    /// Revokes every token the webhook obtained by a login, all at once within 5 s; returns how
+    /// many were revoked.
     pub async fn revoke_all(&self) -> usize {
-        let slots: Vec<SessionSlot> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let slots: Vec<SessionSlot> = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, e)| e.slot).collect();
         let mut sessions: Vec<Arc<VaultSession>> = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = Instant::now();
+        sessions.retain(|s| s.expires.is_none_or(|e| e > now));
         for slot in slots {
             sessions.extend(slot.lock().await.take());
         }
-        let mut revoked = 0;
-        for s in sessions.iter().filter(|s| s.revocable) {
-            match tokio::time::timeout(Duration::from_secs(5), s.client.impatient().revoke_self()).await {
-                Ok(Ok(())) => revoked += 1,
-                Ok(Err(e)) => tracing::warn!("revoking a Vault token at {}: {e}", s.client.addr()),
-                Err(_) => tracing::warn!("revoking a Vault token at {}: timed out", s.client.addr()),
-            }
-        }
-        revoked
+        revoke(&sessions).await
     }
+}
+
+/// Revokes the tokens of `sessions` that the webhook obtained, concurrently, within 5 s in all;
+/// returns how many were revoked.
+async fn revoke(sessions: &[Arc<VaultSession>]) -> usize {
+    let mut calls = tokio::task::JoinSet::new();
+    for s in sessions.iter().filter(|s| s.revocable) {
+        let client = s.client.impatient_once();
+        calls.spawn(async move {
+            match client.revoke_self().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("revoking a Vault token at {}: {e}", client.addr());
+                    false
+                }
+            }
+        });
+    }
+    let mut revoked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, calls.join_next()).await {
+        revoked += usize::from(done.unwrap_or(false));
+    }
+    if !calls.is_empty() {
+        tracing::warn!(left = calls.len(), "revoking the webhook's Vault tokens: not all answered within 5 s");
+    }
+    revoked
 }
 
 fn transit(config: &ObjectConfig) -> Transit {
     Transit {
         key_id: Some(config.vault.transit_key_id.clone()).filter(|k| !k.is_empty()),
-        mount: match config.vault.transit_path.trim_matches('/') {
-            "" => "transit".into(),
-            path => path.into(),
-        },
+        mount: config.transit_mount().into(),
         batch_size: (config.vault.transit_batch_size as usize).max(1),
     }
 }
 
 fn session_key(config: &ObjectConfig, namespace: &str) -> SessionKey {
+    let v = &config.vault;
     SessionKey {
-        // Transit and ignore-missing only change how values are read, not the client or token.
-        vault: VaultTarget {
-            ignore_missing_secrets: false,
-            transit_key_id: String::new(),
-            transit_path: String::new(),
-            transit_batch_size: 0,
-            ..config.vault.clone()
-        },
+        addr: v.addr.trim_end_matches('/').to_ascii_lowercase(),
+        skip_verify: v.skip_verify,
+        tls_secret: v.tls_secret.clone(),
+        namespace: v.namespace.trim().trim_matches('/').to_string(),
+        auth_method: format!("{:?}", config.auth_method),
+        mount: v.path.trim().trim_matches('/').to_string(),
+        role: v.role.clone(),
         identity: match config.service_account.as_str() {
             "" => Identity::Webhook,
             name => Identity::ServiceAccount { namespace: namespace.to_string(), name: name.to_string() },

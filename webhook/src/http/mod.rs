@@ -4,9 +4,11 @@
 //! Bank-Vaults.
 
 pub mod tls;
+pub mod caller;
 pub mod conn;
 pub mod review;
 
+pub use caller::AllowedNames;
 pub use conn::Limits;
 pub use tls::{CertStore, tls_config};
 
@@ -39,16 +41,16 @@ async fn pods(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
     json_response(review::review_pod(&ctx, &body).await)
 }
 
-async fn secrets(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(review::review_object(&ctx, &body, Kind::Secret).await)
+async fn secrets(State(ctx): State<Arc<Context>>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    json_response(review::review_object(&ctx, &body, Kind::Secret, caller.verified).await)
 }
 
-async fn configmaps(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(review::review_object(&ctx, &body, Kind::ConfigMap).await)
+async fn configmaps(State(ctx): State<Arc<Context>>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    json_response(review::review_object(&ctx, &body, Kind::ConfigMap, caller.verified).await)
 }
 
-async fn objects(State(ctx): State<Arc<Context>>, body: Bytes) -> Response {
-    json_response(review::review_object(&ctx, &body, Kind::Object).await)
+async fn objects(State(ctx): State<Arc<Context>>, Extension(caller): Extension<Caller>, body: Bytes) -> Response {
+    json_response(review::review_object(&ctx, &body, Kind::Object, caller.verified).await)
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
@@ -67,6 +69,8 @@ pub struct ServerSettings {
     pub tls_reload_interval: Duration,
     /// `TLS_CLIENT_CA_FILE`: admission routes answer only callers with a certificate it signed.
     pub client_ca_file: Option<String>,
+    /// `TLS_CLIENT_ALLOWED_NAMES`: and whose certificate names one of these.
+    pub client_names: AllowedNames,
     pub limits: Limits,
 }
 
@@ -102,16 +106,37 @@ pub fn metrics_router(ctx: Arc<Context>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(ctx)
 }
 
+/// How the HTTPS listener knows its callers.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: Arc<ServerConfig>,
+    /// Which verified client certificates count as the API server.
+    pub callers: Arc<AllowedNames>,
+    /// Only such callers are served admissions (`TLS_CLIENT_CA_FILE` is set): others get a
+    /// small budget of connections of their own and a short idle time, so that however many
+    /// connections they open, the API server always finds a free one.
+    pub require_client_cert: bool,
+}
+
+/// Connections of callers without an allowed certificate, when one is required: a share of
+/// `max_connections` (they can only be answered 401, `/healthz` or `/metrics`), closed after
+/// this long without a request.
+fn unverified_budget(limits: &Limits) -> (usize, Duration) {
+    ((limits.max_connections / 8).max(2), limits.idle_timeout.min(Duration::from_secs(5)))
+}
+
+/// A TLS handshake must finish within this (and within `header_read_timeout`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves `router` on `listener`, over TLS when `tls` is given, within `limits`, until `shutdown`
 /// resolves; then lets every connection finish its requests (up to 10 s).
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<ServerConfig>>,
-    router: Router,
-    limits: Limits,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let acceptor = tls.map(TlsAcceptor::from);
+///
+/// Three budgets, so that callers without a certificate cannot hold what the API server needs:
+/// handshakes in progress (at most `max_connections`, each within [`HANDSHAKE_TIMEOUT`]),
+/// connections of verified callers (or of everyone when no certificate is required: at most
+/// `max_connections`), and connections of unverified callers when one is required
+/// ([`unverified_budget`]: beyond it they are closed at once).
+pub async fn serve(listener: TcpListener, tls: Option<Tls>, router: Router, limits: Limits, shutdown: impl std::future::Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder
@@ -121,14 +146,17 @@ pub async fn serve(
         .keep_alive_interval(Some(limits.idle_timeout / 3))
         .keep_alive_timeout(Duration::from_secs(20));
     let max = u32::try_from(limits.max_connections).unwrap_or(u32::MAX).max(1);
-    let connections = Arc::new(tokio::sync::Semaphore::new(max as usize));
+    let (unverified_max, unverified_idle) = unverified_budget(&limits);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(max as usize));
+    let served = Arc::new(tokio::sync::Semaphore::new(max as usize));
+    let unverified = Arc::new(tokio::sync::Semaphore::new(unverified_max));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
         // At the cap, new connections wait in the kernel's backlog instead of taking a descriptor.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
+        let handshake = tokio::select! {
+            permit = handshakes.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => break,
             },
@@ -149,25 +177,45 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, acceptor, router, stopping) = (builder.clone(), acceptor.clone(), router.clone(), stopping.clone());
+        let (builder, tls, router, stopping) = (builder.clone(), tls.clone(), router.clone(), stopping.clone());
+        let (served, unverified) = (served.clone(), unverified.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let activity = Activity::new();
             let service = |verified: bool| TowerToHyperService::new(router.layer(Extension(Caller { verified })).layer(Extension(activity.clone())));
-            let result = match acceptor {
-                Some(acceptor) => match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                        let connection = builder.serve_connection(TokioIo::new(tls), service(verified));
-                        run_connection(connection, &activity, limits.idle_timeout, stopping).await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                },
+            let result = match tls {
+                Some(tls) => {
+                    let acceptor = TlsAcceptor::from(tls.config.clone());
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT.min(limits.header_read_timeout), acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    drop(handshake);
+                    let leaf = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    let verified = leaf.is_some_and(|leaf| tls.callers.allows(leaf));
+                    let (permit, idle) = if verified || !tls.require_client_cert {
+                        match served.acquire_owned().await {
+                            Ok(p) => (p, limits.idle_timeout),
+                            Err(_) => return,
+                        }
+                    } else {
+                        match unverified.try_acquire_owned() {
+                            Ok(p) => (p, unverified_idle),
+                            Err(_) => {
+                                tracing::debug!(%peer, "closed: too many connections without an allowed client certificate");
+                                return;
+                            }
+                        }
+                    };
+                    let _permit = permit;
+                    run_connection(builder.serve_connection(TokioIo::new(stream), service(verified)), &activity, idle, stopping).await
+                }
                 None => {
+                    drop(handshake);
+                    let Ok(_permit) = served.acquire_owned().await else { return };
                     run_connection(builder.serve_connection(TokioIo::new(stream), service(false)), &activity, limits.idle_timeout, stopping).await
                 }
             };
@@ -177,7 +225,11 @@ pub async fn serve(
         });
     }
     let _ = stop.send(true);
-    if tokio::time::timeout(Duration::from_secs(10), connections.acquire_many(max)).await.is_err() {
+    let drained = async {
+        let _ = served.acquire_many(max).await;
+        let _ = unverified.acquire_many(u32::try_from(unverified_max).unwrap_or(u32::MAX)).await;
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drained).await.is_err() {
         tracing::warn!("requests still in flight after 10 s; stopping anyway");
     }
 }

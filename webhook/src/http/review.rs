@@ -81,7 +81,9 @@ pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
 }
 
 /// `POST /secrets`, `POST /configmaps` and `POST /objects`: CREATE and UPDATE are resolved.
-pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind) -> Answer {
+/// `verified`: the caller showed a client certificate the webhook trusts (only then are values
+/// returned, unless the operator allows unverified callers).
+pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind, verified: bool) -> Answer {
     let label = match kind {
         Kind::Secret => "Secret",
         Kind::ConfigMap => "ConfigMap",
@@ -93,7 +95,7 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind) -> Answer {
         match (&request.operation, &request.object) {
             (Operation::Create | Operation::Update, Some(object)) => {
                 let object = serde_json::to_value(object).map_err(|e| Denial::new("object", format!("cannot read it: {e}")))?;
-                Ok((mutate_object(ctx, kind, &object, namespace, request.dry_run).await?, object_name(&object, namespace)))
+                Ok((mutate_object(ctx, kind, &object, namespace, request.dry_run, verified).await?, object_name(&object, namespace)))
             }
             _ => Ok((Admitted::default(), String::new())),
         }
@@ -226,7 +228,7 @@ mod tests {
                 "resource": {"group": "x", "version": "v1", "resource": "r"}, "namespace": "n", "operation": "CREATE",
                 "userInfo": {}, "object": {"apiVersion": "x/v1", "kind": kind, "metadata": {"name": "a"}}, "oldObject": null, "dryRun": false}}))
             .unwrap();
-            assert_eq!(review_object(&c, &body, Kind::Object).await.0, 200);
+            assert_eq!(review_object(&c, &body, Kind::Object, true).await.0, 200);
         }
         let text = c.metrics.encode();
         assert!(!text.contains("Invented"), "{text}");
@@ -292,16 +294,16 @@ mod tests {
         let c = Context::for_tests("http://127.0.0.1:1");
         let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "cGxhaW4="}});
         for (operation, object) in [("CREATE", plain.clone()), ("UPDATE", plain), ("DELETE", Value::Null)] {
-            let a = json_of(review_object(&c, &object_review(operation, object), Kind::Secret).await);
+            let a = json_of(review_object(&c, &object_review(operation, object), Kind::Secret, true).await);
             assert_eq!((a.0, a.1["response"]["allowed"].clone(), a.1["response"].get("patch")), (200, json!(true), None), "{operation}");
         }
         let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
             "stringData": {"a": "vault:secret/data/x", "b": "vault:v1:abc"}});
-        let a = json_of(review_object(&c, &object_review("CREATE", bad), Kind::Secret).await);
+        let a = json_of(review_object(&c, &object_review("CREATE", bad), Kind::Secret, true).await);
         let message = a.1["response"]["status"]["message"].as_str().unwrap();
         assert!(message.contains("secret shop/s: stringData[a]: vault:secret/data/x: malformed reference"), "{message}");
         assert!(message.contains("stringData[b]: vault:v1:abc…: an encrypted value needs"), "{message}");
-        assert_eq!(review_object(&c, b"{}", Kind::Object).await.0, 400);
+        assert_eq!(review_object(&c, b"{}", Kind::Object, true).await.0, 400);
         let text = c.metrics.encode();
         assert!(text.contains(r#"kind="Secret",operation="DELETE",dry_run="false",mutated="false",outcome="allowed"} 1"#), "{text}");
     }

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::HashMap;
 use vault_env::SecretString;
+use vault_env::client::path::{covers, secret_path};
 use vault_env::reference::{Fetch, READ_PREFIX, WRITE_PREFIX, looks_like_reference};
 use vault_env::resolve::Plan;
 
@@ -253,24 +254,44 @@ fn split_auth(text: &str) -> Result<(&str, &str), String> {
         .ok_or_else(|| "expected vault:PATH#KEY:vault:PATH#KEY (a reference for the username and one for the password)".to_string())
 }
 
-/// At most this many distinct Vault requests for one object (security review L9: one review
-/// could otherwise make hundreds of thousands).
+/// At most this many distinct Vault requests for one object (one review could otherwise make
+/// hundreds of thousands).
 pub const MAX_FETCHES: usize = 100;
 
-/// What the webhook refuses to read for an object, whoever asks: anything under `auth/` (token
-/// lookups return the webhook's own token: `vault:auth/token/lookup-self#id`) or `sys/`, and more
-/// than [`MAX_FETCHES`] distinct requests. One reason per offending key, naming it and the path.
-pub fn check_plan(plan: &Plan) -> Result<(), Vec<String>> {
+/// What an object's references may reach, besides the paths every object is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// The Vault namespace the requests go to (`vault-namespace`): part of the path Vault sees.
+    pub namespace: &'a str,
+    /// `VAULT_OBJECT_PATHS`: the path prefixes objects may read and write; empty for any.
+    pub paths: &'a [String],
+    /// The transit decryption path, when the object has ciphertexts.
+    pub transit: Option<&'a str>,
+}
+
+/// What the webhook refuses to request for an object, whoever asks: a path that is not
+/// canonical or that is not a secret (`auth/`, `sys/`, `identity/`, `cubbyhole/` under any
+/// namespace: token lookups return the webhook's own token), a path outside the operator's
+/// prefixes, and more than [`MAX_FETCHES`] distinct requests. One reason per offending key,
+/// naming it and the path. (The webhook's Vault client refuses the same paths again, below this.)
+pub fn check_plan(plan: &Plan, reach: &Reach<'_>) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();
+    let namespace = Some(reach.namespace);
+    let mut check = |key: &str, path: &str| match secret_path(namespace, path) {
+        Err(why) => reasons.push(format!("{key}: {path:?} is refused: {why}")),
+        Ok(canonical) if !reach.paths.is_empty() && !reach.paths.iter().any(|p| covers(p, canonical)) => {
+            reasons.push(format!("{key}: {path:?} is not under the paths objects may read (VAULT_OBJECT_PATHS: {})", reach.paths.join(",")))
+        }
+        Ok(_) => {}
+    };
     for (key, value) in &plan.vars {
         for r in value.references() {
-            if let Some(fetch) = r.fetch() {
-                let path = match &fetch {
-                    Fetch::Read { path, .. } | Fetch::Write { path, .. } => path,
-                };
-                let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-                if ["auth", "sys"].iter().any(|p| first.eq_ignore_ascii_case(p)) {
-                    reasons.push(format!("{key}: {path:?} is under {first}/: the webhook does not read auth/ or sys/ paths for objects"));
+            match r.fetch() {
+                Some(Fetch::Read { path, .. } | Fetch::Write { path, .. }) => check(key, &path),
+                None => {
+                    if let Some(transit) = reach.transit {
+                        check(key, transit)
+                    }
                 }
             }
         }
@@ -279,6 +300,7 @@ pub fn check_plan(plan: &Plan) -> Result<(), Vec<String>> {
     if distinct > MAX_FETCHES {
         reasons.push(format!("{} distinct Vault reads: at most {MAX_FETCHES} per object", plan.fetches.len() + plan.ciphertexts.len()));
     }
+    reasons.dedup();
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
 }
 
@@ -290,21 +312,47 @@ mod tests {
         vault_env::resolve::plan_values(values.iter().copied(), false).unwrap()
     }
 
-    /// H4: `vault:auth/token/lookup-self#id` in a ConfigMap would write the webhook's own token.
+    const ANY: Reach<'static> = Reach { namespace: "", paths: &[], transit: None };
+
+    /// `vault:auth/token/lookup-self#id` in a ConfigMap would write the webhook's own token; so
+    /// would every other spelling that reaches `auth/` once parsed by the URL parser or Vault.
     #[test]
-    fn auth_and_sys_paths_are_refused() {
-        for (value, under) in [
-            ("vault:auth/token/lookup-self#id", "auth/"),
-            ("vault:/auth/token/lookup-self#id", "auth/"),
-            ("vault:AUTH/token/lookup-self#id", "AUTH/"),
-            ("vault:sys/mounts#x", "sys/"),
-            (">>vault:auth/token/create#client_token", "auth/"),
-            ("x ${vault:sys/policy#keys} y", "sys/"),
+    fn paths_that_are_not_secrets_are_refused_in_any_spelling() {
+        for (value, why) in [
+            ("vault:auth/token/lookup-self#id", "goes through auth/"),
+            ("vault:/auth/token/lookup-self#id", "goes through auth/"),
+            ("vault:AUTH/token/lookup-self#id", "goes through AUTH/"),
+            ("vault:sys/mounts#x", "goes through sys/"),
+            (">>vault:auth/token/create#client_token", "goes through auth/"),
+            ("x ${vault:sys/policy/x#keys} y", "goes through sys/"),
+            ("vault:secret/../auth/token/lookup-self#id", "\"..\" segment"),
+            ("vault:%61uth/token/lookup-self#id", "holds '%'"),
+            ("vault:./auth/token/lookup-self#id", "\"..\" segment"),
+            ("vault:secret/%2e%2e/auth/token/lookup-self#id", "holds '%'"),
+            ("vault:ns1/auth/token/lookup-self#id", "goes through auth/"),
+            (">>vault:secret/../auth/token/create#client_token", "segment"),
+            ("a ${vault:secret/data/app#x} b ${vault:ns1/auth/token/lookup-self#id}", "goes through auth/"),
         ] {
-            let reasons = check_plan(&plan_of(&[("data.t", value)])).unwrap_err();
-            assert!(reasons[0].starts_with("data.t: ") && reasons[0].contains(&format!("is under {under}")), "{value}: {reasons:?}");
+            let reasons = check_plan(&plan_of(&[("data.t", value)]), &ANY).unwrap_err();
+            assert!(reasons[0].starts_with("data.t: ") && reasons[0].contains(why), "{value}: {reasons:?}");
         }
-        assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/app#password"), ("data.b", "vault:authors/data/x#y")])).is_ok());
+        assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/app#password"), ("data.b", "vault:authors/data/x#y")]), &ANY).is_ok());
+    }
+
+    #[test]
+    fn the_namespace_transit_path_and_operator_prefixes_count() {
+        let plan = plan_of(&[("data.t", "vault:token/lookup-self#id")]);
+        let reasons = check_plan(&plan, &Reach { namespace: "ns1/auth", ..ANY }).unwrap_err();
+        assert!(reasons[0].contains("goes through auth/"), "{reasons:?}");
+        let transit = vault_env::resolve::plan_values([("data.c", "vault:v1:abc")], true).unwrap();
+        let reasons = check_plan(&transit, &Reach { transit: Some("auth/token/decrypt/x"), ..ANY }).unwrap_err();
+        assert!(reasons[0].contains("goes through auth/"), "{reasons:?}");
+        assert!(check_plan(&transit, &Reach { transit: Some("transit/decrypt/k"), ..ANY }).is_ok());
+        let shared = ["secret/data/shared/*".to_string()];
+        let only_shared = Reach { paths: &shared, ..ANY };
+        assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/shared/db#pw")]), &only_shared).is_ok());
+        let reasons = check_plan(&plan_of(&[("data.a", "vault:secret/data/prod/db#pw")]), &only_shared).unwrap_err();
+        assert_eq!(reasons, ["data.a: \"secret/data/prod/db\" is not under the paths objects may read (VAULT_OBJECT_PATHS: secret/data/shared/*)"]);
     }
 
     /// L9: one object, a bounded number of Vault reads.
@@ -312,12 +360,12 @@ mod tests {
     fn distinct_reads_are_capped() {
         let values: Vec<(String, String)> = (0..=MAX_FETCHES).map(|i| (format!("k{i}"), format!("vault:secret/data/nope{i}#k"))).collect();
         let refs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let reasons = check_plan(&plan_of(&refs)).unwrap_err();
+        let reasons = check_plan(&plan_of(&refs), &ANY).unwrap_err();
         assert_eq!(reasons, [format!("101 distinct Vault reads: at most {MAX_FETCHES} per object")]);
-        assert!(check_plan(&plan_of(&refs[..MAX_FETCHES])).is_ok());
+        assert!(check_plan(&plan_of(&refs[..MAX_FETCHES]), &ANY).is_ok());
         // The same path many times is one read.
         let same: Vec<(String, String)> = (0..500).map(|i| (format!("k{i}"), "vault:secret/data/app#k".to_string())).collect();
-        assert!(check_plan(&plan_of(&same.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())).is_ok());
+        assert!(check_plan(&plan_of(&same.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>()), &ANY).is_ok());
     }
     use serde_json::json;
 
