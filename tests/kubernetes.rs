@@ -80,6 +80,62 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
     assert!(!hook.log().contains("s3cr3t"), "{}", hook.log());
 }
 
+/// The recommended multi-tenant mode: each object is resolved as a ServiceAccount of its own
+/// namespace (`VAULT_SERVICEACCOUNT`, a token from the real TokenRequest API that OpenBao checks
+/// with TokenReview), so Vault's role bindings decide what each tenant reads, whatever role or
+/// path its annotations name.
+#[test]
+fn objects_resolved_as_their_own_namespace_read_only_what_vault_binds_to_it() {
+    let cluster = Cluster::start();
+    let bao = Bao::dev();
+    bao.kv2("shop/db", json!({"password": "shop-pw"}));
+    bao.kv2("bar/db", json!({"password": "bar-pw"}));
+    cluster.kubernetes_auth(&bao, "default");
+    cluster.namespace("bar");
+    for tenant in ["shop", "bar"] {
+        bao.policy(tenant, &format!(r#"path "secret/data/{tenant}/*" {{ capabilities = ["read"] }}"#));
+        bao.api(
+            "POST",
+            &format!("auth/kubernetes/role/tenant-{tenant}"),
+            Some(json!({"bound_service_account_names": ["default"], "bound_service_account_namespaces": [tenant], "token_policies": [tenant],
+                        "audience": "https://kubernetes.default.svc", "ttl": "10m"})),
+        );
+    }
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let client_ca = cluster.webhook_client_ca.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("VAULT_ADDR", &bao.addr),
+        ("VAULT_AUTH_METHOD", "kubernetes"),
+        ("VAULT_SERVICEACCOUNT", "default"),
+        ("VAULT_ROLE", "tenant-{{.namespace}}"),
+        ("TLS_CLIENT_CA_FILE", &client_ca),
+    ]);
+    let ca = b64(&std::fs::read(&hook.ca).unwrap());
+    cluster.must(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        Some(&json!({"metadata": {"name": "tenants"}, "webhooks": [{
+            "name": "secrets.vault-secrets-webhook.test", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"url": format!("{}/secrets", hook.url), "caBundle": ca},
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "bar"]}]},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}]})),
+    );
+    let secret = |name: &str, path: &str, annotations: Value| json!({"metadata": {"name": name, "annotations": annotations}, "stringData": {"password": format!("vault:secret/data/{path}#password")}});
+    for tenant in ["shop", "bar"] {
+        let stored = cluster.must("POST", &format!("/api/v1/namespaces/{tenant}/secrets"), Some(&secret("db", &format!("{tenant}/db"), json!({}))));
+        assert_eq!(unb64(stored["data"]["password"].as_str().unwrap_or_default()), format!("{tenant}-pw"), "{stored}\n{}", hook.log());
+    }
+    // shop may not read bar's secret, neither directly nor by naming bar's role.
+    let (code, answer) = cluster.api("POST", "/api/v1/namespaces/shop/secrets", Some(&secret("steal", "bar/db", json!({}))));
+    assert!(code >= 400 && answer.to_string().contains("permission denied"), "{code} {answer}");
+    let as_bar = json!({"vault.security.banzaicloud.io/vault-role": "tenant-bar"});
+    let (code, answer) = cluster.api("POST", "/api/v1/namespaces/shop/secrets", Some(&secret("steal2", "bar/db", as_bar)));
+    assert!(code >= 400 && answer.to_string().contains("login to"), "{code} {answer}");
+    assert!(!answer.to_string().contains("bar-pw") && !hook.log().contains("bar-pw"));
+}
+
 fn chart() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/charts/vault-secrets-webhook").display().to_string()
 }
@@ -174,7 +230,33 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     // The webhook answers only callers with the API server's client certificate (its
     // AdmissionConfiguration kubeConfigFile): the API server gets answers, a plain client a 401.
     let client_ca = cluster.webhook_client_ca.display().to_string();
-    let hook = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", "root"), ("TLS_CLIENT_CA_FILE", &client_ca)]);
+    // The webhook logs in with its own service-account JWT (OpenBao's jwt method at the default
+    // mount, role `default`), as a default install does: the seed's Secret names that role and
+    // mount, which objects may always choose.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = jwt_keypair(keys.path());
+    bao.enable_auth("kubernetes", "jwt");
+    bao.api(
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({"jwt_validation_pubkeys": [public], "bound_issuer": "https://kubernetes.default.svc.cluster.local"})),
+    );
+    bao.policy("dockerrepo", r#"path "secret/data/dockerrepo" { capabilities = ["read"] }"#);
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/default",
+        Some(json!({"role_type": "jwt", "user_claim": "sub", "bound_audiences": ["vault"], "bound_subject": "system:serviceaccount:vault-infra:vsw",
+                    "token_policies": ["dockerrepo"], "token_ttl": "300s"})),
+    );
+    let jwt = keys.path().join("webhook-token");
+    std::fs::write(&jwt, mint_sa_jwt(&key, "vault-infra", "vsw", "vault", 600)).unwrap();
+    let jwt = jwt.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("VAULT_ADDR", &bao.addr),
+        ("KUBERNETES_SERVICE_ACCOUNT_TOKEN", &jwt),
+        ("TLS_CLIENT_CA_FILE", &client_ca),
+    ]);
     let chart_config = point_webhooks_at(&cluster, "vsw-vault-secrets-webhook", &hook, json!({}));
     let forged = fixture("pod-create-review.json");
     let (code, answer) = hook.post_without_certificate("/pods", &forged);
@@ -383,7 +465,7 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
         json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
                "metadata": {"name": name, "annotations": {
                    "vault.security.banzaicloud.io/vault-addr": bao.addr,
-                   "vault.security.banzaicloud.io/vault-role": "reader",
+                   "vault.security.banzaicloud.io/vault-role": "default",
                    "vault.security.banzaicloud.io/vault-skip-verify": "true",
                    "vault.security.banzaicloud.io/vault-path": "kubernetes"}},
                "data": {".dockerconfigjson": b64(docker.to_string().as_bytes())}})

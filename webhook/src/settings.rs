@@ -320,7 +320,7 @@ impl Settings {
             limits: read_limits(&mut r),
         };
         let unverified_impersonation = r.bool(VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS, false);
-        let objects = ObjectDefaults {
+        let mut objects = ObjectDefaults {
             addr_policy: AddrPolicy::new(&vault.addr, &r.string(VAULT_ADDR_ALLOWLIST, ""), r.bool(VAULT_ALLOW_PRIVATE_ADDR, false)),
             allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, false),
             service_account: r.parsed(VAULT_SERVICEACCOUNT, String::new(), EXPECTED_KUBE_NAME, kube_name),
@@ -328,6 +328,7 @@ impl Settings {
             logins: r.parsed(VAULT_OBJECT_LOGINS, Vec::new(), EXPECTED_LOGINS, LoginRule::parse_list),
             paths: r.parsed(VAULT_OBJECT_PATHS, Vec::new(), EXPECTED_PATHS, path_prefixes),
             allow_unverified_callers: r.bool(VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS, false),
+            given_token: false,
             vault,
         };
         if !objects.service_account.is_empty() && !objects.allow_service_account {
@@ -356,7 +357,10 @@ impl Settings {
                 json_log: pods.json_log,
                 server,
                 pods,
-                objects,
+                objects: {
+                    objects.given_token = base.auth.token.is_some() || base.auth.token_file.is_some();
+                    objects
+                },
                 registry,
                 unverified_impersonation,
                 vault: VaultSettings { base, own_namespace, clouds: vault_env::config::cloud_auths(env) },

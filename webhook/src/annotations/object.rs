@@ -33,6 +33,9 @@ pub struct ObjectDefaults {
     /// `VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS`: return secret values to callers without a client
     /// certificate (when the network alone keeps everyone but the API server away).
     pub allow_unverified_callers: bool,
+    /// The webhook uses a token it was given (`VAULT_TOKEN`, `VAULT_TOKEN_FILE`): it never logs
+    /// in, so the login annotations choose nothing.
+    pub given_token: bool,
 }
 
 /// One `VAULT_OBJECT_LOGINS` entry: `[METHOD:]MOUNT:ROLE`, where any part may be `*` and the role
@@ -100,6 +103,7 @@ impl Default for ObjectDefaults {
             logins: Vec::new(),
             paths: Vec::new(),
             allow_unverified_callers: false,
+            given_token: false,
         }
     }
 }
@@ -164,7 +168,7 @@ impl ObjectConfig {
         let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, &info);
         // Checked (and reported) when read.
         let auth_method = AuthMethod::parse(&vault.auth_method).unwrap_or(AuthMethod::Jwt);
-        if service_account.is_empty() && AuthMethod::parse(&vault.auth_method).is_some() {
+        if service_account.is_empty() && !d.given_token && AuthMethod::parse(&vault.auth_method).is_some() {
             check_login(&mut r, d, default_role, &vault);
         }
         r.finish(ObjectConfig { vault, auth_method, service_account })
