@@ -519,6 +519,34 @@ fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(hook.get("/healthz").0, 200);
 }
 
+/// Callers without a certificate held every connection slot (the review's reproduction, with the
+/// cap at 8: the API server's request got no answer for 50 s). With `TLS_CLIENT_CA_FILE` they
+/// have a small budget of their own, so the API server's certificate is answered at once.
+#[test]
+fn unverified_connections_cannot_take_the_api_servers_slots() {
+    let hook = Webhook::start_verifying_callers(&[("MAX_CONNECTIONS", "8")]);
+    let port = hook.url.rsplit(':').next().unwrap().to_string();
+    let done = hook.dir.path().join("idle.done");
+    let mut idle = Proc(
+        Command::new("python3")
+            .arg(fixtures().join("idle_h2.py"))
+            .args([port.as_str(), "8", "30"])
+            .arg(&hook.ca)
+            .arg(&done)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(busy_wait(Duration::from_secs(15), || std::fs::read_to_string(&done).is_ok_and(|t| t.starts_with("opened 8"))), "the idle client");
+    let started = std::time::Instant::now();
+    let (code, answer) = hook.post("/pods", &fixture("pod-create-review.json"));
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    assert!(busy_wait(Duration::from_secs(40), || matches!(idle.0.try_wait(), Ok(Some(_)))), "the idle client did not stop");
+    let report = std::fs::read_to_string(&done).unwrap();
+    assert!(report.contains("closed 8"), "the server closed every idle unverified connection within the hold: {report}");
+}
+
 /// Issue 14: no Bank-Vaults annotation is ignored in silence. Other providers' keys and unknown
 /// keys are warnings in the answer (kubectl prints them); an auth method vault-env would refuse,
 /// or a consul-template tuning value that is not valid, is a denial naming the annotation.

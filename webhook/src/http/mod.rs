@@ -235,7 +235,9 @@ pub async fn serve(listener: TcpListener, tls: Option<Tls>, router: Router, limi
 }
 
 /// Runs one connection; shuts it down gracefully (requests in flight finish) when the server
-/// stops or when it has had no request in flight for `idle` (HTTP/2 has no idle timeout of its own).
+/// stops or when it has had no request in flight for `idle` (HTTP/2 has no idle timeout of its
+/// own). A graceful HTTP/2 shutdown waits for the client to answer a PING, which a hostile
+/// client never does: the connection is dropped after [`DRAIN`] (idle: after [`IDLE_DRAIN`]).
 async fn run_connection<I>(
     connection: auto::Connection<'_, I, TowerToHyperService<Router>, TokioExecutor>,
     activity: &Activity,
@@ -247,28 +249,35 @@ where
 {
     tokio::pin!(connection);
     let check = (idle / 4).max(Duration::from_millis(100));
-    let mut closing = *stopping.borrow();
-    if closing {
+    let mut closing: Option<tokio::time::Instant> = None;
+    if *stopping.borrow() {
+        closing = Some(tokio::time::Instant::now() + DRAIN);
         connection.as_mut().graceful_shutdown();
     }
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
-            changed = stopping.changed(), if !closing => {
+            changed = stopping.changed(), if closing.is_none() => {
                 if changed.is_err() || *stopping.borrow() {
-                    closing = true;
+                    closing = Some(tokio::time::Instant::now() + DRAIN);
                     connection.as_mut().graceful_shutdown();
                 }
             }
-            () = tokio::time::sleep(check), if !closing => {
+            () = tokio::time::sleep(check), if closing.is_none() => {
                 if activity.idle_for(idle) {
-                    closing = true;
+                    closing = Some(tokio::time::Instant::now() + IDLE_DRAIN);
                     connection.as_mut().graceful_shutdown();
                 }
             }
+            () = tokio::time::sleep_until(closing.unwrap_or_else(tokio::time::Instant::now)), if closing.is_some() => return Ok(()),
         }
     }
 }
+
+/// How long a connection may take to finish its requests once the server stops.
+const DRAIN: Duration = Duration::from_secs(10);
+/// How long an idle connection (nothing in flight) may take to close once told to.
+const IDLE_DRAIN: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
