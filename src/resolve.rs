@@ -83,7 +83,7 @@ impl fmt::Display for Cause {
             Cause::TooLarge(limit) => write!(f, "the resolved values would exceed {limit} bytes in all (a Kubernetes object holds at most 1 MiB)"),
             Cause::RefusedName(name) => write!(
                 f,
-                "key {name:?} is refused: loader, shell and interpreter variables (LD_*, BASH_ENV, NODE_OPTIONS, PYTHON*, …) are not taken from Vault"
+                "key {name:?} is refused: loader, shell, interpreter, proxy, git and TLS-trust variables (LD_*, BASH_ENV, NODE_OPTIONS, PYTHON*, http_proxy, GIT_*, SSL_CERT_FILE, …) are not taken from Vault"
             ),
         }
     }
@@ -399,10 +399,12 @@ fn valid_env_name(name: &str) -> bool {
     bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Variables that make the dynamic loader, a shell or an interpreter run code or load it from
-/// elsewhere. Whoever can write the Vault path must not get to set them (security review L5);
-/// the pod can still set them itself.
-const REFUSED_FROM_PATH: [&str; 27] = [
+/// Variables that make the dynamic loader, a shell, an interpreter or a common tool run code, load
+/// it from elsewhere, send traffic through another host, or trust other certificates. Whoever can
+/// write the Vault path must not get to set them (`git` runs `core.fsmonitor` from
+/// `GIT_CONFIG_*`; `curl` and most HTTP clients send credentials through `http_proxy`); the pod
+/// can still set them itself. Compared case-insensitively (`http_proxy` is read in lower case).
+const REFUSED_FROM_PATH: [&str; 46] = [
     "LD_",
     "DYLD_",
     "GCONV_PATH",
@@ -421,8 +423,11 @@ const REFUSED_FROM_PATH: [&str; 27] = [
     "PROMPT_COMMAND",
     "IFS",
     "PATH",
+    "HOME",
+    "XDG_",
     "NODE_OPTIONS",
     "NODE_PATH",
+    "NODE_EXTRA_CA_CERTS",
     "PYTHON",
     "PERL",
     "RUBYOPT",
@@ -430,13 +435,29 @@ const REFUSED_FROM_PATH: [&str; 27] = [
     "JAVA_TOOL_OPTIONS",
     "_JAVA_OPTIONS",
     "JDK_JAVA_OPTIONS",
+    "DOTNET_",
+    "CORECLR_",
+    "COR_",
+    "LUA_INIT",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "GIT_",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "FTP_PROXY",
+    "SSL_CERT_",
+    "SSLKEYLOGFILE",
+    "OPENSSL_",
+    "REQUESTS_CA_BUNDLE",
 ];
 
-/// Whether `name` is one of [`REFUSED_FROM_PATH`] (entries ending in `_`, and `PYTHON`/`PERL`,
-/// are prefixes).
+/// Whether `name` is one of [`REFUSED_FROM_PATH`], in any case (entries ending in `_`, and
+/// `PYTHON`, `PERL` and `LUA_INIT`, are prefixes).
 fn refused_from_path(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    REFUSED_FROM_PATH.iter().any(|r| if r.ends_with('_') || *r == "PYTHON" || *r == "PERL" { upper.starts_with(r) } else { upper == *r })
+    REFUSED_FROM_PATH.iter().any(|r| if r.ends_with('_') || ["PYTHON", "PERL", "LUA_INIT"].contains(r) { upper.starts_with(r) } else { upper == *r })
 }
 
 pub fn render(plan: &Plan, fetched: &Fetched, ignore_missing: bool) -> Result<Resolved, Vec<VarError>> {

@@ -135,7 +135,31 @@ fn from_path_refuses_loader_and_interpreter_variables() {
     assert_ne!(out.code, Some(0), "{}", out.all());
     assert!(out.stderr.contains("key \"BASH_ENV\" is refused"), "{}", out.stderr);
     assert!(!out.all().contains("INJECTED"), "{}", out.all());
-    for key in ["LD_PRELOAD", "NODE_OPTIONS", "PYTHONPATH", "JAVA_TOOL_OPTIONS", "PERL5OPT"] {
+    // The second review's reproductions: credentials through a proxy, code through git's
+    // core.fsmonitor, and the other runtimes' hooks and trust stores; any case.
+    for key in [
+        "LD_PRELOAD",
+        "NODE_OPTIONS",
+        "PYTHONPATH",
+        "JAVA_TOOL_OPTIONS",
+        "PERL5OPT",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_KEY_0",
+        "git_config_value_0",
+        "DOTNET_STARTUP_HOOKS",
+        "OPENSSL_CONF",
+        "SSL_CERT_FILE",
+        "SSLKEYLOGFILE",
+        "CORECLR_PROFILER_PATH",
+        "LUA_INIT_5_4",
+        "PHPRC",
+        "HOME",
+        "XDG_CONFIG_HOME",
+    ] {
         bao.kv2("one", serde_json::json!({key: "x"}));
         let out = run("secret/data/one", &[]);
         assert!(out.stderr.contains(&format!("key \"{key}\" is refused")), "{key}: {}", out.stderr);
