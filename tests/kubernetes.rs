@@ -596,6 +596,15 @@ fn the_chart_installs_with_its_defaults_and_with_the_values_users_set() {
     assert_eq!(excluded(&hooks[1]["objectSelector"]), ["owner!=\"helm\"", "security.banzaicloud.io/mutate!=\"skip\""]);
     let policy = cluster.must("GET", "/apis/networking.k8s.io/v1/namespaces/vswh/networkpolicies/vswh-vault-secrets-webhook", None);
     assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8443, "{policy}");
+    // A default install cannot verify its callers: it says so, and what to do.
+    assert!(
+        install.stdout.contains("The webhook cannot verify its callers") && install.stdout.contains("AdmissionConfiguration"),
+        "{}",
+        install.stdout
+    );
+    // No right to mint ServiceAccount tokens unless vault-serviceaccount is enabled.
+    let role = cluster.must("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/vswh-vault-secrets-webhook", None);
+    assert!(!role.to_string().contains("serviceaccounts/token"), "{role}");
     let uninstall = cluster.helm(&["uninstall", "vswh", "--namespace", "vswh"]);
     assert_eq!(uninstall.code, Some(0), "{}", uninstall.all());
     assert_eq!(cluster.api("GET", &mwc("vswh-vault-secrets-webhook"), None).0, 404, "uninstall leaves no webhook behind");
@@ -677,6 +686,42 @@ pods:
     assert_eq!(upgrade.code, Some(0), "{}", upgrade.all());
     let monitor = cluster.must("GET", &format!("{monitors}/vsw-vault-secrets-webhook"), None);
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics", "{monitor}");
+
+    // The API server's addresses, when known, are all the NetworkPolicy admits; ServiceAccount
+    // tokens are granted only where vault-serviceaccount is enabled, namespace by namespace.
+    cluster.namespace("tenant-a");
+    let narrow = cluster.dir.path().join("narrow.json");
+    std::fs::write(
+        &narrow,
+        json!({"networkPolicy": {"apiServerCIDRs": ["172.20.0.0/28", "fd00:20::/64"]}, "clientAuth": {"allowedNames": ["api.cluster.local"]},
+               "vaultServiceAccount": {"enabled": true, "namespaces": ["tenant-a"]}})
+        .to_string(),
+    )
+    .unwrap();
+    let narrow = narrow.display().to_string();
+    let upgrade = cluster.helm(&["upgrade", "vsw", &chart(), "--namespace", "infra", "-f", &values, "-f", &auth, "-f", &narrow]);
+    assert_eq!(upgrade.code, Some(0), "{}", upgrade.all());
+    let policy = cluster.must("GET", "/apis/networking.k8s.io/v1/namespaces/infra/networkpolicies/vsw-vault-secrets-webhook", None);
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"],
+        json!([{"ipBlock": {"cidr": "172.20.0.0/28"}}, {"ipBlock": {"cidr": "fd00:20::/64"}}]),
+        "{policy}"
+    );
+    let role =
+        cluster.must("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/tenant-a/roles/vsw-vault-secrets-webhook-serviceaccount-tokens", None);
+    assert_eq!(role["rules"][0]["resources"], json!(["serviceaccounts/token"]), "{role}");
+    let binding = cluster.must(
+        "GET",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/tenant-a/rolebindings/vsw-vault-secrets-webhook-serviceaccount-tokens",
+        None,
+    );
+    assert_eq!(binding["subjects"][0]["name"], "existing-sa", "{binding}");
+    let cluster_role = cluster.must("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/vsw-vault-secrets-webhook", None);
+    assert!(!cluster_role.to_string().contains("serviceaccounts/token"), "{cluster_role}");
+    let deployment = cluster.must("GET", "/apis/apps/v1/namespaces/infra/deployments/vsw-vault-secrets-webhook", None);
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env.as_array().unwrap().contains(&json!({"name": "TLS_CLIENT_ALLOWED_NAMES", "value": "api.cluster.local"})), "{env}");
+    assert!(upgrade.stdout.contains("names api.cluster.local"), "{}", upgrade.stdout);
 
     // The per-kind namespace selector: pods are mutated only in namespaces labelled for it.
     let hook = Webhook::start(&[("VAULT_ADDR", "https://vault.infra:8200")]);
