@@ -304,6 +304,7 @@ fn gcr_and_artifact_registry_images_with_the_webhooks_google_identity() {
 }
 
 const ACR: &str = "myregistry.azurecr.io";
+const ACR_OTHER: &str = "other.azurecr.io";
 const ACR_REFRESH: &str = "acr-refresh-token-1";
 
 /// ACR images without a pull secret: an Entra ID token of the webhook's identity (client secret or
@@ -314,7 +315,7 @@ fn acr_images_with_the_webhooks_azure_identity() {
     let registry = Registry::secure("00000000-0000-0000-0000-000000000000", ACR_REFRESH);
     registry.push("team/app", "1", "oci");
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = ca_and_cert(dir.path(), "acr", &format!("DNS:{ACR}"));
+    let (ca, cert, key) = ca_and_cert(dir.path(), "acr", &format!("DNS:{ACR},DNS:{ACR_OTHER}"));
     let d = dir.path().to_str().unwrap();
     let (_front, port) = python_fixture(
         "acr_front.py",
@@ -342,6 +343,10 @@ fn acr_images_with_the_webhooks_azure_identity() {
     assert!(metadata.log().contains("entra token secret https://management.azure.com/.default"), "{}", metadata.log());
     let metrics = hook.hook.get("/metrics").1;
     assert!(metrics.contains(&format!(r#"vault_webhook_acr_tokens_total{{target="{ACR}",outcome="ok"}} 1"#)), "{metrics}");
+    // Another ACR registry: its own exchange, but the same Entra ID token (one identity).
+    assert_eq!(hook.args_of(&[&format!("{ACR_OTHER}/team/app:1")]).unwrap(), [["/bin/app", "--flag"]]);
+    assert!(std::fs::read_to_string(dir.path().join("acr.log")).unwrap().contains(&format!("exchange {ACR_OTHER} tenant=tenant-1")));
+    assert_eq!(metadata.log().matches("entra token secret").count(), 1, "{}", metadata.log());
 
     // The managed identity (IMDS), as on an AKS node.
     let imds = CloudWebhook::start(&routes, &[("SSL_CERT_FILE", &ca), ("AZURE_POD_IDENTITY_AUTHORITY_HOST", &metadata.url)]);

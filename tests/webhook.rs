@@ -300,6 +300,13 @@ fn image_entrypoint_and_cmd_from_a_plain_registry() {
     let missing = image("nope");
     let error = args_of(&hook, commandless_pod(&[&missing], json!({}), json!({}))).unwrap_err();
     assert!(error.contains(&format!("image {missing} (registry {})", registry.host)) && error.contains("container c0"), "{error}");
+    // A registry that does not answer: a denial that does not say how the connection failed
+    // (it would map what listens where for any pod author); the log has it.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let error = args_of(&hook, commandless_pod(&[&format!("{closed}/app:1")], json!({}), json!({}))).unwrap_err();
+    assert!(error.contains("the registry could not be reached"), "{error}");
+    assert!(!error.contains("refused") && !error.contains("tcp") && !error.contains("error sending"), "{error}");
+    assert!(hook.log().contains("image lookup failed"), "{}", hook.log());
     // Tagged images are cached: the second lookup of the same image does not reach the registry.
     let metrics = hook.get("/metrics").1;
     assert!(metrics.contains(&format!(r#"vault_webhook_registry_lookups_total{{target="{}",outcome="cached"}}"#, registry.host)), "{metrics}");

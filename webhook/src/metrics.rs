@@ -40,7 +40,14 @@ pub struct Metrics {
     /// GCR/Artifact Registry access tokens, ACR refresh tokens: target is the registry.
     pub gcp_tokens: Family<CallLabels, Counter>,
     pub acr_tokens: Family<CallLabels, Counter>,
+    /// The registries named in labels so far: the first [`MAX_REGISTRY_LABELS`], then `other`.
+    registry_labels: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Registry hosts come from pods: each distinct one would be a series kept for the process's
+/// life (1,500 registries made 3.9 MB of metrics). The first this many are named, the rest
+/// counted as `other`.
+pub const MAX_REGISTRY_LABELS: usize = 32;
 
 fn latency_histogram() -> Histogram {
     // 50 µs … ~26 s
@@ -79,7 +86,22 @@ impl Metrics {
             ecr_tokens,
             gcp_tokens,
             acr_tokens,
+            registry_labels: Default::default(),
         }
+    }
+
+    /// The label for a registry host: itself while fewer than [`MAX_REGISTRY_LABELS`] are named,
+    /// else `other`.
+    fn registry_label(&self, host: &str) -> String {
+        let mut named = self.registry_labels.lock().unwrap_or_else(|p| p.into_inner());
+        if named.contains(host) {
+            return host.to_string();
+        }
+        if named.len() < MAX_REGISTRY_LABELS {
+            named.insert(host.to_string());
+            return host.to_string();
+        }
+        "other".into()
     }
 
     pub fn encode(&self) -> String {
@@ -90,7 +112,7 @@ impl Metrics {
     }
 
     pub fn registry_call(&self, target: &str, outcome: &str, took: Duration) {
-        let labels = CallLabels { target: target.into(), outcome: outcome.into() };
+        let labels = CallLabels { target: self.registry_label(target), outcome: outcome.into() };
         self.registry_lookups.get_or_create(&labels).inc();
         self.registry_duration.get_or_create(&labels).observe(took.as_secs_f64());
     }
@@ -100,15 +122,15 @@ impl Metrics {
     }
 
     pub fn ecr_token(&self, registry: &str, outcome: &str) {
-        self.ecr_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
+        self.ecr_tokens.get_or_create(&CallLabels { target: self.registry_label(registry), outcome: outcome.into() }).inc();
     }
 
     pub fn gcp_token(&self, registry: &str, outcome: &str) {
-        self.gcp_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
+        self.gcp_tokens.get_or_create(&CallLabels { target: self.registry_label(registry), outcome: outcome.into() }).inc();
     }
 
     pub fn acr_token(&self, registry: &str, outcome: &str) {
-        self.acr_tokens.get_or_create(&CallLabels { target: registry.into(), outcome: outcome.into() }).inc();
+        self.acr_tokens.get_or_create(&CallLabels { target: self.registry_label(registry), outcome: outcome.into() }).inc();
     }
 
     pub fn kube_call(&self, resource: &str, outcome: &str, took: Duration) {
@@ -151,5 +173,18 @@ mod tests {
         );
         assert!(text.contains(r#"vault_webhook_registry_lookups_total{target="ghcr.io",outcome="ok"} 1"#), "{text}");
         assert!(text.contains(r#"vault_webhook_kubernetes_api_requests_total{target="secrets",outcome="not_found"} 1"#), "{text}");
+    }
+
+    /// 1,500 registries named by pods made 1,500 series; the label set is bounded.
+    #[test]
+    fn registry_labels_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..1500 {
+            m.registry_call(&format!("127.0.{}.{}:{}", i / 250, i % 250, 20000 + i), "error", Duration::from_millis(1));
+        }
+        let text = m.encode();
+        let series = text.lines().filter(|l| l.starts_with("vault_webhook_registry_lookups_total{")).count();
+        assert_eq!(series, MAX_REGISTRY_LABELS + 1, "{text}");
+        assert!(text.contains(&format!(r#"vault_webhook_registry_lookups_total{{target="other",outcome="error"}} {}"#, 1500 - MAX_REGISTRY_LABELS)));
     }
 }

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use vault_env::SecretString;
 use vault_env::cloud::azure::Imds;
 use vault_env::cloud::{Clients, failure};
@@ -53,12 +53,18 @@ pub struct Acr {
     settings: AcrSettings,
     clients: LazyClients,
     tokens: TokenCache,
+    /// One Entra ID token for every ACR registry (the webhook's identity is one): with its tenant
+    /// and when it was obtained.
+    aad: tokio::sync::Mutex<Option<(SecretString, Option<String>, Instant)>>,
     metrics: Arc<Metrics>,
 }
 
+/// How long an Entra ID token is reused (they last an hour or more).
+const AAD_TOKEN_KEPT: Duration = Duration::from_secs(30 * 60);
+
 impl Acr {
     pub fn new(settings: AcrSettings, timeout: Duration, metrics: Arc<Metrics>) -> Acr {
-        Acr { settings, clients: LazyClients::new(timeout), tokens: TokenCache::default(), metrics }
+        Acr { settings, clients: LazyClients::new(timeout), tokens: TokenCache::default(), aad: Default::default(), metrics }
     }
 
     /// Basic-auth credentials for `registry`, or `None` when it is not an ACR registry.
@@ -77,7 +83,7 @@ impl Acr {
 
     async fn refresh_token(&self, registry: &str) -> Result<SecretString, String> {
         let clients = self.clients.get().map_err(|e| format!("ACR: {e}"))?;
-        let (aad, tenant) = self.aad_token(clients).await?;
+        let (aad, tenant) = self.shared_aad_token(clients).await?;
         #[derive(Deserialize)]
         struct Answer {
             refresh_token: String,
@@ -95,6 +101,19 @@ impl Acr {
         let answer: Answer = response.json().await.map_err(|e| failed(&e))?;
         tracing::debug!(registry, "ACR: refresh token obtained");
         Ok(SecretString::new(answer.refresh_token))
+    }
+
+    /// The Entra ID token, shared by every ACR registry and kept for [`AAD_TOKEN_KEPT`].
+    async fn shared_aad_token(&self, clients: &Clients) -> Result<(SecretString, Option<String>), String> {
+        let mut kept = self.aad.lock().await;
+        if let Some((token, tenant, at)) = kept.as_ref()
+            && at.elapsed() < AAD_TOKEN_KEPT
+        {
+            return Ok((token.clone(), tenant.clone()));
+        }
+        let (token, tenant) = self.aad_token(clients).await?;
+        *kept = Some((token.clone(), tenant.clone(), Instant::now()));
+        Ok((token, tenant))
     }
 
     /// An Entra ID access token for Azure Resource Manager, and the tenant when known.

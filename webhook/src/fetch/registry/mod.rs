@@ -294,7 +294,7 @@ impl Registry {
         let client = Client::new(config);
         let pulled = tokio::time::timeout(self.timeout * 3, client.pull_manifest_and_config(reference, auth))
             .await
-            .map_err(|_| Failure::Unreachable(format!("no answer within {:?}", self.timeout * 3)))?;
+            .map_err(|_| Failure::Unreachable("the registry could not be reached (the webhook's log has the detail)".into()))?;
         let (_, _, config) = pulled.map_err(|e| match answered(&e) {
             true => Failure::Refused(describe(&e, lookup.platform)),
             false => Failure::Unreachable(describe(&e, lookup.platform)),
@@ -322,18 +322,29 @@ fn describe(e: &oci_client::errors::OciDistributionError, platform: &Platform) -
         E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => format!("the registry refused the credentials: {e}"),
         E::ImageIndexParsingNoPlatformResolverError => format!("no {platform} image in the index: {e}"),
         E::ImageManifestNotFoundError(m) if m.contains("platform") => format!("the image index has no {platform} image"),
+        E::ImageManifestNotFoundError(_) => "the image was not found".into(),
         _ => {
-            // Include the source chain: "error sending request" alone says nothing.
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
+            // The detail (connection refused, TLS, timeout, what a non-registry answered) goes to
+            // the log only: in a denial it would tell any pod author what listens where.
+            tracing::warn!(error = %error_chain(e), "image lookup failed");
+            match answered(e) {
+                true => "the registry's answer is not an image (the webhook's log has the detail)".into(),
+                false => "the registry could not be reached (the webhook's log has the detail)".into(),
             }
-            text
         }
     }
+}
+
+/// The error and its sources: "error sending request" alone says nothing.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
