@@ -71,6 +71,11 @@ impl TokenCache {
     }
 }
 
+/// `registry` without its port.
+pub fn host_of(registry: &str) -> &str {
+    registry.rsplit_once(':').map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,9 +95,4 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
-}
-
-/// `registry` without its port.
-pub fn host_of(registry: &str) -> &str {
-    registry.rsplit_once(':').map_or(registry, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { registry })
 }
