@@ -246,15 +246,20 @@ fn the_webhooks_init_container_and_app_container() {
     let env: Vec<String> =
         app["env"].as_array().unwrap().iter().map(|e| format!("{}={}", e["name"].as_str().unwrap(), e["value"].as_str().unwrap_or(""))).collect();
     let sa = format!("{}:/var/run/secrets/kubernetes.io/serviceaccount:ro", token_dir.display());
+    // /vault/ as the webhook mounts it in the app: read-only (the app cannot replace the binary
+    // the other containers run).
+    let vault_mount = app["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "vault-env").unwrap();
+    assert_eq!(vault_mount["readOnly"], true, "{app}");
+    let app_mount = format!("{mount}:ro");
     let mut run = vec!["run", "--rm"];
     run.extend(RUN);
-    run.extend(["-v", mount.as_str(), "-v", sa.as_str(), "--read-only", "--entrypoint", "/vault/vault-env"]);
+    run.extend(["-v", app_mount.as_str(), "-v", sa.as_str(), "--read-only", "--entrypoint", "/vault/vault-env"]);
     for e in &env {
         run.extend(["-e", e.as_str()]);
     }
-    run.extend([BASE_IMAGE, "/bin/sh", "-c", "echo password=$PASSWORD"]);
+    run.extend([BASE_IMAGE, "/bin/sh", "-c", "echo password=$PASSWORD; echo x > /vault/vault-env || echo not-replaced"]);
     let out = podman(&run);
-    assert_eq!((out.code, out.stdout.trim()), (Some(0), "password=rendered-by-the-agent"), "{}", out.all());
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "password=rendered-by-the-agent\nnot-replaced"), "{}", out.all());
 }
 
 /// The webhook image: as user 65534 with its certificate mounted, it answers an AdmissionReview

@@ -468,6 +468,10 @@ mod tests {
         assert_eq!(doc["spec"]["volumes"][2]["configMap"]["name"], "config-map-test");
         assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
         assert!(mount_paths(&doc["spec"]["containers"][0]).contains(&("agent-secrets".into(), "/vault/secrets".into())));
+        // The agent writes its token into /vault/; the app only reads it there (security review 2, N7).
+        let vault_mount = |c: &Value| c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "vault-env").cloned().unwrap();
+        assert_eq!(vault_mount(&doc["spec"]["containers"][0])["readOnly"], true);
+        assert_eq!(vault_mount(agent).get("readOnly"), None);
         assert!(!mount_paths(&doc["spec"]["initContainers"][2]).iter().any(|m| m.0 == "agent-secrets"), "user init containers: not mounted");
     }
 
@@ -693,9 +697,12 @@ mod tests {
         let mut expected = vec![var("myvar", "vault:secrets")];
         expected.extend(std9());
         assert_eq!(env_of(&doc, "containers", 0), expected);
-        assert_eq!(c["volumeMounts"], json!([{"name": "vault-env", "mountPath": "/vault/"}]));
+        // Read-only in the app (ours: it must not replace the binary other containers run); the
+        // copy container writes it.
+        assert_eq!(c["volumeMounts"], json!([{"name": "vault-env", "mountPath": "/vault/", "readOnly": true}]));
         assert_eq!(doc["spec"]["volumes"], json!([{"name": "vault-env", "emptyDir": {"medium": "Memory"}}]));
         let init = &doc["spec"]["initContainers"][0];
+        assert_eq!(init["volumeMounts"], json!([{"name": "vault-env", "mountPath": "/vault/"}]));
         assert_eq!(init["name"], "copy-vault-env");
         assert_eq!(init["command"], json!(["/usr/local/bin/vault-env", "--copy-to", "/vault/"]));
         assert_eq!(init["securityContext"]["runAsUser"], 1000);

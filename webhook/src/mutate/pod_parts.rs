@@ -103,9 +103,12 @@ pub fn base_mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
     out
 }
 
-/// A mutated container's mounts: the base ones and the `token-auth-mount` volume.
+/// A mutated container's mounts: the base ones, with `/vault/` read-only (only `copy-vault-env`
+/// and the agents write there: an app must not replace the `vault-env` binary the other
+/// containers run, nor the agent's token), and the `token-auth-mount` volume.
 pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
     let mut out = base_mounts(config, pod);
+    out[0]["readOnly"] = json!(true);
     if let Some((volume, _)) = &config.token_auth_mount {
         out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
     }
