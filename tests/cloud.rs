@@ -278,6 +278,13 @@ fn gcr_and_artifact_registry_images_with_the_webhooks_google_identity() {
     let metrics = gke.hook.get("/metrics").1;
     assert!(metrics.contains(r#"vault_webhook_gcp_tokens_total{target="eu.gcr.io",outcome="ok"} 1"#), "{metrics}");
 
+    // REGISTRY_CLOUD_IDENTITY=false: the webhook's identity is never used for a pod's lookup
+    // (a pod author cannot read a private image's command through it); the registry refuses.
+    let own_secrets_only = CloudWebhook::start(&routes, &[("GCE_METADATA_HOST", &host), ("REGISTRY_CLOUD_IDENTITY", "false")]);
+    let error = own_secrets_only.args_of(&images[..1]).unwrap_err();
+    assert!(error.contains("eu.gcr.io/project-1/app:1"), "{error}");
+    assert_eq!(metadata.log().matches("service-accounts/default/token").count(), 1, "no new token: {}", metadata.log());
+
     // A service-account key file (GOOGLE_APPLICATION_CREDENTIALS): its signed assertion, then the token.
     let key_pem = std::fs::read_to_string(metadata.dir.path().join("sa.key")).unwrap();
     let key_file = |pem: &str| {

@@ -66,6 +66,7 @@ pub const REGISTRY_CACHE_SIZE: &str = "REGISTRY_CACHE_SIZE";
 pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
 pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
 pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
+pub const REGISTRY_CLOUD_IDENTITY: &str = "REGISTRY_CLOUD_IDENTITY";
 pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
 pub const AWS_ENDPOINT_URL_ECR_PUBLIC: &str = "AWS_ENDPOINT_URL_ECR_PUBLIC";
 use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
@@ -83,7 +84,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 66] = [
+pub const ALL: [&str; 67] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -126,6 +127,7 @@ pub const ALL: [&str; 66] = [
     REGISTRY_CACHE_TTL,
     REGISTRY_TIMEOUT,
     REGISTRY_CREDENTIALS_TTL,
+    REGISTRY_CLOUD_IDENTITY,
     AWS_ENDPOINT_URL_ECR,
     AWS_ENDPOINT_URL_ECR_PUBLIC,
     AWS_ENDPOINT_URL,
@@ -226,6 +228,12 @@ Image ENTRYPOINT/CMD lookup (containers without command):
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
   REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
+  REGISTRY_CLOUD_IDENTITY              read private ECR, GCR/Artifact Registry and ACR images that
+                                       a pod has no pull secret for with the webhook's own cloud
+                                       identity (below) [default: true]; false: only the pod's
+                                       pull secrets, so no pod author can learn the ENTRYPOINT/CMD
+                                       of an image only the webhook may pull (such pods then need
+                                       a command or a pull secret)
   HTTPS_PROXY, NO_PROXY                registry (and cloud API) connections go through the proxy
   Private ECR registries (ACCOUNT.dkr.ecr.REGION.amazonaws.com) without a pull secret: a token
   from ecr:GetAuthorizationToken, kept until it expires. AWS credentials, first set wins:
@@ -484,6 +492,7 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
             key_file: r.text(GOOGLE_APPLICATION_CREDENTIALS).filter(|f| !f.trim().is_empty()).map(std::path::PathBuf::from),
         },
         acr: read_acr(r),
+        cloud_identity: r.bool(REGISTRY_CLOUD_IDENTITY, d.cloud_identity),
     }
 }
 

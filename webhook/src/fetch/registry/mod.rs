@@ -119,6 +119,7 @@ pub struct Registry {
     ecr: Arc<Ecr>,
     gcr: Gcr,
     acr: Acr,
+    cloud_identity: bool,
 }
 
 pub struct Lookup<'a> {
@@ -143,6 +144,11 @@ pub struct RegistrySettings {
     pub ecr: EcrSettings,
     pub gcp: GcpSettings,
     pub acr: AcrSettings,
+    /// `REGISTRY_CLOUD_IDENTITY`: read private ECR, GCR/Artifact Registry and ACR images the pod
+    /// has no pull secret for with the webhook's own cloud identity. Off: only the pod's pull
+    /// secrets (and the default one) are used, so no pod author learns the ENTRYPOINT/CMD of an
+    /// image only the webhook may read; such pods must then set `command` or a pull secret.
+    pub cloud_identity: bool,
 }
 
 impl Default for RegistrySettings {
@@ -161,6 +167,7 @@ impl Default for RegistrySettings {
                 source: acr::AadSource::ManagedIdentity(vault_env::cloud::azure::Imds::new(None, None)),
                 authority: acr::DEFAULT_AUTHORITY.into(),
             },
+            cloud_identity: true,
         }
     }
 }
@@ -171,7 +178,7 @@ impl Registry {
         let gcr = Gcr::new(settings.gcp.clone(), settings.timeout, metrics.clone());
         let acr = Acr::new(settings.acr.clone(), settings.timeout, metrics.clone());
         let cache = Cached::new(settings.cache_size, settings.cache_ttl);
-        Registry { cache, timeout: settings.timeout, metrics, ecr, gcr, acr }
+        Registry { cache, timeout: settings.timeout, metrics, ecr, gcr, acr, cloud_identity: settings.cloud_identity }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -209,6 +216,9 @@ impl Registry {
     /// The webhook's own credentials for a private ECR, GCR/Artifact Registry or ACR registry,
     /// with what they are for errors; `None` for other registries.
     async fn cloud_credentials(&self, registry: &str) -> Option<(&'static str, Result<DockerAuth, String>)> {
+        if !self.cloud_identity {
+            return None;
+        }
         if let Some(got) = self.ecr.pull_credentials(registry).await {
             return Some(("no ECR token with the webhook's AWS credentials", got));
         }
