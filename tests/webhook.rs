@@ -526,6 +526,33 @@ fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(hook.get("/healthz").0, 200);
 }
 
+/// Stalled 4 MB uploads peaked at 135 MB against the chart's 128 MiB limit (the review's
+/// reproduction: 20 at once). Bodies buffered at once are bounded in bytes, not only in number.
+#[test]
+fn stalled_uploads_stay_within_the_charts_memory_limit() {
+    let hook = Webhook::start(&[("VAULT_TOKEN", "x"), ("REQUEST_TIMEOUT", "4s")]);
+    let port = hook.url.rsplit(':').next().unwrap().to_string();
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let (port, ca) = (port.clone(), hook.ca.clone());
+            std::thread::spawn(move || {
+                let out = Command::new("python3").arg(fixtures().join("slow_client.py")).arg(&port).arg(&ca).args(["upload", "20"]).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            })
+        })
+        .collect();
+    let answers: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for answer in &answers {
+        assert!(answer.contains("HTTP/1.1 408") || answer.contains("HTTP/1.1 503"), "{answers:?}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", hook.proc.0.id())).unwrap();
+    let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap();
+    println!("webhook peak RSS with 20 stalled 4 MB uploads: {} MiB", peak_kib / 1024);
+    // Before: 124 MiB of the chart's 128 MiB. A quarter of the limit stays for everything else.
+    assert!(peak_kib < 96 * 1024, "peak RSS {peak_kib} KiB leaves too little of the chart's 128 MiB limit");
+    assert_eq!(hook.get("/healthz").0, 200);
+}
+
 /// Callers without a certificate held every connection slot (the review's reproduction, with the
 /// cap at 8: the API server's request got no answer for 50 s). With `TLS_CLIENT_CA_FILE` they
 /// have a small budget of their own, so the API server's certificate is answered at once.

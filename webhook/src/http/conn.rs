@@ -45,6 +45,12 @@ impl Default for Limits {
     }
 }
 
+/// KiB of request bodies buffered at once, whatever the number of requests: twenty stalled
+/// 4 MB uploads held 127 MB (buffers grow while a body arrives), against the chart's 128 MiB
+/// limit; with this budget, 74 MB (debug build). Pods and most objects are a few KiB, so this
+/// only ever queues the largest.
+pub const BODY_BUDGET_KIB: u32 = 16 * 1024;
+
 /// Whether the caller presented a client certificate that the configured CA verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -83,6 +89,9 @@ impl Activity {
 pub struct Admission {
     pub require_client_cert: bool,
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Request bodies buffered at once, in KiB ([`BODY_BUDGET_KIB`]): each request takes its
+    /// `Content-Length` (or the body limit when it does not say) before its body is read.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub timeout: Duration,
     pub body_limit: usize,
 }
@@ -113,6 +122,15 @@ pub async fn guard(axum::extract::State(admission): axum::extract::State<Admissi
         Err(_) => match tokio::time::timeout_at(deadline, admission.slots.clone().acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             _ => return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many admission requests in flight"),
+        },
+    };
+    let announced = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let kib = u32::try_from(announced.unwrap_or(admission.body_limit).min(admission.body_limit).div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+    let _body = match admission.body_budget.clone().try_acquire_many_owned(kib) {
+        Ok(permit) => permit,
+        Err(_) => match tokio::time::timeout_at(deadline, admission.body_budget.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(permit)) => permit,
+            _ => return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many large admission requests in flight"),
         },
     };
     let _in_flight = request.extensions().get::<Arc<Activity>>().cloned().map(InFlight::new);

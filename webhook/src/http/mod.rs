@@ -89,6 +89,7 @@ pub fn router(ctx: Arc<Context>, limits: &Limits, require_client_cert: bool) -> 
     let admission = Admission {
         require_client_cert,
         slots: Arc::new(tokio::sync::Semaphore::new(limits.max_requests)),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(conn::BODY_BUDGET_KIB as usize)),
         timeout: limits.request_timeout,
         body_limit: limits.body_limit,
     };
