@@ -58,16 +58,7 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
         ("VAULT_AUTH_METHOD", "kubernetes"),
         ("TLS_CLIENT_CA_FILE", &client_ca),
     ]);
-    let ca = b64(&std::fs::read(&hook.ca).unwrap());
-    cluster.must(
-        "POST",
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-        Some(&json!({"metadata": {"name": "secrets-only"}, "webhooks": [{
-            "name": "secrets.vault-secrets-webhook.test", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"url": format!("{}/secrets", hook.url), "caBundle": ca},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}]})),
-    );
+    register_secrets_webhook(&cluster, &hook, "secrets-only", json!({}));
     let secret = cluster.must(
         "POST",
         "/api/v1/namespaces/shop/secrets",
@@ -111,17 +102,8 @@ fn objects_resolved_as_their_own_namespace_read_only_what_vault_binds_to_it() {
         ("VAULT_ROLE", "tenant-{{.namespace}}"),
         ("TLS_CLIENT_CA_FILE", &client_ca),
     ]);
-    let ca = b64(&std::fs::read(&hook.ca).unwrap());
-    cluster.must(
-        "POST",
-        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
-        Some(&json!({"metadata": {"name": "tenants"}, "webhooks": [{
-            "name": "secrets.vault-secrets-webhook.test", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Fail", "timeoutSeconds": 10,
-            "clientConfig": {"url": format!("{}/secrets", hook.url), "caBundle": ca},
-            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "bar"]}]},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}]})),
-    );
+    let tenants = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "bar"]}]});
+    register_secrets_webhook(&cluster, &hook, "tenants", tenants);
     let secret = |name: &str, path: &str, annotations: Value| json!({"metadata": {"name": name, "annotations": annotations}, "stringData": {"password": format!("vault:secret/data/{path}#password")}});
     for tenant in ["shop", "bar"] {
         let stored = cluster.must("POST", &format!("/api/v1/namespaces/{tenant}/secrets"), Some(&secret("db", &format!("{tenant}/db"), json!({}))));
@@ -134,6 +116,22 @@ fn objects_resolved_as_their_own_namespace_read_only_what_vault_binds_to_it() {
     let (code, answer) = cluster.api("POST", "/api/v1/namespaces/shop/secrets", Some(&secret("steal2", "bar/db", as_bar)));
     assert!(code >= 400 && answer.to_string().contains("login to"), "{code} {answer}");
     assert!(!answer.to_string().contains("bar-pw") && !hook.log().contains("bar-pw"));
+}
+
+/// A MutatingWebhookConfiguration that sends Secret creations in the namespaces `selector`
+/// matches (all for `{}`) to `hook`'s `/secrets`, failing closed.
+fn register_secrets_webhook(cluster: &Cluster, hook: &Webhook, name: &str, selector: Value) {
+    let ca = b64(&std::fs::read(&hook.ca).unwrap());
+    cluster.must(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        Some(&json!({"metadata": {"name": name}, "webhooks": [{
+            "name": "secrets.vault-secrets-webhook.test", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"url": format!("{}/secrets", hook.url), "caBundle": ca},
+            "namespaceSelector": selector,
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}]}]})),
+    );
 }
 
 fn chart() -> String {
