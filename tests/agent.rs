@@ -205,19 +205,19 @@ fn the_init_agent_logs_in_for_vault_env() {
     let token = std::fs::read_to_string(volumes.dir("vault-env").join(".vault-token")).expect("the token sink");
     assert!(!token.trim().is_empty());
 
-    app_resolves_with_the_agents_token(&pod["spec"]["containers"][0], &volumes, &bao, "rendered-by-the-agent");
+    app_resolves_with_the_agents_token(&pod["spec"]["containers"][0], &volumes, &bao, "rendered-by-the-agent", "vault-env");
 }
 
 /// The app container as mutated: vault-env, with `VAULT_TOKEN_FILE` pointing at the agent's sink,
 /// resolves `PASSWORD` to `expected` with that token, without a login of its own.
-fn app_resolves_with_the_agents_token(app: &Value, volumes: &Volumes, bao: &Bao, expected: &str) {
+fn app_resolves_with_the_agents_token(app: &Value, volumes: &Volumes, bao: &Bao, expected: &str, sink_volume: &str) {
     let env: Vec<(String, String)> = app["env"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| (e["name"].as_str().unwrap().to_string(), volumes.local(e["value"].as_str().unwrap_or(""))))
         .collect();
-    assert!(env.iter().any(|(k, v)| k == "VAULT_TOKEN_FILE" && v.ends_with("vault-env/.vault-token")), "{env:?}");
+    assert!(env.iter().any(|(k, v)| k == "VAULT_TOKEN_FILE" && v.ends_with(&format!("{sink_volume}/.vault-token"))), "{env:?}");
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).filter(|(k, _)| *k != "VAULT_ADDR").collect();
     env.push(("VAULT_ADDR", &bao.addr));
     let out = vault_env(&env, &["sh", "-c", "echo \"$PASSWORD\""]);
@@ -236,7 +236,7 @@ template {
 /// Case B: `vault-ct-configmap` (with `vault-ct-once`): the login agent, with the configuration
 /// the webhook passes in its env, logs in through OpenBao's kubernetes auth with a token from the
 /// real TokenRequest API, which OpenBao checks with the API server's TokenReview, and sinks the
-/// token in the `vault-env` volume; consul-template, built from its Go module, finds it as
+/// token in a volume of its own; consul-template, built from its Go module, finds it as
 /// `~/.vault-token` and renders the ConfigMap's template into the volume the app mounts. With
 /// `vault-agent: "true"` (case A) vault-env in the app uses that token too.
 #[test]
@@ -259,9 +259,10 @@ fn consul_template_renders_with_the_login_agents_token() {
     let volumes = Volumes::for_container(&root, login, &jwt);
     let out = run_with_timeout(agent_command(login, &volumes), Duration::from_secs(30));
     assert_eq!(out.code, Some(0), "the login agent exits after its login: {}", out.all());
-    let token = std::fs::read_to_string(volumes.dir("vault-env").join(".vault-token")).expect("the token sink");
+    let token = std::fs::read_to_string(volumes.dir("vault-agent-token").join(".vault-token")).expect("the token sink, in a volume of its own");
     assert!(!token.trim().is_empty());
     assert!(!out.all().contains(token.trim()), "the token is not logged");
+    assert!(!volumes.dir("vault-env").join(".vault-token").exists(), "not in /vault/, which every app container mounts");
 
     let ct = &inits[2];
     let volumes = Volumes::for_container(&root, ct, &jwt);
@@ -273,5 +274,6 @@ fn consul_template_renders_with_the_login_agents_token() {
     // The app container mounts that volume where the template wrote.
     let app = &pod["spec"]["containers"][0];
     assert!(app["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "ct-secrets" && m["mountPath"] == "/vault/secrets"), "{app}");
-    app_resolves_with_the_agents_token(app, &volumes, &bao, "rendered-by-consul-template");
+    let volumes = Volumes::for_container(&root, app, &jwt);
+    app_resolves_with_the_agents_token(app, &volumes, &bao, "rendered-by-consul-template", "vault-agent-token");
 }

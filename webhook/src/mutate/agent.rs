@@ -4,7 +4,7 @@
 //! that logs in and renders before the app starts and leaves its token for vault-env (case D).
 //! The rendered files go to a memory volume (`agent-secrets`) mounted in every app container.
 
-use super::pod_parts::{AGENT_TOKEN_FILE, base_mounts, copy_resources, security_context, tls_volume};
+use super::pod_parts::{LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, base_mounts, copy_resources, security_context, tls_volume};
 use crate::annotations::PodConfig;
 use crate::annotations::agent::{AgentConfig, LoginAgent};
 use k8s_openapi::api::core::v1::Pod;
@@ -94,8 +94,9 @@ pub fn sidecar(config: &PodConfig, pod: &Pod, agent: &AgentConfig) -> Value {
     })
 }
 
-/// Case D: the agent before the app: logs in, renders, sinks its token at
-/// [`super::pod_parts::AGENT_TOKEN_FILE`] for vault-env, and exits.
+/// Case D: the agent before the app: logs in, renders, sinks its token where the pod's
+/// configuration says (Bank-Vaults documents [`super::pod_parts::AGENT_TOKEN_FILE`]) for
+/// vault-env, and exits.
 pub fn init(config: &PodConfig, pod: &Pod, agent: &AgentConfig) -> Value {
     let config_mount = json!({"name": INIT_CONFIG_VOLUME, "mountPath": "/vault/agent/", "readOnly": true});
     json!({
@@ -110,7 +111,8 @@ pub fn init(config: &PodConfig, pod: &Pod, agent: &AgentConfig) -> Value {
     })
 }
 
-/// The agent that only logs in and sinks its token at [`AGENT_TOKEN_FILE`] (for consul-template),
+/// The agent that only logs in and sinks its token at [`LOGIN_TOKEN_FILE`], in a volume of its
+/// own (for consul-template and, in case A, vault-env),
 /// with the configuration Bank-Vaults generates into a ConfigMap per owner: here it travels in
 /// the container's env and the shell writes it to a memory volume, so the webhook creates no
 /// object (nothing leaks, no RBAC to create ConfigMaps, nothing written on a dry run). JSON, as
@@ -121,6 +123,7 @@ pub fn login_init(config: &PodConfig, pod: &Pod, login: &LoginAgent, name: &str)
     let mut mounts = base_mounts(config, pod);
     mounts.extend(service_account_mount(pod, &login.image.sa_mount_path));
     mounts.push(json!({"name": LOGIN_CONFIG_VOLUME, "mountPath": LOGIN_CONFIG_DIR}));
+    mounts.push(json!({"name": LOGIN_TOKEN_VOLUME, "mountPath": LOGIN_TOKEN_DIR}));
     let script = format!(
         "printf '%s' \"${LOGIN_CONFIG_ENV}\" > {LOGIN_CONFIG_DIR}config.json && exec vault agent -config={LOGIN_CONFIG_DIR}config.json -exit-after-auth"
     );
@@ -137,7 +140,7 @@ pub fn login_init(config: &PodConfig, pod: &Pod, login: &LoginAgent, name: &str)
 }
 
 /// Bank-Vaults' generated `config.hcl`, as JSON: a kubernetes login with the pod's role, mount and
-/// namespace, with the token at the service-account mount, sunk at [`AGENT_TOKEN_FILE`].
+/// namespace, with the token at the service-account mount, sunk at [`LOGIN_TOKEN_FILE`].
 pub fn login_config(config: &PodConfig, login: &LoginAgent) -> String {
     let mut method = json!({
         "type": "kubernetes",
@@ -147,12 +150,15 @@ pub fn login_config(config: &PodConfig, login: &LoginAgent) -> String {
     if !config.vault.namespace.is_empty() {
         method["namespace"] = json!(config.vault.namespace);
     }
-    json!({"auto_auth": {"method": method, "sink": [{"type": "file", "config": {"path": AGENT_TOKEN_FILE}}]}}).to_string()
+    json!({"auto_auth": {"method": method, "sink": [{"type": "file", "config": {"path": LOGIN_TOKEN_FILE}}]}}).to_string()
 }
 
-/// The memory volume the login agent writes its configuration to.
-pub fn login_volume() -> Value {
-    json!({"name": LOGIN_CONFIG_VOLUME, "emptyDir": {"medium": "Memory"}})
+/// The memory volumes the login agent writes its configuration and its token to.
+pub fn login_volumes() -> Vec<Value> {
+    vec![
+        json!({"name": LOGIN_CONFIG_VOLUME, "emptyDir": {"medium": "Memory"}}),
+        json!({"name": LOGIN_TOKEN_VOLUME, "emptyDir": {"medium": "Memory"}}),
+    ]
 }
 
 /// The rendered files in an app container.

@@ -5,7 +5,7 @@
 //! sinks into the `vault-env` volume, which is its `$HOME` (it reads `~/.vault-token`).
 
 use super::agent::env;
-use super::pod_parts::{TOKEN_MOUNT_PATH, VOLUME, base_mounts, security_context};
+use super::pod_parts::{LOGIN_TOKEN_VOLUME, TOKEN_MOUNT_PATH, VOLUME, base_mounts, security_context};
 use crate::annotations::PodConfig;
 use crate::annotations::consul_template::CtConfig;
 use k8s_openapi::api::core::v1::Pod;
@@ -32,7 +32,11 @@ pub fn container(config: &PodConfig, pod: &Pod, ct: &CtConfig) -> Value {
     env.push(json!({"name": "HOME", "value": HOME}));
     let mut mounts = base_mounts(config, pod);
     mounts.push(app_mount(ct));
-    mounts.push(json!({"name": VOLUME, "mountPath": HOME}));
+    // ~/.vault-token: the login agent's token, or the pod's own init agent's (in /vault/).
+    if config.token_auth_mount.is_none() {
+        let volume = if config.login_agent.is_some() { LOGIN_TOKEN_VOLUME } else { VOLUME };
+        mounts.push(json!({"name": volume, "mountPath": HOME, "readOnly": true}));
+    }
     mounts.push(json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_FILE, "subPath": "config.hcl", "readOnly": true}));
     if let Some((volume, file)) = &config.token_auth_mount {
         // The pod's own token (`token-auth-mount`), read where it is and renewed by its owner.

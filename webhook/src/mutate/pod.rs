@@ -234,7 +234,7 @@ pub fn patch(
         }));
     }
     volumes.extend(agent.map(agent::volumes).unwrap_or_default());
-    volumes.extend(login.as_ref().map(|_| agent::login_volume()));
+    volumes.extend(login.as_ref().map(|_| agent::login_volumes()).unwrap_or_default());
     volumes.extend(ct.map(consul_template::volumes).unwrap_or_default());
     append(&mut ops, &["spec", "volumes"], spec.is_some_and(|s| s.volumes.is_some()), &volumes);
     // Last, so that the indices above still point at the user's containers. Init containers end
@@ -512,8 +512,12 @@ mod tests {
         config.login_agent = Some(login_agent(true));
         let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
         assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env"]);
-        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config"]);
-        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config", "vault-agent-token"]);
+        // The login agent's token has a volume of its own: written by the agent, read-only in the app.
+        assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault-agent-token/.vault-token")));
+        let app_mounts = &doc["spec"]["containers"][0]["volumeMounts"];
+        assert!(app_mounts.as_array().unwrap().contains(&json!({"name": "vault-agent-token", "mountPath": "/vault-agent-token/", "readOnly": true})));
+        assert!(mount_paths(&doc["spec"]["initContainers"][0]).contains(&("vault-agent-token".into(), "/vault-agent-token/".into())));
         let plain = pod(json!({"containers": [{"name": "app", "image": "app", "command": ["/app"]}]}));
         assert_eq!(mutate(&plain, &config, &SourceData::new(), None), None);
         config.token_auth_mount = Some(("my-token".into(), "token".into()));
@@ -565,10 +569,11 @@ mod tests {
         let doc = mutate(&ct_pod(false), &ct_config(false, false), &SourceData::new(), None).unwrap();
         assert_eq!(names(&doc, "initContainers"), ["vault-agent"]);
         assert_eq!(names(&doc, "containers"), ["consul-template", "MyContainer"]);
-        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config", "ct-secrets", "ct-configmap"]);
+        assert_eq!(names(&doc, "volumes"), ["vault-env", "vault-agent-config", "vault-agent-token", "ct-secrets", "ct-configmap"]);
         assert_eq!(doc["spec"]["volumes"][1], json!({"name": "vault-agent-config", "emptyDir": {"medium": "Memory"}}));
+        assert_eq!(doc["spec"]["volumes"][2], json!({"name": "vault-agent-token", "emptyDir": {"medium": "Memory"}}));
         assert_eq!(
-            doc["spec"]["volumes"][3],
+            doc["spec"]["volumes"][4],
             json!({"name": "ct-configmap", "configMap": {"name": "config-map-test", "defaultMode": 420, "items": [{"key": "config.hcl", "path": "config.hcl"}]}})
         );
         assert_eq!(doc["spec"]["shareProcessNamespace"], true);
@@ -582,11 +587,16 @@ mod tests {
             config,
             json!({"auto_auth": {
                 "method": {"type": "kubernetes", "mount_path": "auth/path", "config": {"role": "role", "token_path": format!("{SA}/token")}},
-                "sink": [{"type": "file", "config": {"path": "/vault/.vault-token"}}]}})
+                "sink": [{"type": "file", "config": {"path": "/vault-agent-token/.vault-token"}}]}})
         );
         assert_eq!(
             mount_paths(login),
-            [("vault-env".into(), "/vault/".into()), ("kube-api-access-x".into(), SA.into()), ("vault-agent-config".into(), "/vault/agent/".into())]
+            [
+                ("vault-env".into(), "/vault/".into()),
+                ("kube-api-access-x".into(), SA.into()),
+                ("vault-agent-config".into(), "/vault/agent/".into()),
+                ("vault-agent-token".into(), "/vault-agent-token/".into())
+            ]
         );
         assert_eq!(login["resources"]["limits"], json!({"cpu": "500m", "memory": "256Mi"}), "the copy container's, as theirs");
 
@@ -598,7 +608,7 @@ mod tests {
             [
                 ("vault-env".into(), "/vault/".into()),
                 ("ct-secrets".into(), "/vault/secrets".into()),
-                ("vault-env".into(), "/home/consul-template".into()),
+                ("vault-agent-token".into(), "/home/consul-template".into()),
                 ("ct-configmap".into(), "/vault/ct-config/config.hcl".into())
             ]
         );
@@ -654,7 +664,7 @@ mod tests {
         let mut config = ct_config(false, false);
         config.login_agent = Some(login_agent(true));
         let doc = mutate(&one_container(json!({})), &config, &SourceData::new(), None).unwrap();
-        assert!(env_of(&doc, "containers", 1).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
+        assert!(env_of(&doc, "containers", 1).contains(&var("VAULT_TOKEN_FILE", "/vault-agent-token/.vault-token")));
 
         let mut config = agent_config(true);
         config.consul_template = ct_config(false, false).consul_template;
@@ -664,6 +674,8 @@ mod tests {
         assert_eq!(doc["spec"]["initContainers"][0]["command"][1], "agent", "the pod's own agent");
         assert_eq!(names(&doc, "containers"), ["consul-template", "MyContainer"]);
         assert_eq!(names(&doc, "volumes"), ["vault-env", "agent-secrets", "vault-agent-config", "ct-secrets", "ct-configmap"]);
+        let home = json!({"name": "vault-env", "mountPath": "/home/consul-template", "readOnly": true});
+        assert!(doc["spec"]["containers"][0]["volumeMounts"].as_array().unwrap().contains(&home), "the pod's agent sinks in /vault/");
 
         let mut config = agent_config(false);
         config.consul_template = ct_config(false, false).consul_template;

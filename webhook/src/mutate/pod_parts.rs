@@ -17,8 +17,22 @@ pub const COPY_CONTAINER: &str = "copy-vault-env";
 /// Where the vault-env image keeps its binary; `vault-env --copy-to DIR` copies itself, no shell.
 pub const IMAGE_BINARY: &str = "/usr/local/bin/vault-env";
 pub const TOKEN_MOUNT_PATH: &str = "/vault-token/";
-/// Where an init vault-agent's configuration sinks its token (in the `vault-env` volume).
+/// Where the pod's own init vault-agent sinks its token (in the `vault-env` volume): the path
+/// Bank-Vaults documents for its users' agent configurations.
 pub const AGENT_TOKEN_FILE: &str = "/vault/.vault-token";
+/// The login agent's token (the configuration the webhook writes sinks it here): a memory volume
+/// of its own, mounted read-only only where it is read (vault-env in case A, consul-template).
+pub const LOGIN_TOKEN_VOLUME: &str = "vault-agent-token";
+pub const LOGIN_TOKEN_DIR: &str = "/vault-agent-token/";
+pub const LOGIN_TOKEN_FILE: &str = "/vault-agent-token/.vault-token";
+
+/// Whether vault-env uses the login agent's token (Bank-Vaults' case A): not when the pod brings
+/// its own token (`token-auth-mount`) or its own init agent (case D).
+pub fn uses_login_token(config: &PodConfig) -> bool {
+    config.token_auth_mount.is_none()
+        && !config.agent.as_ref().is_some_and(|a| a.init)
+        && config.login_agent.as_ref().is_some_and(|l| l.for_vault_env)
+}
 
 /// An `env` entry this webhook adds.
 #[derive(Serialize)]
@@ -76,9 +90,11 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
     }
     if let Some((_, file)) = &config.token_auth_mount {
         out.push(env(names::VAULT_TOKEN_FILE, format!("{TOKEN_MOUNT_PATH}{file}")));
-    } else if config.agent.as_ref().is_some_and(|a| a.init) || config.login_agent.as_ref().is_some_and(|l| l.for_vault_env) {
-        // The init agent's token (its configuration sinks it there).
+    } else if config.agent.as_ref().is_some_and(|a| a.init) {
+        // The pod's own init agent's token (its configuration sinks it there).
         out.push(env(names::VAULT_TOKEN_FILE, AGENT_TOKEN_FILE));
+    } else if uses_login_token(config) {
+        out.push(env(names::VAULT_TOKEN_FILE, LOGIN_TOKEN_FILE));
     }
     if let Some(daemon) = config.daemon {
         out.push(env(names::VAULT_ENV_DAEMON, bool_str(daemon)));
@@ -105,10 +121,14 @@ pub fn base_mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
 
 /// A mutated container's mounts: the base ones, with `/vault/` read-only (only `copy-vault-env`
 /// and the agents write there: an app must not replace the `vault-env` binary the other
-/// containers run, nor the agent's token), and the `token-auth-mount` volume.
+/// containers run, nor the agent's token), the login agent's token (read-only) when vault-env
+/// uses it, and the `token-auth-mount` volume.
 pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
     let mut out = base_mounts(config, pod);
     out[0]["readOnly"] = json!(true);
+    if uses_login_token(config) {
+        out.push(json!({"name": LOGIN_TOKEN_VOLUME, "mountPath": LOGIN_TOKEN_DIR, "readOnly": true}));
+    }
     if let Some((volume, _)) = &config.token_auth_mount {
         out.push(json!({"name": volume, "mountPath": TOKEN_MOUNT_PATH, "readOnly": true}));
     }
