@@ -460,6 +460,8 @@ mod tests {
         assert_eq!(names(&doc, "initContainers"), ["vault-agent", "copy-vault-env", "MyInitContainer"]);
         assert_eq!(names(&doc, "containers"), ["MyContainer"]);
         assert_eq!(names(&doc, "volumes"), ["vault-env", "agent-secrets", "vault-agent-config"]);
+        // The user's init container has no references: no /vault/ (nor any other) mount, as theirs.
+        assert!(doc["spec"]["initContainers"][2].get("volumeMounts").is_none(), "{}", doc["spec"]["initContainers"][2]);
         assert!(doc["spec"].get("shareProcessNamespace").is_none());
         let agent = &doc["spec"]["initContainers"][0];
         assert_eq!(agent["command"], json!(["vault", "agent", "-config=/vault/agent/config.hcl", "-exit-after-auth"]));
