@@ -49,6 +49,7 @@ fn every_bad_setting_is_reported_in_one_run() {
         &[
             ("VAULT_CLIENT_TIMEOUT", "soon"),
             ("VAULT_SKIP_VERIFY", "maybe"),
+            ("VAULT_ENV_DAEMON", "yes"),
             ("VAULT_AUTH_METHOD", "magic"),
             ("VAULT_TOKEN", "s.CANARY-should-not-print"),
             ("P", "vault:secret/data/x#k"),
@@ -58,6 +59,8 @@ fn every_bad_setting_is_reported_in_one_run() {
     assert_eq!(out.code, Some(64), "{}", out.stderr);
     for line in [
         "vault-env: VAULT_SKIP_VERIFY=\"maybe\" is not valid: expected true or false",
+        // Bank-Vaults reads "yes" as false (Go's ParseBool fails): an error here, not true.
+        "vault-env: VAULT_ENV_DAEMON=\"yes\" is not valid: expected true or false",
         "vault-env: VAULT_CLIENT_TIMEOUT=\"soon\" is not valid",
         "vault-env: VAULT_AUTH_METHOD=\"magic\" is not valid",
     ] {

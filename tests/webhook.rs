@@ -604,6 +604,9 @@ fn unsupported_and_unknown_annotations_are_warned_or_denied() {
         (json!({a("vault-ct-configmap"): "ct-config", a("vault-ct-cpu"): "lots"}), "vault-ct-cpu", "a Kubernetes quantity"),
         (json!({a("vault-ct-configmap"): "../etc"}), "vault-ct-configmap", "is not valid"),
         (json!({a("vault-auth-method"): "aws-ecs"}), "vault-auth-method", "vault-auth-method=\"aws-ecs\" is not valid"),
+        // Bank-Vaults reads these as false; ours would have read them as true: denied instead.
+        (json!({a("vault-skip-verify"): "yes"}), "vault-skip-verify", "expected true or false"),
+        (json!({a("mutate-probes"): "on"}), "mutate-probes", "expected true or false"),
     ] {
         let (code, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), annotations)));
         assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(false)), "{key}: {answer}");
@@ -612,4 +615,11 @@ fn unsupported_and_unknown_annotations_are_warned_or_denied() {
     }
     let (_, answer) = hook.post("/pods", &review_of(pod_with(app.clone(), json!({a("vault-agent"): "maybe"}))));
     assert_eq!(answer["response"]["allowed"], json!(false), "{answer}");
+    // A pod's vault-skip-verify counts only with VAULT_ALLOW_OBJECT_SKIP_VERIFY (Bank-Vaults
+    // v1.23.1); otherwise it is ignored with a warning.
+    let review = review_of(pod_with(app.clone(), json!({a("vault-skip-verify"): "true"})));
+    let (_, answer) = hook.post("/pods", &review);
+    assert!(answer["response"]["warnings"].to_string().contains("VAULT_ALLOW_OBJECT_SKIP_VERIFY=true"), "{answer}");
+    let env = &apply(&review, &answer).unwrap()["spec"]["containers"][0]["env"];
+    assert!(env.as_array().unwrap().contains(&json!({"name": "VAULT_SKIP_VERIFY", "value": "false"})), "{env}");
 }

@@ -566,3 +566,16 @@ fn many_large_templates_in_one_object_are_denied_within_bounded_memory() {
     assert!(peak_kib < 128 * 1024, "peak RSS {peak_kib} KiB is over the chart's 128 MiB limit");
     assert_eq!(hook.get("/healthz").0, 200);
 }
+
+/// A `.dockerconfigjson` auth of the form `user:vault:PATH#KEY` (a plain user, the password from
+/// Vault) was never resolved although the README promised it.
+#[test]
+fn docker_auth_with_a_plain_user_and_a_vault_password() {
+    let v = vault();
+    let hook = v.webhook(&[]);
+    let config = json!({"auths": {"registry.example.com": {"auth": b64("ci-bot:vault:secret/data/dockerrepo#DOCKER_REPO_PASSWORD")}}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "regcred", "namespace": "shop"}, "data": {".dockerconfigjson": b64(&config.to_string())}});
+    let out = admitted(&hook, "/secrets", &review("secrets", secret, "CREATE", false));
+    assert_eq!(unb64(&registry_entry(&out, "registry.example.com")["auth"]), "ci-bot:dockerrepopassword");
+}

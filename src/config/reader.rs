@@ -180,14 +180,17 @@ impl<'a, S: Lookup + ?Sized> Reader<'a, S> {
     }
 }
 
-pub const EXPECTED_BOOL: &str = "true or false";
+pub const EXPECTED_BOOL: &str = "true or false (1, t, T, TRUE, True, 0, f, F, FALSE, False: Go's ParseBool)";
 pub const EXPECTED_DURATION: &str = "a duration such as 10s, 1m30s or 500ms (a bare number is seconds)";
 
-/// Go's `strconv.ParseBool` set, plus yes/no/on/off; case-insensitive.
+/// Exactly Go's `strconv.ParseBool` set, which Bank-Vaults reads booleans with. Anything else
+/// (`yes`, `on`, `tRUE`) is an error: Bank-Vaults reads those as false, so accepting them would
+/// make the same manifest mean something else here (`vault-skip-verify: "yes"` turning TLS
+/// verification off under ours only).
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "yes" | "y" | "on" => Some(true),
-        "0" | "f" | "false" | "no" | "n" | "off" => Some(false),
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
 }
@@ -219,6 +222,19 @@ pub fn join<E: fmt::Display>(errors: &[E]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans_are_gos_parse_bool_set_exactly() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_bool(f), Some(false), "{f}");
+        }
+        for bad in ["yes", "no", "on", "off", "y", "n", "tRUE", "Yes", "", " true", "2"] {
+            assert_eq!(parse_bool(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn every_error_is_collected_in_one_shape() {

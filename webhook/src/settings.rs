@@ -289,7 +289,9 @@ Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annota
                                        cubbyhole (under any Vault namespace)
   VAULT_ADDR_ALLOWLIST                 other addresses a vault-addr annotation may name
   VAULT_ALLOW_PRIVATE_ADDR             allow loopback/private IPs there [default: false]
-  VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations [default: false]
+  VAULT_ALLOW_OBJECT_SKIP_VERIFY       honour vault-skip-verify annotations on objects and pods
+                                       (Bank-Vaults v1.23.1) [default: false: a warning says
+                                       the annotation is ignored]
   One token per address/role/mount/identity is reused until 2/3 of its TTL; tokens the webhook
   obtained are revoked when it stops.";
 
@@ -454,6 +456,7 @@ fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaul
         run_as_group: r.int(RUN_AS_GROUP, d.run_as_group),
         readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
         registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
+        allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, d.allow_skip_verify),
         app_log_level: r.parsed(core::VAULT_LOG_LEVEL, d.app_log_level, EXPECTED_LOG_LEVEL, log_level),
         json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
         agent: AgentDefaults {

@@ -36,8 +36,9 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
     if annotations::skipped(annotations, labels) {
         return Ok(Admitted::default());
     }
-    let warnings = annotations::unhandled(annotations);
+    let mut warnings = annotations::unhandled(annotations);
     let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
+    warnings.extend(config.warnings.iter().cloned());
 
     let mut fetched = SourceData::new();
     for (source, name) in pod::sources_to_fetch(pod, &config) {

@@ -32,6 +32,8 @@ pub struct PodDefaults {
     pub run_as_group: i64,
     pub readonly_root_fs: bool,
     pub registry_skip_verify: bool,
+    /// `VAULT_ALLOW_OBJECT_SKIP_VERIFY`: whether a pod's `vault-skip-verify` annotation counts.
+    pub allow_skip_verify: bool,
     /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
     pub app_log_level: String,
     pub json_log: bool,
@@ -54,6 +56,7 @@ impl Default for PodDefaults {
             run_as_group: 0,
             readonly_root_fs: false,
             registry_skip_verify: false,
+            allow_skip_verify: false,
             app_log_level: "info".into(),
             json_log: false,
             agent: AgentDefaults::default(),
@@ -106,6 +109,8 @@ pub struct PodConfig {
     pub consul_template: Option<CtConfig>,
     /// An init agent that only logs in and sinks its token, for consul-template or vault-env.
     pub login_agent: Option<LoginAgent>,
+    /// Annotations read but not acted on, for the admission's warnings.
+    pub warnings: Vec<String>,
 }
 
 pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
@@ -124,7 +129,13 @@ impl PodConfig {
         let addr = r.parsed(VAULT_ADDR, d.vault.addr.clone(), "an http:// or https:// address with a host", |s| {
             vault_addr::usable(s).is_ok().then(|| s.to_string())
         });
-        let skip_verify = r.bool(VAULT_SKIP_VERIFY, d.vault.skip_verify);
+        let mut warnings = Vec::new();
+        let mut skip_verify = r.bool(VAULT_SKIP_VERIFY, d.vault.skip_verify);
+        if let Some(annotation) = r.name_of(VAULT_SKIP_VERIFY).filter(|_| !d.allow_skip_verify) {
+            // Bank-Vaults v1.23.1 applies VAULT_ALLOW_OBJECT_SKIP_VERIFY to pods too.
+            warnings.push(format!("{annotation}: ignored unless the webhook has VAULT_ALLOW_OBJECT_SKIP_VERIFY=true"));
+            skip_verify = d.vault.skip_verify;
+        }
         let default_role = match (d.vault.role.as_str(), object.service_account) {
             ("", "") => "default",
             ("", sa) => sa,
@@ -159,6 +170,7 @@ impl PodConfig {
             agent,
             consul_template,
             login_agent,
+            warnings,
         };
         r.finish(config)
     }
@@ -212,6 +224,30 @@ mod tests {
         let annotations = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let info = ObjectInfo { name: "web-1", namespace: "shop", service_account: "web" };
         PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &PodDefaults::default())
+    }
+
+    /// Bank-Vaults v1.23.1 applies VAULT_ALLOW_OBJECT_SKIP_VERIFY to pods too: the annotation is
+    /// ignored (with a warning) unless the webhook allows it; a bad value is still an error.
+    #[test]
+    fn a_pods_skip_verify_counts_only_when_allowed() {
+        let key = format!("{PREFIX}vault-skip-verify");
+        let c = config(&[(&key, "true")]).unwrap();
+        assert!(!c.vault.skip_verify);
+        assert_eq!(c.warnings, [format!("annotation {key}: ignored unless the webhook has VAULT_ALLOW_OBJECT_SKIP_VERIFY=true")]);
+        let annotations = [(key.clone(), "true".to_string())].into();
+        let info = ObjectInfo { name: "web-1", namespace: "shop", service_account: "web" };
+        let allowed = PodDefaults { allow_skip_verify: true, ..PodDefaults::default() };
+        let c = PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &allowed).unwrap();
+        assert!(c.vault.skip_verify && c.warnings.is_empty());
+        assert!(config(&[(&key, "yes")]).is_err());
+    }
+
+    /// Bank-Vaults' getPullPolicy takes lower-case names; the pod gets the API server's spelling.
+    #[test]
+    fn pull_policies_in_any_case() {
+        let c = config(&[(&format!("{PREFIX}vault-env-image-pull-policy"), "always")]).unwrap();
+        assert_eq!(c.env_pull_policy, "Always");
+        assert!(config(&[(&format!("{PREFIX}vault-env-image-pull-policy"), "sometimes")]).is_err());
     }
 
     /// consul-template's keys under either prefix, and which login agent comes: for

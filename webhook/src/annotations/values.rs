@@ -3,7 +3,9 @@
 pub const EXPECTED_PULL_POLICY: &str = "Always, IfNotPresent or Never";
 
 pub fn pull_policy(s: &str) -> Option<String> {
-    matches!(s, "Always" | "IfNotPresent" | "Never").then(|| s.to_string())
+    // Bank-Vaults' getPullPolicy takes `always`, `ifnotpresent` and `never` too; the pod gets the
+    // spelling the API server accepts.
+    ["Always", "IfNotPresent", "Never"].into_iter().find(|p| p.eq_ignore_ascii_case(s)).map(String::from)
 }
 
 /// A Kubernetes resource quantity: a decimal number with an optional SI/binary suffix or exponent.

@@ -221,7 +221,9 @@ fn walk_docker_config(doc: &mut Value, at: &str, f: &mut Visit<'_>) -> Result<bo
 /// `auth` = base64(`USER:PASSWORD`), either part a reference.
 fn resolve_auth(auth: &mut String, at: &str, f: &mut Visit<'_>) -> Result<bool, String> {
     let Some(text) = decode_text(auth) else { return Ok(false) };
-    if !looks_like_reference(&text) {
+    // `user:vault:PATH#KEY` holds a reference after the user name.
+    let password_only = [":vault:", ":>>vault:"].iter().any(|m| text.contains(m));
+    if !looks_like_reference(&text) && !password_only {
         return Ok(false);
     }
     let (user, password) = split_auth(&text).map_err(|why| format!("{at}: {why}"))?;
@@ -458,6 +460,14 @@ mod tests {
         assert_eq!(split_auth("vault:v1:abc=:vault:v1:def="), Ok(("vault:v1:abc=", "vault:v1:def=")));
         assert_eq!(split_auth(">>vault:a#u:${vault:a#p}x"), Ok((">>vault:a#u", "${vault:a#p}x")));
         assert_eq!(split_auth("user:vault:a#p"), Ok(("user", "vault:a#p")));
+        // … and that form is resolved (it was never reached: the whole text is not a reference).
+        let user_only =
+            json!({"kind": "Secret", "data": {".dockerconfigjson": b64(&json!({"auths": {"r": {"auth": b64("bot:vault:a#p")}}}).to_string())}});
+        let at = "data[.dockerconfigjson] auths.r.auth (password)";
+        assert_eq!(places(Kind::Secret, &user_only), [(at.to_string(), "vault:a#p".to_string())]);
+        let out = apply(Kind::Secret, &user_only, &resolved(&[(at, "pw")])).unwrap();
+        let doc: Value = serde_json::from_str(&decode_text(out["data"][".dockerconfigjson"].as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(doc["auths"]["r"]["auth"], b64("bot:pw"));
         assert!(split_auth("vault:a#u-and-no-password").is_err());
         let secret = json!({"kind": "Secret", "data": {".dockerconfigjson": b64(&json!({"auths": {"r": {"auth": b64("vault:a#u")}}}).to_string())}});
         let err = apply(Kind::Secret, &secret, &resolved(&[])).unwrap_err();

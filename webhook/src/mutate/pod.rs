@@ -222,10 +222,24 @@ pub fn patch(
         append(&mut ops, &at, c.volume_mounts.is_some(), &list);
     }
 
+    let spec = pod.spec.as_ref();
     if !first {
+        // A pass after one that wrapped nothing (an agent or consul-template only), or a pod
+        // whose own volume is named `vault-env`: wrapped containers need the copy container.
+        let copies = spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|i| i.iter().any(|c| c.name == COPY_CONTAINER));
+        if !targets.is_empty() && !copies {
+            let volume = spec.and_then(|s| s.volumes.as_ref()).and_then(|v| v.iter().find(|v| v.name == VOLUME));
+            if !volume.is_some_and(|v| v.empty_dir.is_some()) {
+                return Err(format!("the pod has a volume named {VOLUME:?} of its own, which vault-env's binary would be copied into: rename it"));
+            }
+            let copy = copy_container(config, pod);
+            match spec.is_some_and(|s| s.init_containers.is_some()) {
+                true => ops.add(&["spec", "initContainers", "0"], &copy),
+                false => ops.add(&["spec", "initContainers"], &[copy]),
+            }
+        }
         return ops.finish();
     }
-    let spec = pod.spec.as_ref();
     let mut volumes = vec![json!({"name": VOLUME, "emptyDir": {"medium": "Memory"}})];
     if !config.vault.tls_secret.is_empty() {
         volumes.push(json!({
@@ -821,6 +835,31 @@ mod tests {
         config.from_path = "secret/data/app".into();
         let mutated: Pod = serde_json::from_value(mutate(&p, &config, &SourceData::new(), None).unwrap()).unwrap();
         assert_eq!(mutate(&mutated, &config, &SourceData::new(), None), None);
+    }
+
+    /// A pod whose own volume is named `vault-env` (and no copy container): its containers were
+    /// wrapped with no binary to run (a crash-looping pod). Now: a denial naming the volume; and
+    /// after a pass that wrapped nothing (consul-template only), a later container with references
+    /// gets the copy container it needs.
+    #[test]
+    fn a_vault_env_volume_without_the_copy_container() {
+        let mut p = one_container(json!({}));
+        p.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(json!({"name": "vault-env", "configMap": {"name": "mine"}})).unwrap()]);
+        let config = bank_vaults_config();
+        let targets = select(&p, &config, &SourceData::new());
+        let err = patch(&p, &config, &targets, &HashMap::new()).unwrap_err();
+        assert!(err.contains("a volume named \"vault-env\" of its own"), "{err}");
+
+        let ct_only = mutate(&ct_pod(false), &ct_config(false, false), &SourceData::new(), None).unwrap();
+        let mut again: Value = ct_only.clone();
+        again["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "late", "image": "late", "command": ["/late"], "env": [{"name": "P", "value": "vault:secret/data/app#p"}]}));
+        let again: Pod = serde_json::from_value(again).unwrap();
+        let doc = mutate(&again, &ct_config(false, false), &SourceData::new(), None).unwrap();
+        assert_eq!(names(&doc, "initContainers"), ["copy-vault-env", "vault-agent"]);
+        assert_eq!(doc["spec"]["containers"][2]["command"], json!(["/vault/vault-env"]));
     }
 
     /// Reinvocation: another webhook added a container with a reference after our first pass.
