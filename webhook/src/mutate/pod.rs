@@ -229,7 +229,7 @@ pub fn patch(
         let copies = spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|i| i.iter().any(|c| c.name == COPY_CONTAINER));
         if !targets.is_empty() && !copies {
             let volume = spec.and_then(|s| s.volumes.as_ref()).and_then(|v| v.iter().find(|v| v.name == VOLUME));
-            if !volume.is_some_and(|v| v.empty_dir.is_some()) {
+            if volume.is_none_or(|v| v.empty_dir.is_none()) {
                 return Err(format!("the pod has a volume named {VOLUME:?} of its own, which vault-env's binary would be copied into: rename it"));
             }
             let copy = copy_container(config, pod);
