@@ -217,6 +217,9 @@ fn value_from_secrets_and_config_maps_read_through_the_api() {
             {"name": "plain-key", "image": "b:1", "command": ["b"], "env": [{"name": "U", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user"}}}]},
             {"name": "env-from", "image": "c:1", "command": ["c"], "envFrom": [{"configMapRef": {"name": "settings"}}]},
             {"name": "missing", "image": "d:1", "command": ["d"], "envFrom": [{"secretRef": {"name": "gone"}}]},
+            // optional: true is read too (Bank-Vaults does); a missing optional one holds nothing.
+            {"name": "optional", "image": "e:1", "command": ["e"], "envFrom": [{"configMapRef": {"name": "settings", "optional": true}}]},
+            {"name": "optional-gone", "image": "f:1", "command": ["f"], "envFrom": [{"secretRef": {"name": "gone", "optional": true}}]},
         ]),
         json!({}),
     );
@@ -226,7 +229,7 @@ fn value_from_secrets_and_config_maps_read_through_the_api() {
     let pod = as_pod(&apply(&review, &answer).expect("a patch"));
     let mutated: Vec<bool> =
         pod.spec.unwrap().containers.iter().map(|c| c.command.as_deref() == Some(&["/vault/vault-env".to_string()][..])).collect();
-    assert_eq!(mutated, [true, false, true, false]);
+    assert_eq!(mutated, [true, false, true, false, true, false]);
     let requests = api.requests();
     for path in ["/api/v1/namespaces/shop/secrets/db", "/api/v1/namespaces/shop/configmaps/settings", "/api/v1/namespaces/shop/secrets/gone"] {
         assert!(requests.iter().any(|r| r == path), "{path} not in {requests:?}");

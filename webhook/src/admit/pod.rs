@@ -77,20 +77,9 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
 }
 
 fn referring_container(pod: &Pod, source: DataSource, name: &str) -> String {
-    for (_, c) in pod::containers(pod) {
-        let by_env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|f| match source {
-            DataSource::Secret => f.secret_key_ref.as_ref().is_some_and(|r| r.name == name),
-            DataSource::ConfigMap => f.config_map_key_ref.as_ref().is_some_and(|r| r.name == name),
-        });
-        let by_env_from = c.env_from.iter().flatten().any(|f| match source {
-            DataSource::Secret => f.secret_ref.as_ref().is_some_and(|r| r.name == name),
-            DataSource::ConfigMap => f.config_map_ref.as_ref().is_some_and(|r| r.name == name),
-        });
-        if by_env || by_env_from {
-            return c.name.clone();
-        }
-    }
-    "?".into()
+    pod::containers(pod)
+        .find(|(_, c)| pod::container_sources(c).any(|s| s.source == source && s.name == name))
+        .map_or_else(|| "?".into(), |(_, c)| c.name.clone())
 }
 
 /// The platform a pod's node selector pins, if any.

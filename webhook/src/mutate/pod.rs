@@ -76,49 +76,53 @@ fn has_direct_reference(c: &Container) -> bool {
     c.env.iter().flatten().any(|e| e.value.as_deref().is_some_and(looks_like_reference))
 }
 
+/// One Secret or ConfigMap a container takes variables from: a key of it (`valueFrom`) or all of
+/// it (`envFrom`). `optional: true` sources are read too (Bank-Vaults does): a missing one holds
+/// nothing.
+pub struct SourceRef<'a> {
+    pub source: DataSource,
+    pub name: &'a str,
+    /// `None`: every key (`envFrom`).
+    pub key: Option<&'a str>,
+}
+
+/// The one walk over a container's sources that reading them, deciding whether they hold
+/// references, and naming the container in an error all share.
+pub fn container_sources(c: &Container) -> impl Iterator<Item = SourceRef<'_>> {
+    let by_key = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).flat_map(|from| {
+        let secret = from.secret_key_ref.as_ref().map(|r| SourceRef { source: DataSource::Secret, name: &r.name, key: Some(&r.key) });
+        let config_map = from.config_map_key_ref.as_ref().map(|r| SourceRef { source: DataSource::ConfigMap, name: &r.name, key: Some(&r.key) });
+        secret.into_iter().chain(config_map)
+    });
+    let whole = c.env_from.iter().flatten().flat_map(|from| {
+        let secret = from.secret_ref.as_ref().map(|r| SourceRef { source: DataSource::Secret, name: &r.name, key: None });
+        let config_map = from.config_map_ref.as_ref().map(|r| SourceRef { source: DataSource::ConfigMap, name: &r.name, key: None });
+        secret.into_iter().chain(config_map)
+    });
+    by_key.chain(whole)
+}
+
 /// Phase 1: the objects to read for containers that have no reference of their own.
 pub fn sources_to_fetch(pod: &Pod, config: &PodConfig) -> Vec<(DataSource, String)> {
     if !config.from_path.is_empty() {
         return Vec::new();
     }
-    let mut out: Vec<(DataSource, String)> = Vec::new();
-    for (_, c) in candidates(pod).filter(|(_, c)| !has_direct_reference(c)) {
-        for from in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
-            if let Some(r) = &from.secret_key_ref {
-                out.push((DataSource::Secret, r.name.clone()));
-            }
-            if let Some(r) = &from.config_map_key_ref {
-                out.push((DataSource::ConfigMap, r.name.clone()));
-            }
-        }
-        for from in c.env_from.iter().flatten() {
-            if let Some(r) = from.secret_ref.as_ref().filter(|r| r.optional != Some(true)) {
-                out.push((DataSource::Secret, r.name.clone()));
-            }
-            if let Some(r) = from.config_map_ref.as_ref().filter(|r| r.optional != Some(true)) {
-                out.push((DataSource::ConfigMap, r.name.clone()));
-            }
-        }
-    }
+    let mut out: Vec<(DataSource, String)> = candidates(pod)
+        .filter(|(_, c)| !has_direct_reference(c))
+        .flat_map(|(_, c)| container_sources(c).map(|s| (s.source, s.name.to_string())).collect::<Vec<_>>())
+        .collect();
     out.sort();
     out.dedup();
     out
 }
 
 fn references_through_sources(c: &Container, fetched: &SourceData) -> bool {
-    let value = |source: DataSource, name: &str, key: &str| {
-        fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).and_then(|d| d.get(key)).is_some_and(|v| looks_like_reference(v))
-    };
-    let any_value = |source: DataSource, name: &str| {
-        fetched.get(&(source, name.to_string())).and_then(|d| d.as_ref()).is_some_and(|d| d.values().any(|v| looks_like_reference(v)))
-    };
-    let env = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).any(|from| {
-        from.secret_key_ref.as_ref().is_some_and(|r| value(DataSource::Secret, &r.name, &r.key))
-            || from.config_map_key_ref.as_ref().is_some_and(|r| value(DataSource::ConfigMap, &r.name, &r.key))
-    });
-    env || c.env_from.iter().flatten().any(|from| {
-        from.secret_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(DataSource::Secret, &r.name))
-            || from.config_map_ref.as_ref().is_some_and(|r| r.optional != Some(true) && any_value(DataSource::ConfigMap, &r.name))
+    container_sources(c).any(|s| {
+        let data = fetched.get(&(s.source, s.name.to_string())).and_then(|d| d.as_ref());
+        match s.key {
+            Some(key) => data.and_then(|d| d.get(key)).is_some_and(|v| looks_like_reference(v)),
+            None => data.is_some_and(|d| d.values().any(|v| looks_like_reference(v))),
+        }
     })
 }
 
@@ -886,6 +890,7 @@ mod tests {
             {"name": "from-cm", "image": "i", "command": ["c"], "envFrom": [{"configMapRef": {"name": "settings"}}]},
             {"name": "optional", "image": "i", "command": ["d"], "envFrom": [{"secretRef": {"name": "db", "optional": true}}]},
             {"name": "missing", "image": "i", "command": ["e"], "env": [{"name": "M", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]},
+            {"name": "optional-gone", "image": "i", "command": ["f"], "envFrom": [{"configMapRef": {"name": "gone", "optional": true}}]},
         ]}));
         let config = bank_vaults_config();
         assert_eq!(
@@ -900,7 +905,12 @@ mod tests {
         fetched.insert((DataSource::ConfigMap, "settings".into()), Some([("URL".into(), "x ${vault:secret/data/u#url} y".into())].into()));
         fetched.insert((DataSource::ConfigMap, "gone".into()), None);
         let targets = select(&p, &config, &fetched);
-        assert_eq!(targets, vec![ContainerRef { init: false, index: 0 }, ContainerRef { init: false, index: 2 }]);
+        // `optional: true` sources are read and count when they hold references, as in
+        // Bank-Vaults (the app got literal vault: values before); a missing one holds nothing.
+        assert_eq!(
+            targets,
+            vec![ContainerRef { init: false, index: 0 }, ContainerRef { init: false, index: 2 }, ContainerRef { init: false, index: 3 }]
+        );
         mutate(&p, &config, &fetched, None).unwrap();
     }
 
