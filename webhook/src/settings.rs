@@ -457,6 +457,7 @@ fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaul
         readonly_root_fs: r.bool(READONLY_ROOT_FS, d.readonly_root_fs),
         registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
         allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, d.allow_skip_verify),
+        service_account: r.parsed(VAULT_SERVICEACCOUNT, d.service_account.clone(), EXPECTED_KUBE_NAME, kube_name),
         app_log_level: r.parsed(core::VAULT_LOG_LEVEL, d.app_log_level, EXPECTED_LOG_LEVEL, log_level),
         json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
         agent: AgentDefaults {

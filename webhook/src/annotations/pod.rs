@@ -34,6 +34,9 @@ pub struct PodDefaults {
     pub registry_skip_verify: bool,
     /// `VAULT_ALLOW_OBJECT_SKIP_VERIFY`: whether a pod's `vault-skip-verify` annotation counts.
     pub allow_skip_verify: bool,
+    /// `VAULT_SERVICEACCOUNT`: the default of `vault-serviceaccount`, which a pod's `vault-role`
+    /// template reads as `{{.serviceaccount}}`.
+    pub service_account: String,
     /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
     pub app_log_level: String,
     pub json_log: bool,
@@ -57,6 +60,7 @@ impl Default for PodDefaults {
             readonly_root_fs: false,
             registry_skip_verify: false,
             allow_skip_verify: false,
+            service_account: String::new(),
             app_log_level: "info".into(),
             json_log: false,
             agent: AgentDefaults::default(),
@@ -141,7 +145,11 @@ impl PodConfig {
             ("", sa) => sa,
             (role, _) => role,
         };
-        let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, object);
+        // `{{.serviceaccount}}` in a role is the vault-serviceaccount value, as in Bank-Vaults;
+        // where that is unset (theirs then renders an empty name) the pod's ServiceAccount.
+        let vault_sa = r.parsed(VAULT_SERVICEACCOUNT, d.service_account.clone(), EXPECTED_KUBE_NAME, kube_name);
+        let role_info = ObjectInfo { service_account: if vault_sa.is_empty() { object.service_account } else { &vault_sa }, ..*object };
+        let vault = read_vault_target(&mut r, &d.vault, addr, skip_verify, default_role, &role_info);
         let token_auth_mount = r.optional(TOKEN_AUTH_MOUNT, "VOLUME:FILE", |s| match s.split_once(':') {
             Some((v, f)) if !v.is_empty() && !f.is_empty() && !f.contains('/') => Some((v.to_string(), f.to_string())),
             _ => None,
@@ -240,6 +248,16 @@ mod tests {
         let c = PodConfig::from_annotations(&annotations, &BTreeMap::new(), &info, &allowed).unwrap();
         assert!(c.vault.skip_verify && c.warnings.is_empty());
         assert!(config(&[(&key, "yes")]).is_err());
+    }
+
+    /// Bank-Vaults renders `{{.serviceaccount}}` in a role as the `vault-serviceaccount` value.
+    #[test]
+    fn role_templates_read_the_vault_serviceaccount_value() {
+        let role = format!("{PREFIX}vault-role");
+        let c = config(&[(&role, "{{.serviceaccount}}-{{.namespace}}"), (&format!("{PREFIX}vault-serviceaccount"), "reader")]).unwrap();
+        assert_eq!(c.vault.role, "reader-shop");
+        // Unset: the pod's ServiceAccount (theirs renders an empty name, a role no Vault has).
+        assert_eq!(config(&[(&role, "{{.serviceaccount}}-{{.namespace}}")]).unwrap().vault.role, "web-shop");
     }
 
     /// Bank-Vaults' getPullPolicy takes lower-case names; the pod gets the API server's spelling.
