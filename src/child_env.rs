@@ -28,7 +28,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
         if resolved.dropped.contains(key) || !seen.insert(name.clone()) {
             continue;
         }
-        let value = if key == config::VAULT_TOKEN && login {
+        let value = if config::canonical_name(key) == Some(config::VAULT_TOKEN) && login {
             match login_token {
                 Some(t) => OsString::from(t.expose()),
                 None => continue,

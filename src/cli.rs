@@ -29,6 +29,11 @@ References (in any environment variable):
   vault:v1:CIPHERTEXT             transit decryption (needs VAULT_TRANSIT_KEY_ID)
   text ${vault:PATH#KEY} text     inline references, any number per value
   VAULT_TOKEN=vault:login         log in and give the app the obtained token
+  bao:… and >>bao:…               the same as vault:… and >>vault:… (Bank-Vaults' successor,
+                                  secret-init, names OpenBao references so); BAO_X is read as
+                                  VAULT_X, SECRET_INIT_DAEMON/_DELAY/_JSON_LOG/_LOG_LEVEL as
+                                  VAULT_ENV_DAEMON/VAULT_ENV_DELAY/VAULT_JSON_LOG/VAULT_LOG_LEVEL,
+                                  VAULT_PASSTHROUGH and VAULT_FROM_PATH as VAULT_ENV_*; ours win
 
 Vault connection:
   VAULT_ADDR                      Vault address [default: https://127.0.0.1:8200]

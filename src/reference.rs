@@ -11,6 +11,9 @@
 //! hold `#` but a path or key may not. Anything else is not a reference and passes through
 //! unchanged, byte for byte.
 //!
+//! `bao:` and `>>bao:` are read as `vault:` and `>>vault:` (Bank-Vaults' successor, secret-init,
+//! names OpenBao references so; the protocol is the same), wherever the `vault:` forms may stand.
+//!
 //! Differences from Bank-Vaults, on purpose: a trailing `/` before `#` is dropped (OpenBao can't
 //! read `secret/data/x/`); a read version must be a number; inline references may nest any number
 //! of `${…}` template actions (braces are balanced instead of the Go regex's one level); a
@@ -82,13 +85,32 @@ pub enum ReferenceError {
     Template(#[from] TemplateError),
 }
 
+/// The successor's OpenBao prefixes, read as the `vault:` ones.
+pub const BAO_READ_PREFIX: &str = "bao:";
+pub const BAO_WRITE_PREFIX: &str = ">>bao:";
+
 /// True when a value has any reference syntax (cheap pre-check).
 pub fn looks_like_reference(value: &str) -> bool {
-    value.starts_with(READ_PREFIX) || value.starts_with(WRITE_PREFIX) || value.contains("${vault:") || value.contains("${>>vault:")
+    [READ_PREFIX, WRITE_PREFIX, BAO_READ_PREFIX, BAO_WRITE_PREFIX].iter().any(|p| value.starts_with(p))
+        || ["${vault:", "${>>vault:", "${bao:", "${>>bao:"].iter().any(|p| value.contains(p))
+}
+
+/// `value` with the `bao:` forms spelled as `vault:` ones: at the start, and after each `${`.
+fn as_vault(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.starts_with(BAO_READ_PREFIX) && !value.starts_with(BAO_WRITE_PREFIX) && !value.contains("${bao:") && !value.contains("${>>bao:") {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let whole = match (value.strip_prefix(BAO_READ_PREFIX), value.strip_prefix(BAO_WRITE_PREFIX)) {
+        (Some(rest), _) => format!("{READ_PREFIX}{rest}"),
+        (_, Some(rest)) => format!("{WRITE_PREFIX}{rest}"),
+        _ => value.to_string(),
+    };
+    std::borrow::Cow::Owned(whole.replace("${bao:", "${vault:").replace("${>>bao:", "${>>vault:"))
 }
 
 /// Parses one value. `Ok(Value::Plain)` for anything that is not a reference.
 pub fn parse_value(value: &str) -> Result<Value, ReferenceError> {
+    let value = &*as_vault(value);
     if value.starts_with(READ_PREFIX) || value.starts_with(WRITE_PREFIX) {
         return parse_reference(value).map(Value::Whole);
     }
@@ -100,6 +122,7 @@ pub fn parse_value(value: &str) -> Result<Value, ReferenceError> {
 
 /// Parses a single reference (the whole string must be one).
 pub fn parse_reference(s: &str) -> Result<Reference, ReferenceError> {
+    let s = &*as_vault(s);
     if let Some(rest) = s.strip_prefix(WRITE_PREFIX) {
         let (path, key, body) = split(rest)?;
         let body = match body {
@@ -280,6 +303,26 @@ mod tests {
 
     fn read(path: &str, key: &str, version: Option<u64>) -> Reference {
         Reference::Read { path: path.into(), key: Key::Name(key.into()), version }
+    }
+
+    /// secret-init's OpenBao prefixes mean the same as the `vault:` ones, in every position.
+    #[test]
+    fn bao_prefixes_are_vault_ones() {
+        for (bao, vault) in [
+            ("bao:secret/data/a#k", "vault:secret/data/a#k"),
+            (">>bao:pki/issue/web#certificate#{\"common_name\":\"a\"}", ">>vault:pki/issue/web#certificate#{\"common_name\":\"a\"}"),
+            (
+                "x ${bao:secret/data/a#k} ${vault:secret/data/b#k} ${>>bao:gen/pw#v}",
+                "x ${vault:secret/data/a#k} ${vault:secret/data/b#k} ${>>vault:gen/pw#v}",
+            ),
+            ("bao:v1:abcd", "vault:v1:abcd"),
+        ] {
+            assert!(looks_like_reference(bao), "{bao}");
+            assert_eq!(parse_value(bao), parse_value(vault), "{bao}");
+        }
+        for plain in ["baobab", "bao", "my bao:x", "${baox:y}"] {
+            assert_eq!(parse_value(plain), Ok(Value::Plain), "{plain}");
+        }
     }
 
     #[test]

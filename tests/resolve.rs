@@ -189,3 +189,25 @@ fn values_that_are_not_references_pass_through_byte_for_byte() {
     let out = resolve(&bao, &[("REF", "vault:secret/data/app#k"), ("TRICKY", tricky), ("EMPTY", "")], &["REF", "TRICKY", "EMPTY"]);
     assert_eq!(ok(&out), format!("v|{tricky}|"));
 }
+
+/// A pod written for Bank-Vaults' successor (secret-init with its OpenBao provider) works
+/// unchanged: `bao:` references, `BAO_*` settings, `SECRET_INIT_*` and `VAULT_FROM_PATH`; none of
+/// those settings (the token above all) reaches the app.
+#[test]
+fn the_successors_names_for_openbao() {
+    let bao = Bao::dev();
+    bao.kv2("app", json!({"password": "from-bao"}));
+    bao.kv2("bulk", json!({"GREETING": "hi"}));
+    let out = vault_env(
+        &[
+            ("BAO_ADDR", bao.addr.as_str()),
+            ("BAO_TOKEN", ROOT_TOKEN),
+            ("SECRET_INIT_LOG_LEVEL", "warn"),
+            ("VAULT_FROM_PATH", "secret/data/bulk"),
+            ("P", "bao:secret/data/app#password"),
+            ("Q", "x ${bao:secret/data/app#password} y"),
+        ],
+        &["sh", "-c", "printf '%s|%s|%s|' \"$P\" \"$Q\" \"$GREETING\"; env | grep -E '^(BAO_|VAULT_|SECRET_INIT_)' | wc -l"],
+    );
+    assert_eq!((out.code, out.stdout.trim()), (Some(0), "from-bao|x from-bao y|hi|0"), "{}", out.all());
+}

@@ -626,3 +626,34 @@ fn unsupported_and_unknown_annotations_are_warned_or_denied() {
     let env = &apply(&review, &answer).unwrap()["spec"]["containers"][0]["env"];
     assert!(env.as_array().unwrap().contains(&json!({"name": "VAULT_SKIP_VERIFY", "value": "false"})), "{env}");
 }
+
+/// A pod written for Bank-Vaults' successor with its OpenBao provider: `provider: bao`, `bao-*`
+/// annotations and `bao:` references are served as the vault ones, without warnings; a pod the
+/// successor already mutated (secret-init) is left alone, with a warning, not wrapped twice.
+#[test]
+fn the_successors_openbao_pods() {
+    let hook = Webhook::start(&[("VAULT_ADDR", "https://vault.vault:8200")]);
+    let new = |key: &str| format!("secrets-webhook.security.bank-vaults.io/{key}");
+    let app = json!([{"name": "app", "image": "app:1", "command": ["/app"], "env": [{"name": "P", "value": "bao:secret/data/app#p"}]}]);
+    let review = review_of(pod_with(app, json!({new("provider"): "bao", new("bao-addr"): "https://openbao.infra:8200", new("bao-role"): "app"})));
+    let (code, answer) = hook.post("/pods", &review);
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    assert!(answer["response"].get("warnings").is_none_or(|w| w.as_array().is_some_and(Vec::is_empty)), "{answer}");
+    let pod = apply(&review, &answer).expect("mutated");
+    let app = &pod["spec"]["containers"][0];
+    assert_eq!(app["command"], json!(["/vault/vault-env"]));
+    let env = app["env"].as_array().unwrap();
+    assert!(
+        env.contains(&json!({"name": "VAULT_ADDR", "value": "https://openbao.infra:8200"}))
+            && env.contains(&json!({"name": "VAULT_ROLE", "value": "app"})),
+        "{app}"
+    );
+
+    let successor = json!([{"name": "app", "image": "app:1", "command": ["/vault/secret-init"], "args": ["/app"],
+        "env": [{"name": "P", "value": "vault:secret/data/app#p"}]}]);
+    let review = review_of(pod_with(successor, json!({})));
+    let (code, answer) = hook.post("/pods", &review);
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}");
+    assert!(answer["response"].get("patch").is_none(), "{answer}");
+    assert!(answer["response"]["warnings"].to_string().contains("secret-init"), "{answer}");
+}

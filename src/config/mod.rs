@@ -32,7 +32,24 @@ pub struct Env {
 
 impl Env {
     pub fn from_process() -> Self {
-        Self { vars: std::env::vars_os().collect() }
+        Self { vars: std::env::vars_os().collect() }.with_aliases()
+    }
+
+    /// With each alias of a setting (`BAO_ADDR`, `SECRET_INIT_DAEMON`, `VAULT_FROM_PATH`: the
+    /// names of Bank-Vaults' successor) also set under the setting's own name, unless that is set
+    /// already (ours win, then the first alias). The aliases stay, so the app's environment is
+    /// scrubbed of them as of the settings.
+    pub fn with_aliases(mut self) -> Self {
+        let mut added = Vec::new();
+        for (name, value) in &self.vars {
+            let Some(canonical) = name.to_str().and_then(names::canonical_name) else { continue };
+            if name.to_str() != Some(canonical) && self.get(canonical).is_none() && !added.iter().any(|(n, _): &(OsString, OsString)| n == canonical)
+            {
+                added.push((OsString::from(canonical), value.clone()));
+            }
+        }
+        self.vars.extend(added);
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<&OsStr> {
@@ -379,7 +396,8 @@ impl Config {
 fn read_auth(r: &mut Reader<'_, Env>) -> AuthSettings {
     // VAULT_TOKEN may hold a secret: never echo it in an error.
     let raw_token = r.secret(VAULT_TOKEN);
-    let login_requested = raw_token.as_ref().is_some_and(|t| t.expose() == LOGIN_TOKEN);
+    // `bao:login`: the successor's spelling for OpenBao.
+    let login_requested = raw_token.as_ref().is_some_and(|t| t.expose() == LOGIN_TOKEN || t.expose() == "bao:login");
     let token = raw_token.filter(|_| !login_requested);
 
     let method = r.parsed(VAULT_AUTH_METHOD, AuthMethod::Jwt, AuthMethod::EXPECTED, AuthMethod::parse);

@@ -109,12 +109,59 @@ pub const OWN_SCRUB: [(&str, bool); 18] = [
     (VAULT_ENV_TERMINATE_DESCENDANTS, false),
 ];
 
-/// True for vault-env's own settings: never read as references, never passed on by default.
+/// Bank-Vaults' successor (secret-init) names for settings of ours: read as these, scrubbed as
+/// these. (`BAO_*` mirrors every `VAULT_*` name: [`canonical_name`].)
+pub const SUCCESSOR_ALIASES: [(&str, &str); 6] = [
+    ("SECRET_INIT_DAEMON", VAULT_ENV_DAEMON),
+    ("SECRET_INIT_DELAY", VAULT_ENV_DELAY),
+    ("SECRET_INIT_JSON_LOG", VAULT_JSON_LOG),
+    ("SECRET_INIT_LOG_LEVEL", VAULT_LOG_LEVEL),
+    ("VAULT_PASSTHROUGH", VAULT_ENV_PASSTHROUGH),
+    ("VAULT_FROM_PATH", VAULT_ENV_FROM_PATH),
+];
+
+/// The setting an alias stands for: a successor name, or `BAO_X` for the `VAULT_X` setting (its
+/// OpenBao provider mirrors every `VAULT_*` name). `None` for a name that is no alias.
+pub fn canonical_name(name: &str) -> Option<&'static str> {
+    let vault_name;
+    let name = match name.strip_prefix("BAO_") {
+        Some(rest) => {
+            vault_name = format!("VAULT_{rest}");
+            vault_name.as_str()
+        }
+        None => name,
+    };
+    let all = BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).map(|(n, _)| *n);
+    SUCCESSOR_ALIASES.iter().find(|(alias, _)| *alias == name).map(|(_, canonical)| *canonical).or_else(|| all.into_iter().find(|n| *n == name))
+}
+
+/// True for vault-env's own settings (and their aliases): never read as references, never passed
+/// on by default.
 pub fn is_setting(name: &str) -> bool {
     passed_on_login(name).is_some()
 }
 
 /// Whether the setting is passed to the app when `VAULT_TOKEN=vault:login` (`None`: not a setting).
 pub fn passed_on_login(name: &str) -> Option<bool> {
+    let name = canonical_name(name).unwrap_or(name);
     BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).find(|(n, _)| *n == name).map(|&(_, login)| login)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_name_our_settings() {
+        assert_eq!(canonical_name("BAO_ADDR"), Some(VAULT_ADDR));
+        assert_eq!(canonical_name("BAO_TOKEN"), Some(VAULT_TOKEN));
+        assert_eq!(canonical_name("BAO_PASSTHROUGH"), Some(VAULT_ENV_PASSTHROUGH));
+        assert_eq!(canonical_name("SECRET_INIT_DAEMON"), Some(VAULT_ENV_DAEMON));
+        assert_eq!(canonical_name("VAULT_FROM_PATH"), Some(VAULT_ENV_FROM_PATH));
+        assert_eq!(canonical_name("VAULT_ADDR"), Some(VAULT_ADDR));
+        assert_eq!(canonical_name("BAO_SOMETHING"), None);
+        assert_eq!(canonical_name("HOME"), None);
+        assert!(is_setting("BAO_TOKEN") && is_setting("SECRET_INIT_LOG_LEVEL"));
+        assert_eq!(passed_on_login("BAO_ADDR"), Some(true));
+    }
 }

@@ -33,6 +33,8 @@ pub const TLS_CLIENT_ALLOWED_NAMES: &str = "TLS_CLIENT_ALLOWED_NAMES";
 pub const VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS";
 pub const VAULT_OBJECT_LOGINS: &str = "VAULT_OBJECT_LOGINS";
 pub const VAULT_OBJECT_PATHS: &str = "VAULT_OBJECT_PATHS";
+/// The successor's provider setting: `vault` or `bao` (OpenBao), both served the same way.
+pub const PROVIDER: &str = "PROVIDER";
 pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 pub const MAX_CONCURRENT_REQUESTS: &str = "MAX_CONCURRENT_REQUESTS";
@@ -84,7 +86,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 67] = [
+pub const ALL: [&str; 68] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -93,6 +95,7 @@ pub const ALL: [&str; 67] = [
     VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS,
     VAULT_OBJECT_LOGINS,
     VAULT_OBJECT_PATHS,
+    PROVIDER,
     VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS,
     REQUEST_TIMEOUT,
     MAX_CONNECTIONS,
@@ -190,6 +193,9 @@ Server:
                                        [default: 90s] (also fixed: 32 HTTP/2 streams per
                                        connection, bodies up to 4 MiB)
   TELEMETRY_LISTEN_ADDRESS             also serve /metrics there, over plain HTTP
+  PROVIDER                             Bank-Vaults' successor's provider: vault or bao (OpenBao;
+                                       the same protocol) [default: vault]; its bao-* annotations,
+                                       bao: references and BAO_* variables are read as vault ones
   LOG_LEVEL                            the webhook's log level [default: info]
   ENABLE_JSON_LOG                      JSON logs; also the default of VAULT_JSON_LOG in pods
   KUBECONFIG                           Kubernetes API access outside a cluster (else in-cluster);
@@ -350,6 +356,11 @@ impl Settings {
                 "both must be set: the webhook serves HTTPS only (the API server requires it)",
             ));
         }
+        // The successor's provider setting: both values are served the same way; any other is
+        // a provider this webhook does not have.
+        let _provider = r.parsed(PROVIDER, "vault".to_string(), "vault or bao (other providers are not supported)", |s| {
+            crate::annotations::PROVIDERS.contains(&s).then(|| s.to_string())
+        });
         let registry = read_registry(&mut r);
         let (log_level, own_namespace, has_vault_token) = (r.string(LOG_LEVEL, "info"), r.text(KUBERNETES_NAMESPACE), r.is_set(core::VAULT_TOKEN));
         let mut errors = r.finish(()).err().unwrap_or_default();
@@ -585,6 +596,8 @@ mod tests {
             settings(&[(VAULT_OBJECT_PATHS, "secret/../auth"), (VAULT_OBJECT_LOGINS, "a:b:c:d"), (TLS_CLIENT_ALLOWED_NAMES, ",")]).unwrap_err();
         let names: Vec<&str> = errors.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, [TLS_CLIENT_ALLOWED_NAMES, VAULT_OBJECT_LOGINS, VAULT_OBJECT_PATHS], "{errors:?}");
+        assert!(settings(&[(PROVIDER, "bao")]).is_ok());
+        assert_eq!(settings(&[(PROVIDER, "aws")]).unwrap_err()[0].name, PROVIDER);
     }
 
     #[test]

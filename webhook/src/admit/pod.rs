@@ -36,6 +36,10 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
     if annotations::skipped(annotations, labels) {
         return Ok(Admitted::default());
     }
+    if pod::mutated_by_successor(pod) {
+        let warning = "already mutated by Bank-Vaults' secrets-webhook (secret-init): left alone, not wrapped twice".to_string();
+        return Ok(Admitted { patch: None, warnings: vec![warning] });
+    }
     let mut warnings = annotations::unhandled(annotations);
     let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
     warnings.extend(config.warnings.iter().cloned());

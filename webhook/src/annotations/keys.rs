@@ -180,11 +180,22 @@ impl<'a> Annotations<'a> {
 }
 
 impl Lookup for Annotations<'_> {
+    /// Under the new prefix: the successor's renamed key, our key, then the successor's OpenBao
+    /// spelling (`bao-addr` for `vault-addr`: its `bao` provider mirrors every `vault-*` key with
+    /// the same meaning); then Bank-Vaults' prefix.
     fn find(&self, key: &str) -> Option<Found<'_>> {
         let renamed = RENAMED.iter().find(|(old, _)| *old == key).map(|(_, new)| *new).unwrap_or(&[]);
-        let (name, value) = renamed.iter().chain([&key]).find_map(|k| self.new.get(k)).or_else(|| self.old.get(key))?;
+        let keys: Vec<&str> = renamed.iter().copied().chain([key]).collect();
+        let bao: Vec<String> = keys.iter().filter_map(|k| k.strip_prefix("vault-")).map(|rest| format!("bao-{rest}")).collect();
+        let (name, value) =
+            keys.iter().find_map(|k| self.new.get(k)).or_else(|| bao.iter().find_map(|k| self.new.get(k.as_str()))).or_else(|| self.old.get(key))?;
         Some(Found { name: Cow::Owned(format!("annotation {name}")), text: Some(value.trim()) })
     }
+}
+
+/// The `vault-*` key a successor's `bao-*` key stands for (`bao-addr` → `vault-addr`).
+pub fn bao_alias(key: &str) -> Option<String> {
+    key.strip_prefix("bao-").map(|rest| format!("vault-{rest}"))
 }
 
 /// Opted out with the `mutate: skip` annotation or the `security.banzaicloud.io/mutate: skip` label.

@@ -18,5 +18,5 @@ pub mod consul_template;
 pub use keys::{MUTATE_LABEL, NEW_PREFIX, PREFIX, skipped};
 pub use object::{ObjectConfig, ObjectDefaults};
 pub use pod::{PodConfig, PodDefaults};
-pub use unhandled::unhandled;
+pub use unhandled::{PROVIDERS, unhandled};
 pub use vault::{ObjectInfo, VaultDefaults, VaultTarget};

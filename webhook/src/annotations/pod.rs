@@ -250,6 +250,21 @@ mod tests {
         assert!(config(&[(&key, "yes")]).is_err());
     }
 
+    /// The successor's OpenBao keys (`bao-*` under its prefix) mean the `vault-*` ones; ours win.
+    #[test]
+    fn bao_keys_are_vault_keys() {
+        let new = "secrets-webhook.security.bank-vaults.io/";
+        let c = config(&[
+            (&format!("{new}bao-addr"), "https://bao:8200"),
+            (&format!("{new}bao-role"), "app"),
+            (&format!("{new}bao-transit-key-id"), "k"),
+        ])
+        .unwrap();
+        assert_eq!((c.vault.addr.as_str(), c.vault.role.as_str(), c.vault.transit_key_id.as_str()), ("https://bao:8200", "app", "k"));
+        let c = config(&[(&format!("{new}bao-addr"), "https://bao:8200"), (&format!("{new}vault-addr"), "https://vault:8200")]).unwrap();
+        assert_eq!(c.vault.addr, "https://vault:8200");
+    }
+
     /// Bank-Vaults renders `{{.serviceaccount}}` in a role as the `vault-serviceaccount` value.
     #[test]
     fn role_templates_read_the_vault_serviceaccount_value() {

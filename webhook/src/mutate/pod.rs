@@ -61,6 +61,14 @@ pub fn already_mutated(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == VOLUME))
 }
 
+/// Mutated by Bank-Vaults' successor (secrets-webhook): its `secret-init` volume, or a container
+/// that runs `/vault/secret-init`. Wrapping it again would run secret-init under vault-env.
+pub fn mutated_by_successor(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.volumes.as_ref()).is_some_and(|v| v.iter().any(|v| v.name == "secret-init"))
+        || containers(pod).any(|(_, c)| c.command.as_ref().and_then(|c| c.first()).is_some_and(|first| first == "/vault/secret-init"))
+}
+
 /// A container that a pass before this one ran through vault-env, or our copy container.
 fn ours(c: &Container) -> bool {
     c.name == COPY_CONTAINER || c.command.as_ref().and_then(|c| c.first()).is_some_and(|first| first == BINARY)
@@ -912,6 +920,17 @@ mod tests {
             vec![ContainerRef { init: false, index: 0 }, ContainerRef { init: false, index: 2 }, ContainerRef { init: false, index: 3 }]
         );
         mutate(&p, &config, &fetched, None).unwrap();
+    }
+
+    #[test]
+    fn the_successors_marker_is_seen() {
+        let mut p = one_container(json!({"command": ["/vault/secret-init"], "args": ["/bin/bash"]}));
+        assert!(mutated_by_successor(&p));
+        p = one_container(json!({}));
+        assert!(!mutated_by_successor(&p));
+        p.spec.as_mut().unwrap().volumes =
+            Some(vec![serde_json::from_value(json!({"name": "secret-init", "emptyDir": {"medium": "Memory"}})).unwrap()]);
+        assert!(mutated_by_successor(&p));
     }
 
     #[test]
