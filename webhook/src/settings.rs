@@ -6,7 +6,9 @@
 
 use crate::annotations::agent::AgentDefaults;
 use crate::annotations::object::{EXPECTED_LOGINS, LoginRule, SERVICE_ACCOUNT_NEEDS_CLIENT_AUTH};
-use crate::annotations::pod::{EXPECTED_LOG_LEVEL, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy};
+use crate::annotations::pod::{
+    EXPECTED_LOG_LEVEL, EXPECTED_MEDIUM, EXPECTED_PULL_POLICY, Resources, is_quantity, log_level, pull_policy, volume_medium,
+};
 use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
 use crate::annotations::vault_addr::AddrPolicy;
 use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
@@ -59,6 +61,7 @@ pub const VAULT_ENV_CPU_REQUEST: &str = "VAULT_ENV_CPU_REQUEST";
 pub const VAULT_ENV_MEMORY_REQUEST: &str = "VAULT_ENV_MEMORY_REQUEST";
 pub const VAULT_ENV_CPU_LIMIT: &str = "VAULT_ENV_CPU_LIMIT";
 pub const VAULT_ENV_MEMORY_LIMIT: &str = "VAULT_ENV_MEMORY_LIMIT";
+pub const VAULT_ENV_VOLUME_MEDIUM: &str = "VAULT_ENV_VOLUME_MEDIUM";
 pub const REGISTRY_SKIP_VERIFY: &str = "REGISTRY_SKIP_VERIFY";
 pub const DEFAULT_IMAGE_PULL_SECRET: &str = "DEFAULT_IMAGE_PULL_SECRET";
 pub const DEFAULT_IMAGE_PULL_SECRET_NAMESPACE: &str = "DEFAULT_IMAGE_PULL_SECRET_NAMESPACE";
@@ -86,7 +89,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 68] = [
+pub const ALL: [&str; 69] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -121,6 +124,7 @@ pub const ALL: [&str; 68] = [
     VAULT_ENV_MEMORY_REQUEST,
     VAULT_ENV_CPU_LIMIT,
     VAULT_ENV_MEMORY_LIMIT,
+    VAULT_ENV_VOLUME_MEDIUM,
     REGISTRY_SKIP_VERIFY,
     DEFAULT_IMAGE_PULL_SECRET,
     DEFAULT_IMAGE_PULL_SECRET_NAMESPACE,
@@ -224,6 +228,9 @@ The copy-vault-env init container:
   VAULT_ENV_IMAGE [ghcr.io/vault-env/vault-env:0.1.0], VAULT_ENV_PULL_POLICY [IfNotPresent],
   VAULT_ENV_CPU_REQUEST [100m], VAULT_ENV_MEMORY_REQUEST [256Mi], VAULT_ENV_CPU_LIMIT [500m],
   VAULT_ENV_MEMORY_LIMIT [256Mi]
+  VAULT_ENV_VOLUME_MEDIUM              the vault-env volume on Memory (counted against the pod's
+                                       memory: about 3 MB) or Disk [default: Memory]; annotation
+                                       vault-env-volume-medium
 
 Image ENTRYPOINT/CMD lookup (containers without command):
   REGISTRY_SKIP_VERIFY                 accept any registry certificate [default: false]
@@ -469,6 +476,7 @@ fn read_pod_defaults(r: &mut Reader<'_, Env>, vault: VaultDefaults) -> PodDefaul
         registry_skip_verify: r.bool(REGISTRY_SKIP_VERIFY, d.registry_skip_verify),
         allow_skip_verify: r.bool(VAULT_ALLOW_OBJECT_SKIP_VERIFY, d.allow_skip_verify),
         service_account: r.parsed(VAULT_SERVICEACCOUNT, d.service_account.clone(), EXPECTED_KUBE_NAME, kube_name),
+        volume_medium: r.parsed(VAULT_ENV_VOLUME_MEDIUM, d.volume_medium.clone(), EXPECTED_MEDIUM, volume_medium),
         app_log_level: r.parsed(core::VAULT_LOG_LEVEL, d.app_log_level, EXPECTED_LOG_LEVEL, log_level),
         json_log: r.bool(ENABLE_JSON_LOG, d.json_log),
         agent: AgentDefaults {

@@ -34,6 +34,10 @@ pub const VAULT_ENV_FROM_PATH: &str = "vault-env-from-path";
 pub const VAULT_ENV_IMAGE: &str = "vault-env-image";
 pub const VAULT_ENV_IMAGE_PULL_POLICY: &str = "vault-env-image-pull-policy";
 pub const MUTATE_PROBES: &str = "mutate-probes";
+/// Ours (Bank-Vaults' PR #842): only these containers (comma-separated names) are wrapped.
+pub const MUTATE_CONTAINERS: &str = "mutate-containers";
+/// Ours (Bank-Vaults' issue #403): the `vault-env` volume's medium, `Memory` or `Disk`.
+pub const VAULT_ENV_VOLUME_MEDIUM: &str = "vault-env-volume-medium";
 pub const RUN_AS_NON_ROOT: &str = "run-as-non-root";
 pub const RUN_AS_USER: &str = "run-as-user";
 pub const RUN_AS_GROUP: &str = "run-as-group";
@@ -97,6 +101,8 @@ pub const ALL: &[&str] = &[
     VAULT_ENV_IMAGE,
     VAULT_ENV_IMAGE_PULL_POLICY,
     MUTATE_PROBES,
+    MUTATE_CONTAINERS,
+    VAULT_ENV_VOLUME_MEDIUM,
     RUN_AS_NON_ROOT,
     RUN_AS_USER,
     RUN_AS_GROUP,

@@ -37,6 +37,8 @@ pub struct PodDefaults {
     /// `VAULT_SERVICEACCOUNT`: the default of `vault-serviceaccount`, which a pod's `vault-role`
     /// template reads as `{{.serviceaccount}}`.
     pub service_account: String,
+    /// `VAULT_ENV_VOLUME_MEDIUM`: `Memory` or `Disk`.
+    pub volume_medium: String,
     /// Default `VAULT_LOG_LEVEL` for apps. Unlike Bank-Vaults, not the webhook's own `LOG_LEVEL`.
     pub app_log_level: String,
     pub json_log: bool,
@@ -61,6 +63,7 @@ impl Default for PodDefaults {
             registry_skip_verify: false,
             allow_skip_verify: false,
             service_account: String::new(),
+            volume_medium: "Memory".into(),
             app_log_level: "info".into(),
             json_log: false,
             agent: AgentDefaults::default(),
@@ -115,6 +118,24 @@ pub struct PodConfig {
     pub login_agent: Option<LoginAgent>,
     /// Annotations read but not acted on, for the admission's warnings.
     pub warnings: Vec<String>,
+    /// `mutate-containers`: only these containers are wrapped (empty: every one with references).
+    pub containers: Vec<String>,
+    /// `vault-env-volume-medium` / `VAULT_ENV_VOLUME_MEDIUM`: `Memory` (the default) or `Disk`.
+    pub volume_medium: String,
+}
+
+pub const EXPECTED_MEDIUM: &str = "Memory or Disk";
+
+/// Bank-Vaults' vault-env image (a common leftover in values files): it has no `--copy-to`.
+pub fn is_bank_vaults_image(image: &str) -> bool {
+    let name = image.split(['@', ':']).next().unwrap_or(image);
+    ["bank-vaults/vault-env", "banzaicloud/vault-env"].iter().any(|n| name.ends_with(n))
+}
+
+/// The `vault-env` volume's medium: `Memory` (counted against the pod's memory; the binary is
+/// about 3 MB) or `Disk` (the node's disk), in any case.
+pub fn volume_medium(s: &str) -> Option<String> {
+    ["Memory", "Disk"].into_iter().find(|m| m.eq_ignore_ascii_case(s)).map(String::from)
 }
 
 pub const EXPECTED_LOG_LEVEL: &str = "a log level (trace, debug, info, warn, error)";
@@ -155,6 +176,13 @@ impl PodConfig {
             _ => None,
         });
         let (agent, consul_template, login_agent) = read_agents(&mut r, &d.agent);
+        let env_image = r.string(VAULT_ENV_IMAGE, &d.env_image);
+        if is_bank_vaults_image(&env_image) {
+            warnings.push(format!(
+                "vault-env image {env_image:?} is Bank-Vaults' own: its copy-vault-env step (vault-env --copy-to /vault/) will fail; \
+                 use ours (VAULT_ENV_IMAGE / vault-env-image, default {DEFAULT_VAULT_ENV_IMAGE})"
+            ));
+        }
         let config = PodConfig {
             skip,
             vault,
@@ -165,7 +193,7 @@ impl PodConfig {
             daemon: r.parsed(VAULT_ENV_DAEMON, d.env_daemon, EXPECTED_BOOL, |s| parse_bool(s).map(Some)),
             delay: r.parsed(VAULT_ENV_DELAY, d.env_delay, "a duration such as 10s", |s| parse_duration(s).map(Some)),
             from_path: r.string(VAULT_ENV_FROM_PATH, ""),
-            env_image: r.string(VAULT_ENV_IMAGE, &d.env_image),
+            env_image,
             env_pull_policy: r.parsed(VAULT_ENV_IMAGE_PULL_POLICY, d.env_pull_policy.clone(), EXPECTED_PULL_POLICY, pull_policy),
             resources: d.resources.clone(),
             mutate_probes: r.bool(MUTATE_PROBES, false),
@@ -179,6 +207,11 @@ impl PodConfig {
             consul_template,
             login_agent,
             warnings,
+            containers: r
+                .text(MUTATE_CONTAINERS)
+                .map(|list| list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
+            volume_medium: r.parsed(VAULT_ENV_VOLUME_MEDIUM, d.volume_medium.clone(), EXPECTED_MEDIUM, volume_medium),
         };
         r.finish(config)
     }
@@ -273,6 +306,16 @@ mod tests {
         assert_eq!(c.vault.role, "reader-shop");
         // Unset: the pod's ServiceAccount (theirs renders an empty name, a role no Vault has).
         assert_eq!(config(&[(&role, "{{.serviceaccount}}-{{.namespace}}")]).unwrap().vault.role, "web-shop");
+    }
+
+    /// Bank-Vaults' vault-env image left in a values file passes admission and fails at the copy
+    /// step: the admission warns.
+    #[test]
+    fn bank_vaults_vault_env_image_is_warned_about() {
+        let c = config(&[(&format!("{PREFIX}vault-env-image"), "ghcr.io/bank-vaults/vault-env:v1.23.0")]).unwrap();
+        assert!(c.warnings.iter().any(|w| w.contains("is Bank-Vaults' own")), "{:?}", c.warnings);
+        assert!(config(&[]).unwrap().warnings.is_empty());
+        assert!(is_bank_vaults_image("banzaicloud/vault-env:1.13.0") && !is_bank_vaults_image("ghcr.io/vault-env/vault-env:0.1.0"));
     }
 
     /// Bank-Vaults' getPullPolicy takes lower-case names; the pod gets the API server's spelling.

@@ -140,6 +140,7 @@ pub fn select(pod: &Pod, config: &PodConfig, fetched: &SourceData) -> Vec<Contai
         return Vec::new();
     }
     candidates(pod)
+        .filter(|(_, c)| config.containers.is_empty() || config.containers.contains(&c.name))
         .filter(|(_, c)| !config.from_path.is_empty() || has_direct_reference(c) || references_through_sources(c, fetched))
         .map(|(t, _)| t)
         .collect()
@@ -252,7 +253,8 @@ pub fn patch(
         }
         return ops.finish();
     }
-    let mut volumes = vec![json!({"name": VOLUME, "emptyDir": {"medium": "Memory"}})];
+    let medium = if config.volume_medium == "Disk" { json!({}) } else { json!({"medium": "Memory"}) };
+    let mut volumes = vec![json!({"name": VOLUME, "emptyDir": medium})];
     if !config.vault.tls_secret.is_empty() {
         volumes.push(json!({
             "name": tls_volume(pod).0,
@@ -920,6 +922,22 @@ mod tests {
             vec![ContainerRef { init: false, index: 0 }, ContainerRef { init: false, index: 2 }, ContainerRef { init: false, index: 3 }]
         );
         mutate(&p, &config, &fetched, None).unwrap();
+    }
+
+    /// Ours (Bank-Vaults' PR #842 and issue #403): only the named containers are wrapped (an
+    /// Istio or Argo sidecar with references of its own is left alone); the volume on disk.
+    #[test]
+    fn chosen_containers_and_the_volumes_medium() {
+        let mut config = bank_vaults_config();
+        config.containers = vec!["app".into()];
+        config.volume_medium = "Disk".into();
+        let p = pod(json!({"containers": [
+            {"name": "istio-proxy", "image": "i", "command": ["/proxy"], "env": [{"name": "A", "value": "vault:secret/data/a#a"}]},
+            {"name": "app", "image": "a", "command": ["/app"], "env": [{"name": "B", "value": "vault:secret/data/b#b"}]}]}));
+        let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
+        assert_eq!(doc["spec"]["containers"][0]["command"], json!(["/proxy"]));
+        assert_eq!(doc["spec"]["containers"][1]["command"], json!(["/vault/vault-env"]));
+        assert_eq!(doc["spec"]["volumes"][0], json!({"name": "vault-env", "emptyDir": {}}));
     }
 
     #[test]
