@@ -657,3 +657,38 @@ fn the_successors_openbao_pods() {
     assert!(answer["response"].get("patch").is_none(), "{answer}");
     assert!(answer["response"]["warnings"].to_string().contains("secret-init"), "{answer}");
 }
+
+/// Air-gapped clusters (Bank-Vaults' most repeated request): images of a registry the webhook
+/// cannot reach are looked up on a mirror (`REGISTRY_MIRRORS`), with the webhook's own docker
+/// config (`DOCKER_CONFIG`) as credentials. Two loopback registries: the original one is not even
+/// listening; the mirror needs a login only the webhook's docker config has.
+#[test]
+fn images_are_looked_up_on_a_mirror_with_the_webhooks_docker_config() {
+    let mirror = Registry::secure("mirror-bot", "mirror-pass");
+    mirror.push("team/app", "7", "oci");
+    let original = format!("127.0.0.1:{}", free_port());
+    let docker = tempfile::tempdir().unwrap();
+    let auth = STANDARD.encode("mirror-bot:mirror-pass");
+    std::fs::write(docker.path().join("config.json"), json!({"auths": {mirror.host.clone(): {"auth": auth}}}).to_string()).unwrap();
+    let mirrors = format!("{original}={}", mirror.host);
+    let config_dir = docker.path().display().to_string();
+    let api = KubeApi::start();
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let hook = Webhook::start(&[
+        ("KUBECONFIG", &kubeconfig),
+        ("REGISTRY_MIRRORS", &mirrors),
+        ("DOCKER_CONFIG", &config_dir),
+        ("REGISTRY_SKIP_VERIFY", "true"),
+    ]);
+    let image = format!("{original}/team/app:7");
+    let review = review_of(commandless_pod(&[&image], json!({}), json!({})));
+    let (code, answer) = hook.post("/pods", &review);
+    assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)), "{answer}\n{}", hook.log());
+    let pod = as_pod(&apply(&review, &answer).expect("a patch"));
+    let app = &pod.spec.unwrap().containers[0];
+    assert_eq!((app.image.as_deref(), app.args.as_deref()), (Some(image.as_str()), Some(&["/bin/app".to_string(), "--flag".into()][..])));
+    // Without the webhook's docker config the mirror refuses, and the denial names the mirror.
+    let anonymous = Webhook::start(&[("KUBECONFIG", &kubeconfig), ("REGISTRY_MIRRORS", &mirrors), ("REGISTRY_SKIP_VERIFY", "true")]);
+    let error = args_of(&anonymous, commandless_pod(&[&image], json!({}), json!({}))).unwrap_err();
+    assert!(error.contains(&format!("via mirror {}", mirror.host)), "{error}");
+}

@@ -15,7 +15,8 @@ use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
 use crate::fetch::registry::acr::{self, AadSource, AcrSettings};
 use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
 use crate::fetch::registry::gcr::{GOOGLE_APPLICATION_CREDENTIALS, GcpSettings};
-use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings};
+use crate::fetch::registry::pull_secrets::{DockerAuth, parse_pull_secret};
+use crate::fetch::registry::{DefaultPullSecret, Platform, RegistrySettings, parse_mirrors};
 use crate::fetch::vault::VaultSettings;
 use crate::http::{AllowedNames, Limits, ServerSettings};
 use std::time::Duration;
@@ -72,6 +73,8 @@ pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
 pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
 pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
 pub const REGISTRY_CLOUD_IDENTITY: &str = "REGISTRY_CLOUD_IDENTITY";
+pub const REGISTRY_MIRRORS: &str = "REGISTRY_MIRRORS";
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
 pub const AWS_ENDPOINT_URL_ECR_PUBLIC: &str = "AWS_ENDPOINT_URL_ECR_PUBLIC";
 use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
@@ -89,7 +92,7 @@ pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
 pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
 
 /// Every variable above, for the `--help` test.
-pub const ALL: [&str; 69] = [
+pub const ALL: [&str; 71] = [
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -135,6 +138,8 @@ pub const ALL: [&str; 69] = [
     REGISTRY_TIMEOUT,
     REGISTRY_CREDENTIALS_TTL,
     REGISTRY_CLOUD_IDENTITY,
+    REGISTRY_MIRRORS,
+    DOCKER_CONFIG,
     AWS_ENDPOINT_URL_ECR,
     AWS_ENDPOINT_URL_ECR_PUBLIC,
     AWS_ENDPOINT_URL,
@@ -241,6 +246,13 @@ Image ENTRYPOINT/CMD lookup (containers without command):
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
   REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
+  REGISTRY_MIRRORS                     registry=mirror pairs, comma-separated
+                                       (docker.io=mirror.local:5000): images of that registry are
+                                       looked up on the mirror (air-gapped clusters; the pod's
+                                       image is not changed) [default: none]
+  DOCKER_CONFIG                        the webhook's own docker config (DIR/config.json, else
+                                       $HOME/.docker/config.json): its credentials are tried after
+                                       the pod's pull secrets
   REGISTRY_CLOUD_IDENTITY              read private ECR, GCR/Artifact Registry and ACR images that
                                        a pod has no pull secret for with the webhook's own cloud
                                        identity (below) [default: true]; false: only the pod's
@@ -516,6 +528,33 @@ fn read_registry(r: &mut Reader<'_, Env>) -> RegistrySettings {
         },
         acr: read_acr(r),
         cloud_identity: r.bool(REGISTRY_CLOUD_IDENTITY, d.cloud_identity),
+        mirrors: r.parsed(REGISTRY_MIRRORS, Vec::new(), "registry=mirror pairs, comma-separated (docker.io=mirror.local:5000)", parse_mirrors),
+        own_credentials: own_docker_config(r),
+    }
+}
+
+/// The webhook's own docker config: `DOCKER_CONFIG`/config.json, else `$HOME/.docker/config.json`;
+/// none when the file does not exist, an error naming it when it cannot be read.
+fn own_docker_config(r: &mut Reader<'_, Env>) -> Vec<DockerAuth> {
+    let file = match (r.text(DOCKER_CONFIG), r.text("HOME")) {
+        (Some(dir), _) => std::path::Path::new(&dir).join("config.json"),
+        (None, Some(home)) => std::path::Path::new(&home).join(".docker/config.json"),
+        (None, None) => return Vec::new(),
+    };
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            r.fail(DOCKER_CONFIG, format!("{}: {e}", file.display()));
+            return Vec::new();
+        }
+    };
+    match parse_pull_secret(&[(".dockerconfigjson".to_string(), bytes)].into()) {
+        Ok(creds) => creds,
+        Err(why) => {
+            r.fail(DOCKER_CONFIG, format!("{}: {why}", file.display()));
+            Vec::new()
+        }
     }
 }
 

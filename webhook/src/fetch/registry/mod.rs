@@ -103,6 +103,30 @@ pub fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The same image on another registry (a mirror): same repository, tag and digest.
+fn on_registry(r: &Reference, registry: &str) -> Reference {
+    let (registry, repository) = (registry.to_string(), r.repository().to_string());
+    match (r.tag(), r.digest()) {
+        (Some(tag), Some(digest)) => Reference::with_tag_and_digest(registry, repository, tag.into(), digest.into()),
+        (None, Some(digest)) => Reference::with_digest(registry, repository, digest.into()),
+        (tag, None) => Reference::with_tag(registry, repository, tag.unwrap_or("latest").into()),
+    }
+}
+
+/// `REGISTRY_MIRRORS`: `registry=mirror` pairs, comma-separated (`docker.io=mirror.local:5000`).
+pub fn parse_mirrors(text: &str) -> Option<Vec<(String, String)>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (from, to) = e.split_once('=')?;
+            let (from, to) = (normalize_registry(from.trim()), to.trim().trim_end_matches('/'));
+            let host_ok = |h: &str| !h.is_empty() && !h.contains(['/', '@', ' ', '?', '#']);
+            (host_ok(&from) && host_ok(to)).then(|| (from, to.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
 /// Bank-Vaults' rule: `:latest` (or no tag) and `imagePullPolicy: Always` may change any time.
 pub fn cacheable(reference: &Reference, pull_policy: Option<&str>) -> bool {
     pull_policy != Some("Always") && (reference.digest().is_some() || reference.tag().is_some_and(|t| t != "latest"))
@@ -120,6 +144,8 @@ pub struct Registry {
     gcr: Gcr,
     acr: Acr,
     cloud_identity: bool,
+    mirrors: Vec<(String, String)>,
+    own_credentials: Vec<DockerAuth>,
 }
 
 pub struct Lookup<'a> {
@@ -149,6 +175,13 @@ pub struct RegistrySettings {
     /// secrets (and the default one) are used, so no pod author learns the ENTRYPOINT/CMD of an
     /// image only the webhook may read; such pods must then set `command` or a pull secret.
     pub cloud_identity: bool,
+    /// `REGISTRY_MIRRORS`: (registry, mirror) pairs, registries normalised (`docker.io`): an
+    /// image of that registry is read from the mirror (the pod's image is not changed).
+    pub mirrors: Vec<(String, String)>,
+    /// The webhook's own docker config (`DOCKER_CONFIG`/config.json, else
+    /// `~/.docker/config.json`), tried after the pod's pull secrets (go-containerregistry's
+    /// default keychain in Bank-Vaults).
+    pub own_credentials: Vec<DockerAuth>,
 }
 
 impl Default for RegistrySettings {
@@ -168,6 +201,8 @@ impl Default for RegistrySettings {
                 authority: acr::DEFAULT_AUTHORITY.into(),
             },
             cloud_identity: true,
+            mirrors: Vec::new(),
+            own_credentials: Vec::new(),
         }
     }
 }
@@ -178,7 +213,17 @@ impl Registry {
         let gcr = Gcr::new(settings.gcp.clone(), settings.timeout, metrics.clone());
         let acr = Acr::new(settings.acr.clone(), settings.timeout, metrics.clone());
         let cache = Cached::new(settings.cache_size, settings.cache_ttl);
-        Registry { cache, timeout: settings.timeout, metrics, ecr, gcr, acr, cloud_identity: settings.cloud_identity }
+        Registry {
+            cache,
+            timeout: settings.timeout,
+            metrics,
+            ecr,
+            gcr,
+            acr,
+            cloud_identity: settings.cloud_identity,
+            mirrors: settings.mirrors.clone(),
+            own_credentials: settings.own_credentials.clone(),
+        }
     }
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
@@ -188,10 +233,18 @@ impl Registry {
             registry: "?".into(),
             why: format!("not a valid image reference: {e}"),
         })?;
-        let registry = reference.registry().to_string();
+        let mut registry = reference.registry().to_string();
+        let mirror = self.mirrors.iter().find(|(from, _)| *from == normalize_registry(&registry)).map(|(_, to)| to.clone());
+        let reference = match &mirror {
+            Some(m) => {
+                registry = format!("{registry} via mirror {m}");
+                on_registry(&reference, m)
+            }
+            None => reference,
+        };
         let error = |why: String| RegistryError { image: lookup.image.into(), registry: registry.clone(), why };
-        let wanted = normalize_registry(&registry);
-        let candidates: Vec<&DockerAuth> = lookup.credentials.iter().filter(|c| c.registry == wanted).collect();
+        let wanted = normalize_registry(reference.registry());
+        let candidates: Vec<&DockerAuth> = lookup.credentials.iter().chain(&self.own_credentials).filter(|c| c.registry == wanted).collect();
         let key = {
             let mut h = DefaultHasher::new();
             candidates.hash(&mut h);
@@ -360,6 +413,19 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mirrors_move_the_image_not_its_name() {
+        let mirrors = parse_mirrors("docker.io=127.0.0.1:5001, GHCR.io = mirror.local/").unwrap();
+        assert_eq!(mirrors, [("docker.io".to_string(), "127.0.0.1:5001".to_string()), ("ghcr.io".into(), "mirror.local".into())]);
+        assert_eq!(parse_mirrors("docker.io"), None);
+        assert_eq!(parse_mirrors("docker.io=a/b"), None);
+        let r: Reference = "nginx:1.27".parse().unwrap();
+        let m = on_registry(&r, "127.0.0.1:5001");
+        assert_eq!((m.registry(), m.repository(), m.tag()), ("127.0.0.1:5001", "library/nginx", Some("1.27")));
+        let r: Reference = "ghcr.io/a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123".parse().unwrap();
+        assert_eq!(on_registry(&r, "m").digest(), r.digest());
+    }
 
     #[test]
     fn registries() {
