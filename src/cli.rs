@@ -50,6 +50,17 @@ Vault connection:
   VAULT_MAX_RETRIES               retries of failed requests after that [default: 2]
   VAULT_HTTP_PROXY, VAULT_PROXY_ADDR
                                   HTTP proxy for Vault
+  VAULT_ADDR=unix:///PATH         HTTP over a unix socket (Vault Agent's listener)
+  VAULT_HEADERS                   extra request headers, a JSON object of strings (no
+                                  X-Vault-*; values are never printed)
+  VAULT_RATE_LIMIT                RATE or RATE:BURST requests a second [default: none]
+  VAULT_DISABLE_REDIRECTS         follow no redirect at all [default: false: one 307 to the
+                                  same scheme, host and port]
+  VAULT_CACERT_RELOAD             read a changed VAULT_CACERT/VAULT_CAPATH again at the next
+                                  connection [default: true]
+  VAULT_SRV_LOOKUP, VAULT_WRAP_TTL
+                                  not applied (a warning): the address is used as it is, and
+                                  vault-env's own reads are not wrapped
 
 Authentication (first that applies):
   VAULT_TOKEN_FILE                file holding a token
@@ -270,6 +281,12 @@ mod tests {
             VAULT_ENV_RESTART_SPLAY,
             VAULT_ENV_PROCESS_GROUP,
             VAULT_ENV_TERMINATE_DESCENDANTS,
+            VAULT_HEADERS,
+            VAULT_RATE_LIMIT,
+            VAULT_DISABLE_REDIRECTS,
+            VAULT_CACERT_RELOAD,
+            VAULT_SRV_LOOKUP,
+            VAULT_WRAP_TTL,
         ] {
             assert!(ENV_HELP.contains(var), "--help does not mention {var}");
         }

@@ -211,3 +211,35 @@ fn the_successors_names_for_openbao() {
     );
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "from-bao|x from-bao y|hi|0"), "{}", out.all());
 }
+
+/// `VAULT_HEADERS` (a JSON object, as Vault's client reads it) reaches Vault with every request
+/// (seen in OpenBao's audit log, which records the header once told to); `X-Vault-*` names are
+/// refused, and the value is never printed. `VAULT_RATE_LIMIT=RATE[:BURST]` spaces the requests.
+#[test]
+fn extra_headers_and_a_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let audit = format!("audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display());
+    let bao = Bao::start(BaoOptions { extra_config: Some(audit), tls: false });
+    for i in 0..5 {
+        bao.kv2(&format!("r{i}"), json!({"k": i}));
+    }
+    bao.api("PUT", "sys/config/auditing/request-headers/x-proxy-auth", Some(json!({"hmac": false})));
+    let headers = r#"{"X-Proxy-Auth": "HDRCANARY_1"}"#;
+    let out = resolve(&bao, &[("VAULT_HEADERS", headers), ("A", "vault:secret/data/r0#k")], &["A"]);
+    assert_eq!(ok(&out), "0");
+    let audit = std::fs::read_to_string(&log).unwrap();
+    assert!(audit.contains("HDRCANARY_1"), "the header reached OpenBao: {audit}");
+    let out = resolve(&bao, &[("VAULT_HEADERS", r#"{"X-Vault-Token": "HDRCANARY_2"}"#), ("A", "vault:secret/data/r0#k")], &["A"]);
+    assert_eq!(out.code, Some(64), "{}", out.all());
+    assert!(out.stderr.contains("VAULT_HEADERS") && !out.all().contains("HDRCANARY_2"), "{}", out.all());
+
+    // 5 reads at 4 a second with a burst of 1: at least a second between the first and the last.
+    let vars: Vec<(String, String)> = (0..5).map(|i| (format!("V{i}"), format!("vault:secret/data/r{i}#k"))).collect();
+    let mut env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("VAULT_RATE_LIMIT", "4:1"));
+    let started = std::time::Instant::now();
+    let out = resolve(&bao, &env, &["V0", "V4"]);
+    assert_eq!(ok(&out), "0|4");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1000), "{:?}", started.elapsed());
+}

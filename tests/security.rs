@@ -65,6 +65,12 @@ fn the_token_never_follows_a_redirect_to_another_origin() {
     // A 307 on the same origin (a path change) is followed once.
     let same = run("vault:same/app#password");
     assert_eq!((same.code, same.stdout.trim()), (Some(0), "PW=from-final"), "{}", same.all());
+    // VAULT_DISABLE_REDIRECTS (as Vault's client reads it): not even that one.
+    let mut env = env("vault:same/app#password");
+    env.push(("VAULT_DISABLE_REDIRECTS", "true".into()));
+    let none = vault_env(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>(), &["sh", "-c", "echo \"PW=$PW\""]);
+    assert_ne!(none.code, Some(0), "{}", none.all());
+    assert!(none.stderr.contains("307"), "{}", none.stderr);
 }
 
 /// L1: Vault's error text for a write quoted the body (`invalid duration "BODYCANARY"`); write

@@ -139,6 +139,43 @@ pub struct Client {
     timeout: Duration,
     /// `read` and `write` reach secrets only ([`path::secret_path`]).
     secrets_only: bool,
+    /// `VAULT_HEADERS`.
+    headers: std::sync::Arc<Vec<(String, SecretString)>>,
+    /// `VAULT_RATE_LIMIT`, shared by every clone of this client.
+    limiter: Option<std::sync::Arc<RateLimiter>>,
+}
+
+/// A token bucket: `rate` requests a second, at most `burst` at once (Vault's client uses
+/// golang.org/x/time/rate the same way).
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    state: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        let burst = f64::from(burst.max(1));
+        RateLimiter { rate, burst, state: std::sync::Mutex::new((burst, Instant::now())) }
+    }
+
+    /// How long to wait before the next request may go out (taking its token now).
+    fn reserve(&self) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = *state;
+        let now = Instant::now();
+        let tokens = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.burst) - 1.0;
+        *state = (tokens, now);
+        if tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-tokens / self.rate) }
+    }
+
+    pub async fn acquire(&self) {
+        let wait = self.reserve();
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 impl Client {
@@ -146,12 +183,16 @@ impl Client {
         // Loading the system's CA bundle costs milliseconds; a plain-HTTP Vault needs none of it.
         let https = config.addr.starts_with("https://") || config.proxy.as_deref().is_some_and(|p| p.starts_with("https://"));
         let tls = tls::tls_config(&config.tls, https).map_err(|e| ClientError::Setup { var: e.var, message: e.message })?;
+        let redirects = if config.follow_redirects { reqwest::redirect::Policy::custom(same_origin_307) } else { reqwest::redirect::Policy::none() };
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::custom(same_origin_307))
+            .redirect(redirects)
             .user_agent(concat!("vault-env/", env!("CARGO_PKG_VERSION")));
+        if let Some(socket) = &config.unix_socket {
+            builder = builder.unix_socket(socket.as_path());
+        }
         if let Some(proxy) = &config.proxy {
             let proxy =
                 reqwest::Proxy::all(proxy.as_str()).map_err(|e| ClientError::Setup { var: config::VAULT_HTTP_PROXY, message: e.to_string() })?;
@@ -169,6 +210,8 @@ impl Client {
             patient_until: crate::config::reader::instant_after(config.timeout),
             timeout: config.timeout,
             secrets_only: false,
+            headers: std::sync::Arc::new(config.headers.clone()),
+            limiter: config.rate_limit.map(|(rate, burst)| std::sync::Arc::new(RateLimiter::new(rate, burst))),
         })
     }
 
@@ -304,7 +347,13 @@ impl Client {
     }
 
     async fn send_once(&self, method: Method, url: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Option<Secret>, ClientError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
         let mut req = self.http.request(method, url).header("X-Vault-Request", "true");
+        for (name, value) in self.headers.iter() {
+            req = req.header(name.as_str(), value.expose());
+        }
         if !query.is_empty() {
             req = req.query(query);
         }
@@ -390,6 +439,15 @@ mod tests {
         assert_eq!(status_text(404, &[]), "not found (404)");
         assert_eq!(status_text(400, &["1 error occurred:\n\t* invalid role ID\n\n".into()]), "invalid role ID (400)");
         assert_eq!(status_text(400, &["2 errors occurred:\n\t* a\n\t* b\n".into()]), "a; b (400)");
+    }
+
+    #[test]
+    fn the_rate_limit_spaces_requests_after_the_burst() {
+        let limiter = RateLimiter::new(10.0, 2);
+        assert_eq!(limiter.reserve(), Duration::ZERO);
+        assert_eq!(limiter.reserve(), Duration::ZERO);
+        let third = limiter.reserve();
+        assert!(third > Duration::from_millis(80) && third <= Duration::from_millis(100), "{third:?}");
     }
 
     #[test]

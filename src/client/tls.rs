@@ -10,7 +10,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A TLS setting that can't be used: the variable, and why.
 #[derive(Debug)]
@@ -34,16 +34,11 @@ pub fn tls_config(s: &TlsSettings, https: bool) -> Result<rustls::ClientConfig, 
         // Plain HTTP: no roots loaded, so a TLS connection (say, a redirect to https) fails closed.
         Arc::new(AnyCertificate { accept: false, algorithms: provider.signature_verification_algorithms })
     } else {
-        let roots = Arc::new(root_store(&s.ca, https)?);
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| setup(config::VAULT_CACERT, e))?;
-        match &s.server_name {
-            None => inner,
-            Some(name) => {
-                let name = ServerName::try_from(name.clone()).map_err(|e| setup(config::VAULT_TLS_SERVER_NAME, e))?;
-                Arc::new(FixedName { inner, name })
-            }
+        let verifier = ca_verifier(s, https, &provider)?;
+        if s.ca_reload && (s.ca.file.is_some() || s.ca.dir.is_some()) {
+            Arc::new(Reloading { settings: s.clone(), https, provider: provider.clone(), current: RwLock::new((ca_files(&s.ca), verifier)) })
+        } else {
+            verifier
         }
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
@@ -54,6 +49,107 @@ pub fn tls_config(s: &TlsSettings, https: bool) -> Result<rustls::ClientConfig, 
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| setup(config::VAULT_CLIENT_KEY, format!("{}: {e}", key.display())))?;
             builder.with_client_auth_cert(certs, key).map_err(|e| setup(config::VAULT_CLIENT_CERT, e))
         }
+    }
+}
+
+/// The verifier for the configured CAs (or the system's) and `VAULT_TLS_SERVER_NAME`.
+fn ca_verifier(s: &TlsSettings, https: bool, provider: &Arc<rustls::crypto::CryptoProvider>) -> Result<Arc<dyn ServerCertVerifier>, SetupError> {
+    let roots = Arc::new(root_store(&s.ca, https)?);
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().map_err(|e| setup(config::VAULT_CACERT, e))?;
+    Ok(match &s.server_name {
+        None => inner,
+        Some(name) => {
+            let name = ServerName::try_from(name.clone()).map_err(|e| setup(config::VAULT_TLS_SERVER_NAME, e))?;
+            Arc::new(FixedName { inner, name })
+        }
+    })
+}
+
+/// The bytes of the `VAULT_CACERT` file and the `VAULT_CAPATH` directory's files: what a reload
+/// compares (a few KiB, read at each new connection, not at each request).
+fn ca_files(ca: &config::CaSource) -> Vec<u8> {
+    let mut out = ca.file.as_ref().and_then(|f| std::fs::read(f).ok()).unwrap_or_default();
+    if let Some(dir) = &ca.dir {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for path in entries {
+            out.extend(path.display().to_string().bytes());
+            out.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// `VAULT_CACERT_RELOAD` (on by default, as in Vault's SDK): at each new connection the CA files
+/// are compared with those last loaded, and a change is loaded, so a daemon-mode vault-env that
+/// runs for weeks follows a rotated Vault CA. A change that does not load keeps the old CAs, with
+/// a warning.
+struct Reloading {
+    settings: TlsSettings,
+    https: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: RwLock<(Vec<u8>, Arc<dyn ServerCertVerifier>)>,
+}
+
+impl fmt::Debug for Reloading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloading").field("ca", &self.settings.ca).finish()
+    }
+}
+
+impl Reloading {
+    fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        let files = ca_files(&self.settings.ca);
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        if current.0 == files {
+            return current.1.clone();
+        }
+        drop(current);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match ca_verifier(&self.settings, self.https, &self.provider) {
+            Ok(verifier) => {
+                tracing::info!("the CA certificates changed: loaded again");
+                *current = (files, verifier);
+            }
+            Err(e) => {
+                tracing::warn!("the CA certificates changed but do not load ({}: {}); keeping the old ones", e.var, e.message);
+                current.0 = files;
+            }
+        }
+        current.1.clone()
+    }
+}
+
+impl ServerCertVerifier for Reloading {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier().verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.supported_verify_schemes()
     }
 }
 

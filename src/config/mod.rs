@@ -10,6 +10,7 @@ pub mod reader;
 pub use names::*;
 pub use reader::{FieldError, Lookup, Reader, parse_bool, parse_duration};
 
+use crate::SecretString;
 use crate::reference::{self, Reference};
 use reader::Found;
 use std::borrow::Cow;
@@ -91,6 +92,9 @@ impl CaSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsSettings {
     pub ca: CaSource,
+    /// `VAULT_CACERT_RELOAD` (on unless false, as Vault's SDK): a changed `VAULT_CACERT` file or
+    /// `VAULT_CAPATH` directory is read again at the next connection.
+    pub ca_reload: bool,
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub skip_verify: bool,
     pub server_name: Option<String>,
@@ -256,6 +260,16 @@ pub struct FromPath {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub addr: String,
+    /// `VAULT_ADDR=unix:///path`: every request goes over this socket (`addr` is then
+    /// `http://localhost`).
+    pub unix_socket: Option<PathBuf>,
+    /// `VAULT_HEADERS`: extra request headers (a JSON object of strings; no `X-Vault-*`). Values
+    /// may be credentials of a proxy in front of Vault: never printed.
+    pub headers: Vec<(String, SecretString)>,
+    /// `VAULT_RATE_LIMIT`: requests a second, and the burst.
+    pub rate_limit: Option<(f64, u32)>,
+    /// Not `VAULT_DISABLE_REDIRECTS`: a same-origin 307 is followed (once).
+    pub follow_redirects: bool,
     pub tls: TlsSettings,
     pub namespace: Option<String>,
     pub timeout: Duration,
@@ -295,9 +309,17 @@ impl Config {
 
         let addr = r.text(VAULT_AGENT_ADDR).or_else(|| r.text(VAULT_ADDR)).unwrap_or_else(|| DEFAULT_ADDR.into());
         let addr = addr.trim_end_matches('/').to_string();
+        // `unix:///path` (Vault Agent's listener, as Vault's client reads it): HTTP over the socket.
+        let (addr, unix_socket) = match addr.strip_prefix("unix://") {
+            Some(path) if path.starts_with('/') => ("http://localhost".to_string(), Some(PathBuf::from(path))),
+            Some(_) => {
+                r.push(FieldError::invalid(VAULT_ADDR, &addr, "unix:// and an absolute socket path, such as unix:///run/vault/agent.sock"));
+                (addr, None)
+            }
+            None => (addr, None),
+        };
         match reqwest::Url::parse(&addr) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(u) if u.scheme() == "unix" => r.fail(VAULT_ADDR, "unix sockets are not supported; use http:// or https://"),
             _ => r.push(FieldError::invalid(VAULT_ADDR, &addr, "a URL such as https://vault:8200")),
         }
 
@@ -319,10 +341,23 @@ impl Config {
                 dir: r.text(VAULT_CAPATH).map(PathBuf::from),
                 pem: r.text(VAULT_CACERT_BYTES),
             },
+            ca_reload: r.bool(VAULT_CACERT_RELOAD, true),
             client_cert,
             skip_verify: r.bool(VAULT_SKIP_VERIFY, false),
             server_name: r.text(VAULT_TLS_SERVER_NAME),
         };
+        let headers = read_headers(&mut r);
+        let rate_limit =
+            r.parsed(VAULT_RATE_LIMIT, None, "RATE or RATE:BURST, requests a second (such as 10 or 10:20)", |s| parse_rate_limit(s).map(Some));
+        let follow_redirects = !r.bool(VAULT_DISABLE_REDIRECTS, false);
+        if r.optional_bool(VAULT_SRV_LOOKUP) == Some(true) {
+            tracing::warn!("{VAULT_SRV_LOOKUP} is not supported: {VAULT_ADDR}'s host is used as it is");
+        }
+        if r.is_set(VAULT_WRAP_TTL) {
+            tracing::warn!(
+                "{VAULT_WRAP_TTL} does not apply to vault-env's own reads (a wrapped answer holds no secret); the app gets it with vault:login"
+            );
+        }
         let namespace = r.text(VAULT_NAMESPACE).map(|s| s.trim().trim_matches('/').to_string()).filter(|s| !s.is_empty());
         let timeout = r.duration(VAULT_CLIENT_TIMEOUT, DEFAULT_TIMEOUT);
         if timeout.is_zero() {
@@ -373,6 +408,10 @@ impl Config {
 
         r.finish(Config {
             addr,
+            unix_socket,
+            headers,
+            rate_limit,
+            follow_redirects,
             tls,
             namespace,
             timeout,
@@ -465,6 +504,41 @@ fn read_cloud(r: &mut Reader<'_, Env>, method: AuthMethod) -> CloudAuth {
         }
         AuthMethod::Jwt | AuthMethod::AppRole | AuthMethod::Cert => CloudAuth::None,
     }
+}
+
+/// `VAULT_HEADERS`: a JSON object of string values, none named `X-Vault-*` (Vault's client
+/// refuses those too). The value is never echoed: it may hold a proxy's credentials.
+fn read_headers(r: &mut Reader<'_, Env>) -> Vec<(String, SecretString)> {
+    let Some(text) = r.secret(VAULT_HEADERS) else { return Vec::new() };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text.expose()) else {
+        r.fail(VAULT_HEADERS, "is not valid: expected a JSON object of header names and string values");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in map {
+        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+        match value.as_str() {
+            _ if !valid_name => r.fail(VAULT_HEADERS, format!("header {name:?} is not a valid header name")),
+            _ if name.to_ascii_lowercase().starts_with("x-vault-") => {
+                r.fail(VAULT_HEADERS, format!("header {name:?}: headers starting with X-Vault- are for Vault's own use"))
+            }
+            Some(v) if !v.bytes().any(|b| b.is_ascii_control() && b != b'\t') => out.push((name, SecretString::new(v.to_string()))),
+            _ => r.fail(VAULT_HEADERS, format!("header {name:?}: its value must be a string without control characters")),
+        }
+    }
+    out
+}
+
+/// `VAULT_RATE_LIMIT`: `RATE` or `RATE:BURST` (Vault's client: the burst defaults to the rate).
+fn parse_rate_limit(s: &str) -> Option<(f64, u32)> {
+    let (rate, burst) = match s.split_once(':') {
+        Some((rate, burst)) => (rate.trim().parse::<f64>().ok()?, burst.trim().parse::<u32>().ok()?),
+        None => {
+            let rate = s.trim().parse::<f64>().ok()?;
+            (rate, rate as u32)
+        }
+    };
+    (rate.is_finite() && rate > 0.0).then_some((rate, burst.max(1)))
 }
 
 /// `VAULT_ENV_FROM_PATH=secret/data/a,secret/data/b#3`.

@@ -47,6 +47,12 @@ pub const VAULT_ENV_ON_LEASE_END: &str = "VAULT_ENV_ON_LEASE_END";
 pub const VAULT_ENV_RESTART_SPLAY: &str = "VAULT_ENV_RESTART_SPLAY";
 pub const VAULT_ENV_PROCESS_GROUP: &str = "VAULT_ENV_PROCESS_GROUP";
 pub const VAULT_ENV_TERMINATE_DESCENDANTS: &str = "VAULT_ENV_TERMINATE_DESCENDANTS";
+pub const VAULT_HEADERS: &str = "VAULT_HEADERS";
+pub const VAULT_RATE_LIMIT: &str = "VAULT_RATE_LIMIT";
+pub const VAULT_DISABLE_REDIRECTS: &str = "VAULT_DISABLE_REDIRECTS";
+pub const VAULT_CACERT_RELOAD: &str = "VAULT_CACERT_RELOAD";
+pub const VAULT_SRV_LOOKUP: &str = "VAULT_SRV_LOOKUP";
+pub const VAULT_WRAP_TTL: &str = "VAULT_WRAP_TTL";
 pub const HOME: &str = "HOME";
 
 /// Bank-Vaults' scrub table (vault-env `sanitizeEnvmap`): 33 names. `true` means the variable is
@@ -60,17 +66,17 @@ pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
     (VAULT_CLIENT_CERT, true),
     (VAULT_CLIENT_KEY, true),
     (VAULT_CLIENT_TIMEOUT, true),
-    ("VAULT_SRV_LOOKUP", true),
+    (VAULT_SRV_LOOKUP, true),
     (VAULT_SKIP_VERIFY, true),
     (VAULT_NAMESPACE, true),
     (VAULT_TLS_SERVER_NAME, true),
-    ("VAULT_WRAP_TTL", true),
+    (VAULT_WRAP_TTL, true),
     ("VAULT_MFA", true),
     (VAULT_MAX_RETRIES, true),
     ("VAULT_CLUSTER_ADDR", false),
     ("VAULT_REDIRECT_ADDR", false),
     ("VAULT_CLI_NO_COLOR", false),
-    ("VAULT_RATE_LIMIT", false),
+    (VAULT_RATE_LIMIT, false),
     (VAULT_ROLE, false),
     (VAULT_PATH, false),
     (VAULT_AUTH_METHOD, false),
@@ -88,7 +94,10 @@ pub const BANK_VAULTS_SCRUB: [(&str, bool); 33] = [
 ];
 
 /// Settings vault-env reads that Bank-Vaults let through to the app (or that it lacks).
-pub const OWN_SCRUB: [(&str, bool); 18] = [
+pub const OWN_SCRUB: [(&str, bool); 21] = [
+    (VAULT_HEADERS, true),
+    (VAULT_DISABLE_REDIRECTS, true),
+    (VAULT_CACERT_RELOAD, true),
     (VAULT_CACERT_BYTES, true),
     (VAULT_TOKEN_FILE, true),
     (VAULT_TOKEN_PATH, true),
