@@ -17,12 +17,13 @@ pub fn unhandled(annotations: &BTreeMap<String, String>) -> Vec<String> {
     for (name, value) in annotations {
         let Some(key) = name.strip_prefix(PREFIX).or_else(|| name.strip_prefix(NEW_PREFIX)) else { continue };
         let key = renamed(key);
-        let bao_of_known = bao_alias(key).is_some_and(|k| KNOWN.contains(&renamed(&k)));
+        // The successor's bao-* keys, which only its prefix has.
+        let bao_of_known = name.starts_with(NEW_PREFIX) && bao_alias(key).is_some_and(|k| KNOWN.contains(&renamed(&k)));
         if key == "provider" {
             if !PROVIDERS.contains(&value.trim()) {
                 warnings.push(format!("{name}: provider {:?}: only vault and bao (OpenBao) are supported; ignored", value.trim()));
             }
-        } else if OTHER_PROVIDERS.contains(&key) {
+        } else if OTHER_PROVIDERS.contains(&key) || (key.starts_with("bao-") && !name.starts_with(NEW_PREFIX)) {
             warnings.push(format!("{name}: only Vault (and OpenBao through it) is supported; ignored"));
         } else if !KNOWN.contains(&key) && !bao_of_known {
             warnings.push(format!("{name}: not a known annotation; ignored"));
@@ -46,6 +47,7 @@ mod tests {
             ("vault.security.banzaicloud.io/vault-ct-cpu", "50m"),
             ("vault.security.banzaicloud.io/vault-addr", "https://vault:8200"),
             ("vault.security.banzaicloud.io/vault-adr", "typo"),
+            ("vault.security.banzaicloud.io/bao-addr", "https://bao:8200"),
             ("secrets-webhook.security.bank-vaults.io/vault-ct-configmap", "ct2"),
             ("secrets-webhook.security.bank-vaults.io/bao-addr", "https://bao:8200"),
             ("secrets-webhook.security.bank-vaults.io/bao-transit-key-id", "k"),
@@ -60,6 +62,7 @@ mod tests {
             [
                 "secrets-webhook.security.bank-vaults.io/aws-region: only Vault (and OpenBao through it) is supported; ignored",
                 "secrets-webhook.security.bank-vaults.io/bao-adr: not a known annotation; ignored",
+                "vault.security.banzaicloud.io/bao-addr: only Vault (and OpenBao through it) is supported; ignored",
                 "vault.security.banzaicloud.io/vault-adr: not a known annotation; ignored",
             ]
         );
