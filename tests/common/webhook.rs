@@ -95,6 +95,12 @@ impl Webhook {
         matches!(self.proc.0.try_wait(), Ok(Some(_)))
     }
 
+    /// The webhook's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("webhook.log")).unwrap_or_default()
     }
