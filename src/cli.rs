@@ -129,10 +129,11 @@ Exit codes (the app's own code once it runs):
   64   usage or configuration error, malformed reference, unreadable token/JWT file
   65   a secret, version or key is missing, or a value is not text
   69   Vault unreachable (retried for VAULT_CLIENT_TIMEOUT), or a cloud login's identity
-       service unreachable or refusing
+       service unreachable or failing
   70   internal error: the async runtime or signal handling could not start
   75   daemon mode: a lease ended and could not be replaced
-  77   Vault refused the login or a read (permission denied)
+  77   Vault refused the login or a read (permission denied), or the cloud refused the
+       identity of a cloud login
   126  the command cannot be executed
   127  the command was not found";
 

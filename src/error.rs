@@ -77,6 +77,8 @@ impl Error {
             }
             Error::Client(e) => client_exit_code(e),
             // A cloud identity that cannot be had: the metadata service or the cloud's API.
+            // The cloud answered and refused the identity: a credential or permission problem.
+            Error::Auth(AuthError::Cloud { error, .. }) if error.is_refused() => EXIT_DENIED,
             Error::Auth(AuthError::Cloud { .. }) => EXIT_UNAVAILABLE,
             Error::Auth(e) => e.client_error().map_or(EXIT_USAGE, client_exit_code),
             Error::Exec(e) => e.exit_code(),

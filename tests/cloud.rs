@@ -203,6 +203,23 @@ fn a_missing_metadata_server_is_a_clear_error_in_time() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
 }
 
+/// A metadata service that answers and refuses (here Azure's IMDS for an identity the VM does not
+/// have) is a credential problem, exit 77, not an unreachable service (69): every cloud failure
+/// used to be 69.
+#[test]
+fn a_refused_cloud_identity_is_exit_77() {
+    let bao = vault_with_the_secret();
+    let metadata = Metadata::start();
+    let out = resolve(&[
+        ("VAULT_ADDR", &bao.addr),
+        ("VAULT_AUTH_METHOD", "azure"),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", &metadata.url),
+        ("AZURE_CLIENT_ID", "not-this-vms-identity"),
+    ]);
+    assert_eq!(out.code, Some(77), "{}", out.all());
+    assert!(out.stderr.contains("VAULT_AUTH_METHOD=azure") && out.stderr.contains("Identity not found"), "{}", out.stderr);
+}
+
 /// `cert` (ours): OpenBao's cert method with the client certificate vault-env presents.
 #[test]
 fn cert_login_with_the_client_certificate() {

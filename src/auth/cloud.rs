@@ -7,7 +7,7 @@
 
 use crate::SecretString;
 use crate::cloud::aws::sigv4::signed_post_headers;
-use crate::cloud::{Clients, aws, azure};
+use crate::cloud::{Clients, CloudError, aws, azure};
 use crate::config::{AuthSettings, CloudAuth};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -22,13 +22,13 @@ const IAM_JWT_TTL: Duration = Duration::from_secs(900);
 
 /// The login body of `auth`'s cloud method; `service_account_token` for aws-ec2's nonce. The
 /// error says which service and step failed.
-pub async fn login_body(auth: &AuthSettings, timeout: Duration, service_account_token: Option<&SecretString>) -> Result<Value, String> {
+pub async fn login_body(auth: &AuthSettings, timeout: Duration, service_account_token: Option<&SecretString>) -> Result<Value, CloudError> {
     let clients = Clients::new(timeout, timeout)?;
     let role = auth.role.as_str();
     match &auth.cloud {
         CloudAuth::AwsIam { credentials, sts, region, server_id } => {
             let credentials = credentials.fetch(&clients.metadata, &clients.api).await?;
-            aws_iam_body(role, &credentials, sts, region, server_id.as_deref())
+            aws_iam_body(role, &credentials, sts, region, server_id.as_deref()).map_err(CloudError::Invalid)
         }
         CloudAuth::AwsEc2 { imds } => {
             let pkcs7 = aws::instance_identity_pkcs7(&clients.metadata, imds).await?;
@@ -59,7 +59,7 @@ pub async fn login_body(auth: &AuthSettings, timeout: Duration, service_account_
             }
             Ok(body)
         }
-        CloudAuth::None => Err("not a cloud method".into()),
+        CloudAuth::None => Err(CloudError::Invalid("not a cloud method".into())),
     }
 }
 

@@ -43,7 +43,7 @@ pub enum AuthError {
     Login { what: &'static str, mount: String, role: String, error: ClientError },
     /// A cloud identity could not be obtained (no secret in `error`).
     #[error("VAULT_AUTH_METHOD={method}: {error}")]
-    Cloud { method: &'static str, error: String },
+    Cloud { method: &'static str, error: crate::cloud::CloudError },
 }
 
 impl AuthError {

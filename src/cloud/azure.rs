@@ -1,7 +1,7 @@
 //! Azure: the instance metadata service (IMDS): a managed identity's token and the instance's
 //! placement. `AZURE_POD_IDENTITY_AUTHORITY_HOST` (the Azure SDKs' name) points IMDS elsewhere.
 
-use super::{Clients, metadata_get};
+use super::{Clients, CloudError, metadata_get};
 use crate::SecretString;
 use serde::Deserialize;
 
@@ -35,12 +35,12 @@ impl Imds {
         Imds { base, client_id: client_id.map(str::trim).filter(|c| !c.is_empty()).map(String::from) }
     }
 
-    async fn get(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, String> {
+    async fn get(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, CloudError> {
         metadata_get(clients, "Azure instance metadata", &self.base, path, query, ("Metadata", "true")).await
     }
 
     /// The managed identity's access token for `resource`.
-    pub async fn token(&self, clients: &Clients, resource: &str) -> Result<SecretString, String> {
+    pub async fn token(&self, clients: &Clients, resource: &str) -> Result<SecretString, CloudError> {
         #[derive(Deserialize)]
         struct Answer {
             access_token: String,
@@ -50,13 +50,17 @@ impl Imds {
         if let Some(id) = &self.client_id {
             query.push(("client_id", id));
         }
-        let answer: Answer =
-            self.get(clients, path, &query).await?.json().await.map_err(|e| format!("Azure instance metadata: {path}: not a token answer: {e}"))?;
+        let answer: Answer = self
+            .get(clients, path, &query)
+            .await?
+            .json()
+            .await
+            .map_err(|e| CloudError::http(format_args!("Azure instance metadata: {path}: not a token answer"), &e))?;
         Ok(SecretString::new(answer.access_token))
     }
 
     /// Where the instance runs.
-    pub async fn compute(&self, clients: &Clients) -> Result<Compute, String> {
+    pub async fn compute(&self, clients: &Clients) -> Result<Compute, CloudError> {
         #[derive(Deserialize)]
         struct Answer {
             compute: Compute,
@@ -67,7 +71,7 @@ impl Imds {
             .await?
             .json()
             .await
-            .map_err(|e| format!("Azure instance metadata: {path}: not an instance answer: {e}"))?;
+            .map_err(|e| CloudError::http(format_args!("Azure instance metadata: {path}: not an instance answer"), &e))?;
         Ok(answer.compute)
     }
 }

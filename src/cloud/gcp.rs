@@ -1,7 +1,7 @@
 //! Google Cloud: the metadata server (GCE, GKE Workload Identity) and IAM Credentials `signJwt`.
 //! `GCE_METADATA_HOST` (Google's SDKs' name) points the metadata requests elsewhere.
 
-use super::{Clients, failure, metadata_get};
+use super::{Clients, CloudError, failure, metadata_get};
 use crate::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
@@ -28,29 +28,29 @@ impl GcpEndpoints {
         GcpEndpoints { metadata: format!("http://{host}"), iam_credentials: iam.trim_end_matches('/').to_string() }
     }
 
-    async fn metadata(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, String> {
+    async fn metadata(&self, clients: &Clients, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, CloudError> {
         let path = format!("/computeMetadata/v1/{path}");
         metadata_get(clients, "GCP metadata server", &self.metadata, &path, query, ("Metadata-Flavor", "Google")).await
     }
 
     /// The default service account's identity token for `audience` (`format=full`: with the
     /// instance's claims, as Vault's gcp method wants for GCE logins).
-    pub async fn identity_token(&self, clients: &Clients, audience: &str) -> Result<SecretString, String> {
+    pub async fn identity_token(&self, clients: &Clients, audience: &str) -> Result<SecretString, CloudError> {
         let path = "instance/service-accounts/default/identity";
         let response = self.metadata(clients, path, &[("audience", audience), ("format", "full")]).await?;
-        let text = response.text().await.map_err(|e| format!("GCP metadata server: {path}: {e}"))?;
+        let text = response.text().await.map_err(|e| CloudError::http(format_args!("GCP metadata server: {path}"), &e))?;
         Ok(SecretString::new(text.trim()))
     }
 
     /// The default service account's email.
-    pub async fn email(&self, clients: &Clients) -> Result<String, String> {
+    pub async fn email(&self, clients: &Clients) -> Result<String, CloudError> {
         let path = "instance/service-accounts/default/email";
         let response = self.metadata(clients, path, &[]).await?;
-        Ok(response.text().await.map_err(|e| format!("GCP metadata server: {path}: {e}"))?.trim().to_string())
+        Ok(response.text().await.map_err(|e| CloudError::http(format_args!("GCP metadata server: {path}"), &e))?.trim().to_string())
     }
 
     /// An OAuth access token of the default service account, and how long it lasts.
-    pub async fn access_token(&self, clients: &Clients) -> Result<(SecretString, Duration), String> {
+    pub async fn access_token(&self, clients: &Clients) -> Result<(SecretString, Duration), CloudError> {
         #[derive(Deserialize)]
         struct Answer {
             access_token: String,
@@ -58,21 +58,31 @@ impl GcpEndpoints {
             expires_in: u64,
         }
         let path = "instance/service-accounts/default/token";
-        let answer: Answer =
-            self.metadata(clients, path, &[]).await?.json().await.map_err(|e| format!("GCP metadata server: {path}: not a token answer: {e}"))?;
+        let answer: Answer = self
+            .metadata(clients, path, &[])
+            .await?
+            .json()
+            .await
+            .map_err(|e| CloudError::http(format_args!("GCP metadata server: {path}: not a token answer"), &e))?;
         Ok((SecretString::new(answer.access_token), Duration::from_secs(answer.expires_in)))
     }
 
     /// `claims` signed by Google for service account `email` (IAM Credentials `signJwt`), with
     /// `token` (an access token that may act as it).
-    pub async fn sign_jwt(&self, clients: &Clients, email: &str, token: &SecretString, claims: &serde_json::Value) -> Result<SecretString, String> {
+    pub async fn sign_jwt(
+        &self,
+        clients: &Clients,
+        email: &str,
+        token: &SecretString,
+        claims: &serde_json::Value,
+    ) -> Result<SecretString, CloudError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Answer {
             signed_jwt: String,
         }
         let url = format!("{}/v1/projects/-/serviceAccounts/{email}:signJwt", self.iam_credentials);
-        let what = |e: &dyn std::fmt::Display| format!("GCP IAM Credentials signJwt ({}, {email}): {e}", self.iam_credentials);
+        let what = format!("GCP IAM Credentials signJwt ({}, {email})", self.iam_credentials);
         let response = clients
             .api
             .post(&url)
@@ -80,11 +90,12 @@ impl GcpEndpoints {
             .json(&serde_json::json!({"payload": claims.to_string()}))
             .send()
             .await
-            .map_err(|e| what(&e))?;
-        if !response.status().is_success() {
-            return Err(what(&failure(response).await));
+            .map_err(|e| CloudError::http(&what, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(CloudError::status(status, format!("{what}: {}", failure(response).await)));
         }
-        let answer: Answer = response.json().await.map_err(|e| what(&e))?;
+        let answer: Answer = response.json().await.map_err(|e| CloudError::http(&what, &e))?;
         Ok(SecretString::new(answer.signed_jwt))
     }
 }

@@ -11,6 +11,48 @@ pub mod gcp;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a cloud identity could not be had: the service did not answer (exit 69: try again
+/// later), or it answered and refused (exit 77: the credential or its permissions are wrong),
+/// or its answer was unusable. Never carries a credential or token.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloudError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CloudError {
+    /// From a failed request or answer: no answer, a 4xx (refused), a 5xx (the service is
+    /// unavailable), or an answer that does not decode.
+    pub fn http(context: impl std::fmt::Display, e: &reqwest::Error) -> CloudError {
+        let text = format!("{context}: {e}");
+        match e.status() {
+            Some(s) if s.is_client_error() => CloudError::Refused(text),
+            Some(_) => CloudError::Unreachable(text),
+            None if e.is_decode() || e.is_body() => CloudError::Invalid(text),
+            None => CloudError::Unreachable(text),
+        }
+    }
+
+    /// From an answer that was not a success: its `failure` text, classified by status.
+    pub fn status(status: reqwest::StatusCode, text: String) -> CloudError {
+        if status.is_client_error() { CloudError::Refused(text) } else { CloudError::Unreachable(text) }
+    }
+
+    pub fn is_refused(&self) -> bool {
+        matches!(self, CloudError::Refused(_))
+    }
+}
+
+impl From<CloudError> for String {
+    fn from(e: CloudError) -> String {
+        e.to_string()
+    }
+}
+
 /// HTTP clients for the clouds: `metadata` for the link-local metadata services (never through
 /// a proxy), `api` for the clouds' public APIs (proxies from the environment apply).
 #[derive(Clone)]
@@ -22,13 +64,13 @@ pub struct Clients {
 impl Clients {
     /// `metadata_timeout` bounds each metadata request (a missing metadata server fails within
     /// it), `api_timeout` each API request.
-    pub fn new(metadata_timeout: Duration, api_timeout: Duration) -> Result<Clients, String> {
+    pub fn new(metadata_timeout: Duration, api_timeout: Duration) -> Result<Clients, CloudError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(|e| CloudError::Invalid(format!("TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let metadata = reqwest::Client::builder()
@@ -37,13 +79,13 @@ impl Clients {
             .connect_timeout(metadata_timeout.min(Duration::from_secs(1)).max(Duration::from_millis(200)))
             .timeout(metadata_timeout)
             .build()
-            .map_err(|e| format!("cannot set up the metadata client: {e}"))?;
+            .map_err(|e| CloudError::Invalid(format!("cannot set up the metadata client: {e}")))?;
         let api = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(api_timeout)
             .timeout(api_timeout * 2)
             .build()
-            .map_err(|e| format!("cannot set up the cloud API client: {e}"))?;
+            .map_err(|e| CloudError::Invalid(format!("cannot set up the cloud API client: {e}")))?;
         Ok(Clients { metadata, api })
     }
 }
@@ -57,11 +99,12 @@ pub async fn metadata_get(
     path: &str,
     query: &[(&str, &str)],
     header: (&str, &str),
-) -> Result<reqwest::Response, String> {
+) -> Result<reqwest::Response, CloudError> {
     let sent = clients.metadata.get(format!("{base}{path}")).query(query).header(header.0, header.1).send().await;
-    let response = sent.map_err(|e| format!("{service} ({base}): {path}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("{service} ({base}): {path}: {}", failure(response).await));
+    let response = sent.map_err(|e| CloudError::http(format_args!("{service} ({base}): {path}"), &e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(CloudError::status(status, format!("{service} ({base}): {path}: {}", failure(response).await)));
     }
     Ok(response)
 }

@@ -4,7 +4,7 @@
 //! (IMDSv2). Secrets live in the core's `SecretString`.
 
 use crate::SecretString;
-use crate::cloud::{ok_json, ok_text};
+use crate::cloud::{CloudError, ok_json, ok_text};
 use crate::config::reader::{Lookup, Reader};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -120,10 +120,12 @@ impl CredentialSource {
 impl CredentialSource {
     /// The credentials of this source: `imds` reaches the metadata services (never proxied),
     /// `api` the AWS APIs. Errors say which step failed; they carry no secret.
-    pub async fn fetch(&self, imds: &reqwest::Client, api: &reqwest::Client) -> Result<AwsCredentials, String> {
+    pub async fn fetch(&self, imds: &reqwest::Client, api: &reqwest::Client) -> Result<AwsCredentials, CloudError> {
         match self {
             CredentialSource::Static(c) => Ok(c.clone()),
-            CredentialSource::Disabled => Err("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()),
+            CredentialSource::Disabled => {
+                Err(CloudError::Invalid("no AWS credentials: AWS_EC2_METADATA_DISABLED is set and no other source is".into()))
+            }
             CredentialSource::InstanceRole(base) => instance_role(imds, base.trim_end_matches('/')).await,
             CredentialSource::Container { uri, token, token_file } => container(imds, uri, token.as_ref(), token_file.as_ref()).await,
             CredentialSource::WebIdentity { token_file, role_arn, session_name, sts } => {
@@ -165,23 +167,36 @@ fn xml_value(xml: &str, tag: &str) -> Option<String> {
 }
 
 /// EKS Pod Identity / ECS: `GET uri` with the agent's token as `Authorization`.
-async fn container(imds: &reqwest::Client, uri: &str, token: Option<&SecretString>, token_file: Option<&PathBuf>) -> Result<AwsCredentials, String> {
+async fn container(
+    imds: &reqwest::Client,
+    uri: &str,
+    token: Option<&SecretString>,
+    token_file: Option<&PathBuf>,
+) -> Result<AwsCredentials, CloudError> {
     let token = match (token_file, token) {
-        (Some(file), _) => Some(std::fs::read_to_string(file).map_err(|e| format!("container credentials: {}: {e}", file.display()))?),
+        (Some(file), _) => {
+            Some(std::fs::read_to_string(file).map_err(|e| CloudError::Invalid(format!("container credentials: {}: {e}", file.display())))?)
+        }
         (None, t) => t.map(|t| t.expose().to_string()),
     };
     let mut request = imds.get(uri);
     if let Some(token) = token {
         request = request.header("Authorization", token.trim());
     }
-    let answer: RoleCredentials = ok_json(request).await.map_err(|e| format!("container credentials ({uri}): {e}"))?;
+    let answer: RoleCredentials = ok_json(request).await.map_err(|e| CloudError::http(format_args!("container credentials ({uri})"), &e))?;
     tracing::debug!(uri, "AWS: container credentials read");
     Ok(answer.into_credentials())
 }
 
 /// IRSA: STS `AssumeRoleWithWebIdentity` (unsigned) with the service-account token.
-async fn web_identity(api: &reqwest::Client, token_file: &PathBuf, role_arn: &str, session_name: &str, sts: &str) -> Result<AwsCredentials, String> {
-    let jwt = std::fs::read_to_string(token_file).map_err(|e| format!("web identity token {}: {e}", token_file.display()))?;
+async fn web_identity(
+    api: &reqwest::Client,
+    token_file: &PathBuf,
+    role_arn: &str,
+    session_name: &str,
+    sts: &str,
+) -> Result<AwsCredentials, CloudError> {
+    let jwt = std::fs::read_to_string(token_file).map_err(|e| CloudError::Invalid(format!("web identity token {}: {e}", token_file.display())))?;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("Action", "AssumeRoleWithWebIdentity")
         .append_pair("Version", "2011-06-15")
@@ -189,15 +204,20 @@ async fn web_identity(api: &reqwest::Client, token_file: &PathBuf, role_arn: &st
         .append_pair("RoleSessionName", session_name)
         .append_pair("WebIdentityToken", jwt.trim())
         .finish();
-    let failed = |e: reqwest::Error| format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {e}");
+    let failed = |e: reqwest::Error| CloudError::http(format_args!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn})"), &e);
     let response = api.post(sts).header("Content-Type", "application/x-www-form-urlencoded").body(body).send().await.map_err(failed)?;
     let status = response.status();
     let text = response.text().await.map_err(failed)?;
     if !status.is_success() {
         let why = [xml_value(&text, "Code"), xml_value(&text, "Message")].into_iter().flatten().collect::<Vec<_>>().join(": ");
-        return Err(format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {status} {why}").trim_end().to_string());
+        return Err(CloudError::status(
+            status,
+            format!("STS AssumeRoleWithWebIdentity ({sts}, role {role_arn}): {status} {why}").trim_end().to_string(),
+        ));
     }
-    let field = |tag: &str| xml_value(&text, tag).ok_or_else(|| format!("STS AssumeRoleWithWebIdentity ({sts}): no {tag} in the answer"));
+    let field = |tag: &str| {
+        xml_value(&text, tag).ok_or_else(|| CloudError::Invalid(format!("STS AssumeRoleWithWebIdentity ({sts}): no {tag} in the answer")))
+    };
     tracing::debug!(role_arn, "AWS: web identity credentials obtained");
     Ok(AwsCredentials {
         access_key_id: field("AccessKeyId")?,
@@ -208,19 +228,23 @@ async fn web_identity(api: &reqwest::Client, token_file: &PathBuf, role_arn: &st
 }
 
 /// The instance role's credentials through IMDSv2.
-async fn instance_role(imds: &reqwest::Client, base: &str) -> Result<AwsCredentials, String> {
-    let step = |what: &'static str| move |e: reqwest::Error| format!("instance metadata ({base}): {what}: {e}");
+async fn instance_role(imds: &reqwest::Client, base: &str) -> Result<AwsCredentials, CloudError> {
+    let step = |what: &'static str| move |e: reqwest::Error| CloudError::http(format_args!("instance metadata ({base}): {what}"), &e);
     let session = imds.put(format!("{base}/latest/api/token")).header("X-aws-ec2-metadata-token-ttl-seconds", "21600");
     let token = ok_text(session).await.map_err(step("session token"))?;
     let get = |path: String| imds.get(format!("{base}{path}")).header("X-aws-ec2-metadata-token", token.trim());
     let roles = ok_text(get("/latest/meta-data/iam/security-credentials/".into()))
         .await
         .map_err(step("instance role (does the node have an instance profile?)"))?;
-    let role = roles.lines().map(str::trim).find(|l| !l.is_empty()).ok_or_else(|| format!("instance metadata ({base}): no instance role"))?;
+    let role = roles
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| CloudError::Refused(format!("instance metadata ({base}): no instance role")))?;
     let answer: RoleCredentials =
         ok_json(get(format!("/latest/meta-data/iam/security-credentials/{role}"))).await.map_err(step("role credentials"))?;
     if let Some(code) = answer.code.as_deref().filter(|c| *c != "Success") {
-        return Err(format!("instance metadata ({base}): credentials of role {role}: {code}"));
+        return Err(CloudError::Refused(format!("instance metadata ({base}): credentials of role {role}: {code}")));
     }
     tracing::debug!(role, "AWS: instance role credentials read");
     Ok(answer.into_credentials())

@@ -9,9 +9,9 @@ pub use credentials::{AwsCredentials, CredentialSource};
 
 /// The EC2 instance identity document, signed (PKCS#7, base64 without line breaks), through
 /// IMDSv2 at `base` (`AWS_EC2_METADATA_SERVICE_ENDPOINT`).
-pub async fn instance_identity_pkcs7(imds: &reqwest::Client, base: &str) -> Result<String, String> {
+pub async fn instance_identity_pkcs7(imds: &reqwest::Client, base: &str) -> Result<String, super::CloudError> {
     let base = base.trim_end_matches('/');
-    let step = |what: &'static str| move |e: reqwest::Error| format!("instance metadata ({base}): {what}: {e}");
+    let step = |what: &'static str| move |e: reqwest::Error| super::CloudError::http(format_args!("instance metadata ({base}): {what}"), &e);
     let token = super::ok_text(imds.put(format!("{base}/latest/api/token")).header("X-aws-ec2-metadata-token-ttl-seconds", "300"))
         .await
         .map_err(step("session token"))?;

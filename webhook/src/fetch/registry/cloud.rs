@@ -30,7 +30,7 @@ impl LazyClients {
 
     /// The clients; metadata services answer at once or not at all (2 s).
     pub fn get(&self) -> Result<&Clients, String> {
-        self.cell.get_or_init(|| Clients::new(Duration::from_secs(2), self.timeout)).as_ref().map_err(Clone::clone)
+        self.cell.get_or_init(|| Clients::new(Duration::from_secs(2), self.timeout).map_err(String::from)).as_ref().map_err(Clone::clone)
     }
 }
 
