@@ -72,7 +72,7 @@ fn ca_files(ca: &config::CaSource) -> Vec<u8> {
     let mut out = ca.file.as_ref().and_then(|f| std::fs::read(f).ok()).unwrap_or_default();
     if let Some(dir) = &ca.dir {
         let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
-        entries.sort();
+        entries.sort_unstable();
         for path in entries {
             out.extend(path.display().to_string().bytes());
             out.extend(std::fs::read(&path).unwrap_or_default());

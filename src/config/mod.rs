@@ -532,13 +532,26 @@ fn read_headers(r: &mut Reader<'_, Env>) -> Vec<(String, SecretString)> {
 /// `VAULT_RATE_LIMIT`: `RATE` or `RATE:BURST` (Vault's client: the burst defaults to the rate).
 fn parse_rate_limit(s: &str) -> Option<(f64, u32)> {
     let (rate, burst) = match s.split_once(':') {
-        Some((rate, burst)) => (rate.trim().parse::<f64>().ok()?, burst.trim().parse::<u32>().ok()?),
+        Some((rate, burst)) => (decimal(rate.trim())?, burst.trim().parse::<u32>().ok()?),
         None => {
-            let rate = s.trim().parse::<f64>().ok()?;
+            let rate = decimal(s.trim())?;
             (rate, rate as u32)
         }
     };
-    (rate.is_finite() && rate > 0.0).then_some((rate, burst.max(1)))
+    (rate > 0.0).then_some((rate, burst.max(1)))
+}
+
+/// `12` or `0.5`: a plain decimal, read without the float parser (its tables cost the binary
+/// 16 KB for this one setting).
+fn decimal(s: &str) -> Option<f64> {
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole = if whole.is_empty() { 0 } else { whole.parse::<u32>().ok()? };
+    let fraction = if fraction.is_empty() { 0.0 } else { f64::from(fraction.parse::<u32>().ok()?) / 10f64.powi(fraction.len() as i32) };
+    Some(f64::from(whole) + fraction)
 }
 
 /// `VAULT_ENV_FROM_PATH=secret/data/a,secret/data/b#3`.
@@ -560,6 +573,16 @@ fn read_from_path(r: &mut Reader<'_, Env>) -> Vec<FromPath> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rate_limits_as_vaults_client_reads_them() {
+        assert_eq!(parse_rate_limit("10"), Some((10.0, 10)));
+        assert_eq!(parse_rate_limit("2.5:4"), Some((2.5, 4)));
+        assert_eq!(parse_rate_limit("0.5"), Some((0.5, 1)));
+        for bad in ["", "0", "-1", "a", "1:", "1:x", ".", "1e3", "1.2.3"] {
+            assert_eq!(parse_rate_limit(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
