@@ -303,10 +303,11 @@ Secrets, ConfigMaps, custom objects (the webhook reads Vault itself; same annota
                                        [default: false: such reviews are denied, saying why; dry
                                        runs and objects without references are not affected]
   VAULT_OBJECT_LOGINS                  logins an object's vault-auth-method/vault-path/vault-role
-                                       may choose for the webhook's identity, besides the default
-                                       (VAULT_AUTH_METHOD, VAULT_PATH, VAULT_ROLE): comma-separated
-                                       [METHOD:]MOUNT:ROLE, a part may be *, a role may end with *;
-                                       * alone for any (Bank-Vaults) [default: none]
+                                       (and vault-namespace) may choose for the webhook's identity,
+                                       besides the default (VAULT_AUTH_METHOD, VAULT_PATH,
+                                       VAULT_ROLE, VAULT_NAMESPACE): comma-separated
+                                       [METHOD:][NAMESPACE/]MOUNT:ROLE, a part may be *, a role may
+                                       end with *; * alone for any (Bank-Vaults) [default: none]
   VAULT_OBJECT_PATHS                   Vault path prefixes objects may read and write, comma-
                                        separated (secret/data/shared, secret/data/team-*)
                                        [default: any secret path]. Never: a path with %, . or ..

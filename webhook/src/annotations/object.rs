@@ -181,17 +181,25 @@ impl ObjectConfig {
 /// use (and read that role's secrets). With `vault-serviceaccount` Vault's own role bindings
 /// decide instead, so this does not apply.
 fn check_login(r: &mut AnnotationReader<'_, '_>, d: &ObjectDefaults, default_role: &str, vault: &VaultTarget) {
-    let mount = vault.path.trim_matches('/');
+    let normal = |ns: &str| ns.trim().trim_matches('/').to_string();
+    // Another Vault namespace is another set of mounts and roles that may trust the webhook's
+    // identity: a rule names it in front of the mount (`team-b/kubernetes:reader`).
+    let namespace = normal(&vault.namespace);
+    let mount = match namespace.as_str() {
+        ns if ns == normal(&d.vault.namespace) || ns.is_empty() => vault.path.trim_matches('/').to_string(),
+        ns => format!("{ns}/{}", vault.path.trim_matches('/')),
+    };
     // An annotation absent, or naming the default, chooses nothing (the default role may be a
     // template, which only the annotation's absence keeps as rendered).
     let same = |key: &str, is_default: bool| r.name_of(key).is_none() || is_default;
     let is_default = same(VAULT_AUTH_METHOD, vault.auth_method == d.vault.auth_method)
-        && same(VAULT_PATH, mount == d.vault.path.trim_matches('/'))
+        && same(VAULT_PATH, vault.path.trim_matches('/') == d.vault.path.trim_matches('/'))
+        && same(VAULT_NAMESPACE, namespace == normal(&d.vault.namespace))
         && same(VAULT_ROLE, vault.role == default_role);
-    if is_default || d.logins.iter().any(|rule| rule.allows(&vault.auth_method, &d.vault.auth_method, mount, &vault.role)) {
+    if is_default || d.logins.iter().any(|rule| rule.allows(&vault.auth_method, &d.vault.auth_method, &mount, &vault.role)) {
         return;
     }
-    let chosen = [VAULT_ROLE, VAULT_PATH, VAULT_AUTH_METHOD].into_iter().filter_map(|k| r.name_of(k)).collect::<Vec<_>>().join(", ");
+    let chosen = [VAULT_ROLE, VAULT_PATH, VAULT_AUTH_METHOD, VAULT_NAMESPACE].into_iter().filter_map(|k| r.name_of(k)).collect::<Vec<_>>().join(", ");
     r.push(FieldError::other(
         if chosen.is_empty() { VAULT_ROLE.to_string() } else { chosen },
         format!(
@@ -275,6 +283,12 @@ mod tests {
         as_sa.insert(format!("{PREFIX}{VAULT_SERVICEACCOUNT}"), "app".into());
         let allowed = ObjectDefaults { allow_service_account: true, ..ObjectDefaults::default() };
         assert!(ObjectConfig::from_annotations(&as_sa, "c", "shop", &allowed).is_ok());
+        // Another Vault namespace is another login too; a rule names it in front of the mount.
+        let errors = ObjectConfig::from_annotations(&with(VAULT_NAMESPACE, "team-b"), "c", "shop", &ObjectDefaults::default()).unwrap_err();
+        assert!(errors[0].to_string().contains("(jwt:team-b/kubernetes:default)"), "{errors:?}");
+        assert!(ObjectConfig::from_annotations(&with(VAULT_NAMESPACE, " / "), "c", "shop", &ObjectDefaults::default()).is_ok());
+        let team_b = ObjectDefaults { logins: LoginRule::parse_list("team-b/kubernetes:default").unwrap(), ..ObjectDefaults::default() };
+        assert!(ObjectConfig::from_annotations(&with(VAULT_NAMESPACE, "/team-b/"), "c", "shop", &team_b).is_ok());
         for bad in ["a:b:c:d", "kubernetes:", ":role", "magic:kubernetes:x"] {
             assert_eq!(LoginRule::parse_list(bad), None, "{bad}");
         }
