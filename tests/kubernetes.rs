@@ -295,6 +295,22 @@ fn helm_installs_the_chart_and_the_api_server_calls_the_webhook() {
     assert_eq!(env(&read, "VAULT_ADDR").as_deref(), Some(bao.addr.as_str()), "the chart's env reaches the pods");
     assert_eq!(env(&read, "DB_PASSWORD").as_deref(), Some("vault:secret/data/db#password"), "no secret in the pod spec");
 
+    // References only behind an `optional: true` ConfigMap (read through this API server, as
+    // Bank-Vaults reads them): wrapped; an optional one that does not exist holds nothing.
+    cluster.must(
+        "POST",
+        "/api/v1/namespaces/shop/configmaps",
+        Some(&json!({"metadata": {"name": "optional-settings", "labels": {"security.banzaicloud.io/mutate": "skip"}}, "data": {"URL": "vault:secret/data/db#password"}})),
+    );
+    let from = |name: &str, source: &str| {
+        json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "app", "image": "app:1", "command": ["/app"],
+               "envFrom": [{"configMapRef": {"name": source, "optional": true}}]}]}})
+    };
+    let wrapped = cluster.must("POST", pods, Some(&from("optional-source", "optional-settings")));
+    assert_eq!(wrapped["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{wrapped}");
+    let plain = cluster.must("POST", pods, Some(&from("optional-missing", "no-such-settings")));
+    assert_eq!(plain["spec"]["containers"][0]["command"], json!(["/app"]), "{plain}");
+
     // An annotation we do not act on: admitted with the webhook's warning, as kubectl shows it.
     let (warned, warnings) =
         cluster.create_with_warnings(pods, &pod("warned", json!({"vault.security.banzaicloud.io/vault-ct-cpus": "50m"}), json!({})));
