@@ -406,9 +406,14 @@ impl MariaDb {
     pub fn start() -> MariaDb {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // A temporary directory of its own: instances started at once by parallel tests shared
+        // /tmp, and one's bootstrap once failed removing its temporary table there.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db (apt-get install mariadb-server; scripts/install.sh does)");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -424,6 +429,7 @@ impl MariaDb {
                 "--innodb-buffer-pool-size=16M",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", sock.display()))
             .arg(format!("--pid-file={}", dir.path().join("mariadbd.pid").display()))
             .arg(format!("--log-error={}", dir.path().join("error.log").display()))
