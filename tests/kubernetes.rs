@@ -49,15 +49,8 @@ fn vault_env_logs_in_with_a_service_account_token_checked_by_token_review() {
         Some(json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["shop"], "token_policies": ["db"],
                     "audience": "https://kubernetes.default.svc", "ttl": "10m"})),
     );
-    let kubeconfig = cluster.kubeconfig.display().to_string();
     // vault-serviceaccount needs verified callers: the API server's client certificate.
-    let client_ca = cluster.webhook_client_ca.display().to_string();
-    let hook = Webhook::start(&[
-        ("KUBECONFIG", &kubeconfig),
-        ("VAULT_ADDR", &bao.addr),
-        ("VAULT_AUTH_METHOD", "kubernetes"),
-        ("TLS_CLIENT_CA_FILE", &client_ca),
-    ]);
+    let hook = kubernetes_auth_webhook(&cluster, &bao, &[]);
     register_secrets_webhook(&cluster, &hook, "secrets-only", json!({}));
     let secret = cluster.must(
         "POST",
@@ -92,16 +85,7 @@ fn objects_resolved_as_their_own_namespace_read_only_what_vault_binds_to_it() {
                         "audience": "https://kubernetes.default.svc", "ttl": "10m"})),
         );
     }
-    let kubeconfig = cluster.kubeconfig.display().to_string();
-    let client_ca = cluster.webhook_client_ca.display().to_string();
-    let hook = Webhook::start(&[
-        ("KUBECONFIG", &kubeconfig),
-        ("VAULT_ADDR", &bao.addr),
-        ("VAULT_AUTH_METHOD", "kubernetes"),
-        ("VAULT_SERVICEACCOUNT", "default"),
-        ("VAULT_ROLE", "tenant-{{.namespace}}"),
-        ("TLS_CLIENT_CA_FILE", &client_ca),
-    ]);
+    let hook = kubernetes_auth_webhook(&cluster, &bao, &[("VAULT_SERVICEACCOUNT", "default"), ("VAULT_ROLE", "tenant-{{.namespace}}")]);
     let tenants = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "bar"]}]});
     register_secrets_webhook(&cluster, &hook, "tenants", tenants);
     let secret = |name: &str, path: &str, annotations: Value| json!({"metadata": {"name": name, "annotations": annotations}, "stringData": {"password": format!("vault:secret/data/{path}#password")}});
@@ -116,6 +100,17 @@ fn objects_resolved_as_their_own_namespace_read_only_what_vault_binds_to_it() {
     let (code, answer) = cluster.api("POST", "/api/v1/namespaces/shop/secrets", Some(&secret("steal2", "bar/db", as_bar)));
     assert!(code >= 400 && answer.to_string().contains("login to"), "{code} {answer}");
     assert!(!answer.to_string().contains("bar-pw") && !hook.log().contains("bar-pw"));
+}
+
+/// The webhook as these tests run it: the cluster's API, `bao` with OpenBao's kubernetes auth,
+/// and only the API server's client certificate verified; then `extra`.
+fn kubernetes_auth_webhook(cluster: &Cluster, bao: &Bao, extra: &[(&str, &str)]) -> Webhook {
+    let kubeconfig = cluster.kubeconfig.display().to_string();
+    let client_ca = cluster.webhook_client_ca.display().to_string();
+    let mut env = vec![("KUBECONFIG", kubeconfig.as_str()), ("VAULT_ADDR", bao.addr.as_str()), ("VAULT_AUTH_METHOD", "kubernetes")];
+    env.push(("TLS_CLIENT_CA_FILE", &client_ca));
+    env.extend_from_slice(extra);
+    Webhook::start(&env)
 }
 
 /// A MutatingWebhookConfiguration that sends Secret creations in the namespaces `selector`
