@@ -44,9 +44,32 @@ fn run_pid1(init: Pid1, app: &[&str]) -> Output {
     run_with_timeout(pid1_command(init, app), Duration::from_secs(30))
 }
 
+/// A running `unshare`; dropped before it was waited for (a failed assertion), it is killed
+/// and reaped, and `--kill-child` takes the namespace's PID 1 and its app down with it.
+struct Unshare(Option<Child>);
+
+impl Unshare {
+    fn spawn(mut cmd: Command) -> Unshare {
+        Unshare(Some(cmd.spawn().unwrap()))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the unshare child is present until waited for")
+    }
+}
+
+impl Drop for Unshare {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The host pid of the namespace's PID 1 (the child of `unshare`).
-fn pid1_host_pid(unshare: &Child) -> i32 {
-    let path = format!("/proc/{0}/task/{0}/children", unshare.id());
+fn pid1_host_pid(unshare: &mut Unshare) -> i32 {
+    let path = format!("/proc/{0}/task/{0}/children", unshare.child().id());
     let mut pid = None;
     assert!(busy_wait(Duration::from_secs(10), || {
         pid = std::fs::read_to_string(&path).ok().and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
@@ -60,12 +83,11 @@ fn kill(pid: i32, sig: &str) {
     assert!(status.success(), "kill -{sig} {pid}");
 }
 
-fn wait_output(child: Child, timeout: Duration) -> Output {
+fn wait_output(mut unshare: Unshare, timeout: Duration) -> Output {
     let deadline = std::time::Instant::now() + timeout;
-    let mut child = child;
     loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
+        if unshare.child().try_wait().unwrap().is_some() {
+            let out = unshare.0.take().map(|child| child.wait_with_output().unwrap()).unwrap();
             return Output {
                 code: out.status.code(),
                 stdout: String::from_utf8_lossy(&out.stdout).into(),
@@ -109,8 +131,10 @@ fn signals_are_forwarded_to_the_app() {
             let dir = tempfile::tempdir().unwrap();
             let ready = dir.path().join("ready");
             let script = format!("trap 'echo got {sig}; exit 7' {sig}; touch {}; while :; do sleep 0.05; done", ready.display());
-            let child = pid1_command(init, &["sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-            let pid1 = pid1_host_pid(&child);
+            let mut cmd = pid1_command(init, &["sh", "-c", &script]);
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = Unshare::spawn(cmd);
+            let pid1 = pid1_host_pid(&mut child);
             wait_for_file(&ready);
             kill(pid1, sig);
             let out = wait_output(child, Duration::from_secs(10));
@@ -129,8 +153,10 @@ fn a_burst_of_different_signals_all_arrive() {
         log = log.display(),
         ready = ready.display()
     );
-    let child = pid1_command(Pid1::VaultEnv, &["sh", "-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let pid1 = pid1_host_pid(&child);
+    let mut cmd = pid1_command(Pid1::VaultEnv, &["sh", "-c", &script]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = Unshare::spawn(cmd);
+    let pid1 = pid1_host_pid(&mut child);
     wait_for_file(&ready);
     for sig in ["USR1", "USR2", "HUP", "WINCH"] {
         kill(pid1, sig);
@@ -183,8 +209,8 @@ fn a_signal_before_the_app_starts_is_delivered_when_it_does() {
     // VAULT_ENV_DELAY holds the start for 2 s; a USR1 sent meanwhile must reach the app.
     let mut cmd = pid1_command(Pid1::VaultEnv, &["sleep", "20"]);
     cmd.env("VAULT_ENV_DELAY", "2s").stdout(Stdio::null()).stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    let pid1 = pid1_host_pid(&child);
+    let mut child = Unshare::spawn(cmd);
+    let pid1 = pid1_host_pid(&mut child);
     std::thread::sleep(Duration::from_millis(500));
     kill(pid1, "USR1");
     let out = wait_output(child, Duration::from_secs(15));
