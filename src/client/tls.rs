@@ -99,13 +99,17 @@ impl fmt::Debug for Reloading {
 }
 
 impl Reloading {
+    /// The verifier loaded last, without looking at the files (the signature checks of one
+    /// handshake, after `verify_server_cert` has looked).
+    fn loaded(&self) -> Arc<dyn ServerCertVerifier> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
     fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
         let files = ca_files(&self.settings.ca);
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        if current.0 == files {
-            return current.1.clone();
+        if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == files {
+            return self.loaded();
         }
-        drop(current);
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         match ca_verifier(&self.settings, self.https, &self.provider) {
             Ok(verifier) => {
@@ -138,7 +142,7 @@ impl ServerCertVerifier for Reloading {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).1.verify_tls12_signature(message, cert, dss)
+        self.loaded().verify_tls12_signature(message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -146,10 +150,10 @@ impl ServerCertVerifier for Reloading {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).1.verify_tls13_signature(message, cert, dss)
+        self.loaded().verify_tls13_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).1.supported_verify_schemes()
+        self.loaded().supported_verify_schemes()
     }
 }
 
