@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Go programs the Kubernetes tests run, from their upstream modules at the versions our
-# tools modules pin (tools/kube, tools/etcd, tools/helm, tools/consul-template: go.mod + go.sum,
+# tools modules pin (tools/kube: the API server and the node's programs, tools/etcd, tools/helm, tools/consul-template: go.mod + go.sum,
 # a `tool` line each), into a cache outside the work tree: $VAULT_ENV_TOOLS, default
 # ~/.cache/vault-env/tools/NAME-VERSION.
 # Builds only what is missing and prints how long each build took. Without a Go >= 1.25, gets
@@ -41,8 +41,12 @@ build() {
 KUBE_VERSION=$(pinned_version kube-apiserver)
 HELM_VERSION=$(pinned_version helm)
 minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
-build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver \
-  "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+# The control plane, and the node's programs the end-to-end tests run (tests/common/node.rs). The
+# version is stamped in as Kubernetes' Makefile does, or the node reports a bogus kubelet version.
+for program in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+  build "$program" kube "k8s.io/kubernetes/cmd/$program" \
+    "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+done
 build etcd etcd go.etcd.io/etcd/server/v3
 # helm's default Kubernetes version (for `helm template` and `helm lint`) comes from its client-go,
 # as its Makefile sets it.

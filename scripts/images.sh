@@ -3,7 +3,8 @@
 # with podman: the static (musl) binaries are built here with cargo and handed to the Dockerfile
 # as BINARIES=prebuilt (its Rust build stage needs an image that cannot be pulled here). Also
 # imports `localhost/vault-env-test-base`, a busybox root filesystem that the container tests
-# build app images FROM. Prints the image sizes. Tags: localhost/vault-env:test,
+# build app images FROM (and the node's pods run), and `localhost/vault-env-test-pause`, the node's
+# pod sandbox. Prints the image sizes. Tags: localhost/vault-env:test,
 # localhost/vault-secrets-webhook:test (override with VAULT_ENV_IMAGE_TAG).
 . "$(dirname "$0")/lib.sh"
 TAG=${VAULT_ENV_IMAGE_TAG:-test}
@@ -31,6 +32,12 @@ cp "$(command -v busybox)" "$base/bin/busybox"
 for applet in sh sleep cat echo env kill ps trap true false id ls; do ln -sf busybox "$base/bin/$applet"; done
 tar -C "$base" -c . | podman_cmd import -q - "localhost/vault-env-test-base:$TAG" >/dev/null || die "podman import failed"
 rm -rf "$base"
+# The pod sandbox image of the end-to-end tests' node (scripts/node.sh): a static pause program.
+pause=$(mktemp -d)
+musl-gcc -static -Os -s -o "$pause/pause" "$ROOT/tests/fixtures/pause/pause.c" || die "building pause failed"
+tar -C "$pause" -c pause | podman_cmd import -q --change 'ENTRYPOINT ["/pause"]' - "localhost/vault-env-test-pause:$TAG" >/dev/null \
+  || die "podman import pause failed"
+rm -rf "$pause"
 for image in vault-env vault-secrets-webhook; do
   log "image localhost/$image:$TAG: $(podman_cmd image inspect --format '{{.Size}}' "localhost/$image:$TAG") bytes"
 done

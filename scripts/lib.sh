@@ -106,7 +106,7 @@ start_mariadb() {
 # pinned_version NAME : the version of the Go program NAME that tools/*/go.mod pins.
 pinned_version() {
   case "$1" in
-    kube-apiserver) awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod";;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kubectl) awk '$1 == "k8s.io/kubernetes" {print $2}' "$ROOT/tools/kube/go.mod";;
     etcd) awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/tools/etcd/go.mod";;
     helm) awk '$1 == "helm.sh/helm/v3" {print $2}' "$ROOT/tools/helm/go.mod";;
     consul-template) awk '$1 == "github.com/hashicorp/consul-template" {print $2}' "$ROOT/tools/consul-template/go.mod";;

@@ -2,7 +2,8 @@
 # Runs every test: the format and lint gate, the module-graph check, the rendered-manifest check,
 # unit tests and the black-box tests against real servers that each test starts on free loopback
 # ports (OpenBao, MariaDB, docker-registry, a Kubernetes control plane built from its Go modules,
-# and podman running the images we ship). Installs and builds what is missing first.
+# podman running the images we ship, and a one-node cluster with a real kubelet and containerd
+# running the pods our webhook mutates: scripts/node.sh). Installs and builds what is missing first.
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 # kube-apiserver, etcd and helm from their Go modules (cached by version; built when missing).
@@ -25,4 +26,10 @@ cargo check --manifest-path fuzz/Cargo.toml --bins --locked --quiet
 cargo build -p vault-env-webhook --bin vault-secrets-webhook --locked
 # The images the container tests run (static binaries, the Dockerfile's stages, with podman).
 bash "$ROOT/scripts/images.sh"
-cargo test --workspace --locked "$@"
+# The end-to-end tests' node (scripts/node.sh serve) is torn down when the test process exits;
+# wait for that to finish, whatever the tests' result, so that nothing is left running.
+node_dir=${VAULT_ENV_NODE_DIR:-${TMPDIR:-/tmp}/vault-env-node}
+status=0
+cargo test --workspace --locked "$@" || status=$?
+if [ -e "$node_dir.lock" ]; then flock "$node_dir.lock" true; fi
+exit $status

@@ -161,7 +161,7 @@ fn point_webhooks_at(cluster: &Cluster, name: &str, hook: &Webhook, probe_labels
             json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig"), "value": {"url": format!("{}{service_path}", hook.url), "caBundle": ca}})
         })
         .collect();
-    let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &path, Some(&json!(ops)), "application/json-patch+json");
+    let (code, patched) = cluster.api_as(&cluster.token, "PATCH", &path, Some(&json!(ops)), "application/json-patch+json");
     assert_eq!(code, 200, "{patched}");
     // The API server picks the change up through an informer: wait until a dry run is mutated.
     cluster.namespace_with("probe", probe_labels);
@@ -559,7 +559,7 @@ fn a_webhook_slower_than_its_timeout_gives_the_api_servers_answer() {
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "took {took:?}");
 
     let patch = json!([{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]);
-    let (code, patched) = cluster.api_as(ADMIN_TOKEN, "PATCH", &format!("{configs}/slow"), Some(&patch), "application/json-patch+json");
+    let (code, patched) = cluster.api_as(&cluster.token, "PATCH", &format!("{configs}/slow"), Some(&patch), "application/json-patch+json");
     assert_eq!(code, 200, "{patched}");
     let admitted = busy_wait(Duration::from_secs(30), || {
         let started = std::time::Instant::now();

@@ -14,6 +14,9 @@ mod deploy;
 /// A real control plane (etcd, kube-apiserver, helm): the chart installed, the API server calling
 /// the webhook, OpenBao checking pods' tokens with TokenReview.
 mod kubernetes;
+/// End to end on a real node (kubelet, containerd, scheduler, controller manager): the pods our
+/// webhook mutates, started by Kubernetes itself.
+mod e2e;
 /// Exit codes, whether Vault is contacted, error texts, canary values.
 mod errors;
 /// vault-agent with the pod's own configuration, run as the real `bao agent`.

@@ -15,14 +15,20 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 /// A Go program built by scripts/go-tools.sh (`VAULT_ENV_TOOLS`, else ~/.cache/vault-env/tools).
 pub fn go_tool(name: &str) -> PathBuf {
     let (module, dir) = match name {
-        "kube-apiserver" => ("k8s.io/kubernetes", "kube"),
+        "kube-apiserver" | "kubectl" => ("k8s.io/kubernetes", "kube"),
         "etcd" => ("go.etcd.io/etcd/server/v3", "etcd"),
         "helm" => ("helm.sh/helm/v3", "helm"),
         "consul-template" => ("github.com/hashicorp/consul-template", "consul-template"),
         other => panic!("no such tool {other}"),
     };
     let go_mod = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(dir).join("go.mod")).unwrap();
-    let version = go_mod.lines().find_map(|l| l.trim().strip_prefix(module)?.split_whitespace().next()).expect("the pinned version");
+    let version = go_mod
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(module)).then(|| words.next()).flatten()
+        })
+        .expect("the pinned version");
     let cache =
         path_from_env("VAULT_ENV_TOOLS").unwrap_or_else(|| path_from_env("HOME").unwrap_or_else(|| "/root".into()).join(".cache/vault-env/tools"));
     let path = cache.join(format!("{name}-{version}"));
@@ -31,9 +37,11 @@ pub fn go_tool(name: &str) -> PathBuf {
 }
 
 pub struct Cluster {
-    _apiserver: Proc,
-    _etcd: Proc,
+    /// The processes this value started (none for a node's API server, which scripts/node.sh runs).
+    _procs: Vec<Proc>,
     pub dir: tempfile::TempDir,
+    /// The admin's bearer token (`system:masters`).
+    pub token: String,
     /// `https://127.0.0.1:PORT`
     pub url: String,
     /// The API server's serving certificate (self-signed), to verify it.
@@ -128,10 +136,27 @@ impl Cluster {
             ),
         )
         .unwrap();
-        let cluster = Cluster { _apiserver: apiserver, _etcd: etcd, dir, url, ca, kubeconfig, webhook_client_ca };
+        let cluster = Cluster { _procs: vec![apiserver, etcd], dir, token: ADMIN_TOKEN.into(), url, ca, kubeconfig, webhook_client_ca };
         let ready = busy_wait(Duration::from_secs(60), || cluster.ca.exists() && cluster.api("GET", "/readyz", None).0 == 200);
         assert!(ready, "kube-apiserver is not ready:\n{}", cluster.log());
         cluster
+    }
+
+    /// An API server someone else runs (a node's: tests/common/node.rs), described by the
+    /// `KEY=VALUE` lines scripts/node.sh writes (URL, CA, KUBECONFIG, ADMIN_TOKEN, WEBHOOK_CLIENT_CA).
+    pub fn attach(env: &str) -> Cluster {
+        let get = |key: &str| {
+            env.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).unwrap_or_else(|| panic!("{key} is missing from {env}")).to_string()
+        };
+        Cluster {
+            _procs: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+            token: get("ADMIN_TOKEN"),
+            url: get("URL"),
+            ca: get("CA").into(),
+            kubeconfig: get("KUBECONFIG").into(),
+            webhook_client_ca: get("WEBHOOK_CLIENT_CA").into(),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -142,7 +167,7 @@ impl Cluster {
 
     /// A call as the admin: `(status, body)`.
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        self.api_as(ADMIN_TOKEN, method, path, body, "application/json")
+        self.api_as(&self.token, method, path, body, "application/json")
     }
 
     pub fn api_as(&self, token: &str, method: &str, path: &str, body: Option<&Value>, content_type: &str) -> (u16, Value) {
@@ -169,7 +194,7 @@ impl Cluster {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "30", "-X", "POST", "--cacert"])
             .arg(&self.ca)
-            .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}"), "-H", "Content-Type: application/json", "-D"])
+            .args(["-H", &format!("Authorization: Bearer {}", self.token), "-H", "Content-Type: application/json", "-D"])
             .arg(&headers)
             .arg("--data-binary")
             .arg(format!("@{}", file.display()))

@@ -8,12 +8,14 @@
 pub mod aws;
 pub mod cluster;
 pub mod kube;
+pub mod node;
 pub mod registry;
 pub mod webhook;
 
 pub use aws::*;
 pub use cluster::*;
 pub use kube::*;
+pub use node::*;
 pub use registry::*;
 pub use webhook::*;
 

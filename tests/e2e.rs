@@ -1,0 +1,143 @@
+//! End to end, on a real node (tests/common/node.rs): the API server calls our webhook, the
+//! scheduler places the pod, the kubelet runs the copy init container into a memory volume, mounts
+//! the projected ServiceAccount token, enforces the securityContext, and delivers SIGTERM on
+//! delete; vault-env in the pod logs in to OpenBao with that token (kubernetes auth, TokenReview
+//! against the same API server). Pods use the host's network (the node's CNI gives pods only
+//! `lo`), so OpenBao and MariaDB run on 127.0.0.1 as in the other tests.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// OpenBao with `secret/data/mysql` and the kubernetes auth role `default` for the ServiceAccount
+/// `default` of `namespace` (the webhook's default role is the pod's ServiceAccount).
+fn bao_for(node: &Node, namespace: &str) -> Bao {
+    let bao = Bao::dev();
+    bao.kv2("mysql", json!({"MYSQL_PASSWORD": "pw-from-openbao", "MYSQL_ROOT_PASSWORD": "root-pw-from-openbao"}));
+    bao.policy("mysql", r#"path "secret/data/mysql" { capabilities = ["read"] }"#);
+    node.kubernetes_auth(&bao);
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/default",
+        Some(json!({"bound_service_account_names": ["default"], "bound_service_account_namespaces": [namespace],
+                    "token_policies": ["mysql"], "ttl": "10m"})),
+    );
+    bao
+}
+
+/// A Deployment of one hostNetwork pod labelled `app=NAME` running `script` in busybox.
+fn deployment(name: &str, annotations: Value, pod_spec: Value, env: Value, script: &str) -> Value {
+    let mut spec = json!({
+        "hostNetwork": true,
+        "terminationGracePeriodSeconds": 5,
+        "containers": [{"name": "app", "image": APP_IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", script], "env": env}],
+    });
+    json_merge(&mut spec, pod_spec);
+    json!({"metadata": {"name": name}, "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}, "annotations": annotations}, "spec": spec}}})
+}
+
+fn json_merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                json_merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+/// The app prints what it was given and its identity, then sleeps (Ready while it runs).
+const SHOW: &str = "echo \"MYSQL_PASSWORD=$MYSQL_PASSWORD\"; echo \"VAULT_TOKEN=${VAULT_TOKEN:-unset}\"; echo \"id=$(id -u):$(id -g)\"; \
+                    echo shown; trap 'echo got-SIGTERM; exit 0' TERM; while :; do sleep 1; done";
+
+fn mysql_env() -> Value {
+    json!([{"name": "MYSQL_PASSWORD", "value": "vault:secret/data/mysql#MYSQL_PASSWORD"}])
+}
+
+/// The seed's MySQL release pattern and Bank-Vaults' e2e `deployment`: a Deployment whose env
+/// holds a `vault:` reference, with `vault-addr` and `vault-skip-verify` annotations, becomes
+/// Available; the kubelet ran the copy init container into a memory volume; the app sees the
+/// value from OpenBao (vault-env logged in with the pod's projected token), never a token; the
+/// stored pod holds only the reference.
+#[test]
+fn a_mutated_deployment_becomes_available_and_its_app_sees_the_secret() {
+    let node = node();
+    let ns = node.namespace("deployment", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", "https://vault.invalid:8200")]);
+    ns.register_webhook(&hook);
+    let annotations = json!({"vault.security.banzaicloud.io/vault-addr": bao.addr, "vault.security.banzaicloud.io/vault-skip-verify": "true"});
+    ns.create("deployments", &deployment("mysql", annotations, json!({}), mysql_env(), SHOW));
+    ns.wait_available("mysql", MINUTE);
+    let pod = ns.pods("app=mysql").pop().expect("a pod");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let log = ns.wait_log(name, "app", "shown", MINUTE);
+    assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
+    assert!(log.contains("VAULT_TOKEN=unset\n"), "{log}");
+    // What the kubelet ran: the copy into a memory volume, then the app under vault-env.
+    assert_eq!(pod["spec"]["initContainers"][0]["name"], "copy-vault-env", "{pod}");
+    assert_eq!(pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0, "{}", pod["status"]);
+    let volume = pod["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "vault-env").cloned().unwrap_or_default();
+    assert_eq!(volume["emptyDir"]["medium"], "Memory", "{pod}");
+    assert_eq!(pod["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{pod}");
+    // etcd has the reference, not the value.
+    assert!(!pod.to_string().contains("pw-from-openbao"), "{pod}");
+    let mounts = node.kubectl(&["exec", "-n", &ns.name, name, "-c", "app", "--", "cat", "/proc/mounts"]);
+    assert!(mounts.stdout.lines().any(|l| l.starts_with("tmpfs /vault ")), "/vault is not a tmpfs:\n{}", mounts.all());
+}
+
+/// Bank-Vaults' e2e `deployment-seccontext` and its init-seccontext case: the pod's own
+/// securityContext (non-root user and group, no privilege escalation, all capabilities dropped,
+/// a read-only root) is enforced by the kubelet on the injected containers too; and the
+/// `run-as-user`/`run-as-group`/`run-as-non-root`/`readonly-root-fs` annotations shape the copy
+/// init container, which still runs.
+#[test]
+fn security_contexts_are_enforced_on_the_injected_containers() {
+    let node = node();
+    let ns = node.namespace("seccontext", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    let restricted = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true,
+                            "seccompProfile": {"type": "RuntimeDefault"}});
+    let pod_context = json!({"securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000, "runAsNonRoot": true}});
+    let mut with_pod_context = deployment("pod-context", json!({}), pod_context, mysql_env(), SHOW);
+    with_pod_context["spec"]["template"]["spec"]["containers"][0]["securityContext"] = restricted.clone();
+    ns.create("deployments", &with_pod_context);
+    let init_annotations = json!({
+        "vault.security.banzaicloud.io/run-as-user": "1001",
+        "vault.security.banzaicloud.io/run-as-group": "1002",
+        "vault.security.banzaicloud.io/run-as-non-root": "true",
+        "vault.security.banzaicloud.io/readonly-root-fs": "true",
+    });
+    let mut init_context = deployment("init-context", init_annotations, json!({}), mysql_env(), SHOW);
+    init_context["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 1001, "runAsGroup": 1002});
+    ns.create("deployments", &init_context);
+    for (app, id) in [("pod-context", "id=1000:3000"), ("init-context", "id=1001:1002")] {
+        ns.wait_available(app, MINUTE);
+        let pod = ns.pods(&format!("app={app}")).pop().expect("a pod");
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let log = ns.wait_log(name, "app", "shown", MINUTE);
+        assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains(id), "{app}: {log}");
+        let init = &pod["spec"]["initContainers"][0];
+        assert_eq!(init["name"], "copy-vault-env");
+        if app == "init-context" {
+            let context = &init["securityContext"];
+            assert_eq!((context["runAsUser"].as_i64(), context["runAsGroup"].as_i64()), (Some(1001), Some(1002)), "{init}");
+            assert_eq!((context["runAsNonRoot"].as_bool(), context["readOnlyRootFilesystem"].as_bool()), (Some(true), Some(true)), "{init}");
+        }
+        // The app's process really runs with no capabilities and cannot write its root.
+        let check =
+            node.kubectl(&["exec", "-n", &ns.name, name, "-c", "app", "--", "sh", "-c", "grep CapEff /proc/1/status; touch /x && echo wrote-root"]);
+        if app == "pod-context" {
+            assert!(check.stdout.contains("CapEff:\t0000000000000000"), "{}", check.all());
+            assert!(!check.stdout.contains("wrote-root"), "{}", check.all());
+        }
+    }
+}
