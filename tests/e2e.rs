@@ -141,3 +141,83 @@ fn security_contexts_are_enforced_on_the_injected_containers() {
         }
     }
 }
+
+/// Daemon mode in a pod: with `vault-env-daemon: "true"` and MariaDB dynamic credentials (ttl
+/// 10 s, max_ttl 30 s), the app logs in once a second for two max TTLs with no failed login while
+/// vault-env renews the lease and restarts the app inside the container with new credentials
+/// (restartCount stays 0). `DELETE` of the pod: the kubelet's SIGTERM reaches the app, which
+/// exits cleanly, and the lease is revoked within the grace period.
+#[test]
+fn daemon_mode_keeps_the_app_running_across_max_ttls_and_revokes_on_delete() {
+    let node = node();
+    let ns = node.namespace("daemon", json!({}));
+    let bao = Bao::dev();
+    let db = MariaDb::start();
+    database_engine(&bao, &db, "10s", "30s");
+    bao.policy(
+        "db",
+        r#"path "database/creds/app" { capabilities = ["read"] }
+           path "sys/leases/renew" { capabilities = ["update"] }
+           path "sys/leases/revoke" { capabilities = ["update"] }"#,
+    );
+    node.kubernetes_auth(&bao);
+    bao.api(
+        "POST",
+        "auth/kubernetes/role/default",
+        Some(json!({"bound_service_account_names": ["default"], "bound_service_account_namespaces": [ns.name], "token_policies": ["db"], "ttl": "10m"})),
+    );
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    // The app writes what it sees to a host directory: its logins and its exit, readable after the
+    // pod is gone. The MariaDB client comes from the host's /usr (busybox has none).
+    let out = tempfile::tempdir().unwrap();
+    let app = format!(
+        "trap 'echo TERM >> /out/events; exit 0' TERM; while :; do \
+           if mariadb --no-defaults -h127.0.0.1 -P{} -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -e 'SELECT 1' >/dev/null 2>&1; \
+           then echo \"OK $DB_USER\" >> /out/events; else echo \"FAIL $DB_USER\" >> /out/events; fi; sleep 1; done",
+        db.port
+    );
+    let host = |name: &str, path: &str, at: &str| {
+        (json!({"name": name, "hostPath": {"path": path}}), json!({"name": name, "mountPath": at, "readOnly": at != "/out"}))
+    };
+    let mounts = [
+        host("usr", "/usr", "/usr"),
+        host("lib", "/usr/lib", "/lib"),
+        host("lib64", "/usr/lib64", "/lib64"),
+        host("out", out.path().to_str().unwrap(), "/out"),
+    ];
+    let pod = json!({
+        "metadata": {"name": "app", "annotations": {"vault.security.banzaicloud.io/vault-env-daemon": "true"}},
+        "spec": {
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": 10,
+            "volumes": mounts.iter().map(|m| m.0.clone()).collect::<Vec<_>>(),
+            "containers": [{"name": "app", "image": APP_IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", app],
+                            "env": [{"name": "PATH", "value": "/usr/bin:/bin"},
+                                    {"name": "DB_USER", "value": "vault:database/creds/app#username"},
+                                    {"name": "DB_PASSWORD", "value": "vault:database/creds/app#password"}],
+                            "volumeMounts": mounts.iter().map(|m| m.1.clone()).collect::<Vec<_>>()}]}});
+    ns.create("pods", &pod);
+    ns.wait_phase("app", &["Running"], MINUTE).unwrap();
+    let events = || std::fs::read_to_string(out.path().join("events")).unwrap_or_default();
+    assert!(busy_wait(Duration::from_secs(30), || events().contains("OK ")), "no login:\n{}\n{}", events(), ns.events());
+    std::thread::sleep(Duration::from_secs(62));
+    let pod = ns.get("pods", "app");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0, "{}", pod["status"]);
+    let seen = events();
+    let fails: Vec<&str> = seen.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(fails.is_empty(), "failed logins: {fails:?}\n{seen}");
+    let users: std::collections::BTreeSet<&str> = seen.lines().filter_map(|l| l.strip_prefix("OK ")).collect();
+    assert!(users.len() >= 3, "expected a new user at least every max TTL, saw {users:?}");
+    let leases = || bao.try_api("LIST", "sys/leases/lookup/database/creds/app", None).1["data"]["keys"].as_array().map_or(0, Vec::len);
+    assert!(leases() >= 1, "no lease while the app runs");
+
+    // Delete: SIGTERM through vault-env to the app, then the lease revoked, within the grace period.
+    let deleted = std::time::Instant::now();
+    node.cluster.must("DELETE", &format!("{}/app", ns.path("pods")), None);
+    let gone = busy_wait(Duration::from_secs(20), || node.cluster.api("GET", &format!("{}/app", ns.path("pods")), None).0 == 404);
+    assert!(gone, "the pod was not deleted: {}", ns.events());
+    assert!(deleted.elapsed() < Duration::from_secs(10), "termination took the whole grace period: {:?}", deleted.elapsed());
+    assert_eq!(events().lines().last(), Some("TERM"), "the app did not get SIGTERM:\n{}", events());
+    assert_eq!(leases(), 0, "leases left after the pod was deleted");
+}
