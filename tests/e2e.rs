@@ -319,6 +319,33 @@ fn the_chart_installs_the_webhook_as_a_pod_that_the_api_server_calls() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&curl.stdout), "401", "a caller without the API server's certificate");
     assert!(!webhook_log().contains("registry-pw-from-openbao"), "{}", webhook_log());
+
+    // The webhook restarted (a rollout) while pods are created: under failurePolicy Fail each pod
+    // is either refused or mutated; none is stored (and started) with a literal vault: value.
+    let restart = node.kubectl(&["rollout", "restart", "-n", &release_ns.name, "deployment/vsw-vault-secrets-webhook"]);
+    assert_eq!(restart.code, Some(0), "{}", restart.all());
+    let (mut created, mut refused) = (0, 0);
+    let started = std::time::Instant::now();
+    let rolled_out = || {
+        let d = release_ns.get("deployments", "vsw-vault-secrets-webhook");
+        d["status"]["updatedReplicas"] == 1 && d["status"]["availableReplicas"] == 1 && d["status"]["replicas"] == 1
+    };
+    while started.elapsed() < Duration::from_secs(8) || !rolled_out() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the rollout did not finish: {}", release_ns.events());
+        let pod = json!({"metadata": {"generateName": "during-rollout-"}, "spec": {"hostNetwork": true, "restartPolicy": "Never",
+                         "containers": [{"name": "app", "image": APP_IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", "echo $MYSQL_PASSWORD"],
+                                         "env": mysql_env()}]}});
+        let (code, answer) = node.cluster.api("POST", &apps.path("pods"), Some(&pod));
+        if code == 201 {
+            created += 1;
+            assert_eq!(answer["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "stored unmutated: {answer}");
+        } else {
+            refused += 1;
+            assert!(answer.to_string().contains("vault-secrets-webhook"), "{code} {answer}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(created > 0 && refused > 0, "created {created}, refused {refused}: the restart was not seen");
     drop(uninstall);
 }
 
