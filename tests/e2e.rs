@@ -378,3 +378,53 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// A container without `command` whose image is in a registry (Debian's docker-registry on
+/// 127.0.0.1): the webhook reads the image's ENTRYPOINT and CMD from the registry, the kubelet
+/// pulls the same image through containerd, and the app runs as the image says, under vault-env.
+#[test]
+fn a_container_without_command_runs_its_images_entrypoint_pulled_from_a_registry() {
+    let node = node();
+    let ns = node.namespace("registry", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let registry = Registry::plain();
+    // An image of our own with an ENTRYPOINT and a CMD, pushed with podman.
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Containerfile"),
+        format!(
+            "FROM {APP_IMAGE}\nENTRYPOINT [\"sh\", \"-c\", \"echo \\\"entrypoint with $0 $1 MYSQL_PASSWORD=$MYSQL_PASSWORD\\\"; echo shown; exec sleep 3600\"]\nCMD [\"first\", \"second\"]\n"
+        ),
+    )
+    .unwrap();
+    let tag = format!("localhost/vault-env-test-entrypoint:{}", fastrand::u32(..));
+    let image = format!("{}/app:v1", registry.host);
+    let podman = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("podman");
+        cmd.args(["--runtime", "runc", "--cgroup-manager=cgroupfs"]).args(args);
+        let out = run_with_timeout(cmd, Duration::from_secs(120));
+        assert_eq!(out.code, Some(0), "podman {args:?}: {}", out.all());
+    };
+    podman(&["build", "-q", "-t", &tag, context.path().to_str().unwrap()]);
+    let pushed = std::panic::catch_unwind(|| podman(&["push", "-q", "--tls-verify=false", &tag, &format!("docker://{image}")]));
+    podman(&["rmi", &tag]);
+    pushed.unwrap();
+    // containerd pulls from it over plain HTTP, as this registry serves.
+    let hosts = node.dir.join("containerd/certs.d").join(&registry.host);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(hosts.join("hosts.toml"), format!("server = \"{0}\"\n[host.\"{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n", registry.base))
+        .unwrap();
+
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    let pod = json!({"metadata": {"name": "app"}, "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always", "env": mysql_env()}]}});
+    let stored = ns.create("pods", &pod);
+    assert_eq!(stored["spec"]["containers"][0]["command"], json!(["/vault/vault-env"]), "{stored}");
+    assert_eq!(stored["spec"]["containers"][0]["args"][0], "sh", "the image's ENTRYPOINT, from the registry: {stored}");
+    ns.wait_phase("app", &["Running"], MINUTE).unwrap();
+    let log = ns.wait_log("app", "app", "shown", MINUTE);
+    assert!(log.contains("entrypoint with first second MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
+    let pulled = ns.events();
+    assert!(pulled.contains("Pulled") && pulled.contains(&image), "the kubelet pulled {image}:\n{pulled}");
+}
