@@ -26,7 +26,8 @@ CGROUP_ROOT=/vault-env-node
 SOCK=$DIR/containerd/containerd.sock
 # The images the tests' pods use, as scripts/images.sh tags them.
 TAG=${VAULT_ENV_IMAGE_TAG:-test}
-IMAGES="localhost/vault-env:$TAG localhost/vault-secrets-webhook:$TAG localhost/vault-env-test-base:$TAG localhost/vault-env-test-pause:$TAG"
+IMAGES="localhost/vault-env:$TAG localhost/vault-secrets-webhook:$TAG localhost/vault-env-test-base:$TAG localhost/vault-env-test-pause:$TAG
+  localhost/vault-env-test-bao:$TAG localhost/vault-env-test-consul-template:$TAG"
 # Kernel settings the kubelet rewrites when it starts (protectKernelDefaults: false).
 SYSCTLS="vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys kernel/keys/root_maxbytes"
 

@@ -80,6 +80,7 @@ fn a_mutated_deployment_becomes_available_and_its_app_sees_the_secret() {
     let log = ns.wait_log(name, "app", "shown", MINUTE);
     assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
     assert!(log.contains("VAULT_TOKEN=unset\n"), "{log}");
+    assert!(log.contains("logged in to Vault"), "vault-env logged in with the pod's token: {log}");
     // What the kubelet ran: the copy into a memory volume, then the app under vault-env.
     assert_eq!(pod["spec"]["initContainers"][0]["name"], "copy-vault-env", "{pod}");
     assert_eq!(pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0, "{}", pod["status"]);
@@ -427,4 +428,108 @@ fn a_container_without_command_runs_its_images_entrypoint_pulled_from_a_registry
     assert!(log.contains("entrypoint with first second MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
     let pulled = ns.events();
     assert!(pulled.contains("Pulled") && pulled.contains(&image), "the kubelet pulled {image}:\n{pulled}");
+}
+
+/// The agent configuration in the user's ConfigMap (`vault-agent-configmap`): OpenBao's agent
+/// (our image of `bao`, playing `vault`) logs in with the pod's token and renders a template.
+const AGENT_CONFIG: &str = r#"
+pid_file = "/tmp/vault-agent.pid"
+auto_auth {
+  method "kubernetes" {
+    mount_path = "auth/kubernetes"
+    config = { role = "default" }
+  }
+  sink "file" { config = { path = "/vault/.vault-token" } }
+}
+template {
+  contents = "password: {{ with secret \"secret/data/mysql\" }}{{ .Data.data.MYSQL_PASSWORD }}{{ end }}\n"
+  destination = "/vault/secrets/config.yaml"
+}
+"#;
+
+/// Waits for the rendered file, prints it, then what SHOW prints.
+const SHOW_RENDERED: &str = "until [ -s /vault/secrets/config.yaml ]; do sleep 0.2; done; cat /vault/secrets/config.yaml; ";
+
+/// Bank-Vaults' e2e `deployment-template`: with `vault-agent-configmap`, the agent sidecar renders
+/// the ConfigMap's template into the volume the app mounts at /vault/secrets (read here with
+/// `kubectl exec`, exactly); the Deployment becomes Available.
+#[test]
+fn the_agent_sidecar_renders_the_configmaps_template_in_the_pod() {
+    let node = node();
+    let ns = node.namespace("template", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    ns.create("configmaps", &json!({"metadata": {"name": "agent-config"}, "data": {"config.hcl": AGENT_CONFIG}}));
+    let annotations = json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config"});
+    let script = format!("{SHOW_RENDERED}{SHOW}");
+    ns.create("deployments", &deployment("template", annotations, json!({}), json!([]), &script));
+    ns.wait_available("template", MINUTE);
+    let pod = ns.pods("app=template").pop().expect("a pod");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let containers: Vec<&str> = pod["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(containers, ["vault-agent", "app"], "{pod}");
+    let rendered = node.kubectl(&["exec", "-n", &ns.name, name, "-c", "app", "--", "cat", "/vault/secrets/config.yaml"]);
+    assert_eq!((rendered.code, rendered.stdout.as_str()), (Some(0), "password: pw-from-openbao\n"), "{}", rendered.all());
+}
+
+/// Bank-Vaults' e2e `deployment-init-useagent-seccontext`: `vault-agent-configmap` with
+/// `vault-agent: "true"`: the init agent logs in with the pod's token, sinks it and exits; vault-env
+/// in the app resolves with that token, without a login of its own; all of it as a non-root user.
+#[test]
+fn the_init_agents_token_is_used_by_vault_env_in_the_pod() {
+    let node = node();
+    let ns = node.namespace("useagent", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    ns.create("configmaps", &json!({"metadata": {"name": "agent-config"}, "data": {"config.hcl": AGENT_CONFIG}}));
+    let annotations =
+        json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent": "true"});
+    let non_root = json!({"securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "runAsNonRoot": true}});
+    ns.create("deployments", &deployment("useagent", annotations, non_root, mysql_env(), SHOW));
+    ns.wait_available("useagent", MINUTE);
+    let pod = ns.pods("app=useagent").pop().expect("a pod");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let inits: Vec<(&str, i64)> = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"]["terminated"]["exitCode"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert!(inits.contains(&("vault-agent", 0)), "the init agent ran to completion: {inits:?}");
+    let log = ns.wait_log(name, "app", "shown", MINUTE);
+    assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains("id=1000:1000"), "{log}");
+    assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
+}
+
+/// consul-template's configuration in the user's ConfigMap (`vault-ct-configmap`).
+const CT_CONFIG: &str = r#"
+template {
+  contents = "password: {{ with secret \"secret/data/mysql\" }}{{ .Data.data.MYSQL_PASSWORD }}{{ end }}\n"
+  destination = "/vault/secrets/config.yaml"
+}
+"#;
+
+/// A consul-template sidecar (`vault-ct-configmap`, with `vault-agent: "true"`): the login agent
+/// sinks a token, consul-template (built from its Go module, in an image of ours) renders the
+/// ConfigMap's template with it into the volume the app mounts, and vault-env in the app uses the
+/// same token.
+#[test]
+fn a_consul_template_sidecar_renders_with_the_login_agents_token_in_the_pod() {
+    let node = node();
+    let ns = node.namespace("consul-template", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr), ("VAULT_ROLE", "default")]);
+    ns.register_webhook(&hook);
+    ns.create("configmaps", &json!({"metadata": {"name": "ct-config"}, "data": {"config.hcl": CT_CONFIG}}));
+    let annotations = json!({"vault.security.banzaicloud.io/vault-ct-configmap": "ct-config", "vault.security.banzaicloud.io/vault-agent": "true"});
+    let script = format!("{SHOW_RENDERED}{SHOW}");
+    ns.create("deployments", &deployment("ct", annotations, json!({}), mysql_env(), &script));
+    ns.wait_available("ct", MINUTE);
+    let pod = ns.pods("app=ct").pop().expect("a pod");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let log = ns.wait_log(name, "app", "shown", MINUTE);
+    assert!(log.contains("password: pw-from-openbao\n") && log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
+    assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
 }

@@ -209,7 +209,8 @@ impl Drop for Namespace {
 }
 
 /// The webhook as a process on the node's host, for this node: its API server (KUBECONFIG), the
-/// API server's client certificate verified, the images the node has (never pulled), and `env`.
+/// API server's client certificate verified, the images the node has (never pulled: vault-env,
+/// OpenBao as the agent, consul-template), and `env`.
 pub fn node_webhook(node: &Node, env: &[(&str, &str)]) -> Webhook {
     let kubeconfig = node.cluster.kubeconfig.display().to_string();
     let client_ca = node.cluster.webhook_client_ca.display().to_string();
@@ -218,6 +219,10 @@ pub fn node_webhook(node: &Node, env: &[(&str, &str)]) -> Webhook {
         ("TLS_CLIENT_CA_FILE", client_ca.as_str()),
         ("VAULT_ENV_IMAGE", VAULT_ENV_IMAGE),
         ("VAULT_ENV_PULL_POLICY", "Never"),
+        ("VAULT_IMAGE", "localhost/vault-env-test-bao:test"),
+        ("VAULT_IMAGE_PULL_POLICY", "Never"),
+        ("VAULT_CT_IMAGE", "localhost/vault-env-test-consul-template:test"),
+        ("VAULT_CT_PULL_POLICY", "Never"),
     ];
     all.extend_from_slice(env);
     Webhook::start(&all)
