@@ -14,8 +14,8 @@
 # One node per machine at a time (the node is named 127.0.0.1 and the kubelet's cgroups and
 # kernel settings are the host's): every command holds DIR.lock. `up` first cleans what an earlier
 # run that was killed left in DIR. Every listener is on 127.0.0.1; nothing touches iptables.
-# Network: the kubelet needs a CNI configuration to be Ready; this one gives pods only `lo`, so
-# pods run with hostNetwork (Pod Security's `restricted` forbids that: see the README).
+# Network: hostNetwork pods share the host's (so they reach OpenBao on 127.0.0.1); other pods get a
+# bridge segment of their own with no gateway and no route out (see up).
 . "$(dirname "$0")/lib.sh"
 
 cmd=${1:-}; DIR=${2:-}
@@ -24,6 +24,9 @@ mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 # The pods' cgroups, in every hierarchy (removed on down).
 CGROUP_ROOT=/vault-env-node
 SOCK=$DIR/containerd/containerd.sock
+# The pods' network (see up): a bridge of ours, removed on down.
+BRIDGE=vaultenv0
+POD_SUBNET=10.244.91.0/24
 # The images the tests' pods use, as scripts/images.sh tags them.
 TAG=${VAULT_ENV_IMAGE_TAG:-test}
 IMAGES="localhost/vault-env:$TAG localhost/vault-secrets-webhook:$TAG localhost/vault-env-test-base:$TAG localhost/vault-env-test-pause:$TAG
@@ -150,6 +153,8 @@ state = "$DIR/containerd/state"
     enable_selinux = false
     # Root here may not lower an oom_score_adj (no CAP_SYS_RESOURCE); the kubelet asks for -998.
     restrict_oom_score_adj = true
+    # Pod network namespaces under DIR (not /run/netns), so that down finds them.
+    netns_mounts_under_state_dir = true
     [plugins."io.containerd.grpc.v1.cri".containerd]
       snapshotter = "overlayfs"
       default_runtime_name = "runc"
@@ -165,7 +170,15 @@ state = "$DIR/containerd/state"
   [plugins."io.containerd.internal.v1.opt"]
     path = "$DIR/containerd/opt"
 EOF
-  echo '{"cniVersion": "1.0.0", "name": "loopback-only", "plugins": [{"type": "loopback"}]}' > "$DIR/cni/net.d/10-loopback.conflist"
+  # Pods that are not hostNetwork get one L2 segment of their own: Debian's bridge plugin with no
+  # address on the bridge, no gateway, no masquerading and no route, so they reach each other and
+  # nothing else (the host's forwarding and iptables are untouched).
+  cat > "$DIR/cni/net.d/10-bridge.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "vault-env-node", "plugins": [
+  {"type": "bridge", "bridge": "$BRIDGE", "isGateway": false, "isDefaultGateway": false, "ipMasq": false, "hairpinMode": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]], "dataDir": "$DIR/cni/ipam"}},
+  {"type": "loopback"}]}
+EOF
   mkdir -p "$DIR/containerd/certs.d"
   start_containerd
   "$(tool_path etcd)" --data-dir="$DIR/etcd" --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
@@ -322,6 +335,7 @@ down() {
   for l in /var/log/containers/*.log; do
     [ -L "$l" ] && case "$(readlink "$l")" in "$DIR"/*) rm -f "$l";; esac
   done
+  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
   restore_sysctls
   # The shims' sockets and runc's state live in /run/containerd whatever the configuration says:
   # the directories go if they are empty (ours are, once the shims are gone).

@@ -533,3 +533,61 @@ fn a_consul_template_sidecar_renders_with_the_login_agents_token_in_the_pod() {
     assert!(log.contains("password: pw-from-openbao\n") && log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
     assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
 }
+
+/// A namespace labelled for Pod Security `restricted` admits and runs an injected pod: the
+/// webhook's init container and the wrapped app satisfy the profile (non-root, RuntimeDefault
+/// seccomp, no privilege escalation, every capability dropped), the kubelet enforces it, and
+/// vault-env logs in with the pod's projected token. `restricted` forbids the host's network, so
+/// this pod and an OpenBao pod (our image of `bao`) use the node's bridge segment, which has no
+/// gateway and no route out; OpenBao checks the token offline (a jwt mount at `kubernetes` with
+/// the cluster's ServiceAccount signing key), as it cannot reach the API server from there.
+#[test]
+fn a_restricted_namespace_admits_and_runs_an_injected_pod_on_the_pod_network() {
+    let node = node();
+    let vault_ns = node.namespace("restricted-vault", json!({}));
+    let ns = node.namespace("restricted", json!({"pod-security.kubernetes.io/enforce": "restricted"}));
+    let bao_pod = json!({"metadata": {"name": "openbao"}, "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+        "name": "openbao", "image": "localhost/vault-env-test-bao:test", "imagePullPolicy": "Never",
+        "args": ["server", "-dev", "-dev-root-token-id=root", "-dev-no-store-token", "-dev-listen-address=0.0.0.0:8200"],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "readinessProbe": {"exec": {"command": ["vault", "status", "-address=http://127.0.0.1:8200"]}, "periodSeconds": 1}}]}});
+    vault_ns.create("pods", &bao_pod);
+    let running = vault_ns.wait_phase("openbao", &["Running"], MINUTE).unwrap();
+    let ip = running["status"]["podIP"].as_str().expect("a pod IP").to_string();
+    assert!(ip.starts_with("10.244.91."), "on the node's bridge segment: {ip}");
+    let public_key = std::fs::read_to_string(node.dir.join("pki/sa.pub")).unwrap();
+    let setup = format!(
+        "set -e; export VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN=root; \
+         until vault status >/dev/null 2>&1; do sleep 0.2; done; \
+         vault kv put secret/mysql MYSQL_PASSWORD=pw-from-openbao >/dev/null; \
+         echo 'path \"secret/data/mysql\" {{ capabilities = [\"read\"] }}' | vault policy write mysql - >/dev/null; \
+         vault auth enable -path=kubernetes jwt >/dev/null; \
+         vault write auth/kubernetes/config jwt_validation_pubkeys='{public_key}' >/dev/null; \
+         vault write auth/kubernetes/role/default role_type=jwt user_claim=sub bound_subject=system:serviceaccount:{}:default \
+           bound_audiences=https://kubernetes.default.svc.cluster.local token_policies=mysql >/dev/null; echo configured",
+        ns.name
+    );
+    let configured = node.kubectl(&["exec", "-n", &vault_ns.name, "openbao", "--", "sh", "-c", &setup]);
+    assert!(configured.stdout.contains("configured"), "{}", configured.all());
+
+    let hook = node_webhook(node, &[("VAULT_ADDR", &format!("http://{ip}:8200"))]);
+    ns.register_webhook(&hook);
+    let restricted = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "runAsUser": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}});
+    let pod = json!({"metadata": {"name": "app"}, "spec": {"terminationGracePeriodSeconds": 1,
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "app", "image": APP_IMAGE, "imagePullPolicy": "Never", "command": ["sh", "-c", SHOW],
+                        "env": mysql_env(), "securityContext": restricted}]}});
+    let (code, stored) = node.cluster.api("POST", &ns.path("pods"), Some(&pod));
+    assert_eq!(code, 201, "Pod Security refused the injected pod: {stored}");
+    assert_eq!(stored["spec"]["initContainers"][0]["name"], "copy-vault-env", "{stored}");
+    ns.wait_phase("app", &["Running"], MINUTE).unwrap();
+    let log = ns.wait_log("app", "app", "shown", MINUTE);
+    assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains("id=1000:1000"), "{log}");
+    // The same pod without the restricted settings is refused by Pod Security: the label is live.
+    let mut loose = pod.clone();
+    loose["metadata"]["name"] = json!("loose");
+    loose["spec"]["containers"][0]["securityContext"] = json!({});
+    let (code, answer) = node.cluster.api("POST", &ns.path("pods"), Some(&loose));
+    assert!(code == 403 && answer.to_string().contains("restricted"), "{code} {answer}");
+}

@@ -191,8 +191,11 @@ impl Namespace {
             Some(&json!({"metadata": {"name": self.name}, "webhooks": [entry("pods", "/pods", "pods"), entry("secrets", "/secrets", "secrets")]})),
         );
         // The API server learns of it through an informer: wait until a dry run is mutated.
-        let probe = json!({"metadata": {"name": "probe"}, "spec": {"containers": [{"name": "c", "image": APP_IMAGE,
-                           "command": ["sh"], "env": [{"name": "X", "value": "vault:secret/data/probe#x"}]}]}});
+        // (Compliant with Pod Security's `restricted`, which a test's namespace may enforce.)
+        let probe = json!({"metadata": {"name": "probe"}, "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "c", "image": APP_IMAGE, "command": ["sh"], "env": [{"name": "X", "value": "vault:secret/data/probe#x"}],
+                            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
         let mutated = || {
             self.node.cluster.api("POST", &format!("{}?dryRun=All", self.path("pods")), Some(&probe)).1["spec"]["containers"][0]["command"].clone()
         };
