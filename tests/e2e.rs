@@ -591,3 +591,76 @@ fn a_restricted_namespace_admits_and_runs_an_injected_pod_on_the_pod_network() {
     let (code, answer) = node.cluster.api("POST", &ns.path("pods"), Some(&loose));
     assert!(code == 403 && answer.to_string().contains("restricted"), "{code} {answer}");
 }
+
+/// Native sidecars and reinvocation as the kubelet orders them: with
+/// `vault-agent-native-sidecar`, the agent is an init container with `restartPolicy: Always`,
+/// which the kubelet starts before the app and keeps running beside it; another team's webhook,
+/// called after ours, adds a container with a `vault:` value, and ours, called again
+/// (`reinvocationPolicy: IfNeeded`), wraps it: the kubelet runs it with the value.
+#[test]
+fn a_native_agent_sidecar_and_a_later_webhooks_container_run_in_the_kubelets_order() {
+    let node = node();
+    let ns = node.namespace("native", json!({}));
+    let bao = bao_for(node, &ns.name);
+    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
+    ns.register_webhook(&hook);
+    let sidecar = json!({"name": "sidecar", "image": APP_IMAGE, "imagePullPolicy": "Never",
+                         "command": ["sh", "-c", "echo \"SIDECAR_TOKEN=$SIDECAR_TOKEN\"; echo shown; exec sleep 3600"],
+                         "env": [{"name": "SIDECAR_TOKEN", "value": "vault:secret/data/mysql#MYSQL_PASSWORD"}]});
+    let others = SidecarWebhook::adding(Some(&sidecar));
+    let name = format!("{}-sidecar-injector", ns.name);
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&others.ca).unwrap());
+    node.cluster.must(
+        "POST",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+        Some(&json!({"metadata": {"name": name}, "webhooks": [{
+            "name": "sidecar.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
+            "clientConfig": {"url": others.url, "caBundle": ca},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}}}]})),
+    );
+    let _others_config = DeleteOnDrop(node, format!("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"));
+    ns.create("configmaps", &json!({"metadata": {"name": "agent-config"}, "data": {"config.hcl": AGENT_CONFIG}}));
+    let annotations = json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config",
+                             "vault.security.banzaicloud.io/vault-agent-native-sidecar": "true"});
+    let script = format!("{SHOW_RENDERED}{SHOW}");
+    // The other webhook learns of its configuration through an informer: retry until it adds.
+    let mut stored = Value::Null;
+    let added = busy_wait(Duration::from_secs(20), || {
+        let probe = json!({"metadata": {"name": "probe"}, "spec": {"containers": [{"name": "c", "image": APP_IMAGE, "command": ["sh"]}]}});
+        stored = node.cluster.api("POST", &format!("{}?dryRun=All", ns.path("pods")), Some(&probe)).1;
+        stored["spec"]["containers"].as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "sidecar"))
+    });
+    assert!(added, "the other webhook is not called: {stored}");
+    ns.create("deployments", &deployment("native", annotations, json!({}), mysql_env(), &script));
+    ns.wait_available("native", MINUTE);
+    let pod = ns.pods("app=native").pop().expect("a pod");
+    let pod_name = pod["metadata"]["name"].as_str().unwrap();
+    // Both of our wrappers are there, and the agent is a native sidecar.
+    let containers: Vec<(&str, &Value)> =
+        pod["spec"]["containers"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), &c["command"])).collect();
+    assert_eq!(containers, [("app", &json!(["/vault/vault-env"])), ("sidecar", &json!(["/vault/vault-env"]))], "{pod}");
+    let agent = pod["spec"]["initContainers"].as_array().unwrap().iter().find(|c| c["name"] == "vault-agent").cloned().unwrap_or_default();
+    assert_eq!(agent["restartPolicy"], "Always", "{pod}");
+    let log = ns.wait_log(pod_name, "sidecar", "shown", MINUTE);
+    assert!(log.contains("SIDECAR_TOKEN=pw-from-openbao\n"), "{log}");
+    let log = ns.wait_log(pod_name, "app", "shown", MINUTE);
+    assert!(log.contains("password: pw-from-openbao\n") && log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
+    // The kubelet started the agent first and keeps it running beside the app.
+    let pod = ns.get("pods", pod_name);
+    let agent = pod["status"]["initContainerStatuses"].as_array().unwrap().iter().find(|s| s["name"] == "vault-agent").cloned().unwrap_or_default();
+    let app = pod["status"]["containerStatuses"].as_array().unwrap().iter().find(|s| s["name"] == "app").cloned().unwrap_or_default();
+    let agent_started = agent["state"]["running"]["startedAt"].as_str().unwrap_or_else(|| panic!("the agent is not running: {agent}")).to_string();
+    let app_started = app["state"]["running"]["startedAt"].as_str().expect("the app runs").to_string();
+    assert!(agent_started <= app_started, "agent {agent_started}, app {app_started}");
+}
+
+/// `DELETE path` (on the node's API server) when dropped.
+struct DeleteOnDrop(&'static Node, String);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.cluster.api("DELETE", &self.1, None);
+    }
+}

@@ -317,10 +317,17 @@ pub struct SidecarWebhook {
 
 impl SidecarWebhook {
     pub fn start() -> SidecarWebhook {
+        SidecarWebhook::adding(None)
+    }
+
+    /// Adds `sidecar` (a container, as JSON) instead of the fixture's own.
+    pub fn adding(sidecar: Option<&Value>) -> SidecarWebhook {
         let dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = ca_and_cert(dir.path(), "sidecar", "IP:127.0.0.1");
         let portfile = dir.path().join("port");
-        let args = [cert.to_str().unwrap(), key.to_str().unwrap(), portfile.to_str().unwrap()];
+        let sidecar = sidecar.map(Value::to_string);
+        let mut args = vec![cert.to_str().unwrap(), key.to_str().unwrap(), portfile.to_str().unwrap()];
+        args.extend(sidecar.as_deref());
         let (proc, port) = python_fixture("sidecar_webhook.py", &args, &portfile);
         SidecarWebhook { _proc: proc, _dir: dir, url: format!("https://127.0.0.1:{port}/"), ca }
     }
