@@ -469,6 +469,8 @@ fn the_agent_sidecar_renders_the_configmaps_template_in_the_pod() {
     let name = pod["metadata"]["name"].as_str().unwrap();
     let containers: Vec<&str> = pod["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(containers, ["vault-agent", "app"], "{pod}");
+    // The app waits for the agent's first rendering.
+    ns.wait_log(name, "app", "shown", MINUTE);
     let rendered = node.kubectl(&["exec", "-n", &ns.name, name, "-c", "app", "--", "cat", "/vault/secrets/config.yaml"]);
     assert_eq!((rendered.code, rendered.stdout.as_str()), (Some(0), "password: pw-from-openbao\n"), "{}", rendered.all());
 }
