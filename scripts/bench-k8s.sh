@@ -4,7 +4,8 @@
 # scripts/go-tools.sh) on loopback ports; N pod creates each way (default 300, one connection,
 # one at a time), a 5-container pod with vault: references; p50/p99 printed, then the same pod without
 # references and the handler's and the API server's own view of the call. No kubelet: pods are
-# admitted and stored, never run.
+# admitted and stored, never run. Then, on a real node (scripts/node.sh; NODE=0 skips it), pod
+# create -> Ready with and without the webhook.
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 bash "$ROOT/scripts/go-tools.sh"
@@ -94,4 +95,122 @@ import sys
 p = [float(x) for x in open(sys.argv[1]).read().split()[-4:-2]]
 h = [float(x) for x in open(sys.argv[2]).read().split()[-4:-2]]
 print(f"\nthe webhook adds {h[0]-p[0]:.2f} ms at p50 and {h[1]-p[1]:.2f} ms at p99 ({h[0]/p[0]:.2f}x, {h[1]/p[1]:.2f}x)")
+PY
+
+# --- On a real node (scripts/node.sh): pod create -> Ready, as users feel it. -----------------
+# P pods (default 30), created one at a time, each timed from the create call until the API
+# server reports it Ready (polled every 20 ms): a hostNetwork busybox pod with no webhook; the
+# same pod with a vault: reference through our webhook (the admission call, then the copy init
+# container from the image the node has, run to completion before the app starts); and the same
+# with the vault-env image pulled from a registry on loopback for every pod
+# (VAULT_ENV_PULL_POLICY=Always). Ready is the kubelet's (no probe): the app's container started.
+[ "${NODE:-1}" = 1 ] || exit 0
+P=${P:-30}
+bash "$ROOT/scripts/images.sh" >/dev/null 2>&1 || die "scripts/images.sh failed"
+ND="$STATE/bench-node"
+stop_node() { bash "$ROOT/scripts/node.sh" down "$ND" 2>/dev/null || true; }
+trap 'stop_pid "${NWH_PID:-}"; stop_pid "${NWH2_PID:-}"; stop_pid "${BAO_PID:-}"; stop_pid "${REG_PID:-}"; stop_node' EXIT
+stop_pid "$WH_PID"; stop_pid "$API_PID"; stop_pid "$ETCD_PID"; WH_PID=; API_PID=; ETCD_PID=
+bash "$ROOT/scripts/node.sh" up "$ND" 2>"$B/node.log" || { cat "$B/node.log" >&2; die "the node did not start"; }
+# shellcheck disable=SC1091
+. "$ND/cluster.env"
+nkcurl() { curl -sS --cacert "$CA" -H "Authorization: Bearer $ADMIN_TOKEN" -H "Content-Type: application/json" "$@"; }
+start_bao
+bao_api POST sys/auth/kubernetes '{"type": "kubernetes"}' >/dev/null
+python3 - "$CA" "$ADMIN_TOKEN" "$URL" > "$B/k8s-auth.json" <<'PY'
+import json, sys
+print(json.dumps({"kubernetes_host": sys.argv[3], "kubernetes_ca_cert": open(sys.argv[1]).read(), "token_reviewer_jwt": sys.argv[2]}))
+PY
+bao_api POST auth/kubernetes/config "$(cat "$B/k8s-auth.json")" >/dev/null
+bao_api POST sys/policies/acl/app '{"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }"}' >/dev/null
+bao_api POST auth/kubernetes/role/default '{"bound_service_account_names": ["default"], "bound_service_account_namespaces": ["*"], "token_policies": ["app"]}' >/dev/null
+bao_api POST secret/data/app '{"data": {"password": "bench-pw"}}' >/dev/null
+# A registry on loopback holding the vault-env image, which containerd may pull over plain HTTP.
+RP=$(free_port)
+printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' "$B/registry" "$RP" > "$B/registry.yml"
+env -i PATH=/usr/bin:/bin docker-registry serve "$B/registry.yml" >"$B/registry.log" 2>&1 & REG_PID=$!
+wait_for 15 "docker-registry" curl -fsS "http://127.0.0.1:$RP/v2/"
+podman --runtime runc --cgroup-manager=cgroupfs push -q --tls-verify=false localhost/vault-env:test "docker://127.0.0.1:$RP/vault-env:test" >/dev/null
+mkdir -p "$ND/containerd/certs.d/127.0.0.1:$RP"
+printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$RP" "$RP" > "$ND/containerd/certs.d/127.0.0.1:$RP/hosts.toml"
+# Our webhook on the host, as the tests run it; one configuration per namespace it mutates.
+NWP=$(free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$B/node-tls.key" -out "$B/node-tls.crt" 2>/dev/null
+env -i PATH=/usr/bin:/bin LISTEN_ADDRESS="127.0.0.1:$NWP" TLS_CERT_FILE="$B/node-tls.crt" TLS_PRIVATE_KEY_FILE="$B/node-tls.key" \
+  KUBECONFIG="$KUBECONFIG" TLS_CLIENT_CA_FILE="$WEBHOOK_CLIENT_CA" LOG_LEVEL=warn VAULT_ADDR="$VAULT_ADDR" \
+  VAULT_ENV_IMAGE=localhost/vault-env:test VAULT_ENV_PULL_POLICY=Never "$WH" >"$B/node-webhook.log" 2>&1 & NWH_PID=$!
+wait_for 10 webhook curl -fsk "https://127.0.0.1:$NWP/healthz"
+NCA=$(base64 -w0 "$B/node-tls.crt")
+for ns in bench-plain bench-webhook bench-pull; do
+  nkcurl -f -X POST "$URL/api/v1/namespaces" -d "{\"metadata\": {\"name\": \"$ns\"}}" >/dev/null
+done
+# register NAMESPACE PORT CA: the webhook on PORT mutates NAMESPACE's pods.
+register() {
+  nkcurl -f -X POST "$URL/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations" -d "{
+    \"metadata\": {\"name\": \"$1\"},
+    \"webhooks\": [{\"name\": \"pods.vault-secrets-webhook.test\", \"admissionReviewVersions\": [\"v1\"],
+      \"sideEffects\": \"NoneOnDryRun\", \"failurePolicy\": \"Fail\", \"timeoutSeconds\": 10,
+      \"clientConfig\": {\"url\": \"https://127.0.0.1:$2/pods\", \"caBundle\": \"$3\"},
+      \"namespaceSelector\": {\"matchLabels\": {\"kubernetes.io/metadata.name\": \"$1\"}},
+      \"rules\": [{\"operations\": [\"CREATE\"], \"apiGroups\": [\"\"], \"apiVersions\": [\"v1\"], \"resources\": [\"pods\"]}]}]}" >/dev/null
+}
+register bench-webhook "$NWP" "$NCA"
+# A second webhook process whose vault-env image is in the registry, pulled for every pod.
+NWP2=$(free_port)
+env -i PATH=/usr/bin:/bin LISTEN_ADDRESS="127.0.0.1:$NWP2" TLS_CERT_FILE="$B/node-tls.crt" TLS_PRIVATE_KEY_FILE="$B/node-tls.key" \
+  KUBECONFIG="$KUBECONFIG" TLS_CLIENT_CA_FILE="$WEBHOOK_CLIENT_CA" LOG_LEVEL=warn VAULT_ADDR="$VAULT_ADDR" \
+  VAULT_ENV_IMAGE="127.0.0.1:$RP/vault-env:test" VAULT_ENV_PULL_POLICY=Always "$WH" >"$B/node-webhook2.log" 2>&1 &
+NWH2_PID=$!
+wait_for 10 webhook curl -fsk "https://127.0.0.1:$NWP2/healthz"
+register bench-pull "$NWP2" "$NCA"
+sleep 2   # the API server's informer picks the configurations up
+
+# ready NAMESPACE LABEL REFS: P pods one at a time, create -> Ready; prints "LABEL p50 p99" in ms.
+ready() {
+  python3 - "$URL" "$CA" "$ADMIN_TOKEN" "$1" "$2" "$3" "$P" <<'PY'
+import http.client, json, ssl, sys, time, urllib.parse
+api, ca, token, ns, label, refs, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1", int(sys.argv[7])
+u = urllib.parse.urlparse(api)
+conn = http.client.HTTPSConnection(u.hostname, u.port, context=ssl.create_default_context(cafile=ca))
+h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+def call(method, path, body=None):
+    conn.request(method, path, json.dumps(body) if body is not None else None, h)
+    r = conn.getresponse(); return r.status, json.loads(r.read() or b"null")
+env = [{"name": "PASSWORD", "value": "vault:secret/data/app#password" if refs else "plain"}]
+times = []
+for i in range(n + 2):           # 2 warm-up pods
+    pod = {"metadata": {"name": f"p{i}"}, "spec": {"hostNetwork": True, "terminationGracePeriodSeconds": 0, "containers": [{
+        "name": "app", "image": "localhost/vault-env-test-base:test", "imagePullPolicy": "Never",
+        "command": ["sleep", "3600"], "env": env}]}}
+    t = time.perf_counter()
+    status, body = call("POST", f"/api/v1/namespaces/{ns}/pods", pod)
+    if status != 201:
+        sys.exit(f"{label}: create failed: {status} {body}")
+    while True:
+        status, body = call("GET", f"/api/v1/namespaces/{ns}/pods/p{i}")
+        conds = {c["type"]: c["status"] for c in (body.get("status") or {}).get("conditions", [])}
+        if conds.get("Ready") == "True":
+            break
+        if time.perf_counter() - t > 120:
+            sys.exit(f"{label}: p{i} not Ready after 120 s: {body.get('status')}")
+        time.sleep(0.02)
+    if i >= 2:
+        times.append((time.perf_counter() - t) * 1000)
+    call("DELETE", f"/api/v1/namespaces/{ns}/pods/p{i}")
+times.sort()
+print(f"{label:<44} {times[len(times)//2]:8.0f} {times[max(0, int(len(times)*0.99)-1)]:8.0f}")
+PY
+}
+echo
+echo "a real node: pod create -> Ready ($P pods each, one at a time; hostNetwork busybox; this machine)"
+echo
+printf '%-44s %8s %8s\n' "" "p50 ms" "p99 ms"
+ready bench-plain "no webhook" 0 | tee "$B/node-plain.txt"
+ready bench-webhook "through the webhook (a vault: reference)" 1 | tee "$B/node-webhook.txt"
+ready bench-pull "same, vault-env image pulled each time" 1 | tee "$B/node-pull.txt"
+python3 - "$B/node-plain.txt" "$B/node-webhook.txt" "$B/node-pull.txt" <<'PY'
+import sys
+p, w, a = ([float(x) for x in open(f).read().split()[-2:]] for f in sys.argv[1:4])
+print(f"\ninjection adds {w[0]-p[0]:.0f} ms at p50 ({w[0]/p[0]:.2f}x); pulling the vault-env image adds {a[0]-w[0]:.0f} ms more")
 PY

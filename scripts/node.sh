@@ -179,8 +179,17 @@ EOF
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]], "dataDir": "$DIR/cni/ipam"}},
   {"type": "loopback"}]}
 EOF
-  mkdir -p "$DIR/containerd/certs.d"
+  # Pulls from any registry without a hosts.toml of its own (tests add theirs, on loopback) go to a
+  # closed loopback port: an image missing from the node fails to pull without any name lookup or
+  # connection leaving the machine.
+  mkdir -p "$DIR/containerd/certs.d/_default"
+  printf 'server = "http://127.0.0.1:1"\n[host."http://127.0.0.1:1"]\n  capabilities = ["pull", "resolve"]\n' \
+    > "$DIR/containerd/certs.d/_default/hosts.toml"
   start_containerd
+  # Check that guard, in a network namespace of its own where nothing can leave even if it failed.
+  local pull
+  pull=$(unshare --net ctr --address "$SOCK" -n k8s.io images pull --hosts-dir "$DIR/containerd/certs.d" registry.invalid/guard:1 2>&1 || true)
+  case "$pull" in *"http://127.0.0.1:1/"*) ;; *) die "containerd does not send unknown registries to 127.0.0.1:1: $pull";; esac
   "$(tool_path etcd)" --data-dir="$DIR/etcd" --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
     --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" \
