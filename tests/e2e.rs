@@ -27,6 +27,27 @@ fn bao_for(node: &Node, namespace: &str) -> Bao {
     bao
 }
 
+/// What most tests start with: the node, a namespace `e2e-NAME`, OpenBao for it ([`bao_for`]) and
+/// our webhook (its VAULT_ADDR that OpenBao, then `env`) registered for it.
+fn scene(name: &str, env: &[(&str, &str)]) -> (&'static Node, Namespace, Bao, Webhook) {
+    let node = node();
+    let ns = node.namespace(name, json!({}));
+    let bao = bao_for(node, &ns.name);
+    let all: Vec<(&str, &str)> = [("VAULT_ADDR", bao.addr.as_str())].into_iter().chain(env.iter().copied()).collect();
+    let hook = ns.start_webhook(&all);
+    (node, ns, bao, hook)
+}
+
+/// The pod of the Deployment `app` once it is Available and its app has printed what it shows:
+/// the pod, its name and the app's log.
+fn shown(ns: &Namespace, app: &str) -> (Value, String, String) {
+    ns.wait_available(app, MINUTE);
+    let pod = ns.pods(&format!("app={app}")).pop().expect("a pod");
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let log = ns.wait_log(&name, "app", "shown", MINUTE);
+    (pod, name, log)
+}
+
 /// A Deployment of one hostNetwork pod labelled `app=NAME` running `script` in busybox.
 fn deployment(name: &str, annotations: Value, pod_spec: Value, env: Value, script: &str) -> Value {
     let mut spec = json!({
@@ -67,17 +88,12 @@ fn mysql_env() -> Value {
 /// stored pod holds only the reference.
 #[test]
 fn a_mutated_deployment_becomes_available_and_its_app_sees_the_secret() {
-    let node = node();
-    let ns = node.namespace("deployment", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", "https://vault.invalid:8200")]);
-    ns.register_webhook(&hook);
+    // The webhook's own VAULT_ADDR is not the one the pods use: their annotation is.
+    let (node, ns, bao, _hook) = scene("deployment", &[("VAULT_ADDR", "https://vault.invalid:8200")]);
     let annotations = json!({"vault.security.banzaicloud.io/vault-addr": bao.addr, "vault.security.banzaicloud.io/vault-skip-verify": "true"});
     ns.create("deployments", &deployment("mysql", annotations, json!({}), mysql_env(), SHOW));
-    ns.wait_available("mysql", MINUTE);
-    let pod = ns.pods("app=mysql").pop().expect("a pod");
-    let name = pod["metadata"]["name"].as_str().unwrap();
-    let log = ns.wait_log(name, "app", "shown", MINUTE);
+    let (pod, name, log) = shown(&ns, "mysql");
+    let name = name.as_str();
     assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
     assert!(log.contains("VAULT_TOKEN=unset\n"), "{log}");
     assert!(log.contains("logged in to Vault"), "vault-env logged in with the pod's token: {log}");
@@ -100,11 +116,7 @@ fn a_mutated_deployment_becomes_available_and_its_app_sees_the_secret() {
 /// init container, which still runs.
 #[test]
 fn security_contexts_are_enforced_on_the_injected_containers() {
-    let node = node();
-    let ns = node.namespace("seccontext", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
+    let (node, ns, _bao, _hook) = scene("seccontext", &[]);
     let restricted = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true,
                             "seccompProfile": {"type": "RuntimeDefault"}});
     let pod_context = json!({"securityContext": {"runAsUser": 1000, "runAsGroup": 3000, "fsGroup": 2000, "runAsNonRoot": true}});
@@ -121,10 +133,8 @@ fn security_contexts_are_enforced_on_the_injected_containers() {
     init_context["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({"runAsUser": 1001, "runAsGroup": 1002});
     ns.create("deployments", &init_context);
     for (app, id) in [("pod-context", "id=1000:3000"), ("init-context", "id=1001:1002")] {
-        ns.wait_available(app, MINUTE);
-        let pod = ns.pods(&format!("app={app}")).pop().expect("a pod");
-        let name = pod["metadata"]["name"].as_str().unwrap();
-        let log = ns.wait_log(name, "app", "shown", MINUTE);
+        let (pod, name, log) = shown(&ns, app);
+        let name = name.as_str();
         assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains(id), "{app}: {log}");
         let init = &pod["spec"]["initContainers"][0];
         assert_eq!(init["name"], "copy-vault-env");
@@ -167,8 +177,7 @@ fn daemon_mode_keeps_the_app_running_across_max_ttls_and_revokes_on_delete() {
         "auth/kubernetes/role/default",
         Some(json!({"bound_service_account_names": ["default"], "bound_service_account_namespaces": [ns.name], "token_policies": ["db"], "ttl": "10m"})),
     );
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
+    let _hook = ns.start_webhook(&[("VAULT_ADDR", &bao.addr)]);
     // The app writes what it sees to a host directory: its logins and its exit, readable after the
     // pod is gone. The MariaDB client comes from the host's /usr (busybox has none).
     let out = tempfile::tempdir().unwrap();
@@ -364,9 +373,7 @@ impl Drop for Uninstall<'_> {
 fn ns_run_show(ns: &Namespace, name: &str, bao: &Bao) {
     let annotations = json!({"vault.security.banzaicloud.io/vault-addr": bao.addr});
     ns.create("deployments", &deployment(name, annotations, json!({}), mysql_env(), SHOW));
-    ns.wait_available(name, MINUTE);
-    let pod = ns.pods(&format!("app={name}")).pop().expect("a pod");
-    let log = ns.wait_log(pod["metadata"]["name"].as_str().unwrap(), "app", "shown", MINUTE);
+    let (_, _, log) = shown(ns, name);
     assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains("VAULT_TOKEN=unset\n"), "{log}");
 }
 
@@ -385,9 +392,7 @@ fn base64_of(text: &str) -> String {
 /// pulls the same image through containerd, and the app runs as the image says, under vault-env.
 #[test]
 fn a_container_without_command_runs_its_images_entrypoint_pulled_from_a_registry() {
-    let node = node();
-    let ns = node.namespace("registry", json!({}));
-    let bao = bao_for(node, &ns.name);
+    let (node, ns, _bao, _hook) = scene("registry", &[]);
     let registry = Registry::plain();
     // An image of our own with an ENTRYPOINT and a CMD, pushed with podman.
     let context = tempfile::tempdir().unwrap();
@@ -416,8 +421,6 @@ fn a_container_without_command_runs_its_images_entrypoint_pulled_from_a_registry
     std::fs::write(hosts.join("hosts.toml"), format!("server = \"{0}\"\n[host.\"{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n", registry.base))
         .unwrap();
 
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
     let pod = json!({"metadata": {"name": "app"}, "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
         "containers": [{"name": "app", "image": image, "imagePullPolicy": "Always", "env": mysql_env()}]}});
     let stored = ns.create("pods", &pod);
@@ -455,23 +458,16 @@ const SHOW_RENDERED: &str = "until [ -s /vault/secrets/config.yaml ]; do sleep 0
 /// `kubectl exec`, exactly); the Deployment becomes Available.
 #[test]
 fn the_agent_sidecar_renders_the_configmaps_template_in_the_pod() {
-    let node = node();
-    let ns = node.namespace("template", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
+    let (node, ns, _bao, _hook) = scene("template", &[]);
     ns.create("configmaps", &json!({"metadata": {"name": "agent-config"}, "data": {"config.hcl": AGENT_CONFIG}}));
     let annotations = json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config"});
     let script = format!("{SHOW_RENDERED}{SHOW}");
     ns.create("deployments", &deployment("template", annotations, json!({}), json!([]), &script));
-    ns.wait_available("template", MINUTE);
-    let pod = ns.pods("app=template").pop().expect("a pod");
-    let name = pod["metadata"]["name"].as_str().unwrap();
+    // (The app waits for the agent's first rendering.)
+    let (pod, name, _) = shown(&ns, "template");
     let containers: Vec<&str> = pod["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(containers, ["vault-agent", "app"], "{pod}");
-    // The app waits for the agent's first rendering.
-    ns.wait_log(name, "app", "shown", MINUTE);
-    let rendered = node.kubectl(&["exec", "-n", &ns.name, name, "-c", "app", "--", "cat", "/vault/secrets/config.yaml"]);
+    let rendered = node.kubectl(&["exec", "-n", &ns.name, &name, "-c", "app", "--", "cat", "/vault/secrets/config.yaml"]);
     assert_eq!((rendered.code, rendered.stdout.as_str()), (Some(0), "password: pw-from-openbao\n"), "{}", rendered.all());
 }
 
@@ -480,19 +476,13 @@ fn the_agent_sidecar_renders_the_configmaps_template_in_the_pod() {
 /// in the app resolves with that token, without a login of its own; all of it as a non-root user.
 #[test]
 fn the_init_agents_token_is_used_by_vault_env_in_the_pod() {
-    let node = node();
-    let ns = node.namespace("useagent", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
+    let (_node, ns, _bao, _hook) = scene("useagent", &[]);
     ns.create("configmaps", &json!({"metadata": {"name": "agent-config"}, "data": {"config.hcl": AGENT_CONFIG}}));
     let annotations =
         json!({"vault.security.banzaicloud.io/vault-agent-configmap": "agent-config", "vault.security.banzaicloud.io/vault-agent": "true"});
     let non_root = json!({"securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "runAsNonRoot": true}});
     ns.create("deployments", &deployment("useagent", annotations, non_root, mysql_env(), SHOW));
-    ns.wait_available("useagent", MINUTE);
-    let pod = ns.pods("app=useagent").pop().expect("a pod");
-    let name = pod["metadata"]["name"].as_str().unwrap();
+    let (pod, _, log) = shown(&ns, "useagent");
     let inits: Vec<(&str, i64)> = pod["status"]["initContainerStatuses"]
         .as_array()
         .unwrap()
@@ -500,7 +490,6 @@ fn the_init_agents_token_is_used_by_vault_env_in_the_pod() {
         .map(|s| (s["name"].as_str().unwrap(), s["state"]["terminated"]["exitCode"].as_i64().unwrap_or(-1)))
         .collect();
     assert!(inits.contains(&("vault-agent", 0)), "the init agent ran to completion: {inits:?}");
-    let log = ns.wait_log(name, "app", "shown", MINUTE);
     assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains("id=1000:1000"), "{log}");
     assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
 }
@@ -519,19 +508,12 @@ template {
 /// same token.
 #[test]
 fn a_consul_template_sidecar_renders_with_the_login_agents_token_in_the_pod() {
-    let node = node();
-    let ns = node.namespace("consul-template", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr), ("VAULT_ROLE", "default")]);
-    ns.register_webhook(&hook);
+    let (_node, ns, _bao, _hook) = scene("consul-template", &[("VAULT_ROLE", "default")]);
     ns.create("configmaps", &json!({"metadata": {"name": "ct-config"}, "data": {"config.hcl": CT_CONFIG}}));
     let annotations = json!({"vault.security.banzaicloud.io/vault-ct-configmap": "ct-config", "vault.security.banzaicloud.io/vault-agent": "true"});
     let script = format!("{SHOW_RENDERED}{SHOW}");
     ns.create("deployments", &deployment("ct", annotations, json!({}), mysql_env(), &script));
-    ns.wait_available("ct", MINUTE);
-    let pod = ns.pods("app=ct").pop().expect("a pod");
-    let name = pod["metadata"]["name"].as_str().unwrap();
-    let log = ns.wait_log(name, "app", "shown", MINUTE);
+    let (_, _, log) = shown(&ns, "ct");
     assert!(log.contains("password: pw-from-openbao\n") && log.contains("MYSQL_PASSWORD=pw-from-openbao\n"), "{log}");
     assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
 }
@@ -572,8 +554,7 @@ fn a_restricted_namespace_admits_and_runs_an_injected_pod_on_the_pod_network() {
     let configured = node.kubectl(&["exec", "-n", &vault_ns.name, "openbao", "--", "sh", "-c", &setup]);
     assert!(configured.stdout.contains("configured"), "{}", configured.all());
 
-    let hook = node_webhook(node, &[("VAULT_ADDR", &format!("http://{ip}:8200"))]);
-    ns.register_webhook(&hook);
+    let _hook = ns.start_webhook(&[("VAULT_ADDR", &format!("http://{ip}:8200"))]);
     let restricted = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": true, "runAsUser": 1000,
                             "seccompProfile": {"type": "RuntimeDefault"}});
     let pod = json!({"metadata": {"name": "app"}, "spec": {"terminationGracePeriodSeconds": 1,
@@ -601,11 +582,7 @@ fn a_restricted_namespace_admits_and_runs_an_injected_pod_on_the_pod_network() {
 /// (`reinvocationPolicy: IfNeeded`), wraps it: the kubelet runs it with the value.
 #[test]
 fn a_native_agent_sidecar_and_a_later_webhooks_container_run_in_the_kubelets_order() {
-    let node = node();
-    let ns = node.namespace("native", json!({}));
-    let bao = bao_for(node, &ns.name);
-    let hook = node_webhook(node, &[("VAULT_ADDR", &bao.addr)]);
-    ns.register_webhook(&hook);
+    let (node, ns, _bao, _hook) = scene("native", &[]);
     let sidecar = json!({"name": "sidecar", "image": APP_IMAGE, "imagePullPolicy": "Never",
                          "command": ["sh", "-c", "echo \"SIDECAR_TOKEN=$SIDECAR_TOKEN\"; echo shown; exec sleep 3600"],
                          "env": [{"name": "SIDECAR_TOKEN", "value": "vault:secret/data/mysql#MYSQL_PASSWORD"}]});

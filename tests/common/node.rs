@@ -171,6 +171,14 @@ impl Namespace {
             .join("\n")
     }
 
+    /// Our webhook as a process on the host ([`node_webhook`] with `env`), registered for this
+    /// namespace.
+    pub fn start_webhook(&self, env: &[(&str, &str)]) -> Webhook {
+        let hook = node_webhook(self.node, env);
+        self.register_webhook(&hook);
+        hook
+    }
+
     /// A MutatingWebhookConfiguration sending this namespace's pods (and Secrets) to `hook`,
     /// failing closed, as the chart registers it.
     pub fn register_webhook(&self, hook: &Webhook) {
