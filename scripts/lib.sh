@@ -127,3 +127,23 @@ build_webhook_release() {
   cargo build --profile release-webhook --locked -q -p vault-env-webhook --bin vault-secrets-webhook --manifest-path "$ROOT/Cargo.toml"
   WH="$ROOT/target/release-webhook/vault-secrets-webhook"
 }
+
+# rust_target ARCH : the Rust target of our static binaries for a container platform's architecture.
+rust_target() {
+  case "$1" in
+    amd64) echo x86_64-unknown-linux-musl;;
+    arm64) echo aarch64-unknown-linux-musl;;
+    *) die "no Rust target for architecture $1";;
+  esac
+}
+
+# cross_env : the C compilers and linkers of both musl targets. x86_64: musl-gcc. aarch64: Debian's
+# gcc-aarch64-linux-gnu compiles ring's C and assembly (the Rust target brings its own musl libc and
+# start files, so no musl cross toolchain is needed) and rust-lld links statically; built programs
+# and tests run under qemu-aarch64-static (the cargo runner).
+cross_env() {
+  export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
+  export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-rust-lld}
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER:-qemu-aarch64-static}
+}

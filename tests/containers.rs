@@ -329,3 +329,69 @@ fn the_webhook_image_serves_reloads_and_stops() {
     assert!(started.elapsed() < Duration::from_secs(8), "stopped by SIGKILL? {:?}", started.elapsed());
     assert_eq!(hook.exit_code(), "0", "{}", hook.logs());
 }
+
+/// Both images as published: one image index per program (scripts/images.sh: `TAG-multiarch`)
+/// with linux/amd64 and linux/arm64, pushed to a registry on loopback and read back as a node of
+/// either kind pulls them: each platform's manifest, its config (architecture, entrypoint, user),
+/// and the binary in its layer, which is built for that machine; the arm64 one runs (under
+/// qemu-aarch64-static).
+#[test]
+fn both_images_are_published_for_amd64_and_arm64() {
+    let registry = Registry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    for program in ["vault-env", "vault-secrets-webhook"] {
+        let reference = format!("{}/{program}:multi", registry.host);
+        must(&["manifest", "push", "--all", "--tls-verify=false", &format!("localhost/{program}:test-multiarch"), &format!("docker://{reference}")]);
+        let get = |path: &str, accept: &str| -> Vec<u8> {
+            let out = Command::new("curl")
+                .args(["-fsS", "-H", &format!("Accept: {accept}"), &format!("{}/v2/{program}/{path}", registry.base)])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        let index: Value = serde_json::from_slice(&get(
+            "manifests/multi",
+            "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json",
+        ))
+        .unwrap();
+        let mut platforms = Vec::new();
+        for entry in index["manifests"].as_array().expect("an image index") {
+            let (os, arch) = (entry["platform"]["os"].as_str().unwrap(), entry["platform"]["architecture"].as_str().unwrap());
+            platforms.push(format!("{os}/{arch}"));
+            let digest = entry["digest"].as_str().unwrap();
+            let manifest: Value = serde_json::from_slice(&get(
+                &format!("manifests/{digest}"),
+                "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+            ))
+            .unwrap();
+            let config: Value = serde_json::from_slice(&get(&format!("blobs/{}", manifest["config"]["digest"].as_str().unwrap()), "*/*")).unwrap();
+            assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some(os), Some(arch)), "{config}");
+            assert_eq!(config["config"]["Entrypoint"], json!([format!("/usr/local/bin/{program}")]), "{config}");
+            assert_eq!(config["config"]["User"], "65534:65534", "{config}");
+            // The binary in the image's layers, for this machine (ELF e_machine: 62 x86-64, 183 aarch64).
+            let binary = dir.path().join(format!("{program}-{arch}"));
+            for layer in manifest["layers"].as_array().unwrap() {
+                let blob = dir.path().join("layer.tar.gz");
+                std::fs::write(&blob, get(&format!("blobs/{}", layer["digest"].as_str().unwrap()), "*/*")).unwrap();
+                let member = format!("usr/local/bin/{program}");
+                let out = Command::new("tar").arg("-xzOf").arg(&blob).arg(&member).output().unwrap();
+                if out.status.success() && !out.stdout.is_empty() {
+                    std::fs::write(&binary, &out.stdout).unwrap();
+                }
+            }
+            let bytes = std::fs::read(&binary).unwrap_or_else(|_| panic!("no {program} in the {arch} image's layers"));
+            let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+            assert_eq!(machine, if arch == "amd64" { 62 } else { 183 }, "{program} for {arch}");
+            println!("{program} linux/{arch}: binary {} bytes", bytes.len());
+            if arch == "arm64" && program == "vault-env" {
+                std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                let out =
+                    Command::new("qemu-aarch64-static").arg(&binary).arg("--version").output().expect("qemu-aarch64-static (scripts/install.sh)");
+                assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("vault-env "), "{out:?}");
+            }
+        }
+        platforms.sort();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+    }
+}
