@@ -41,7 +41,12 @@ for i in $(seq 0 9); do
 done
 read -r true_ms true_sd < <(hf true true)
 read -r exec_ms exec_sd < <(hf exec10 "$VE true")
+# The floors beside it: vault-env with nothing to resolve (process start to exec), and a generic
+# client fetching the same 10 paths (curl, one process, all at once over HTTP/1.1).
+urls=""; for i in $(seq 0 9); do urls+=" -o /dev/null $VAULT_ADDR/v1/secret/data/bench/s$i"; done
+read -r curl_ms curl_sd < <(hf curl10 "curl -s -H X-Vault-Token:root --parallel --parallel-immediate$urls")
 for i in $(seq 0 9); do unset "SECRET_$i"; done
+read -r none_ms none_sd < <(hf exec0 "$VE true")
 
 # --- 2. supervisor overhead, no secrets
 read -r ve_ms ve_sd < <(VAULT_ENV_DAEMON=true hf daemon "$VE true")
@@ -102,19 +107,21 @@ agent_rss=$(rss_kib "$AGENT_PID")
 size=$(stat -c %s "$VE")
 
 python3 - "$true_ms" "$exec_ms" "$exec_sd" "$ve_ms" "$ve_sd" "$tini_ms" "$tini_sd" "$dumb_ms" "$cat_ms" \
-  "$ve_rss" "$agent_rss" "$ve_leases" "$size" "$tinis_ms" "$BUILD" "$veq_ms" <<'PY'
+  "$ve_rss" "$agent_rss" "$ve_leases" "$size" "$tinis_ms" "$BUILD" "$veq_ms" "$none_ms" "$curl_ms" <<'PY'
 import sys
 a = sys.argv[1:]
 true_ms, exec_ms, exec_sd, ve_ms, ve_sd, tini_ms, tini_sd, dumb_ms, cat_ms = map(float, a[:9])
 ve_rss, agent_rss, leases, size = int(a[9]), int(a[10]), int(a[11]), int(a[12])
 tinis_ms, build, veq_ms = float(a[13]), a[14], float(a[15])
+none_ms, curl_ms = float(a[16]), float(a[17])
 over = lambda m: m - true_ms
 ok = lambda c: "ok" if c else "MISSED"
 print()
 print("vault-env benchmark (this machine: %s cores; vault-env build: %s)" % (__import__("os").cpu_count(), build))
 print("-" * 78)
 print("1. start to exec, 10 secrets from a local OpenBao: %.2f ms (sd %.2f)        target <= 10 ms: %s" % (exec_ms, exec_sd, ok(exec_ms <= 10)))
-print("   (plain `true` alone: %.2f ms)" % true_ms)
+print("   (plain `true` alone: %.2f ms; vault-env with nothing to resolve: %.2f ms; curl fetching the" % (true_ms, none_ms))
+print("   same 10 paths at once, and starting nothing after: %.2f ms)" % curl_ms)
 print("2. supervisor, no secrets (mean wall time of `INIT true`, overhead over `true`):")
 print("   vault-env daemon %.2f ms (+%.2f)   tini %.2f ms (+%.2f)   tini-static %.2f ms (+%.2f)"
       % (ve_ms, over(ve_ms), tini_ms, over(tini_ms), tinis_ms, over(tinis_ms)))

@@ -3,7 +3,7 @@
 //!
 //! The loop has one arm per source of work, as tini's does:
 //! - the supervisor's events: a signal (forwarded already), the app's exit, a reaped orphan;
-//! - the next timer: a token or lease renewal (70–75 % of its TTL), a replacement (a capped or
+//! - the next timer: a token or lease renewal (70–80 % of its TTL), a replacement (a capped or
 //!   non-renewable lease, [`renew::replace_lead`] before expiry), a retry, or the stop timeout.
 //!
 //! Replacing = fetch every secret again (logging in again first if the token itself is capped),

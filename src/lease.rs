@@ -1,7 +1,7 @@
 //! The Vault side of lease keeping: the token and every lease in one list, renewed by one loop
 //! whose renew call is a parameter (Vault's `renewFunc` in `LifetimeWatcher`), so the decisions —
 //! renew, retry with backoff, replace — are unit-tested with a fake renewer. The timing rules
-//! (70–75 %, backoff bounded by expiry, replacement lead) are `vault_env_supervisor::renew`'s.
+//! (70–80 %, backoff bounded by expiry, replacement lead) are `vault_env_supervisor::renew`'s.
 
 use crate::client::{Client, ClientError};
 use crate::resolve::Lease;

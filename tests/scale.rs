@@ -1,6 +1,6 @@
 //! The small, fast version of scripts/bench-scale.sh: many leases in one vault-env, and many
 //! vault-env daemons against one OpenBao, checked from OpenBao's audit log (what the server
-//! received): renewals land in their 70–75 % window, no lease is renewed twice per period, all
+//! received): renewals land in their 70–80 % window, no lease is renewed twice per period, all
 //! the leases that reach their max TTL together cause one re-fetch and one restart, restarts
 //! happen before the leases end, and the supervisors' restarts spread out.
 
@@ -178,8 +178,8 @@ fn one_supervisor_keeps_many_leases_in_their_windows_and_restarts_once_per_max_t
 
     let fractions = renewal_fractions(&events);
     assert!(fractions.len() >= 30, "renewals: {fractions:?}\n{log}");
-    let outside: Vec<&f64> = fractions.iter().filter(|f| !(0.69..=0.80).contains(*f)).collect();
-    assert!(outside.is_empty(), "renewals outside 70-75 % (+5 % for a loaded machine): {outside:?}");
+    let outside: Vec<&f64> = fractions.iter().filter(|f| !(0.69..=0.85).contains(*f)).collect();
+    assert!(outside.is_empty(), "renewals outside 70-80 % (+5 % for a loaded machine): {outside:?}");
     let clusters = fetches(&events);
     assert!(clusters.len() >= 2, "the max TTL was reached: {clusters:?}");
     assert!(clusters.iter().all(|c| c.len() == 30), "each fetch takes every secret once: {:?}", clusters.iter().map(Vec::len).collect::<Vec<_>>());

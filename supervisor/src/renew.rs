@@ -2,8 +2,9 @@
 //! Pure (time is an argument), so it is tested with a fake clock. It knows nothing about Vault:
 //! a lease is a TTL granted at some instant.
 //!
-//! - Renew at 70–75 % of the granted TTL (jittered so many pods don't renew in step). That leaves a
-//!   quarter of the lease to retry a failed renewal.
+//! - Renew at 70–80 % of the granted TTL, spread evenly by jitter so that many pods started
+//!   together do not renew in step. That leaves at least a fifth of the lease to retry a failed
+//!   renewal.
 //! - A lease is "capped" when a renewal grants less than asked (it reached its max TTL, or the
 //!   token it belongs to expires sooner) or it is not renewable: renewing again gains nothing, so
 //!   it must be replaced, [`replace_lead`] before it expires.
@@ -61,7 +62,7 @@ impl Lease {
     /// The next thing to do. `jitter` is a random number in [0, 1).
     pub fn next_step(&self, jitter: f64) -> Step {
         if self.extendable() {
-            let fraction = 0.70 + 0.05 * jitter.clamp(0.0, 1.0);
+            let fraction = 0.70 + 0.10 * jitter.clamp(0.0, 1.0);
             Step::Renew(self.granted_at + self.ttl.mul_f64(fraction))
         } else {
             let lead = replace_lead(self.wanted);
@@ -97,11 +98,12 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
-    fn renews_at_70_to_75_percent() {
+    fn renews_at_70_to_80_percent() {
         let t0 = Instant::now();
         let lease = Lease::new(t0, S(100), true);
         assert_eq!(lease.next_step(0.0), Step::Renew(t0 + S(70)));
-        assert_eq!(lease.next_step(0.999_999).at().duration_since(t0).as_secs(), 74);
+        assert_eq!(lease.next_step(0.5), Step::Renew(t0 + S(75)));
+        assert_eq!(lease.next_step(0.999_999).at().duration_since(t0).as_secs(), 79);
     }
 
     #[test]
