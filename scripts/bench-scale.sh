@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lease keeping at scale (README, "Lease keeping at scale"): one vault-env with 10, 100 and 1,000
+# Lease keeping at scale (docs/benchmarks.md, "Lease keeping at scale"): one vault-env with 10, 100 and 1,000
 # database leases, then SUPERVISORS (default 1,000) vault-env daemons against one OpenBao with
 # an outage in the middle. Prints the figures, writes .state/bench-scale.json and
 # docs/bench-scale.png. About 15 minutes with the defaults; scripts/bench_scale.py says what the

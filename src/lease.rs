@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(fake.calls.borrow().len(), 1, "a replacement is not renewed again");
     }
 
-    /// Security review M2: a 403 on renewal was retried until the lease ran out, although the
+    /// A 403 on renewal used to be retried until the lease ran out, although the
     /// token had been revoked and only a new login could help. A 403 now asks whether the token
     /// is still valid: if not, the item is replaced at once with `token_refused`.
     #[test]
@@ -398,7 +398,7 @@ mod tests {
         assert!(matches!(due, Due::Replace { index: 0, token_refused: true, .. }), "{due:?}");
     }
 
-    /// Security review M3: a hung Vault held the loop for 3×10 s per call, past the lease's expiry.
+    /// A hung Vault used to hold the loop for 3×10 s per call, past the lease's expiry.
     #[test]
     fn a_renewal_never_waits_past_the_items_expiry() {
         struct Hung;

@@ -502,7 +502,7 @@ mod tests {
         }
     }
 
-    /// Security review H1: seven chained replaces of a 10-byte string asked for 133 MB (and ten
+    /// Seven chained replaces of a 10-byte string asked for 133 MB (and ten
     /// aborted the webhook); the size is now checked before anything is allocated.
     #[test]
     fn template_output_and_pipelines_are_bounded() {
@@ -523,7 +523,7 @@ mod tests {
         assert!(render(&many).is_err());
     }
 
-    /// Security review L1: base64's error named the offending byte and its offset.
+    /// base64's error used to name the offending byte and its offset (a secret's, in a key template).
     #[test]
     fn b64dec_errors_do_not_describe_the_input() {
         let err = render("${.password | b64dec}").unwrap_err().to_string();

@@ -203,7 +203,7 @@ fn a_capped_login_token_is_replaced_by_logging_in_again() {
     assert!(out.stderr.contains("obtained a new Vault token"), "{}", out.stderr);
 }
 
-/// Security review M2: a token revoked from outside was never replaced; vault-env retried the
+/// A token revoked from outside was never replaced; vault-env retried the
 /// 403 until the lease ran out, stopped the app and exited 75, although a login would have
 /// worked. Now the refused token is checked, a new login made, new secrets fetched and the app
 /// restarted. At exit, revoking the (login) token revokes its leases: no per-lease calls.
@@ -247,7 +247,7 @@ fn a_token_revoked_from_outside_is_replaced_by_a_new_login() {
     assert!(code == 404 || left["data"]["keys"].as_array().is_none_or(Vec::is_empty), "leases left behind: {left}");
 }
 
-/// Security review M3: with Vault hung (its process stopped), SIGTERM took 60 s to exit (each
+/// With Vault hung (its process stopped), SIGTERM took 60 s to exit (each
 /// revocation retried for 30 s), past Kubernetes' 30 s grace period. Revocations now share one
 /// budget of 5 s.
 #[test]
@@ -271,7 +271,7 @@ fn shutdown_with_a_hung_vault_fits_in_the_grace_period() {
     assert!(out.stderr.contains("did not answer the revocations within 5s"), "{}", out.stderr);
 }
 
-/// Security review L3: SIGTERM while the app was stopping for a restart dropped the new secrets
+/// SIGTERM while the app was stopping for a restart dropped the new secrets
 /// unrevoked (the new lease and its database user lived until their TTL). They are revoked too.
 #[test]
 fn sigterm_during_a_restart_revokes_the_new_secrets_too() {

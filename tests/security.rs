@@ -1,4 +1,4 @@
-//! The security review's findings that concern vault-env itself (../shared/spec/security-review.md),
+//! The security reviews' findings that concern vault-env itself,
 //! each shown fixed against real processes: redirects, error texts, `VAULT_ENV_FROM_PATH` names,
 //! and what the app can read of vault-env in daemon mode.
 
@@ -27,7 +27,7 @@ impl Redirects {
     }
 }
 
-/// M1: a 307 to another host took `X-Vault-Token` (and login bodies) with it; now only a 307 on
+/// A 307 to another host took `X-Vault-Token` (and login bodies) with it; now only a 307 on
 /// the same origin is followed, as Vault's own client does for standby nodes.
 #[test]
 fn the_token_never_follows_a_redirect_to_another_origin() {
@@ -73,7 +73,7 @@ fn the_token_never_follows_a_redirect_to_another_origin() {
     assert!(none.stderr.contains("307"), "{}", none.stderr);
 }
 
-/// L1: Vault's error text for a write quoted the body (`invalid duration "BODYCANARY"`); write
+/// Vault's error text for a write quoted the body (`invalid duration "BODYCANARY"`); write
 /// errors now give the status only. Reads keep Vault's text (it names no value of ours).
 #[test]
 fn write_errors_do_not_echo_the_body() {
@@ -87,7 +87,7 @@ fn write_errors_do_not_echo_the_body() {
     assert!(!out.all().contains("BODYCANARY"), "{}", out.all());
 }
 
-/// H3: in daemon mode the app (same uid) read vault-env's token from `/proc/PPID/environ` and
+/// In daemon mode the app (same uid) read vault-env's token from `/proc/PPID/environ` and
 /// `/proc/PPID/mem`, and a core file of vault-env held tokens and secrets. Run as a non-root app
 /// would: vault-env and the app as uid 65534.
 #[test]
@@ -123,7 +123,7 @@ fn the_app_cannot_read_vault_envs_memory_or_environment() {
     assert!(stdout.contains("app-core=unlimited pw=CANARYPW_7a1b"), "the app keeps its own limit and gets its secret: {stdout}");
 }
 
-/// L5: whoever could write the `VAULT_ENV_FROM_PATH` secret set `BASH_ENV` (or `LD_PRELOAD`,
+/// Whoever could write the `VAULT_ENV_FROM_PATH` secret set `BASH_ENV` (or `LD_PRELOAD`,
 /// `NODE_OPTIONS`, …) and ran code in the app. Such keys, and keys that are not variable names,
 /// are refused by name; the pod may still set them itself.
 #[test]
@@ -178,7 +178,7 @@ fn from_path_refuses_loader_and_interpreter_variables() {
     assert_eq!((out.code, out.stdout.trim()), (Some(0), "GREETING=hi"), "{}", out.all());
 }
 
-/// L2: a duration near u64::MAX seconds overflowed when added to the clock (exit 101, a panic);
+/// A duration near u64::MAX seconds overflowed when added to the clock (exit 101, a panic);
 /// it is now a setting error naming the variable.
 #[test]
 fn huge_durations_are_setting_errors_not_panics() {

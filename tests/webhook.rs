@@ -506,7 +506,7 @@ fn default_pull_secret_for_pods_without_one() {
     assert!(api.requests().contains(&"/api/v1/namespaces/infra/secrets/global-pull".to_string()));
 }
 
-/// Security review H2: stalled headers, stalled uploads and idle keep-alives held connections
+/// Stalled headers, stalled uploads and idle keep-alives held connections
 /// (and up to 8 MiB each) for as long as the client liked. Now each is closed after its timeout.
 #[test]
 fn slow_and_idle_clients_are_cut_off() {

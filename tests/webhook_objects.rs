@@ -347,7 +347,7 @@ fn allowlisted_private_address_and_service_account_login() {
     assert_eq!(out["data"]["v"], "secretId");
 }
 
-/// Security review C1: a forged review from any pod got values resolved with the webhook's
+/// A forged review from any pod got values resolved with the webhook's
 /// identity and, with `vault-serviceaccount`, a login as any ServiceAccount. With
 /// `TLS_CLIENT_CA_FILE`, callers without a client certificate get nothing; without it,
 /// `vault-serviceaccount` is refused unless explicitly allowed.
@@ -471,7 +471,7 @@ fn unverified_callers_get_no_values_unless_allowed() {
     assert_eq!(code, 401, "{answer}");
 }
 
-/// Security review M4: each denied read logged in again and left the old token alive (20
+/// Each denied read logged in again and left the old token alive (20
 /// admissions, 20 tokens); a failed login was tried again for every admission. Now a denied path
 /// is just a denial, and a failed login is answered from memory for a few seconds.
 #[test]

@@ -111,7 +111,7 @@ pub fn covers(prefix: &str, path: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The security review's bypasses of a check that looked at the first segment only, and
+    /// The bypasses of a check that looked at the first segment only, and
     /// their neighbours: each is refused, with the reason it cannot be trusted.
     #[test]
     fn spellings_that_reach_auth_or_sys_are_refused() {

@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(retry_at(now, 3, now + S(100), 1.0), now + S(8) + Duration::from_millis(1600), "jitter adds up to 20 %");
     }
 
-    /// Security review L8: near expiry, retries converged on the deadline (the last five within
+    /// Near expiry, retries used to converge on the deadline (the last five within
     /// 20 ms). Now they keep a floor, so a run of failures up to expiry makes few calls.
     #[test]
     fn retries_near_expiry_keep_a_floor() {

@@ -2,7 +2,6 @@
 //! (`vault-agent-configmap`): as a templating sidecar (their case C), or with `vault-agent:
 //! "true"` as an init container that logs in for vault-env and renders files before the app
 //! starts (case D); and the settings it shares with consul-template (`consul_template.rs`).
-//! `../shared/spec/agent-injection.md` §4.2 has what Bank-Vaults injects.
 
 use super::keys::*;
 use super::values::is_quantity;

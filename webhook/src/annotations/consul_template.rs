@@ -1,7 +1,7 @@
 //! Bank-Vaults' consul-template annotations (`vault-ct-*`, their case B): consul-template renders
 //! the templates of the user's ConfigMap into a memory volume that every app container mounts,
 //! as a sidecar or, with `vault-ct-once`, as an init container. It reads the token that an agent
-//! init container sinks (`../shared/spec/agent-injection.md` §4.2).
+//! init container sinks.
 
 use super::agent::{AgentDefaults, EXPECTED_QUANTITY, quantity};
 use super::keys::*;

@@ -221,7 +221,7 @@ mod tests {
         [(format!("{PREFIX}{key}"), value.to_string())].into()
     }
 
-    /// C1: without verified callers, a forged review could make the webhook log in as any
+    /// Without verified callers, a forged review could make the webhook log in as any
     /// ServiceAccount; the annotation is refused unless that is allowed.
     #[test]
     fn vault_serviceaccount_needs_verified_callers() {
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(config.service_account, "vault-admin");
     }
 
-    /// L4: names that go into Kubernetes API paths are DNS-1123 subdomains.
+    /// Names that go into Kubernetes API paths are DNS-1123 subdomains.
     #[test]
     fn names_for_api_paths_are_validated() {
         let allowed = ObjectDefaults { allow_service_account: true, ..ObjectDefaults::default() };
@@ -246,7 +246,7 @@ mod tests {
         assert!(ObjectConfig::from_annotations(&with(VAULT_TLS_SECRET, "vault-tls.v1"), "s", "shop", &allowed).is_ok());
     }
 
-    /// The security review's role escalation: a ConfigMap named `vault-role: deployer` and got
+    /// A role escalation: a ConfigMap named `vault-role: deployer` and got
     /// a token for that role of the webhook's identity. Only the default, or what the operator
     /// lists, may be chosen.
     #[test]

@@ -101,7 +101,7 @@ fn raw_host(addr: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// The IPv4 address an IPv6 address carries, in every form that reaches it (security review L6):
+/// The IPv4 address an IPv6 address carries, in every form that reaches it:
 /// IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, IPv4-translated
 /// `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` and `64:ff9b:1::/48`, and 6to4 `2002:AABB:CCDD::`.
 fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
@@ -161,7 +161,7 @@ mod tests {
         AddrPolicy::new("https://vault.vault:8200", allowlist, allow_private)
     }
 
-    /// Security review L6: forms that passed the guard when allowlisted. Tested as a function:
+    /// Forms that used to pass the guard when allowlisted. Tested as a function:
     /// nothing connects anywhere.
     #[test]
     fn embedded_and_special_addresses_are_refused_even_when_allowlisted() {

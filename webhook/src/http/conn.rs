@@ -1,7 +1,8 @@
 //! One connection's life, bounded: how many are open at once, how long the headers, a request and
 //! an idle keep-alive may take, how many HTTP/2 streams run at once, and whether the caller showed
 //! a client certificate that `TLS_CLIENT_CA_FILE` verified ([`Caller`]). A slow or idle client
-//! holds a connection for seconds, not forever (security review H2).
+//! holds a connection for seconds, not forever: a few such clients could otherwise take every
+//! connection the API server needs.
 
 use axum::extract::Request;
 use axum::http::StatusCode;

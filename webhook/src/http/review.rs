@@ -88,7 +88,7 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind, verified: boo
         Kind::Secret => "Secret",
         Kind::ConfigMap => "ConfigMap",
         // Not the request's kind: that comes from the caller, and each new one would be a new
-        // series kept forever (security review M5).
+        // series kept forever.
         Kind::Object => "Object",
     };
     review::<DynamicObject>(ctx, body, label, async |request: &AdmissionRequest<DynamicObject>, namespace: &str| {
@@ -217,7 +217,7 @@ mod tests {
         }
     }
 
-    /// M5: 3,000 invented kinds grew /metrics to 12 MB; /objects reviews are one series now.
+    /// 3,000 invented kinds grew /metrics to 12 MB; /objects reviews are one series now.
     #[tokio::test]
     async fn object_kinds_from_requests_do_not_make_metric_series() {
         let c = ctx();

@@ -1,5 +1,5 @@
 //! The vault-agent that runs the pod's own configuration (`vault-agent-configmap`), as
-//! Bank-Vaults injects it (`../shared/spec/agent-injection.md` §4.2, cases C and D), with its bugs
+//! Bank-Vaults injects it (the two shapes Bank-Vaults calls cases C and D), with its bugs
 //! left out: a sidecar beside the app (case C) or, with `vault-agent: "true"`, an init container
 //! that logs in and renders before the app starts and leaves its token for vault-env (case D).
 //! The rendered files go to a memory volume (`agent-secrets`) mounted in every app container.

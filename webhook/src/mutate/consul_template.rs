@@ -1,5 +1,5 @@
 //! consul-template with the pod's own configuration (`vault-ct-configmap`), as Bank-Vaults injects
-//! it (`../shared/spec/agent-injection.md` §4.2, case B): a sidecar first among the containers or,
+//! it (Bank-Vaults' case B): a sidecar first among the containers or,
 //! with `vault-ct-once`, an init container that renders once before the app. It renders into a
 //! memory volume (`ct-secrets`) that every app container mounts, with the token an init agent
 //! sinks into the `vault-env` volume, which is its `$HOME` (it reads `~/.vault-token`).

@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(reasons, ["data.a: \"secret/data/prod/db\" is not under the paths objects may read (VAULT_OBJECT_PATHS: secret/data/shared/*)"]);
     }
 
-    /// L9: one object, a bounded number of Vault reads.
+    /// One object, a bounded number of Vault reads.
     #[test]
     fn distinct_reads_are_capped() {
         let values: Vec<(String, String)> = (0..=MAX_FETCHES).map(|i| (format!("k{i}"), format!("vault:secret/data/nope{i}#k"))).collect();

@@ -171,7 +171,8 @@ fn case17_agent_init_logs_in_for_vault_env() {
     assert_eq!(doc["spec"]["volumes"][2]["configMap"]["name"], "config-map-test");
     assert!(env_of(&doc, "containers", 0).contains(&var("VAULT_TOKEN_FILE", "/vault/.vault-token")));
     assert!(mount_paths(&doc["spec"]["containers"][0]).contains(&("agent-secrets".into(), "/vault/secrets".into())));
-    // The agent writes its token into /vault/; the app only reads it there (security review 2, N7).
+    // The agent writes its token into /vault/; the app only reads it there, so it cannot replace
+    // the token the agent left for vault-env.
     let vault_mount = |c: &Value| c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "vault-env").cloned().unwrap();
     assert_eq!(vault_mount(&doc["spec"]["containers"][0])["readOnly"], true);
     assert_eq!(vault_mount(agent).get("readOnly"), None);

@@ -192,7 +192,7 @@ impl Ecr {
 }
 
 /// When an ECR token expires: its `expiresAt` (seconds since the epoch), else in 12 hours. Any
-/// number may come back; none panics (security review L2: `1e300` used to kill the webhook).
+/// number may come back; none panics (`1e300` used to kill the webhook).
 fn expiry(expires_at: Option<f64>) -> SystemTime {
     expires_at
         .filter(|s| s.is_finite() && *s > 0.0)
