@@ -258,6 +258,20 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
     active = [per_second.get(s, 0) for s in range(int(seconds))]
     busy = [c for c in active if c]
     restart_seconds = collections.Counter(int(t) for t in restarts_at)
+    # Renewal cycles: runs of seconds with renewals, apart by 3 s or more; in each, the peak per
+    # second against the cycle's mean (how evenly a fleet started together renews).
+    cycles, run = [], []
+    for s in sorted(per_second):
+        if run and s - run[-1] > 2:
+            cycles.append(run)
+            run = []
+        run.append(s)
+    if run:
+        cycles.append(run)
+    cycle_stats = []
+    for c in cycles:
+        n, span, peak = sum(per_second[s] for s in c), c[-1] - c[0] + 1, max(per_second[s] for s in c)
+        cycle_stats.append({"from_s": c[0], "seconds": span, "renewals": n, "peak_per_s": peak, "peak_over_mean": round(peak * span / n, 2)})
     result = {
         "supervisors": m, "alive_at_end": alive, "ttl": ttl, "max_ttl": max_ttl, "seconds": seconds, "outage_at": outage_at, "outage_s": outage,
         "renewals": len(renew_times), "renewals_peak_per_s": max(active) if active else 0,
@@ -266,12 +280,16 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
         "restart_window_s": round(max(restarts_at) - min(restarts_at), 1) if restarts_at else 0,
         "min_seconds_left_at_restart": min(ends) if ends else None, "expired_mentions": expired,
         "openbao_cpu_percent": round(100 * bao_cpu / seconds, 1),
+        "renewal_cycles": cycle_stats,
         "renew_times": [round(t, 2) for t in renew_times], "restart_times": [round(t, 2) for t in restarts_at],
     }
     log(f"run 2: {alive}/{m} alive; {len(renew_times)} renewals, peak {result['renewals_peak_per_s']}/s vs mean "
         f"{result['renewals_mean_per_busy_s']}/s over busy seconds; {len(restarts_at)} restarts over {result['restart_window_s']} s, "
         f"peak {result['restarts_peak_per_s']}/s; least time left at a restart {result['min_seconds_left_at_restart']} s; "
         f"OpenBao CPU {result['openbao_cpu_percent']} %")
+    for c in cycle_stats:
+        log(f"run 2: renewal cycle from {c['from_s']} s: {c['renewals']} renewals over {c['seconds']} s, "
+            f"peak {c['peak_per_s']}/s, {c['peak_over_mean']}x the cycle's mean")
     return result
 
 
