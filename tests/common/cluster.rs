@@ -1,7 +1,8 @@
 //! A real Kubernetes control plane for black-box tests: etcd and kube-apiserver, built from their
 //! Go modules by scripts/go-tools.sh, on free loopback ports, with RBAC, a service-account signing
 //! key (TokenRequest, TokenReview) and a static admin token; and helm, run against it. No kubelet:
-//! pods are admitted and stored, never run. Everything is stopped (by PID) when dropped.
+//! pods are admitted and stored, never run (the end-to-end tests' node runs them: `node.rs`). One
+//! per test, fast to start; everything is stopped (by PID) when dropped.
 
 use super::*;
 use serde_json::{Value, json};
