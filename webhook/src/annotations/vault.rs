@@ -131,7 +131,7 @@ fn read_role(r: &mut AnnotationReader<'_, '_>, default_role: &str, auth_method: 
         Ok(role) => role,
         Err(why) => {
             let name = r.name_of(VAULT_ROLE).unwrap_or_else(|| "VAULT_ROLE (webhook setting)".into());
-            r.push(FieldError::invalid(name, &source, why));
+            r.push(FieldError::invalid(name, &source, why.to_string()));
             source
         }
     }

@@ -3,8 +3,39 @@
 //! could send the webhook's credentials to a server of their choice, or make it reach the cloud
 //! metadata service. Same rules as Bank-Vaults' `ValidateObjectAddr` (v1.23.1+).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
+
+/// Why an address is refused; the text is the reason an object's denial gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrRefused {
+    #[error("the address is empty")]
+    Empty,
+    #[error("not an http:// or https:// address with a host")]
+    NotAnAddress,
+    #[error("scheme {0:?} is not allowed (http or https only)")]
+    Scheme(String),
+    #[error("credentials in the address are not allowed")]
+    Credentials,
+    #[error("a query or fragment is not allowed")]
+    QueryOrFragment,
+    #[error("the address has no host")]
+    NoHost,
+    #[error("host {0:?} is refused (local or metadata service)")]
+    LocalHost(String),
+    #[error("numeric IP forms other than dotted decimal are refused")]
+    NumericForm,
+    #[error("{0} is refused (a special-purpose address)")]
+    Special(IpAddr),
+    #[error("{0} is refused (link-local, metadata or non-unicast address)")]
+    NotUnicast(IpAddr),
+    #[error("{0} is a loopback or private address (allowed only with VAULT_ALLOW_PRIVATE_ADDR=true)")]
+    Private(IpAddr),
+    #[error("VAULT_ADDR_ALLOWLIST is empty: objects may only use the webhook's VAULT_ADDR")]
+    NoAllowlist,
+    #[error("not in VAULT_ADDR_ALLOWLIST")]
+    NotAllowlisted,
+}
 
 /// Lower-case scheme and host, default port dropped, no trailing `/`: how addresses are compared.
 pub fn normalize(addr: &str) -> String {
@@ -31,19 +62,19 @@ impl AddrPolicy {
 }
 
 /// An address vault-env can use: http(s), a host, no credentials, query or fragment.
-pub fn usable(addr: &str) -> Result<Url, String> {
-    let url = Url::parse(addr).map_err(|_| "not an http:// or https:// address with a host".to_string())?;
+pub fn usable(addr: &str) -> Result<Url, AddrRefused> {
+    let url = Url::parse(addr).map_err(|_| AddrRefused::NotAnAddress)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not allowed (http or https only)", url.scheme()));
+        return Err(AddrRefused::Scheme(url.scheme().to_string()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the address are not allowed".into());
+        return Err(AddrRefused::Credentials);
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err("a query or fragment is not allowed".into());
+        return Err(AddrRefused::QueryOrFragment);
     }
     if !url.has_host() || addr.contains(' ') {
-        return Err("not an http:// or https:// address with a host".into());
+        return Err(AddrRefused::NotAnAddress);
     }
     Ok(url)
 }
@@ -52,10 +83,10 @@ pub fn usable(addr: &str) -> Result<Url, String> {
 const REFUSED_HOSTS: &[&str] = &["localhost", "metadata", "metadata.google.internal", "instance-data", "metadata.azure.internal"];
 
 /// The address an object's `vault-addr` annotation may use, normalized, or why not.
-pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, String> {
+pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, AddrRefused> {
     let addr = addr.trim();
     if addr.is_empty() {
-        return Err("the address is empty".into());
+        return Err(AddrRefused::Empty);
     }
     let normalized = normalize(addr);
     if normalized == policy.own {
@@ -63,18 +94,18 @@ pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, String> {
     }
     let url = usable(addr)?;
     match url.host() {
-        None => return Err("the address has no host".into()),
+        None => return Err(AddrRefused::NoHost),
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.');
             if REFUSED_HOSTS.contains(&d) || d.ends_with(".localhost") {
-                return Err(format!("host {d:?} is refused (local or metadata service)"));
+                return Err(AddrRefused::LocalHost(d.to_string()));
             }
         }
         Some(Host::Ipv4(ip)) => {
             // WHATWG parsing turns 2130706433, 0x7f000001 and 0177.0.0.1 into 127.0.0.1: only the
             // plain dotted form is accepted, so an allowlist can't be dodged by spelling.
             if raw_host(addr) != ip.to_string() {
-                return Err("numeric IP forms other than dotted decimal are refused".into());
+                return Err(AddrRefused::NumericForm);
             }
             check_ipv4(ip, policy.allow_private)?;
         }
@@ -86,9 +117,9 @@ pub fn check(addr: &str, policy: &AddrPolicy) -> Result<String, String> {
     if policy.allowlist.contains(&normalized) {
         Ok(normalized)
     } else if policy.allowlist.is_empty() {
-        Err("VAULT_ADDR_ALLOWLIST is empty: objects may only use the webhook's VAULT_ADDR".into())
+        Err(AddrRefused::NoAllowlist)
     } else {
-        Err("not in VAULT_ADDR_ALLOWLIST".into())
+        Err(AddrRefused::NotAllowlisted)
     }
 }
 
@@ -118,25 +149,25 @@ fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-fn check_ipv4(ip: Ipv4Addr, allow_private: bool) -> Result<(), String> {
+fn check_ipv4(ip: Ipv4Addr, allow_private: bool) -> Result<(), AddrRefused> {
     let o = ip.octets();
     // 0.0.0.0/8 ("this network"), 192.0.0.0/24 (IETF protocol assignments), 198.18.0.0/15
     // (benchmarking), 240.0.0.0/4 (reserved): RFC 6890's special ranges that are never a Vault.
     let special = o[0] == 0 || (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) || o[0] >= 240;
     if special {
-        return Err(format!("{ip} is refused (a special-purpose address)"));
+        return Err(AddrRefused::Special(ip.into()));
     }
     if ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
+        return Err(AddrRefused::NotUnicast(ip.into()));
     }
     let cgnat = o[0] == 100 && (64..128).contains(&o[1]);
     if (ip.is_loopback() || ip.is_private() || cgnat) && !allow_private {
-        return Err(format!("{ip} is a loopback or private address (allowed only with VAULT_ALLOW_PRIVATE_ADDR=true)"));
+        return Err(AddrRefused::Private(ip.into()));
     }
     Ok(())
 }
 
-fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), String> {
+fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), AddrRefused> {
     let first = ip.segments()[0];
     // fe80::/10 link-local, fec0::/10 (deprecated site-local), the EC2 metadata address.
     if ip.is_unspecified()
@@ -145,10 +176,10 @@ fn check_ipv6(ip: Ipv6Addr, allow_private: bool) -> Result<(), String> {
         || (first & 0xffc0) == 0xfec0
         || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
     {
-        return Err(format!("{ip} is refused (link-local, metadata or non-unicast address)"));
+        return Err(AddrRefused::NotUnicast(ip.into()));
     }
     if (ip.is_loopback() || (first & 0xfe00) == 0xfc00) && !allow_private {
-        return Err(format!("{ip} is a loopback or private address (allowed only with VAULT_ALLOW_PRIVATE_ADDR=true)"));
+        return Err(AddrRefused::Private(ip.into()));
     }
     Ok(())
 }
@@ -198,31 +229,32 @@ mod tests {
     #[test]
     fn object_addresses() {
         let list = "https://vault.prod.svc:8200,https://vault.other.svc:8200,https://169.254.169.254,http://10.0.0.5:8200";
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         let rejected = [
-            ("", list, false),
-            ("https://evil.attacker.com", list, false),
-            ("https://vault.prod.svc:8200", "", false),
-            ("file:///etc/passwd", list, false),
-            ("169.254.169.254", list, false),
-            ("https://169.254.169.254", list, false),
-            ("http://127.0.0.1:8200", list, false),
-            ("http://10.0.0.5:8200", list, false),
-            ("http://metadata.google.internal", list, true),
-            ("http://localhost:8200", list, true),
-            ("https://attacker:pw@vault.prod.svc:8200", list, false),
-            ("https://vault.prod.svc:8200?x=1", list, false),
-            ("https://vault.prod.svc:8200#frag", list, false),
-            ("http://2130706433", list, true),
-            ("http://0177.0.0.1", list, true),
-            ("http://0x7f000001", list, true),
-            ("http://100.100.100.200", list, false),
-            ("http://[::1]:8200", list, false),
-            ("http://[fe80::1]", list, true),
-            ("http://[::ffff:169.254.169.254]", list, true),
-            ("http://169.254.169.254/latest/meta-data/", list, true),
+            ("", list, false, AddrRefused::Empty),
+            ("https://evil.attacker.com", list, false, AddrRefused::NotAllowlisted),
+            ("https://vault.prod.svc:8200", "", false, AddrRefused::NoAllowlist),
+            ("file:///etc/passwd", list, false, AddrRefused::Scheme("file".into())),
+            ("169.254.169.254", list, false, AddrRefused::NotAnAddress),
+            ("https://169.254.169.254", list, false, AddrRefused::NotUnicast(ip("169.254.169.254"))),
+            ("http://127.0.0.1:8200", list, false, AddrRefused::Private(ip("127.0.0.1"))),
+            ("http://10.0.0.5:8200", list, false, AddrRefused::Private(ip("10.0.0.5"))),
+            ("http://metadata.google.internal", list, true, AddrRefused::LocalHost("metadata.google.internal".into())),
+            ("http://localhost:8200", list, true, AddrRefused::LocalHost("localhost".into())),
+            ("https://attacker:pw@vault.prod.svc:8200", list, false, AddrRefused::Credentials),
+            ("https://vault.prod.svc:8200?x=1", list, false, AddrRefused::QueryOrFragment),
+            ("https://vault.prod.svc:8200#frag", list, false, AddrRefused::QueryOrFragment),
+            ("http://2130706433", list, true, AddrRefused::NumericForm),
+            ("http://0177.0.0.1", list, true, AddrRefused::NumericForm),
+            ("http://0x7f000001", list, true, AddrRefused::NumericForm),
+            ("http://100.100.100.200", list, false, AddrRefused::Private(ip("100.100.100.200"))),
+            ("http://[::1]:8200", list, false, AddrRefused::Private(ip("::1"))),
+            ("http://[fe80::1]", list, true, AddrRefused::NotUnicast(ip("fe80::1"))),
+            ("http://[::ffff:169.254.169.254]", list, true, AddrRefused::NotUnicast(ip("169.254.169.254"))),
+            ("http://169.254.169.254/latest/meta-data/", list, true, AddrRefused::NotUnicast(ip("169.254.169.254"))),
         ];
-        for (addr, allowlist, private) in rejected {
-            assert!(check(addr, &settings(allowlist, private)).is_err(), "{addr:?} was accepted");
+        for (addr, allowlist, private, why) in rejected {
+            assert_eq!(check(addr, &settings(allowlist, private)), Err(why), "{addr:?}");
         }
         let accepted = [
             ("https://vault.prod.svc:8200", list, false, "https://vault.prod.svc:8200"),
@@ -235,9 +267,10 @@ mod tests {
         for (addr, allowlist, private, want) in accepted {
             assert_eq!(check(addr, &settings(allowlist, private)).as_deref(), Ok(want), "{addr:?}");
         }
-        let why = check("http://127.0.0.1:8200", &settings(list, false)).unwrap_err();
+        // The texts objects' denials give.
+        let why = check("http://127.0.0.1:8200", &settings(list, false)).unwrap_err().to_string();
         assert!(why.contains("VAULT_ALLOW_PRIVATE_ADDR"), "{why}");
-        assert!(check("https://x.example", &settings("", false)).unwrap_err().contains("VAULT_ADDR_ALLOWLIST is empty"));
+        assert!(check("https://x.example", &settings("", false)).unwrap_err().to_string().contains("VAULT_ADDR_ALLOWLIST is empty"));
     }
 
     #[test]
