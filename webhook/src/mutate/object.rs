@@ -51,8 +51,34 @@ pub fn slots(kind: Kind, object: &Value) -> Vec<Slot> {
     out
 }
 
+/// Why a resolved object cannot be written: the place (`data[.dockerconfigjson] auths.r.auth`),
+/// then what is wrong there. Never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct ApplyError {
+    pub at: String,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("the value from Vault is not base64 (binaryData values are kept base64-encoded in Vault)")]
+    NotBase64,
+    #[error("{0}")]
+    Auth(AuthShape),
+}
+
+/// A docker config's `auth` that is not `USER:PASSWORD` with references in the right places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthShape {
+    #[error("expected USER:PASSWORD")]
+    NoColon,
+    #[error("expected vault:PATH#KEY:vault:PATH#KEY (a reference for the username and one for the password)")]
+    OneReference,
+}
+
 /// The object with `values[at]` in each slot's place; slots without a value are left as they were.
-pub fn apply(kind: Kind, object: &Value, values: &HashMap<String, SecretString>) -> Result<Value, String> {
+pub fn apply(kind: Kind, object: &Value, values: &HashMap<String, SecretString>) -> Result<Value, ApplyError> {
     let mut copy = object.clone();
     walk(kind, &mut copy, &mut |at: &str, _: &str| values.get(at).map(|v| v.expose().to_string()))?;
     Ok(copy)
@@ -61,7 +87,7 @@ pub fn apply(kind: Kind, object: &Value, values: &HashMap<String, SecretString>)
 /// Called with (place, text) for each value holding a reference; returns its replacement.
 type Visit<'a> = dyn FnMut(&str, &str) -> Option<String> + 'a;
 
-fn walk(kind: Kind, object: &mut Value, f: &mut Visit<'_>) -> Result<(), String> {
+fn walk(kind: Kind, object: &mut Value, f: &mut Visit<'_>) -> Result<(), ApplyError> {
     match kind {
         Kind::Secret => {
             for (key, v) in entries(object, "data") {
@@ -90,9 +116,7 @@ fn walk(kind: Kind, object: &mut Value, f: &mut Visit<'_>) -> Result<(), String>
                     continue;
                 }
                 if let Some(new) = f(&at, &text) {
-                    let bytes = STANDARD
-                        .decode(new.trim())
-                        .map_err(|_| format!("{at}: the value from Vault is not base64 (binaryData values are kept base64-encoded in Vault)"))?;
+                    let bytes = STANDARD.decode(new.trim()).map_err(|_| ApplyError { at: at.clone(), problem: Problem::NotBase64 })?;
                     *v = Value::String(STANDARD.encode(bytes));
                 }
             }
@@ -123,7 +147,7 @@ fn decode_text(b64: &str) -> Option<String> {
 }
 
 /// A Secret value: a docker config (walked as JSON) or a text value.
-fn text_value(at: &str, key: &str, text: &str, f: &mut Visit<'_>) -> Result<Option<String>, String> {
+fn text_value(at: &str, key: &str, text: &str, f: &mut Visit<'_>) -> Result<Option<String>, ApplyError> {
     if DOCKER_CONFIG_KEYS.contains(&key)
         && let Ok(mut doc @ Value::Object(_)) = serde_json::from_str::<Value>(text)
     {
@@ -195,7 +219,7 @@ fn walk_metadata(metadata: &mut Value, at: &str, f: &mut Visit<'_>) {
 }
 
 /// A docker config: every string, and each `auths.*.auth` as base64 `USER:PASSWORD`.
-fn walk_docker_config(doc: &mut Value, at: &str, f: &mut Visit<'_>) -> Result<bool, String> {
+fn walk_docker_config(doc: &mut Value, at: &str, f: &mut Visit<'_>) -> Result<bool, ApplyError> {
     let mut changed = false;
     let Value::Object(map) = doc else { return Ok(false) };
     for (k, v) in map.iter_mut() {
@@ -219,14 +243,14 @@ fn walk_docker_config(doc: &mut Value, at: &str, f: &mut Visit<'_>) -> Result<bo
 }
 
 /// `auth` = base64(`USER:PASSWORD`), either part a reference.
-fn resolve_auth(auth: &mut String, at: &str, f: &mut Visit<'_>) -> Result<bool, String> {
+fn resolve_auth(auth: &mut String, at: &str, f: &mut Visit<'_>) -> Result<bool, ApplyError> {
     let Some(text) = decode_text(auth) else { return Ok(false) };
     // `user:vault:PATH#KEY` holds a reference after the user name.
     let password_only = [":vault:", ":>>vault:"].iter().any(|m| text.contains(m));
     if !looks_like_reference(&text) && !password_only {
         return Ok(false);
     }
-    let (user, password) = split_auth(&text).map_err(|why| format!("{at}: {why}"))?;
+    let (user, password) = split_auth(&text).map_err(|shape| ApplyError { at: at.to_string(), problem: Problem::Auth(shape) })?;
     let mut resolve = |part: &str, label: &str| {
         let mut value = part.to_string();
         replace_if_reference(&format!("{at} ({label})"), &mut value, f).then_some(value)
@@ -242,10 +266,10 @@ fn resolve_auth(auth: &mut String, at: &str, f: &mut Visit<'_>) -> Result<bool, 
 
 /// Splits `USER:PASSWORD` where either may be a reference (which holds `:` itself when it is
 /// `vault:…`): `vault:a#u:vault:a#p`, `vault:v1:…:vault:v1:…`, `user:vault:a#p`.
-fn split_auth(text: &str) -> Result<(&str, &str), String> {
+fn split_auth(text: &str) -> Result<(&str, &str), AuthShape> {
     let reference_first = [READ_PREFIX, WRITE_PREFIX, "${"].iter().find(|p| text.starts_with(**p));
     let Some(prefix) = reference_first else {
-        return text.split_once(':').ok_or_else(|| "expected USER:PASSWORD".to_string());
+        return text.split_once(':').ok_or(AuthShape::NoColon);
     };
     let skip = prefix.len();
     [":vault:", ":>>vault:", ":${vault:", ":${>>vault:"]
@@ -253,7 +277,7 @@ fn split_auth(text: &str) -> Result<(&str, &str), String> {
         .filter_map(|m| text[skip..].find(m).map(|i| i + skip))
         .min()
         .map(|i| (&text[..i], &text[i + 1..]))
-        .ok_or_else(|| "expected vault:PATH#KEY:vault:PATH#KEY (a reference for the username and one for the password)".to_string())
+        .ok_or(AuthShape::OneReference)
 }
 
 /// At most this many distinct Vault requests for one object (one review could otherwise make
@@ -468,9 +492,12 @@ mod tests {
         let out = apply(Kind::Secret, &user_only, &resolved(&[(at, "pw")])).unwrap();
         let doc: Value = serde_json::from_str(&decode_text(out["data"][".dockerconfigjson"].as_str().unwrap()).unwrap()).unwrap();
         assert_eq!(doc["auths"]["r"]["auth"], b64("bot:pw"));
-        assert!(split_auth("vault:a#u-and-no-password").is_err());
+        assert_eq!(split_auth("vault:a#u-and-no-password"), Err(AuthShape::OneReference));
+        assert_eq!(split_auth("no-colon"), Err(AuthShape::NoColon));
         let secret = json!({"kind": "Secret", "data": {".dockerconfigjson": b64(&json!({"auths": {"r": {"auth": b64("vault:a#u")}}}).to_string())}});
         let err = apply(Kind::Secret, &secret, &resolved(&[])).unwrap_err();
+        assert_eq!(err, ApplyError { at: "data[.dockerconfigjson] auths.r.auth".into(), problem: Problem::Auth(AuthShape::OneReference) });
+        let err = err.to_string();
         assert!(err.starts_with("data[.dockerconfigjson] auths.r.auth: expected vault:PATH#KEY:vault:PATH#KEY"), "{err}");
     }
 
@@ -491,6 +518,8 @@ mod tests {
         assert_eq!(out["binaryData"]["bin"], "AAEC/w==");
         assert_eq!(out["binaryData"]["raw"], "AAEC");
         let err = apply(Kind::ConfigMap, &cm, &resolved(&[("binaryData[bin]", "not base64!")])).unwrap_err();
+        assert_eq!(err.problem, Problem::NotBase64);
+        let err = err.to_string();
         assert!(err.starts_with("binaryData[bin]: the value from Vault is not base64"), "{err}");
         assert!(!err.contains("not base64!"));
     }
