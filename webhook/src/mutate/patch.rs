@@ -11,13 +11,23 @@ pub struct JsonPatch {
     pub ops: usize,
 }
 
+/// Why a patch cannot be written; or, for a pod, why it is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    /// A JSON value that serde cannot write (an internal error: every value here came from JSON).
+    #[error("cannot encode the patch{at}: {error}")]
+    Encode { at: String, error: serde_json::Error },
+    #[error("the pod has a volume named {0:?} of its own, which vault-env's binary would be copied into: rename it")]
+    VolumeTaken(&'static str),
+}
+
 impl JsonPatch {
     /// A patch from `json_patch` (the objects' diff); `None` when it is empty.
-    pub fn from_patch(patch: &json_patch::Patch) -> Result<Option<JsonPatch>, String> {
+    pub fn from_patch(patch: &json_patch::Patch) -> Result<Option<JsonPatch>, PatchError> {
         if patch.0.is_empty() {
             return Ok(None);
         }
-        let json = serde_json::to_vec(patch).map_err(|e| format!("cannot encode the patch: {e}"))?;
+        let json = serde_json::to_vec(patch).map_err(|error| PatchError::Encode { at: String::new(), error })?;
         Ok(Some(JsonPatch { json, ops: patch.0.len() }))
     }
 }
@@ -27,7 +37,7 @@ pub struct AddOps {
     json: Vec<u8>,
     ops: usize,
     pointer: String,
-    error: Option<String>,
+    error: Option<PatchError>,
 }
 
 impl Default for AddOps {
@@ -63,13 +73,13 @@ impl AddOps {
             Ok(()) => self.ops += 1,
             Err(e) => {
                 self.json.truncate(start);
-                self.error.get_or_insert_with(|| format!("cannot encode the patch at {}: {e}", self.pointer));
+                self.error.get_or_insert_with(|| PatchError::Encode { at: format!(" at {}", self.pointer), error: e });
             }
         }
     }
 
     /// The patch, `None` when nothing was added.
-    pub fn finish(mut self) -> Result<Option<JsonPatch>, String> {
+    pub fn finish(mut self) -> Result<Option<JsonPatch>, PatchError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -89,7 +99,7 @@ mod tests {
     #[test]
     fn written_ops_are_the_patch_json_patch_reads() {
         let mut ops = AddOps::default();
-        assert_eq!(AddOps::default().finish(), Ok(None));
+        assert!(matches!(AddOps::default().finish(), Ok(None)));
         ops.add(&["metadata", "annotations", "a/b~c"], &"x\"y");
         ops.add(&["spec", "list", "-"], &json!({"k": [1, 2]}));
         let patch = ops.finish().unwrap().unwrap();
@@ -108,7 +118,9 @@ mod tests {
         ops.add(&["a"], &1);
         let bad: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
         ops.add(&["b"], &bad);
-        assert!(ops.finish().unwrap_err().contains("at /b"));
+        let err = ops.finish().unwrap_err();
+        assert!(matches!(&err, PatchError::Encode { at, .. } if at == " at /b"), "{err}");
+        assert!(err.to_string().starts_with("cannot encode the patch at /b: "), "{err}");
         let diff = json_patch::diff(&json!({"a": 1}), &json!({"a": 2}));
         let from = JsonPatch::from_patch(&diff).unwrap().unwrap();
         assert_eq!(from.ops, 1);

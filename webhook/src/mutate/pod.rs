@@ -14,7 +14,7 @@ use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, p
 use crate::annotations::PodConfig;
 use crate::annotations::agent::AgentConfig;
 use crate::annotations::consul_template::CtConfig;
-use crate::mutate::patch::{AddOps, JsonPatch};
+use crate::mutate::patch::{AddOps, JsonPatch, PatchError};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -179,7 +179,7 @@ pub fn patch(
     config: &PodConfig,
     targets: &[ContainerRef],
     images: &HashMap<ContainerRef, ImageCommand>,
-) -> Result<Option<JsonPatch>, String> {
+) -> Result<Option<JsonPatch>, PatchError> {
     let Some(pass) = Pass::new(pod, config, targets, images) else { return Ok(None) };
     let mut ops = AddOps::default();
     for part in PARTS {
@@ -193,7 +193,7 @@ pub fn patch(
 const PARTS: [Part; 5] = [wrap_targets, add_mounts, copy_on_a_later_pass, add_volumes, add_containers];
 
 /// One part of a patch: what it adds for this pass, or why the pod is refused.
-type Part = fn(&Pass<'_>, &mut AddOps) -> Result<(), String>;
+type Part = fn(&Pass<'_>, &mut AddOps) -> Result<(), PatchError>;
 
 /// What one pass adds, decided once.
 struct Pass<'a> {
@@ -229,7 +229,7 @@ impl<'a> Pass<'a> {
 
 /// Each target runs `/vault/vault-env` with its command (or its image's) as arguments, its exec
 /// probes too with `mutate-probes`, and gets vault-env's variables.
-fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
+fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     for &target in p.targets {
         let Some(c) = container(p.pod, target) else { continue };
         let list = if target.init { "initContainers" } else { "containers" };
@@ -262,7 +262,7 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
 
 /// Mounts: vault-env's in every target, the rendered files in every app container (and
 /// consul-template's, with vault-ct-inject-in-initcontainers, in the user's init containers).
-fn add_mounts(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
+fn add_mounts(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     for (place, c) in containers(p.pod) {
         let mut list = if p.targets.contains(&place) { mounts(p.config, p.pod) } else { Vec::new() };
         if let Some(a) = p.agent.filter(|_| !place.init) {
@@ -280,7 +280,7 @@ fn add_mounts(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
 
 /// A pass after one that wrapped nothing (an agent or consul-template only), or a pod whose own
 /// volume is named `vault-env`: wrapped containers need the copy container.
-fn copy_on_a_later_pass(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
+fn copy_on_a_later_pass(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     let spec = p.pod.spec.as_ref();
     let copies = spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|i| i.iter().any(|c| c.name == COPY_CONTAINER));
     if p.first || p.targets.is_empty() || copies {
@@ -288,7 +288,7 @@ fn copy_on_a_later_pass(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
     }
     let volume = spec.and_then(|s| s.volumes.as_ref()).and_then(|v| v.iter().find(|v| v.name == VOLUME));
     if volume.is_none_or(|v| v.empty_dir.is_none()) {
-        return Err(format!("the pod has a volume named {VOLUME:?} of its own, which vault-env's binary would be copied into: rename it"));
+        return Err(PatchError::VolumeTaken(VOLUME));
     }
     let copy = copy_container(p.config, p.pod);
     match spec.is_some_and(|s| s.init_containers.is_some()) {
@@ -299,7 +299,7 @@ fn copy_on_a_later_pass(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
 }
 
 /// The first pass's volumes: vault-env's, the Vault CA's, the agents' and consul-template's.
-fn add_volumes(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
+fn add_volumes(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     if !p.first {
         return Ok(());
     }
@@ -322,7 +322,7 @@ fn add_volumes(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
 /// The first pass's containers. Init containers end up as [sidecar agent (native), init or
 /// login agent, copy-vault-env, consul-template (once or native), the user's]: each prepended in
 /// turn. App containers as [vault-agent, consul-template, the user's].
-fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), String> {
+fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     if !p.first {
         return Ok(());
     }

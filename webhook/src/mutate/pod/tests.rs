@@ -536,7 +536,8 @@ fn a_vault_env_volume_without_the_copy_container() {
     let config = bank_vaults_config();
     let targets = select(&p, &config, &SourceData::new());
     let err = patch(&p, &config, &targets, &HashMap::new()).unwrap_err();
-    assert!(err.contains("a volume named \"vault-env\" of its own"), "{err}");
+    assert!(matches!(err, PatchError::VolumeTaken("vault-env")), "{err}");
+    assert!(err.to_string().contains("a volume named \"vault-env\" of its own"), "{err}");
 
     let ct_only = mutate(&ct_pod(false), &ct_config(false, false), &SourceData::new(), None).unwrap();
     let mut again: Value = ct_only.clone();
