@@ -226,12 +226,9 @@ fn app_resolves_with_the_agents_token(app: &Value, volumes: &Volumes, bao: &Bao,
 }
 
 /// consul-template's configuration, as it would be in the user's ConfigMap (`vault-ct-configmap`).
-const CT_CONFIG: &str = r#"
-template {
-  contents = "password={{ with secret \"secret/data/app\" }}{{ .Data.data.password }}{{ end }}\n"
-  destination = "/vault/secrets/app.properties"
+fn ct_config() -> String {
+    template_stanza("password=", "secret/data/app", "password", "/vault/secrets/app.properties")
 }
-"#;
 
 /// Case B: `vault-ct-configmap` (with `vault-ct-once`): the login agent, with the configuration
 /// the webhook passes in its env, logs in through OpenBao's kubernetes auth with a token from the
@@ -266,7 +263,7 @@ fn consul_template_renders_with_the_login_agents_token() {
 
     let ct = &inits[2];
     let volumes = Volumes::for_container(&root, ct, &jwt);
-    std::fs::write(volumes.dir("ct-configmap").join("config.hcl"), volumes.local(CT_CONFIG)).unwrap();
+    std::fs::write(volumes.dir("ct-configmap").join("config.hcl"), volumes.local(&ct_config())).unwrap();
     let out = run_with_timeout(container_command(ct, &volumes, &go_tool("consul-template")), Duration::from_secs(30));
     assert_eq!(out.code, Some(0), "consul-template -once: {}", out.all());
     let rendered = std::fs::read_to_string(volumes.dir("ct-secrets").join("app.properties")).expect("the rendered file");

@@ -494,14 +494,6 @@ fn the_init_agents_token_is_used_by_vault_env_in_the_pod() {
     assert!(!log.contains("logged in to Vault"), "vault-env used the agent's token: {log}");
 }
 
-/// consul-template's configuration in the user's ConfigMap (`vault-ct-configmap`).
-const CT_CONFIG: &str = r#"
-template {
-  contents = "password: {{ with secret \"secret/data/mysql\" }}{{ .Data.data.MYSQL_PASSWORD }}{{ end }}\n"
-  destination = "/vault/secrets/config.yaml"
-}
-"#;
-
 /// A consul-template sidecar (`vault-ct-configmap`, with `vault-agent: "true"`): the login agent
 /// sinks a token, consul-template (built from its Go module, in an image of ours) renders the
 /// ConfigMap's template with it into the volume the app mounts, and vault-env in the app uses the
@@ -509,7 +501,9 @@ template {
 #[test]
 fn a_consul_template_sidecar_renders_with_the_login_agents_token_in_the_pod() {
     let (_node, ns, _bao, _hook) = scene("consul-template", &[("VAULT_ROLE", "default")]);
-    ns.create("configmaps", &json!({"metadata": {"name": "ct-config"}, "data": {"config.hcl": CT_CONFIG}}));
+    // consul-template's configuration in the user's ConfigMap (`vault-ct-configmap`).
+    let config = template_stanza("password: ", "secret/data/mysql", "MYSQL_PASSWORD", "/vault/secrets/config.yaml");
+    ns.create("configmaps", &json!({"metadata": {"name": "ct-config"}, "data": {"config.hcl": config}}));
     let annotations = json!({"vault.security.banzaicloud.io/vault-ct-configmap": "ct-config", "vault.security.banzaicloud.io/vault-agent": "true"});
     let script = format!("{SHOW_RENDERED}{SHOW}");
     ns.create("deployments", &deployment("ct", annotations, json!({}), mysql_env(), &script));

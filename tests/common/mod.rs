@@ -303,6 +303,14 @@ pub fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// A consul-template (or agent) `template` stanza: `PREFIX` and the KV v2 `field` of `secret`,
+/// rendered into `destination`.
+pub fn template_stanza(prefix: &str, secret: &str, field: &str, destination: &str) -> String {
+    format!(
+        "template {{\n  contents = \"{prefix}{{{{ with secret \\\"{secret}\\\" }}}}{{{{ .Data.data.{field} }}}}{{{{ end }}}}\\n\"\n  destination = \"{destination}\"\n}}\n"
+    )
+}
+
 // === openssl helpers ===
 
 pub fn openssl(dir: &Path, args: &[&str]) {
