@@ -2,7 +2,7 @@
 //!
 //! The pipeline, top to bottom:
 //! 1. [`config`]: `VAULT_*` settings from the environment (all bad variables reported at once).
-//! 2. [`reference`] + [`template`]: which variables hold references, parsed before any I/O.
+//! 2. [`mod@reference`] + [`template`]: which variables hold references, parsed before any I/O.
 //! 3. [`auth`]: a token from a file, the environment, or a login (jwt/kubernetes, approle, cert,
 //!    and the clouds' identities through [`cloud`]).
 //! 4. [`resolve`]: one concurrent read per distinct path, transit batches, rendering.

@@ -215,7 +215,7 @@ enum Done {
     Decrypt(Vec<(String, Result<SecretString, Cause>)>),
 }
 
-/// Every read, write and transit batch of `plan`, at most [`MAX_CONCURRENT_REQUESTS`] in flight.
+/// Every read, write and transit batch of `plan`, at most `MAX_CONCURRENT_REQUESTS` in flight.
 /// Tasks are spawned only as others finish (and are collected at once), so 1,000 references
 /// never hold 1,000 request futures in memory.
 pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {

@@ -133,10 +133,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// resolves; then lets every connection finish its requests (up to 10 s).
 ///
 /// Three budgets, so that callers without a certificate cannot hold what the API server needs:
-/// handshakes in progress (at most `max_connections`, each within [`HANDSHAKE_TIMEOUT`]),
+/// handshakes in progress (at most `max_connections`, each within `HANDSHAKE_TIMEOUT`),
 /// connections of verified callers (or of everyone when no certificate is required: at most
 /// `max_connections`), and connections of unverified callers when one is required
-/// ([`unverified_budget`]: beyond it they are closed at once).
+/// (`unverified_budget`: beyond it they are closed at once).
 pub async fn serve(listener: TcpListener, tls: Option<Tls>, router: Router, limits: Limits, shutdown: impl std::future::Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 pub const CONTAINER: &str = "consul-template";
 /// The rendered files.
 pub const SECRETS_VOLUME: &str = "ct-secrets";
-/// The user's ConfigMap, at [`CONFIG_FILE`].
+/// The user's ConfigMap, at `CONFIG_FILE`.
 pub const CONFIG_VOLUME: &str = "ct-configmap";
 const CONFIG_FILE: &str = "/vault/ct-config/config.hcl";
 /// The image's user's home, where the `vault-env` volume (with the agent's token) is mounted.

@@ -173,7 +173,7 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
 /// Phase 4: the patch for `targets` (from [`select`]); `images` holds the image command of every
 /// target without `command` (from [`images_to_look_up`]); and, on the first pass, the pod's own
 /// vault-agent ([`agent`]) and consul-template ([`consul_template`]), with or without targets.
-/// `None` when nothing changes. The parts run in [`PARTS`]' order.
+/// `None` when nothing changes. The parts run in `PARTS`' order.
 pub fn patch(
     pod: &Pod,
     config: &PodConfig,
