@@ -306,13 +306,14 @@ mod tests {
         leases.track(Renewable::Token, t0, S(100), true);
         assert!(leases.is_token(0));
         let fake = Fake::new(vec![Ok(100), Ok(60)]);
-        assert_eq!(run(leases.renew_due(&fake, t0 + S(76))), Due::Nothing);
+        // Both are due by 80 s (renewals fall at 70–80 % of the TTL).
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(80))), Due::Nothing);
         assert_eq!(
             *fake.calls.borrow(),
             [("the Vault token".to_string(), 100), ("lease database/creds/app/AAAA… (database/creds/app)".to_string(), 60)]
         );
         let due = leases.items()[1].due;
-        assert!(matches!(due, Step::Renew(at) if at >= t0 + S(76) + S(42) && at <= t0 + S(76) + S(45)), "{due:?}");
+        assert!(matches!(due, Step::Renew(at) if at >= t0 + S(80) + S(42) && at <= t0 + S(80) + S(48)), "{due:?}");
     }
 
     /// Unset `VAULT_ENV_RESTART_SPLAY`: a lease that can't be extended is replaced between two
@@ -345,12 +346,13 @@ mod tests {
         let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("B"), t0, S(60), true);
         let fake = Fake::new(vec![Err(refused(503)), Err(refused(503)), Err(refused(503))]);
-        assert_eq!(run(leases.renew_due(&fake, t0 + S(45))), Due::Nothing);
+        // Due by 48 s (80 % of 60 s).
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(48))), Due::Nothing);
         let within = |due: Step, from: Duration, to: Duration| matches!(due, Step::Renew(at) if at >= t0 + from && at <= t0 + to);
         assert_eq!(leases.items()[0].attempt, 1);
-        assert!(within(leases.items()[0].due, S(47), S(47) + Duration::from_millis(400)), "{:?}", leases.items()[0].due);
-        assert_eq!(run(leases.renew_due(&fake, t0 + S(48))), Due::Nothing);
-        assert!(within(leases.items()[0].due, S(52), S(52) + Duration::from_millis(800)), "backoff doubles: {:?}", leases.items()[0].due);
+        assert!(within(leases.items()[0].due, S(50), S(50) + Duration::from_millis(400)), "{:?}", leases.items()[0].due);
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(51))), Due::Nothing);
+        assert!(within(leases.items()[0].due, S(55), S(55) + Duration::from_millis(800)), "backoff doubles: {:?}", leases.items()[0].due);
         let expired = run(leases.renew_due(&fake, t0 + S(60)));
         assert!(matches!(expired, Due::Replace { index: 0, expires, .. } if expires == t0 + S(60)), "{expired:?}");
     }
@@ -373,11 +375,12 @@ mod tests {
         let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(Renewable::Token, t0, S(100), true);
         let fake = Fake::new(vec![Ok(20)]);
-        assert_eq!(run(leases.renew_due(&fake, t0 + S(75))), Due::Nothing);
+        // Due by 80 s (80 % of 100 s); Vault grants only 20 s more.
+        assert_eq!(run(leases.renew_due(&fake, t0 + S(80))), Due::Nothing);
         assert!(leases.token_capped());
-        assert_eq!(leases.items()[0].due, Step::Replace(t0 + S(95) - S(20)), "a fifth of the wanted 100 s before the end");
-        let due = run(leases.renew_due(&fake, t0 + S(75)));
-        assert!(matches!(due, Due::Replace { index: 0, expires, .. } if expires == t0 + S(95)), "{due:?}");
+        assert_eq!(leases.items()[0].due, Step::Replace(t0 + S(100) - S(20)), "a fifth of the wanted 100 s before the end");
+        let due = run(leases.renew_due(&fake, t0 + S(80)));
+        assert!(matches!(due, Due::Replace { index: 0, expires, .. } if expires == t0 + S(100)), "{due:?}");
         assert_eq!(fake.calls.borrow().len(), 1, "a replacement is not renewed again");
     }
 
@@ -390,11 +393,11 @@ mod tests {
         let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("D"), t0, S(60), true);
         let policy = Fake::new(vec![Err(refused(403))]);
-        assert_eq!(run(leases.renew_due(&policy, t0 + S(45))), Due::Nothing, "the token is fine: retried");
+        assert_eq!(run(leases.renew_due(&policy, t0 + S(48))), Due::Nothing, "the token is fine: retried");
         assert_eq!(policy.calls.borrow().last().map(|c| c.0.as_str()), Some("lookup-self"));
         let revoked = Fake::new(vec![Err(refused(403))]);
         *revoked.token_revoked.borrow_mut() = true;
-        let due = run(leases.renew_due(&revoked, t0 + S(50)));
+        let due = run(leases.renew_due(&revoked, t0 + S(51)));
         assert!(matches!(due, Due::Replace { index: 0, token_refused: true, .. }), "{due:?}");
     }
 
