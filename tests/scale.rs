@@ -121,9 +121,11 @@ fn renewal_fractions(events: &[(f64, &'static str, String)]) -> Vec<f64> {
     out
 }
 
-/// Renewals fall at 70–80 % of what was granted; the tests allow 5 % more for a loaded machine.
+/// Renewals fall at 70–80 % of what was granted. Measured where OpenBao answered, so a renewal
+/// also carries its request's time: with 24 daemons renewing 6 s leases together beside the other
+/// tests on two cores, up to about half a second (the tests allow 10 % of the lease).
 const WINDOW_MIDDLE: f64 = 0.75;
-const WINDOW: std::ops::RangeInclusive<f64> = 0.69..=0.85;
+const WINDOW: std::ops::RangeInclusive<f64> = 0.69..=0.90;
 
 /// Grant times clustered into fetches (each fetch of every secret is one cluster).
 fn fetches(events: &[(f64, &'static str, String)]) -> Vec<Vec<f64>> {
@@ -193,7 +195,7 @@ fn one_supervisor_keeps_many_leases_in_their_windows_and_restarts_once_per_max_t
     let fractions = renewal_fractions(&events);
     assert!(fractions.len() >= 30, "renewals: {fractions:?}\n{log}");
     let outside: Vec<&f64> = fractions.iter().filter(|f| !WINDOW.contains(*f)).collect();
-    assert!(outside.is_empty(), "renewals outside 70-80 % (+5 % for a loaded machine): {outside:?}");
+    assert!(outside.is_empty(), "renewals outside 70-80 % (+10 % for a loaded machine): {outside:?}");
     let clusters = fetches(&events);
     assert!(clusters.len() >= 2, "the max TTL was reached: {clusters:?}");
     assert!(clusters.iter().all(|c| c.len() == 30), "each fetch takes every secret once: {:?}", clusters.iter().map(Vec::len).collect::<Vec<_>>());
@@ -223,7 +225,7 @@ fn many_supervisors_restart_spread_out_and_before_expiry() {
     let logs = stop(children);
     let events = audit_events(dir.path());
     let fractions = renewal_fractions(&events);
-    assert!(fractions.iter().all(|f| WINDOW.contains(f)), "renewals outside 70-80 % (+5 %): {fractions:?}");
+    assert!(fractions.iter().all(|f| WINDOW.contains(f)), "renewals outside 70-80 % (+10 %): {fractions:?}");
 
     let all = starts(&starts_file);
     assert_eq!(all.len(), 24, "{all:?}");
