@@ -1,4 +1,5 @@
-//! The pod patch, case by case (Bank-Vaults' cases by number where they have one).
+//! The pod patch, case by case (Bank-Vaults' cases by number where they have one). Test code only:
+//! `pod.rs` declares this module under `#[cfg(test)]`.
 use super::*;
 use crate::annotations::agent::{AgentConfig, AgentImage, CpuMemory, LoginAgent};
 use crate::annotations::consul_template::CtConfig;
