@@ -261,6 +261,8 @@ EOF
     cat /sys/fs/cgroup/cpuset/cpuset.mems > "/sys/fs/cgroup/cpuset$CGROUP_ROOT/cpuset.mems"
   fi
   for k in $SYSCTLS; do echo "$k=$(cat "/proc/sys/$k")"; done > "$DIR/sysctl.orig"
+  # The kubelet links container logs into /var/log/containers, creating it if need be.
+  [ -d /var/log/containers ] || touch "$DIR/var-log-containers.created"
   "$(tool_path kubelet)" --config="$DIR/kubelet/config.yaml" --kubeconfig="$DIR/node.kubeconfig" \
     --hostname-override=127.0.0.1 --root-dir="$DIR/kubelet/root" --volume-plugin-dir="$DIR/kubelet/volume-plugins" \
     --cert-dir="$DIR/kubelet/pki" --v=2 > "$DIR/logs/kubelet.log" 2>&1 < /dev/null 9>&- &
@@ -344,6 +346,7 @@ down() {
   for l in /var/log/containers/*.log; do
     [ -L "$l" ] && case "$(readlink "$l")" in "$DIR"/*) rm -f "$l";; esac
   done
+  [ -f "$DIR/var-log-containers.created" ] && rmdir /var/log/containers 2>/dev/null
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
   restore_sysctls
   # The shims' sockets and runc's state live in /run/containerd whatever the configuration says:
