@@ -109,7 +109,8 @@ P=${P:-30}
 bash "$ROOT/scripts/images.sh" >/dev/null 2>&1 || die "scripts/images.sh failed"
 ND="$STATE/bench-node"
 stop_node() { bash "$ROOT/scripts/node.sh" down "$ND" 2>/dev/null || true; }
-trap 'stop_pid "${NWH_PID:-}"; stop_pid "${NWH2_PID:-}"; stop_pid "${BAO_PID:-}"; stop_pid "${REG_PID:-}"; stop_node' EXIT
+HOOK_PIDS=()
+trap 'for p in "${HOOK_PIDS[@]}"; do stop_pid "$p"; done; stop_pid "${BAO_PID:-}"; stop_pid "${REG_PID:-}"; stop_node' EXIT
 stop_pid "$WH_PID"; stop_pid "$API_PID"; stop_pid "$ETCD_PID"; WH_PID=; API_PID=; ETCD_PID=
 bash "$ROOT/scripts/node.sh" up "$ND" 2>"$B/node.log" || { cat "$B/node.log" >&2; die "the node did not start"; }
 # shellcheck disable=SC1091
@@ -133,37 +134,32 @@ wait_for 15 "docker-registry" curl -fsS "http://127.0.0.1:$RP/v2/"
 podman --runtime runc --cgroup-manager=cgroupfs push -q --tls-verify=false localhost/vault-env:test "docker://127.0.0.1:$RP/vault-env:test" >/dev/null
 mkdir -p "$ND/containerd/certs.d/127.0.0.1:$RP"
 printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' "$RP" "$RP" > "$ND/containerd/certs.d/127.0.0.1:$RP/hosts.toml"
-# Our webhook on the host, as the tests run it; one configuration per namespace it mutates.
-NWP=$(free_port)
+# Our webhook on the host, as the tests run it: one process per namespace it mutates.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$B/node-tls.key" -out "$B/node-tls.crt" 2>/dev/null
-env -i PATH=/usr/bin:/bin LISTEN_ADDRESS="127.0.0.1:$NWP" TLS_CERT_FILE="$B/node-tls.crt" TLS_PRIVATE_KEY_FILE="$B/node-tls.key" \
-  KUBECONFIG="$KUBECONFIG" TLS_CLIENT_CA_FILE="$WEBHOOK_CLIENT_CA" LOG_LEVEL=warn VAULT_ADDR="$VAULT_ADDR" \
-  VAULT_ENV_IMAGE=localhost/vault-env:test VAULT_ENV_PULL_POLICY=Never "$WH" >"$B/node-webhook.log" 2>&1 & NWH_PID=$!
-wait_for 10 webhook curl -fsk "https://127.0.0.1:$NWP/healthz"
 NCA=$(base64 -w0 "$B/node-tls.crt")
-for ns in bench-plain bench-webhook bench-pull; do
-  nkcurl -f -X POST "$URL/api/v1/namespaces" -d "{\"metadata\": {\"name\": \"$ns\"}}" >/dev/null
-done
-# register NAMESPACE PORT CA: the webhook on PORT mutates NAMESPACE's pods.
-register() {
+# hook NAMESPACE VAULT_ENV_IMAGE PULL_POLICY: a webhook process with that vault-env image, which
+# the API server calls for NAMESPACE's pods (created here).
+hook() {
+  local port; port=$(free_port)
+  env -i PATH=/usr/bin:/bin LISTEN_ADDRESS="127.0.0.1:$port" TLS_CERT_FILE="$B/node-tls.crt" TLS_PRIVATE_KEY_FILE="$B/node-tls.key" \
+    KUBECONFIG="$KUBECONFIG" TLS_CLIENT_CA_FILE="$WEBHOOK_CLIENT_CA" LOG_LEVEL=warn VAULT_ADDR="$VAULT_ADDR" \
+    VAULT_ENV_IMAGE="$2" VAULT_ENV_PULL_POLICY="$3" "$WH" >"$B/node-webhook-$1.log" 2>&1 &
+  HOOK_PIDS+=($!)
+  wait_for 10 webhook curl -fsk "https://127.0.0.1:$port/healthz"
+  nkcurl -f -X POST "$URL/api/v1/namespaces" -d "{\"metadata\": {\"name\": \"$1\"}}" >/dev/null
   nkcurl -f -X POST "$URL/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations" -d "{
     \"metadata\": {\"name\": \"$1\"},
     \"webhooks\": [{\"name\": \"pods.vault-secrets-webhook.test\", \"admissionReviewVersions\": [\"v1\"],
       \"sideEffects\": \"NoneOnDryRun\", \"failurePolicy\": \"Fail\", \"timeoutSeconds\": 10,
-      \"clientConfig\": {\"url\": \"https://127.0.0.1:$2/pods\", \"caBundle\": \"$3\"},
+      \"clientConfig\": {\"url\": \"https://127.0.0.1:$port/pods\", \"caBundle\": \"$NCA\"},
       \"namespaceSelector\": {\"matchLabels\": {\"kubernetes.io/metadata.name\": \"$1\"}},
       \"rules\": [{\"operations\": [\"CREATE\"], \"apiGroups\": [\"\"], \"apiVersions\": [\"v1\"], \"resources\": [\"pods\"]}]}]}" >/dev/null
 }
-register bench-webhook "$NWP" "$NCA"
-# A second webhook process whose vault-env image is in the registry, pulled for every pod.
-NWP2=$(free_port)
-env -i PATH=/usr/bin:/bin LISTEN_ADDRESS="127.0.0.1:$NWP2" TLS_CERT_FILE="$B/node-tls.crt" TLS_PRIVATE_KEY_FILE="$B/node-tls.key" \
-  KUBECONFIG="$KUBECONFIG" TLS_CLIENT_CA_FILE="$WEBHOOK_CLIENT_CA" LOG_LEVEL=warn VAULT_ADDR="$VAULT_ADDR" \
-  VAULT_ENV_IMAGE="127.0.0.1:$RP/vault-env:test" VAULT_ENV_PULL_POLICY=Always "$WH" >"$B/node-webhook2.log" 2>&1 &
-NWH2_PID=$!
-wait_for 10 webhook curl -fsk "https://127.0.0.1:$NWP2/healthz"
-register bench-pull "$NWP2" "$NCA"
+nkcurl -f -X POST "$URL/api/v1/namespaces" -d '{"metadata": {"name": "bench-plain"}}' >/dev/null
+hook bench-webhook localhost/vault-env:test Never
+# The second one's vault-env image is in the registry, pulled for every pod.
+hook bench-pull "127.0.0.1:$RP/vault-env:test" Always
 sleep 2   # the API server's informer picks the configurations up
 
 # ready NAMESPACE LABEL REFS: P pods one at a time, create -> Ready; prints "LABEL p50 p99" in ms.

@@ -315,9 +315,9 @@ fn the_chart_installs_the_webhook_as_a_pod_that_the_api_server_calls() {
     let webhook_log = || release_ns.logs(webhook_pod["metadata"]["name"].as_str().unwrap(), "vault-secrets-webhook");
     assert_eq!(secret.code, Some(0), "{}\n{}", secret.all(), webhook_log());
     let stored = apps.get("secrets", "regcred");
-    let config = unbase64(stored["data"][".dockerconfigjson"].as_str().unwrap());
+    let config = unb64(stored["data"][".dockerconfigjson"].as_str().unwrap());
     assert!(config.contains("\"username\":\"robot\"") && config.contains("registry-pw-from-openbao"), "{config}");
-    assert!(config.contains(&base64_of("robot:registry-pw-from-openbao")), "the auth field is recomputed: {config}");
+    assert!(config.contains(&b64(b"robot:registry-pw-from-openbao")), "the auth field is recomputed: {config}");
 
     // An injected pod, run by the kubelet.
     ns_run_show(&apps, "mysql", &bao);
@@ -375,16 +375,6 @@ fn ns_run_show(ns: &Namespace, name: &str, bao: &Bao) {
     ns.create("deployments", &deployment(name, annotations, json!({}), mysql_env(), SHOW));
     let (_, _, log) = shown(ns, name);
     assert!(log.contains("MYSQL_PASSWORD=pw-from-openbao\n") && log.contains("VAULT_TOKEN=unset\n"), "{log}");
-}
-
-fn unbase64(text: &str) -> String {
-    use base64::Engine as _;
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).unwrap()
-}
-
-fn base64_of(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// A container without `command` whose image is in a registry (Debian's docker-registry on
@@ -582,8 +572,7 @@ fn a_native_agent_sidecar_and_a_later_webhooks_container_run_in_the_kubelets_ord
                          "env": [{"name": "SIDECAR_TOKEN", "value": "vault:secret/data/mysql#MYSQL_PASSWORD"}]});
     let others = SidecarWebhook::adding(Some(&sidecar));
     let name = format!("{}-sidecar-injector", ns.name);
-    use base64::Engine as _;
-    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&others.ca).unwrap());
+    let ca = b64(&std::fs::read(&others.ca).unwrap());
     node.cluster.must(
         "POST",
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",

@@ -133,16 +133,6 @@ fn chart() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/charts/vault-secrets-webhook").display().to_string()
 }
 
-fn b64(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-fn unb64(text: &str) -> String {
-    use base64::Engine as _;
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).unwrap()
-}
-
 /// The installed chart's MutatingWebhookConfiguration, pointed at our webhook process: the API
 /// server cannot reach a Service here (no kube-proxy, and Endpoints may not name a loopback
 /// address), so each entry's `service` becomes a `url` on 127.0.0.1 with the same path, and the

@@ -303,6 +303,18 @@ pub fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Standard base64, as Kubernetes writes `data` and `caBundle`.
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Standard base64 of UTF-8 text, decoded (a test's own data: panics on anything else).
+pub fn unb64(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(text).unwrap()).unwrap()
+}
+
 /// A consul-template (or agent) `template` stanza: `PREFIX` and the KV v2 `field` of `secret`,
 /// rendered into `destination`.
 pub fn template_stanza(prefix: &str, secret: &str, field: &str, destination: &str) -> String {

@@ -182,8 +182,7 @@ impl Namespace {
     /// A MutatingWebhookConfiguration sending this namespace's pods (and Secrets) to `hook`,
     /// failing closed, as the chart registers it.
     pub fn register_webhook(&self, hook: &Webhook) {
-        use base64::Engine as _;
-        let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&hook.ca).unwrap());
+        let ca = b64(&std::fs::read(&hook.ca).unwrap());
         let selector = json!({"matchLabels": {"kubernetes.io/metadata.name": self.name}});
         let entry = |name: &str, path: &str, resource: &str| {
             json!({"name": format!("{name}.vault-secrets-webhook.test"), "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
