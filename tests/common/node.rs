@@ -143,21 +143,27 @@ impl Namespace {
 
     /// A container's log, read through the API server (which asks the kubelet).
     pub fn logs(&self, pod: &str, container: &str) -> String {
-        let (code, body) = self.node.cluster.api("GET", &format!("{}/{pod}/log?container={container}", self.path("pods")), None);
-        assert_eq!(code, 200, "logs of {pod}/{container}: {body}");
-        body.as_str().map(str::to_string).unwrap_or_else(|| body.to_string())
+        let (code, log) = self.try_logs(pod, container);
+        assert_eq!(code, 200, "logs of {pod}/{container}: {log}");
+        log
     }
 
     /// Waits until `pod`'s `container` has logged a line containing `text`; the log.
     pub fn wait_log(&self, pod: &str, container: &str, text: &str, timeout: Duration) -> String {
         let mut log = String::new();
         let found = busy_wait(timeout, || {
-            let (code, body) = self.node.cluster.api("GET", &format!("{}/{pod}/log?container={container}", self.path("pods")), None);
-            log = body.as_str().map(str::to_string).unwrap_or_else(|| body.to_string());
+            let (code, text_now) = self.try_logs(pod, container);
+            log = text_now;
             code == 200 && log.contains(text)
         });
         assert!(found, "{pod}/{container} never logged {text:?}:\n{log}\n{}", self.events());
         log
+    }
+
+    /// `(status, text)` of a container's log.
+    fn try_logs(&self, pod: &str, container: &str) -> (u16, String) {
+        let (code, body) = self.node.cluster.api("GET", &format!("{}/{pod}/log?container={container}", self.path("pods")), None);
+        (code, body.as_str().map(str::to_string).unwrap_or_else(|| body.to_string()))
     }
 
     /// This namespace's events, a line each (for failure messages).
