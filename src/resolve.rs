@@ -225,9 +225,13 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         let path = format!("{}/decrypt/{key}", transit.mount);
         work.extend(all.chunks(transit.batch_size.max(1)).map(|batch| Work::Decrypt { path: path.clone(), batch: batch.to_vec() }));
     }
+    let needed = needed_keys(plan);
     let mut fetched = Fetched::default();
     let mut collect = |done: Done| match done {
-        Done::Read(f, result, at) => {
+        Done::Read(f, mut result, at) => {
+            if let (Ok(secret), Some(Some(keys))) = (&mut result, needed.get(&f)) {
+                keep_only(secret, keys);
+            }
             fetched.received.insert(f.clone(), at);
             fetched.secrets.insert(f, result);
         }
@@ -257,6 +261,46 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         }
     }
     fetched
+}
+
+/// For each request, the keys of its answer that something uses; `None`: the whole answer
+/// (a template or `VAULT_ENV_FROM_PATH` reads it all).
+fn needed_keys(plan: &Plan) -> HashMap<Fetch, Option<BTreeSet<&str>>> {
+    let mut needed: HashMap<Fetch, Option<BTreeSet<&str>>> = HashMap::new();
+    for r in plan.vars.iter().flat_map(|(_, value)| value.references()) {
+        let (Some(f), Some(key)) = (r.fetch(), r.key()) else { continue };
+        let entry = needed.entry(f).or_insert_with(|| Some(BTreeSet::new()));
+        match (entry, key) {
+            (Some(keys), Key::Name(k)) => {
+                keys.insert(k.as_str());
+            }
+            (entry, _) => *entry = None,
+        }
+    }
+    for fp in &plan.from_path {
+        needed.insert(Fetch::Read { path: fp.path.clone(), version: fp.version }, None);
+    }
+    needed
+}
+
+/// Drops the values of an answer's keys that nothing uses (a certificate's private key and CA
+/// chain when only its serial number is wanted), so that 1,000 answers are not all held whole
+/// until the last arrives. The key names stay, for the error that lists them; an answer that
+/// lacks a wanted key is kept whole.
+fn keep_only(secret: &mut Secret, keys: &BTreeSet<&str>) {
+    let Some(Value::Object(map)) = secret.data.as_mut() else { return };
+    let kv2 = matches!((map.get("data"), map.get("metadata")), (Some(Value::Object(_)), Some(Value::Object(_))));
+    let data = if kv2 {
+        match map.get_mut("data") {
+            Some(Value::Object(inner)) => inner,
+            _ => return,
+        }
+    } else {
+        map
+    };
+    if keys.iter().all(|k| data.contains_key(*k)) {
+        data.iter_mut().filter(|(k, _)| !keys.contains(k.as_str())).for_each(|(_, v)| *v = Value::Null);
+    }
 }
 
 async fn fetch_one(client: &Client, f: &Fetch) -> Result<Secret, Cause> {
@@ -559,6 +603,34 @@ mod tests {
     fn plan_of(vars: &[(&str, &str)]) -> Plan {
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
         plan(&env, &Config::from_env(&Env::default()).unwrap()).unwrap()
+    }
+
+    /// Only the keys something uses keep their values; a template or a missing key keeps the
+    /// whole answer (the missing key's error still lists every key).
+    #[test]
+    fn answers_keep_only_the_values_in_use() {
+        let plan = plan_of(&[
+            ("SERIAL", r#">>vault:pki/issue/svc#serial_number#{"common_name":"a.svc.local"}"#),
+            ("USER", "vault:secret/data/db#user"),
+            ("ALL", "vault:secret/data/t#${.a}${.b}"),
+            ("TYPO", "vault:secret/data/x#usr"),
+        ]);
+        let needed = needed_keys(&plan);
+        let pki = r#"{"lease_id":"pki/issue/svc/1","data":{"serial_number":"01:02","certificate":"C","private_key":"K","ca_chain":["A"]}}"#;
+        let mut cert = secret(pki);
+        let write = Fetch::Write { path: "pki/issue/svc".into(), body: r#"{"common_name":"a.svc.local"}"#.into() };
+        keep_only(&mut cert, needed[&write].as_ref().unwrap());
+        assert_eq!(cert.data.unwrap(), serde_json::json!({"serial_number":"01:02","certificate":null,"private_key":null,"ca_chain":null}));
+        assert_eq!(cert.lease_id, "pki/issue/svc/1");
+
+        let mut kv2 = secret(r#"{"data":{"data":{"user":"u","password":"p"},"metadata":{"version":3}}}"#);
+        keep_only(&mut kv2, needed[&Fetch::Read { path: "secret/data/db".into(), version: None }].as_ref().unwrap());
+        assert_eq!(kv2.data.unwrap(), serde_json::json!({"data":{"user":"u","password":null},"metadata":{"version":3}}));
+
+        assert_eq!(needed[&Fetch::Read { path: "secret/data/t".into(), version: None }], None, "a template reads the whole answer");
+        let mut typo = secret(r#"{"data":{"user":"u","password":"p"}}"#);
+        keep_only(&mut typo, needed[&Fetch::Read { path: "secret/data/x".into(), version: None }].as_ref().unwrap());
+        assert_eq!(typo.data.unwrap(), serde_json::json!({"user":"u","password":"p"}), "kept whole for the error");
     }
 
     /// One small object held many templates over one path, each under the per-template cap, and
