@@ -9,18 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 apt_install hyperfine catatonit
-# The shipped binary is static (musl, see Dockerfile): measure that when the musl target is
-# installed, else the glibc build (dynamically linked: ~0.4 ms more to start).
-if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
-  log "building vault-env (release profile, static musl as shipped)"
-  CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)} \
-    cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --manifest-path "$ROOT/Cargo.toml"
-  VE="$ROOT/target/x86_64-unknown-linux-musl/release/vault-env"; BUILD="static musl"
-else
-  log "building vault-env (release profile, glibc; rustup target add x86_64-unknown-linux-musl for the shipped form)"
-  cargo build --release --locked -q -p vault-env --manifest-path "$ROOT/Cargo.toml"
-  VE="$ROOT/target/release/vault-env"; BUILD="glibc, dynamic"
-fi
+build_vault_env_for_bench
 B="$STATE/bench"; rm -rf "$B"; mkdir -p "$B"
 
 trap 'stop_pid "${BAO_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${AGENT_PID:-}"; stop_pid "${VE_PID:-}"' EXIT

@@ -6,7 +6,10 @@ figures come from what OpenBao received, not from vault-env's own logs.
 Run 1: one vault-env keeping N database leases (N = LEASES, default "10 100 1000"), each from its
 own role (distinct paths), TTL RUN1_TTL s and max TTL RUN1_MAX s, for RUN1_SECONDS s: renewal
 points within lease lifetimes, double renewals, re-fetches and restarts per max-TTL event,
-start-up time and requests, CPU and RSS.
+start-up time and requests, CPU and RSS. Then the same with N PKI certificates (N = PKI, default
+"1000"; `>>vault:pki/issue/…` writes, one common name each, EC keys (PKI_KEY=rsa: 2048-bit RSA, an
+answer three times bigger, issued ten times slower), leased for RUN1_TTL s, not
+renewable, only `serial_number` used): each max TTL is a re-issue of all N and a restart.
 
 Run 2: SUPERVISORS vault-env daemons (one lease each, TTL RUN2_TTL, max RUN2_MAX) started within
 a few seconds, for RUN2_SECONDS s, OpenBao stopped (SIGSTOP) for OUTAGE s at OUTAGE_AT s (an
@@ -18,6 +21,7 @@ Writes bench-scale.json and, with matplotlib, bench-scale.png into OUT_DIR.
 import collections, datetime, json, os, signal, socket, statistics, subprocess, sys, time, urllib.request
 
 STATE, BAO_BIN, VAULT_ENV, DB_PORT, OUT_DIR = (os.environ[k] for k in ("STATE", "BAO_BIN", "VAULT_ENV", "MARIADB_PORT", "OUT_DIR"))
+BUILD = os.environ.get("BUILD", "")
 num = lambda k, d: int(os.environ.get(k, d))
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -39,9 +43,10 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """Resident memory now (VmRSS) or at its highest so far (VmHWM)."""
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -89,6 +94,15 @@ class Bao:
                 "db_name": "mariadb", "creation_statements": ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';"],
                 "revocation_statements": ["DROP USER IF EXISTS '{{name}}'@'%';"], "default_ttl": f"{ttl}s", "max_ttl": f"{max_ttl}s"})
 
+    def pki(self):
+        """A PKI engine whose role issues leased certificates (not renewable: they are replaced)."""
+        self.api("POST", "sys/mounts/pki", {"type": "pki"})
+        self.api("POST", "sys/mounts/pki/tune", {"max_lease_ttl": "87600h"})
+        key = os.environ.get("PKI_KEY", "ec")
+        self.api("POST", "pki/root/generate/internal", {"common_name": "bench-ca", "ttl": "8760h", "key_type": key})
+        self.api("POST", "pki/roles/svc", {"allowed_domains": ["svc.local"], "allow_subdomains": True, "max_ttl": "72h",
+                                           "generate_lease": True, "key_type": key})
+
     def stop(self):
         self.proc.send_signal(signal.SIGCONT)
         self.proc.terminate()
@@ -103,7 +117,7 @@ class Bao:
                 continue
             t = datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
             path, lease = e["request"]["path"], (e.get("response") or {}).get("secret", {}).get("lease_id")
-            if path.startswith("database/creds/") and lease:
+            if (path.startswith("database/creds/") or path.startswith("pki/issue/")) and lease:
                 out.append((t, "grant", path, lease))
             elif path == "sys/leases/renew" and lease and not (e.get("error") or ""):
                 out.append((t, "renew", path, lease))
@@ -152,16 +166,25 @@ def generations(events, gap=3.0):
     return clusters
 
 
-def run1(n, ttl, max_ttl, seconds):
-    bao = Bao(f"run1-{n}")
+def run1(n, ttl, max_ttl, seconds, kind="database"):
+    """One vault-env with `n` leases: database credentials (renewed up to `max_ttl`) or, with
+    kind "pki", certificates of `ttl` (not renewable; only their serial number is used)."""
+    bao = Bao(f"run1-{kind}-{n}")
     roles = [f"r{i}" for i in range(n)]
-    bao.database(roles, ttl, max_ttl)
+    if kind == "pki":
+        bao.pki()
+        max_ttl = ttl
+    else:
+        bao.database(roles, ttl, max_ttl)
     starts = os.path.join(bao.dir, "app-starts")
     if os.path.exists(starts):
         os.remove(starts)
     env = {"PATH": os.environ["PATH"], "HOME": bao.dir, "VAULT_ADDR": bao.addr, "VAULT_TOKEN": "root", "VAULT_ENV_DAEMON": "true",
            "VAULT_ENV_STOP_TIMEOUT": "2s"}
-    env.update({f"S{i}": f"vault:database/creds/{role}#username" for i, role in enumerate(roles)})
+    if kind == "pki":
+        env.update({f"S{i}": f'>>vault:pki/issue/svc#serial_number#{{"common_name":"s{i}.svc.local","ttl":"{ttl}s"}}' for i in range(n)})
+    else:
+        env.update({f"S{i}": f"vault:database/creds/{role}#username" for i, role in enumerate(roles)})
     app = f"date +%s.%N >> {starts}; exec sleep 1000000"
     begun = time.time()
     ve = subprocess.Popen([VAULT_ENV, "sh", "-c", app], env=env, stdout=subprocess.DEVNULL,
@@ -175,6 +198,7 @@ def run1(n, ttl, max_ttl, seconds):
         time.sleep(1)
     cpu = cpu_seconds(ve.pid) - cpu0
     wall = time.time() - app_at
+    peak = rss_kib(ve.pid, "VmHWM")
     ve.send_signal(signal.SIGTERM)
     ve.wait(timeout=60)
     events = bao.events()
@@ -185,20 +209,20 @@ def run1(n, ttl, max_ttl, seconds):
     bao.stop()
     in_window = sum(1 for f in fractions if 0.695 <= f <= 0.805)
     result = {
-        "leases": n, "ttl": ttl, "max_ttl": max_ttl, "seconds": round(wall),
+        "kind": kind, "leases": n, "ttl": ttl, "max_ttl": max_ttl, "seconds": round(wall),
         "startup_s": round(app_at - begun, 3), "startup_requests": startup_requests,
         "renewals": len(fractions), "renewals_in_window": in_window,
         "fraction_p50": round(statistics.median(fractions), 4) if fractions else None,
         "fraction_min": round(min(fractions), 4) if fractions else None, "fraction_max": round(max(fractions), 4) if fractions else None,
         "double_renewals": doubles, "fetch_generations": [len(g) for g in gens], "restarts": restarts,
         "cpu_percent_of_a_core": round(100 * cpu / wall, 3), "cpu_s_per_hour": round(3600 * cpu / wall, 1),
-        "rss_kib_max": max(samples) if samples else 0, "rss_kib_last": samples[-1] if samples else 0, "rss_kib": samples,
+        "rss_kib_peak": peak, "rss_kib_max": max(samples) if samples else 0, "rss_kib_last": samples[-1] if samples else 0, "rss_kib": samples,
         "fractions": [round(f, 4) for f in fractions],
     }
-    log(f"run 1, {n} leases: start-up {result['startup_s']} s with {startup_requests} requests; {len(fractions)} renewals, "
+    log(f"run 1, {n} {kind} leases: start-up {result['startup_s']} s with {startup_requests} requests; {len(fractions)} renewals, "
         f"{in_window} in the 70-80 % window (p50 {result['fraction_p50']}, {result['fraction_min']}..{result['fraction_max']}), "
         f"{doubles} double; fetches {result['fetch_generations']}, {restarts} restarts; CPU {result['cpu_percent_of_a_core']} % "
-        f"of a core; RSS max {result['rss_kib_max']} KiB")
+        f"of a core; RSS peak {peak} KiB, most when sampled each second {result['rss_kib_max']} KiB")
     return result
 
 
@@ -329,9 +353,11 @@ def plot(results):
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    results = {"run1": []}
+    results = {"build": BUILD, "run1": []}
     for n in [int(x) for x in os.environ.get("LEASES", "10 100 1000").split()]:
         results["run1"].append(run1(n, num("RUN1_TTL", 20), num("RUN1_MAX", 60), num("RUN1_SECONDS", 140)))
+    for n in [int(x) for x in os.environ.get("PKI", "1000").split()]:
+        results["run1"].append(run1(n, num("RUN1_TTL", 20), 0, num("RUN1_SECONDS", 140), kind="pki"))
     m = num("SUPERVISORS", 1000)
     if m:
         results["run2"] = run2(m, num("RUN2_TTL", 60), num("RUN2_MAX", 180), num("RUN2_SECONDS", 220), num("OUTAGE_AT", 75), num("OUTAGE", 12))
@@ -339,7 +365,8 @@ def main():
         json.dump(results, f)
     plot(results)
     summary = {k: ([{kk: vv for kk, vv in r.items() if kk != "fractions"} for r in v] if k == "run1"
-                   else {kk: vv for kk, vv in v.items() if not kk.endswith("_times")}) for k, v in results.items()}
+                   else {kk: vv for kk, vv in v.items() if not kk.endswith("_times")} if isinstance(v, dict) else v)
+               for k, v in results.items()}
     print(json.dumps(summary, indent=1))
 
 
