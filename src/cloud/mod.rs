@@ -45,6 +45,15 @@ impl CloudError {
     pub fn is_refused(&self) -> bool {
         matches!(self, CloudError::Refused(_))
     }
+
+    /// The same kind of error, its text prefixed with `context` (which step of which service).
+    pub fn context(self, context: impl std::fmt::Display) -> CloudError {
+        match self {
+            CloudError::Unreachable(t) => CloudError::Unreachable(format!("{context}: {t}")),
+            CloudError::Refused(t) => CloudError::Refused(format!("{context}: {t}")),
+            CloudError::Invalid(t) => CloudError::Invalid(format!("{context}: {t}")),
+        }
+    }
 }
 
 impl From<CloudError> for String {
@@ -131,4 +140,20 @@ pub async fn failure(response: reqwest::Response) -> String {
         .take(300)
         .collect::<String>();
     format!("{status} {reason}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step's context is added to the text; the kind (and so vault-env's exit code, and what the
+    /// webhook's callers can tell apart) stays.
+    #[test]
+    fn context_keeps_the_kind() {
+        let refused = CloudError::Refused("403 Forbidden".into()).context("ECR");
+        assert_eq!(refused, CloudError::Refused("ECR: 403 Forbidden".into()));
+        assert!(refused.is_refused());
+        assert_eq!(CloudError::Unreachable("timed out".into()).context("GCP"), CloudError::Unreachable("GCP: timed out".into()));
+        assert_eq!(CloudError::Invalid("no token".into()).context("ACR").to_string(), "ACR: no token");
+    }
 }

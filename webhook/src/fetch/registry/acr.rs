@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use vault_env::SecretString;
 use vault_env::cloud::azure::Imds;
-use vault_env::cloud::{Clients, failure};
+use vault_env::cloud::{Clients, CloudError, failure};
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
@@ -68,7 +68,7 @@ impl Acr {
     }
 
     /// Basic-auth credentials for `registry`, or `None` when it is not an ACR registry.
-    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
+    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, CloudError>> {
         if !is_acr(registry) {
             return None;
         }
@@ -81,8 +81,8 @@ impl Acr {
         Some(got.await)
     }
 
-    async fn refresh_token(&self, registry: &str) -> Result<SecretString, String> {
-        let clients = self.clients.get().map_err(|e| format!("ACR: {e}"))?;
+    async fn refresh_token(&self, registry: &str) -> Result<SecretString, CloudError> {
+        let clients = self.clients.get().map_err(|e| e.context("ACR"))?;
         let (aad, tenant) = self.shared_aad_token(clients).await?;
         #[derive(Deserialize)]
         struct Answer {
@@ -93,18 +93,14 @@ impl Acr {
         if let Some(tenant) = &tenant {
             form.push(("tenant", tenant));
         }
-        let failed = |e: &dyn std::fmt::Display| format!("ACR token exchange ({url}): {e}");
-        let response = clients.api.post(&url).form(&form).send().await.map_err(|e| failed(&e))?;
-        if !response.status().is_success() {
-            return Err(failed(&failure(response).await));
-        }
-        let answer: Answer = response.json().await.map_err(|e| failed(&e))?;
+        let step = format!("ACR token exchange ({url})");
+        let answer: Answer = post_form(clients, &url, &form, &step).await?;
         tracing::debug!(registry, "ACR: refresh token obtained");
         Ok(SecretString::new(answer.refresh_token))
     }
 
     /// The Entra ID token, shared by every ACR registry and kept for [`AAD_TOKEN_KEPT`].
-    async fn shared_aad_token(&self, clients: &Clients) -> Result<(SecretString, Option<String>), String> {
+    async fn shared_aad_token(&self, clients: &Clients) -> Result<(SecretString, Option<String>), CloudError> {
         let mut kept = self.aad.lock().await;
         if let Some((token, tenant, at)) = kept.as_ref()
             && at.elapsed() < AAD_TOKEN_KEPT
@@ -117,13 +113,13 @@ impl Acr {
     }
 
     /// An Entra ID access token for Azure Resource Manager, and the tenant when known.
-    async fn aad_token(&self, clients: &Clients) -> Result<(SecretString, Option<String>), String> {
+    async fn aad_token(&self, clients: &Clients) -> Result<(SecretString, Option<String>), CloudError> {
         let (tenant, client_id, credential) = match &self.settings.source {
             AadSource::ManagedIdentity(imds) => return Ok((imds.token(clients, "https://management.azure.com/").await?, None)),
             AadSource::ClientSecret { tenant, client_id, secret } => (tenant, client_id, vec![("client_secret", secret.expose().to_string())]),
             AadSource::WorkloadIdentity { tenant, client_id, token_file } => {
-                let assertion =
-                    std::fs::read_to_string(token_file).map_err(|e| format!("{AZURE_FEDERATED_TOKEN_FILE} ({}): {e}", token_file.display()))?;
+                let assertion = std::fs::read_to_string(token_file)
+                    .map_err(|e| CloudError::Invalid(format!("{AZURE_FEDERATED_TOKEN_FILE} ({}): {e}", token_file.display())))?;
                 let kind = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string();
                 (tenant, client_id, vec![("client_assertion_type", kind), ("client_assertion", assertion.trim().to_string())])
             }
@@ -136,14 +132,26 @@ impl Acr {
         let mut form: Vec<(&str, String)> =
             vec![("grant_type", "client_credentials".into()), ("client_id", client_id.clone()), ("scope", SCOPE.into())];
         form.extend(credential.iter().map(|(k, v)| (*k, v.clone())));
-        let failed = |e: &dyn std::fmt::Display| format!("Entra ID token ({url}, client {client_id}): {e}");
-        let response = clients.api.post(&url).form(&form).send().await.map_err(|e| failed(&e))?;
-        if !response.status().is_success() {
-            return Err(failed(&failure(response).await));
-        }
-        let answer: Answer = response.json().await.map_err(|e| failed(&e))?;
+        let step = format!("Entra ID token ({url}, client {client_id})");
+        let answer: Answer = post_form(clients, &url, &form, &step).await?;
         Ok((SecretString::new(answer.access_token), Some(tenant.clone())))
     }
+}
+
+/// POSTs `form` and decodes the JSON answer; errors start with `step`: no answer (unreachable),
+/// a 4xx (refused: the identity or its permissions), a 5xx, or an answer without the field.
+async fn post_form<T: serde::de::DeserializeOwned, V: serde::Serialize>(
+    clients: &Clients,
+    url: &str,
+    form: &[(&str, V)],
+    step: &str,
+) -> Result<T, CloudError> {
+    let response = clients.api.post(url).form(form).send().await.map_err(|e| CloudError::http(step, &e))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(CloudError::status(status, format!("{step}: {}", failure(response).await)));
+    }
+    response.json().await.map_err(|e| CloudError::http(step, &e))
 }
 
 #[cfg(test)]

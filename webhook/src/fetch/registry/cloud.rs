@@ -9,7 +9,7 @@ use crate::fetch::cache::{Cached, Got};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use vault_env::cloud::Clients;
+use vault_env::cloud::{Clients, CloudError};
 
 /// Credentials and tokens are renewed this long before they expire.
 pub const MARGIN: Duration = Duration::from_secs(5 * 60);
@@ -20,7 +20,7 @@ pub const FAILURE_KEPT: Duration = Duration::from_secs(5);
 
 pub struct LazyClients {
     timeout: Duration,
-    cell: OnceLock<Result<Clients, String>>,
+    cell: OnceLock<Result<Clients, CloudError>>,
 }
 
 impl LazyClients {
@@ -29,14 +29,14 @@ impl LazyClients {
     }
 
     /// The clients; metadata services answer at once or not at all (2 s).
-    pub fn get(&self) -> Result<&Clients, String> {
-        self.cell.get_or_init(|| Clients::new(Duration::from_secs(2), self.timeout).map_err(String::from)).as_ref().map_err(Clone::clone)
+    pub fn get(&self) -> Result<&Clients, CloudError> {
+        self.cell.get_or_init(|| Clients::new(Duration::from_secs(2), self.timeout)).as_ref().map_err(Clone::clone)
     }
 }
 
 pub struct TokenCache {
     tokens: Cached<String, DockerAuth>,
-    failures: Mutex<HashMap<String, (Instant, String)>>,
+    failures: Mutex<HashMap<String, (Instant, CloudError)>>,
 }
 
 impl Default for TokenCache {
@@ -48,7 +48,11 @@ impl Default for TokenCache {
 impl TokenCache {
     /// The credentials for `registry`: kept ones, or `fetch`ed (with their expiry) and kept until
     /// [`MARGIN`] before it.
-    pub async fn get(&self, registry: &str, fetch: impl AsyncFnOnce() -> Result<(DockerAuth, SystemTime), String>) -> Result<DockerAuth, String> {
+    pub async fn get(
+        &self,
+        registry: &str,
+        fetch: impl AsyncFnOnce() -> Result<(DockerAuth, SystemTime), CloudError>,
+    ) -> Result<DockerAuth, CloudError> {
         let until = |expires: SystemTime| {
             vault_env::config::reader::instant_after(expires.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(MARGIN))
         };
@@ -89,9 +93,9 @@ mod tests {
         for _ in 0..5 {
             let got = cache.get("r.azurecr.io", async || {
                 calls.fetch_add(1, Ordering::Relaxed);
-                Err("throttled".to_string())
+                Err(CloudError::Unreachable("throttled".to_string()))
             });
-            assert_eq!(got.await.unwrap_err(), "throttled");
+            assert_eq!(got.await.unwrap_err(), CloudError::Unreachable("throttled".to_string()));
         }
         assert_eq!(calls.load(Ordering::Relaxed), 1);
     }

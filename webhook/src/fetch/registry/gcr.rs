@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vault_env::SecretString;
+use vault_env::cloud::CloudError;
 use vault_env::cloud::gcp::GcpEndpoints;
 
 pub const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -61,7 +62,7 @@ impl Gcr {
 
     /// Basic-auth credentials for `registry`, or `None` when it is not GCR/Artifact Registry.
     /// One token serves every such registry.
-    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
+    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, CloudError>> {
         if !is_gcp_registry(registry) {
             return None;
         }
@@ -73,8 +74,8 @@ impl Gcr {
         Some(got.await.map(|auth| DockerAuth { registry: registry.to_string(), ..auth }))
     }
 
-    async fn access_token(&self) -> Result<(SecretString, SystemTime), String> {
-        let clients = self.clients.get().map_err(|e| format!("GCP: {e}"))?;
+    async fn access_token(&self) -> Result<(SecretString, SystemTime), CloudError> {
+        let clients = self.clients.get().map_err(|e| e.context("GCP"))?;
         let (token, lasts) = match &self.settings.key_file {
             Some(file) => self.key_file_token(clients, file).await?,
             None => self.settings.endpoints.access_token(clients).await?,
@@ -84,17 +85,18 @@ impl Gcr {
     }
 
     /// A service-account key: a JWT assertion signed with its key, exchanged at its `token_uri`.
-    async fn key_file_token(&self, clients: &vault_env::cloud::Clients, file: &PathBuf) -> Result<(SecretString, Duration), String> {
+    async fn key_file_token(&self, clients: &vault_env::cloud::Clients, file: &PathBuf) -> Result<(SecretString, Duration), CloudError> {
         let what = format!("{GOOGLE_APPLICATION_CREDENTIALS} ({})", file.display());
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{what}: {e}"))?;
-        let key: KeyFile = serde_json::from_str(&text).map_err(|e| format!("{what}: not a credentials file: {e}"))?;
+        let bad_file = |problem: String| CloudError::Invalid(format!("{what}: {problem}"));
+        let text = std::fs::read_to_string(file).map_err(|e| bad_file(e.to_string()))?;
+        let key: KeyFile = serde_json::from_str(&text).map_err(|e| bad_file(format!("not a credentials file: {e}")))?;
         if key.kind != "service_account" {
-            return Err(format!("{what}: credentials of type {:?} are not supported (service_account keys are)", key.kind));
+            return Err(bad_file(format!("credentials of type {:?} are not supported (service_account keys are)", key.kind)));
         }
         let token_uri = if key.token_uri.is_empty() { "https://oauth2.googleapis.com/token".to_string() } else { key.token_uri.clone() };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = serde_json::json!({"iss": key.client_email, "scope": SCOPE, "aud": token_uri, "iat": now, "exp": now + 3600});
-        let assertion = sign_rs256(&key.private_key, &claims).map_err(|e| format!("{what}: {e}"))?;
+        let assertion = sign_rs256(&key.private_key, &claims).map_err(|e| e.context(&what))?;
         #[derive(Deserialize)]
         struct Answer {
             access_token: String,
@@ -102,26 +104,27 @@ impl Gcr {
             expires_in: u64,
         }
         let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
-        let failed = |e: &dyn std::fmt::Display| format!("GCP token ({token_uri}, {}): {e}", key.client_email);
-        let response = clients.api.post(&token_uri).form(&form).send().await.map_err(|e| failed(&e))?;
-        if !response.status().is_success() {
-            return Err(failed(&vault_env::cloud::failure(response).await));
+        let step = format!("GCP token ({token_uri}, {})", key.client_email);
+        let response = clients.api.post(&token_uri).form(&form).send().await.map_err(|e| CloudError::http(&step, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(CloudError::status(status, format!("{step}: {}", vault_env::cloud::failure(response).await)));
         }
-        let answer: Answer = response.json().await.map_err(|e| failed(&e))?;
+        let answer: Answer = response.json().await.map_err(|e| CloudError::http(&step, &e))?;
         Ok((SecretString::new(answer.access_token), Duration::from_secs(answer.expires_in)))
     }
 }
 
 /// An RS256 JWT of `claims`, signed with a PKCS#8 PEM key.
-fn sign_rs256(pem: &str, claims: &serde_json::Value) -> Result<String, String> {
+fn sign_rs256(pem: &str, claims: &serde_json::Value) -> Result<String, CloudError> {
     let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(der.trim()).map_err(|_| "private_key is not PEM".to_string())?;
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("private_key is not an RSA PKCS#8 key: {e}"))?;
+    let der = STANDARD.decode(der.trim()).map_err(|_| CloudError::Invalid("private_key is not PEM".to_string()))?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| CloudError::Invalid(format!("private_key is not an RSA PKCS#8 key: {e}")))?;
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
     let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
     let mut signature = vec![0; key.public().modulus_len()];
     key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), input.as_bytes(), &mut signature)
-        .map_err(|_| "signing failed".to_string())?;
+        .map_err(|_| CloudError::Invalid("signing failed".to_string()))?;
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
@@ -142,7 +145,8 @@ mod tests {
     #[test]
     fn bad_keys_are_errors_not_panics() {
         let claims = serde_json::json!({});
-        assert_eq!(sign_rs256("not a key", &claims).unwrap_err(), "private_key is not PEM");
-        assert!(sign_rs256("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", &claims).unwrap_err().contains("not an RSA PKCS#8 key"));
+        assert_eq!(sign_rs256("not a key", &claims).unwrap_err().to_string(), "private_key is not PEM");
+        let not_rsa = sign_rs256("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", &claims).unwrap_err();
+        assert!(matches!(&not_rsa, CloudError::Invalid(t) if t.contains("not an RSA PKCS#8 key")), "{not_rsa:?}");
     }
 }

@@ -29,6 +29,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vault_env::cloud::CloudError;
 
 /// `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -268,7 +269,7 @@ impl Registry {
 
     /// The webhook's own credentials for a private ECR, GCR/Artifact Registry or ACR registry,
     /// with what they are for errors; `None` for other registries.
-    async fn cloud_credentials(&self, registry: &str) -> Option<(&'static str, Result<DockerAuth, String>)> {
+    async fn cloud_credentials(&self, registry: &str) -> Option<(&'static str, Result<DockerAuth, CloudError>)> {
         if !self.cloud_identity {
             return None;
         }

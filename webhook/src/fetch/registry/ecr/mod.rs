@@ -26,6 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vault_env::cloud::CloudError;
 use vault_env::cloud::aws::sigv4::signed_post_headers;
 const TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
 const PUBLIC_TARGET: &str = "SpencerFrontendService.GetAuthorizationToken";
@@ -101,14 +102,14 @@ impl Ecr {
         Arc::new(Ecr { settings, clients: LazyClients::new(timeout), credentials: Mutex::new(None), tokens: TokenCache::default(), metrics })
     }
 
-    fn clients(&self) -> Result<&vault_env::cloud::Clients, String> {
-        self.clients.get().map_err(|e| format!("ECR: {e}"))
+    fn clients(&self) -> Result<&vault_env::cloud::Clients, CloudError> {
+        self.clients.get().map_err(|e| e.context("ECR"))
     }
 
     /// Basic-auth credentials for `registry` (normalized host), or `None` when it is neither a
     /// private ECR registry nor ECR Public (whose anonymous pulls are rate-limited harder).
     /// Errors say which step failed; they carry no secret.
-    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, String>> {
+    pub async fn pull_credentials(&self, registry: &str) -> Option<Result<DockerAuth, CloudError>> {
         let api = match ecr_region(registry) {
             Some((region, cn)) => Api::Private { region, cn },
             None if registry == ECR_PUBLIC => Api::Public,
@@ -122,12 +123,12 @@ impl Ecr {
         Some(got.await)
     }
 
-    async fn fetch_token(&self, registry: &str, api: Api<'_>) -> Result<(DockerAuth, SystemTime), String> {
+    async fn fetch_token(&self, registry: &str, api: Api<'_>) -> Result<(DockerAuth, SystemTime), CloudError> {
         let credentials = self.aws_credentials().await?;
         self.authorization_token(registry, api, &credentials).await
     }
 
-    async fn aws_credentials(&self) -> Result<AwsCredentials, String> {
+    async fn aws_credentials(&self) -> Result<AwsCredentials, CloudError> {
         if let Some(c) = self.credentials.lock().ok().and_then(|r| r.clone())
             && fresh(c.expires)
         {
@@ -141,7 +142,7 @@ impl Ecr {
         Ok(credentials)
     }
 
-    async fn authorization_token(&self, registry: &str, api: Api<'_>, credentials: &AwsCredentials) -> Result<(DockerAuth, SystemTime), String> {
+    async fn authorization_token(&self, registry: &str, api: Api<'_>, credentials: &AwsCredentials) -> Result<(DockerAuth, SystemTime), CloudError> {
         let (endpoint, region, service, target) = match api {
             Api::Private { region, cn } => {
                 let default = || format!("https://api.ecr.{region}.amazonaws.com{}/", if cn { ".cn" } else { "" });
@@ -152,38 +153,37 @@ impl Ecr {
                 (self.settings.public_endpoint.clone().unwrap_or_else(default), "us-east-1", "ecr-public", PUBLIC_TARGET)
             }
         };
-        let url = url::Url::parse(&endpoint).map_err(|e| format!("ECR endpoint {endpoint}: {e}"))?;
+        let url = url::Url::parse(&endpoint).map_err(|e| CloudError::Invalid(format!("ECR endpoint {endpoint}: {e}")))?;
         let body = b"{}";
         let headers = signed_post_headers(&url, &[("content-type", CONTENT_TYPE), ("x-amz-target", target)], body, region, service, credentials)
-            .map_err(|e| format!("ECR endpoint {e}"))?;
+            .map_err(|e| CloudError::Invalid(format!("ECR endpoint {e}")))?;
         let mut post = self.clients()?.api.post(url.clone()).body(&body[..]);
         for (name, value) in headers.iter().filter(|(n, _)| n != "host") {
             post = post.header(name, value);
         }
-        let failed = |e: reqwest::Error| format!("ECR GetAuthorizationToken ({endpoint}): {e}");
+        let step = format!("ECR GetAuthorizationToken ({endpoint})");
+        let failed = |e: reqwest::Error| CloudError::http(&step, &e);
         let response = post.send().await.map_err(failed)?;
         let status = response.status();
         let text = response.text().await.map_err(failed)?;
         if !status.is_success() {
             let error: AwsError = serde_json::from_str(&text).unwrap_or_default();
-            return Err(format!("ECR GetAuthorizationToken ({endpoint}): {status}: {} {}", error.kind, error.message).trim_end().to_string());
+            return Err(CloudError::status(status, format!("{step}: {status}: {} {}", error.kind, error.message).trim_end().to_string()));
         }
-        let answer: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("ECR GetAuthorizationToken ({endpoint}): unexpected answer: {e}"))?;
+        let unusable = |what: &dyn std::fmt::Display| CloudError::Invalid(format!("{step}: {what}"));
+        let answer: serde_json::Value = serde_json::from_str(&text).map_err(|e| unusable(&format!("unexpected answer: {e}")))?;
         // A list for ECR, one object for ECR Public.
         let data = match &answer["authorizationData"] {
             serde_json::Value::Array(list) => list.first().cloned(),
             object => Some(object.clone()),
         };
-        let data: AuthorizationData = data
-            .and_then(|d| serde_json::from_value(d).ok())
-            .ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): no token in the answer"))?;
+        let data: AuthorizationData = data.and_then(|d| serde_json::from_value(d).ok()).ok_or_else(|| unusable(&"no token in the answer"))?;
         let decoded = STANDARD.decode(data.authorization_token.trim()).ok().and_then(|d| String::from_utf8(d).ok());
         let (username, password) = decoded
             .as_deref()
             .and_then(|d| d.split_once(':'))
             .map(|(u, p)| (u.to_string(), p.to_string()))
-            .ok_or_else(|| format!("ECR GetAuthorizationToken ({endpoint}): the token is not base64 of user:password"))?;
+            .ok_or_else(|| unusable(&"the token is not base64 of user:password"))?;
         // ECR tokens last 12 hours.
         let expires = expiry(data.expires_at);
         tracing::debug!(registry, "ECR: authorization token obtained");
