@@ -2,7 +2,7 @@
 //! Secrets, by registry host. Passwords live in the core's `SecretString`.
 
 use crate::fetch::cache::Cached;
-use crate::fetch::kube::KubeApi;
+use crate::fetch::kube::{ApiError, KubeApi};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Pod;
@@ -46,24 +46,38 @@ pub fn normalize_registry(key: &str) -> String {
     }
 }
 
+/// Why a pull secret (or docker config) gives no credentials. Names the key and the registry
+/// entry, never a credential.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PullSecretError {
+    #[error("{key} is not valid JSON: {error}")]
+    NotJson { key: &'static str, error: String },
+    #[error("neither .dockerconfigjson nor .dockercfg")]
+    NoConfig,
+    #[error("auth of {registry} is not {expected}")]
+    BadAuth { registry: String, expected: &'static str },
+}
+
 /// Credentials from a pull secret's data (`.dockerconfigjson` or `.dockercfg`); entries that
 /// carry no username/password (e.g. only an identity token) are skipped.
-pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerAuth>, String> {
+pub fn parse_pull_secret(data: &BTreeMap<String, Vec<u8>>) -> Result<Vec<DockerAuth>, PullSecretError> {
+    let not_json = |key, e: serde_json::Error| PullSecretError::NotJson { key, error: e.to_string() };
     let entries: BTreeMap<String, DockerEntry> = if let Some(json) = data.get(".dockerconfigjson") {
-        serde_json::from_slice::<DockerConfig>(json).map_err(|e| format!(".dockerconfigjson is not valid JSON: {e}"))?.auths
+        serde_json::from_slice::<DockerConfig>(json).map_err(|e| not_json(".dockerconfigjson", e))?.auths
     } else if let Some(json) = data.get(".dockercfg") {
-        serde_json::from_slice(json).map_err(|e| format!(".dockercfg is not valid JSON: {e}"))?
+        serde_json::from_slice(json).map_err(|e| not_json(".dockercfg", e))?
     } else {
-        return Err("neither .dockerconfigjson nor .dockercfg".into());
+        return Err(PullSecretError::NoConfig);
     };
     let mut out = Vec::new();
     for (key, entry) in entries {
         let (username, password) = match (entry.username, entry.password, entry.auth) {
             (Some(u), Some(p), _) if !u.is_empty() => (u, p),
             (_, _, Some(auth)) if !auth.is_empty() => {
-                let decoded = STANDARD.decode(auth.trim()).map_err(|_| format!("auth of {key} is not base64"))?;
-                let text = String::from_utf8(decoded).map_err(|_| format!("auth of {key} is not text"))?;
-                let (u, p) = text.split_once(':').ok_or_else(|| format!("auth of {key} is not user:password"))?;
+                let bad = |expected| PullSecretError::BadAuth { registry: key.clone(), expected };
+                let decoded = STANDARD.decode(auth.trim()).map_err(|_| bad("base64"))?;
+                let text = String::from_utf8(decoded).map_err(|_| bad("text"))?;
+                let (u, p) = text.split_once(':').ok_or_else(|| bad("user:password"))?;
                 (u.to_string(), p.to_string())
             }
             _ => continue,
@@ -99,7 +113,7 @@ impl PullCredentials {
         PullCredentials { default, cache: Cached::new(cache_size, ttl) }
     }
 
-    pub async fn for_pod(&self, kube: &KubeApi, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, String> {
+    pub async fn for_pod(&self, kube: &KubeApi, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, ApiError> {
         let spec = pod.spec.as_ref();
         let mut secrets: Vec<(String, String)> =
             spec.and_then(|s| s.image_pull_secrets.as_ref()).iter().flat_map(|v| v.iter()).map(|r| (namespace.to_string(), r.name.clone())).collect();
@@ -116,15 +130,15 @@ impl PullCredentials {
     }
 }
 
-async fn read(kube: &KubeApi, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, String> {
+async fn read(kube: &KubeApi, mut secrets: Vec<(String, String)>, sa_namespace: &str, sa_name: &str) -> Result<Vec<DockerAuth>, ApiError> {
     if !sa_name.is_empty()
-        && let Some(sa) = kube.service_account(sa_namespace, sa_name).await.map_err(|e| e.to_string())?
+        && let Some(sa) = kube.service_account(sa_namespace, sa_name).await?
     {
         secrets.extend(sa.image_pull_secrets.iter().flatten().map(|r| (sa_namespace.to_string(), r.name.clone())));
     }
     let mut out = Vec::new();
     for (ns, name) in secrets {
-        match kube.secret(&ns, &name).await.map_err(|e| e.to_string())? {
+        match kube.secret(&ns, &name).await? {
             None => tracing::warn!(secret = %format!("{ns}/{name}"), "image pull secret not found; skipped"),
             Some(secret) => {
                 let data: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
@@ -158,9 +172,13 @@ mod tests {
         assert_eq!((creds[1].registry.as_str(), creds[1].username.as_str()), ("reg.example:5000", "u"));
         let legacy = parse_pull_secret(&secret(".dockercfg", r#"{"quay.io":{"username":"q","password":"w"}}"#)).unwrap();
         assert_eq!(legacy[0].registry, "quay.io");
-        assert!(parse_pull_secret(&secret(".dockerconfigjson", "{")).unwrap_err().contains(".dockerconfigjson"));
-        assert!(parse_pull_secret(&secret(".dockerconfigjson", r#"{"auths":{"r":{"auth":"***"}}}"#)).unwrap_err().contains("auth of r"));
-        assert!(parse_pull_secret(&BTreeMap::new()).is_err());
+        let not_json = parse_pull_secret(&secret(".dockerconfigjson", "{")).unwrap_err();
+        assert!(not_json.to_string().starts_with(".dockerconfigjson is not valid JSON: "), "{not_json}");
+        assert_eq!(
+            parse_pull_secret(&secret(".dockerconfigjson", r#"{"auths":{"r":{"auth":"***"}}}"#)).unwrap_err().to_string(),
+            "auth of r is not base64"
+        );
+        assert_eq!(parse_pull_secret(&BTreeMap::new()).unwrap_err(), PullSecretError::NoConfig);
         assert!(!format!("{:?}", creds[0]).contains("pa:ss"), "Debug never shows the password");
     }
 }
