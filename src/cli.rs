@@ -226,6 +226,31 @@ mod tests {
         }
     }
 
+    /// The defaults `--help` prints: set explicitly to that value, each gives exactly the
+    /// configuration of leaving it unset (the webhook's settings have the same test).
+    #[test]
+    fn help_prints_the_defaults_the_code_uses() {
+        use crate::config::{BANK_VAULTS_SCRUB, Config, Env, OWN_SCRUB};
+        let names: Vec<&str> = BANK_VAULTS_SCRUB.iter().chain(&OWN_SCRUB).map(|(n, _)| *n).collect();
+        let defaults = crate::config::reader::printed_defaults(ENV_HELP, &names);
+        assert!(defaults.len() >= 15, "too few defaults found in --help: {defaults:?}");
+        // Whether VAULT_ROLE was given changes only what the cert method sends (its help says so).
+        let comparable = |mut c: Config| {
+            c.auth.role_set = false;
+            format!("{c:?}")
+        };
+        let unset = comparable(Config::from_env(&Env::default()).unwrap());
+        // VAULT_REVOKE_TOKEN prints a default per mode (false in exec mode, true in daemon
+        // mode); unset, the mode decides, which no single value can stand for.
+        for (name, value) in defaults.iter().filter(|(n, _)| *n != crate::config::VAULT_REVOKE_TOKEN) {
+            let env: Env = [(*name, value.as_str())].into_iter().collect();
+            match Config::from_env(&env) {
+                Ok(set) => assert_eq!(comparable(set), unset, "--help says {name} defaults to {value:?}; setting that changes the configuration"),
+                Err(e) => panic!("--help says {name} defaults to {value:?}, which is not a valid value: {e:?}"),
+            }
+        }
+    }
+
     #[test]
     fn help_lists_every_setting() {
         use crate::config::*;

@@ -219,6 +219,56 @@ pub fn join<E: fmt::Display>(errors: &[E]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
+/// For the `--help` tests of both programs: (name, value) of each default a help text prints for
+/// one of `names`: `NAME [VALUE]`, `NAME [default: VALUE]`, or `[default: VALUE]` in the entry of a
+/// line that starts with `NAME`. Only a name's first default counts, and prose ("none", "the pod's
+/// ServiceAccount") or a placeholder (`$HOME/…`) is not a value.
+pub fn printed_defaults<'a>(help: &str, names: &[&'a str]) -> Vec<(&'a str, String)> {
+    let name_of = |token: &str| names.iter().find(|n| **n == token.trim_end_matches(',')).copied();
+    // The help with its whitespace collapsed, and where each entry (a line starting with a name) begins.
+    let (mut text, mut entries) = (String::new(), Vec::new());
+    for line in help.lines() {
+        let mut tokens = line.split_whitespace().peekable();
+        if line.starts_with("  ")
+            && let Some(name) = tokens.peek().and_then(|t| name_of(t))
+        {
+            entries.push((text.len(), name));
+        }
+        for token in tokens {
+            text.push_str(token);
+            // `a, b` lists become `a,b`: one value.
+            if !token.ends_with(',') {
+                text.push(' ');
+            }
+        }
+    }
+    let (mut out, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    let mut at = 0;
+    while let Some(open) = text[at..].find('[').map(|i| at + i) {
+        let close = text[open..].find(']').map_or(text.len(), |i| open + i);
+        let inside = &text[open + 1..close];
+        let before = text[..open].trim_end();
+        let named = before.rsplit([' ', ',']).next().and_then(name_of);
+        let (name, value) = match inside.strip_prefix("default: ") {
+            Some(value) => (named.or_else(|| entries.iter().rev().find(|(start, _)| *start <= open).map(|(_, n)| *n)), value),
+            None => (named, inside),
+        };
+        let value = value.split(';').next().unwrap_or("").split(": ").next().unwrap_or("");
+        // Only a name's first default counts: a later one is for one use of a shared variable
+        // (the webhook's VAULT_ROLE is the pod's ServiceAccount for pods, `default` for objects).
+        if let Some(name) = name
+            && seen.insert(name)
+            && !value.is_empty()
+            && value != "none"
+            && !value.contains([' ', '\'', '$'])
+        {
+            out.push((name, value.to_string()));
+        }
+        at = close.min(text.len() - 1) + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

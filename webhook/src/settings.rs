@@ -245,7 +245,8 @@ Image ENTRYPOINT/CMD lookup (containers without command):
   REGISTRY_DEFAULT_PLATFORM            platform picked from multi-arch images when the pod's
                                        nodeSelector does not say [default: linux/amd64]
   REGISTRY_CACHE_SIZE [1024], REGISTRY_CACHE_TTL [1h], REGISTRY_TIMEOUT [5s]
-  REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused [10s]
+  REGISTRY_CREDENTIALS_TTL             how long pull secrets read for a pod are reused
+                                       [default: 10s]
   REGISTRY_MIRRORS                     registry=mirror pairs, comma-separated
                                        (docker.io=mirror.local:5000): images of that registry are
                                        looked up on the mirror (air-gapped clusters; the pod's
@@ -646,6 +647,48 @@ mod tests {
         assert_eq!(names, [TLS_CLIENT_ALLOWED_NAMES, VAULT_OBJECT_LOGINS, VAULT_OBJECT_PATHS], "{errors:?}");
         assert!(settings(&[(PROVIDER, "bao")]).is_ok());
         assert_eq!(settings(&[(PROVIDER, "aws")]).unwrap_err()[0].name, PROVIDER);
+    }
+
+    /// The defaults `--help` prints, as `NAME [VALUE]` or `[default: VALUE]` after the name: set
+    /// explicitly to that value, each must give exactly the settings of leaving it unset. (Prose
+    /// defaults, such as "none" or "the pod's ServiceAccount", are not values and are skipped.)
+    #[test]
+    fn help_prints_the_defaults_the_code_uses() {
+        let names: Vec<&str> = ALL
+            .iter()
+            .chain(&crate::fetch::registry::ecr::credentials::ALL)
+            .copied()
+            .chain(core::BANK_VAULTS_SCRUB.iter().chain(&core::OWN_SCRUB).map(|(n, _)| *n))
+            .collect();
+        let defaults = vault_env::config::reader::printed_defaults(HELP, &names);
+        assert!(defaults.len() >= 30, "too few defaults found in --help: {defaults:?}");
+        // The webhook's own Vault client gets the address, login and namespace of each object
+        // (`fetch::vault`'s client_config); its own defaults for those are never used.
+        let comparable = |mut s: Settings| {
+            let base = &mut s.vault.base;
+            (base.addr, base.tls.skip_verify, base.namespace) = (String::new(), false, None);
+            (base.auth.role, base.auth.role_set, base.auth.mount) = (String::new(), false, String::new());
+            base.auth.cloud = core::CloudAuth::None;
+            format!("{s:?}")
+        };
+        let unset = comparable(settings(&[]).unwrap());
+        for (name, value) in &defaults {
+            match settings(&[(name, value)]) {
+                Ok(set) => {
+                    let set = comparable(set);
+                    let at = set.bytes().zip(unset.bytes()).position(|(a, b)| a != b).unwrap_or(set.len().min(unset.len()));
+                    let around = |t: &str| t.get(at.saturating_sub(150)..(at + 100).min(t.len())).unwrap_or("").to_string();
+                    assert_eq!(
+                        set,
+                        unset,
+                        "--help says {name} defaults to {value:?}; setting that changes the settings:\n  set:   {}\n  unset: {}",
+                        around(&set),
+                        around(&unset)
+                    );
+                }
+                Err(e) => panic!("--help says {name} defaults to {value:?}, which is not a valid value: {e:?}"),
+            }
+        }
     }
 
     #[test]
