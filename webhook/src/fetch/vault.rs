@@ -14,7 +14,7 @@
 //! them. Tokens the webhook still holds are revoked on shutdown, all at once within 5 s.
 
 use crate::annotations::ObjectConfig;
-use crate::fetch::kube::KubeApi;
+use crate::fetch::kube::{ApiError, KubeApi};
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,35 @@ use vault_env::SecretString;
 use vault_env::auth::{self, TokenSource};
 use vault_env::client::Client;
 use vault_env::config::{AuthMethod, CloudAuth, Config, Transit};
-use vault_env::resolve::{self, Cause, Plan, Resolved};
+use vault_env::resolve::{self, Cause, Plan, Resolved, VarError};
 
 const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Why an object's references could not be resolved: the step (the CA of `vault-tls-secret`, the
+/// client, the login, the reads) and what it named. Never a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ObjectVaultError {
+    #[error("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {cause})")]
+    UnknownNamespace { name: String, cause: String },
+    #[error("vault-tls-secret: {0}")]
+    TlsSecret(ApiError),
+    #[error("vault-tls-secret: secret {namespace}/{name} has no ca.crt")]
+    NoCa { namespace: String, name: String },
+    #[error("Vault client for {addr}: {cause}")]
+    Client { addr: String, cause: String },
+    /// The token of the object's `vault-serviceaccount` could not be had.
+    #[error("{0}")]
+    ServiceAccountToken(ApiError),
+    #[error("login to {addr} at auth/{mount} as role {role:?} for serviceaccount {service_account}: {cause}")]
+    Login { addr: String, mount: String, role: String, service_account: String, cause: String },
+    #[error("the webhook's Vault token for {addr}: {cause}")]
+    Token { addr: String, cause: String },
+    #[error("Vault did not answer within {0:?} (vault-client-timeout)")]
+    TimedOut(Duration),
+    /// References that could not be resolved, each naming its variable and reference.
+    #[error("{}", vault_env::config::reader::join(.0))]
+    Values(Vec<VarError>),
+}
 
 /// Whose token reads the object's secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,7 +123,7 @@ pub struct VaultAccess {
     settings: VaultSettings,
     sessions: Mutex<HashMap<SessionKey, SessionEntry>>,
     retired: Mutex<Vec<Arc<VaultSession>>>,
-    failed_logins: Mutex<HashMap<SessionKey, (Instant, String)>>,
+    failed_logins: Mutex<HashMap<SessionKey, (Instant, ObjectVaultError)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -116,7 +142,7 @@ impl VaultAccess {
     }
 
     /// The client settings for an object: the webhook's, with the object's annotations on top.
-    async fn client_config(&self, config: &ObjectConfig, kube: &KubeApi) -> Result<Config, String> {
+    async fn client_config(&self, config: &ObjectConfig, kube: &KubeApi) -> Result<Config, ObjectVaultError> {
         let v = &config.vault;
         let mut c = self.settings.base.clone();
         c.addr = v.addr.trim_end_matches('/').to_string();
@@ -140,14 +166,14 @@ impl VaultAccess {
     /// `lookup-self`: only when the token itself is no longer valid (revoked behind the webhook's
     /// back) is it dropped and the resolution tried once more with a new login; a path its policy
     /// denies is just a denial (a new login per denied read would leave one live token each).
-    pub async fn resolve(&self, config: &ObjectConfig, namespace: &str, kube: &KubeApi, plan: &Plan) -> Result<Resolved, String> {
+    pub async fn resolve(&self, config: &ObjectConfig, namespace: &str, kube: &KubeApi, plan: &Plan) -> Result<Resolved, ObjectVaultError> {
         let key = session_key(config, namespace);
         let mut fresh = false;
         loop {
             let (session, reused) = self.session(&key, config, kube).await?;
             let budget = config.vault.client_timeout.max(Duration::from_millis(1));
             let Ok(fetched) = tokio::time::timeout(budget, resolve::fetch(&session.client, plan, &transit(config))).await else {
-                return Err(format!("Vault did not answer within {budget:?} (vault-client-timeout)"));
+                return Err(ObjectVaultError::TimedOut(budget));
             };
             let result = resolve::render_bounded(plan, &fetched, config.vault.ignore_missing_secrets, MAX_OBJECT_VALUES);
             match result {
@@ -161,7 +187,7 @@ impl VaultAccess {
                     self.forget(&key, &session).await;
                     fresh = true;
                 }
-                Err(errors) => return Err(vault_env::config::reader::join(&errors)),
+                Err(errors) => return Err(ObjectVaultError::Values(errors)),
                 Ok(resolved) => return Ok(resolved),
             }
         }
@@ -215,7 +241,7 @@ impl VaultAccess {
     }
 
     /// The session for `key`: the cached one while its token is fresh, else a new login.
-    async fn session(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<(Arc<VaultSession>, bool), String> {
+    async fn session(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<(Arc<VaultSession>, bool), ObjectVaultError> {
         let slot = self.slot(key);
         let mut current = slot.lock().await;
         if let Some(s) = current.as_ref()
@@ -261,19 +287,23 @@ impl VaultAccess {
         Ok((session, false))
     }
 
-    async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<VaultSession, String> {
+    async fn login(&self, key: &SessionKey, config: &ObjectConfig, kube: &KubeApi) -> Result<VaultSession, ObjectVaultError> {
         let vault_config = self.client_config(config, kube).await?;
-        let client = Client::new(&vault_config).map_err(|e| format!("Vault client for {}: {e}", config.vault.addr))?;
+        let addr = || config.vault.addr.clone();
+        let client = Client::new(&vault_config).map_err(|e| ObjectVaultError::Client { addr: addr(), cause: e.to_string() })?;
         let obtained = Instant::now();
         let result = match &key.identity {
             Identity::ServiceAccount { namespace, name } => {
-                let jwt = kube.service_account_token(namespace, name).await.map_err(|e| e.to_string())?;
+                let jwt = kube.service_account_token(namespace, name).await.map_err(ObjectVaultError::ServiceAccountToken)?;
                 let body = auth::jwt_body(&config.vault.role, &jwt);
                 client.login(&vault_config.auth.mount, &body).await.map(|a| (a.client_token, a.lease_duration, true)).map_err(|e| {
-                    format!(
-                        "login to {} at auth/{} as role {:?} for serviceaccount {namespace}/{name}: {e}",
-                        config.vault.addr, vault_config.auth.mount, config.vault.role
-                    )
+                    ObjectVaultError::Login {
+                        addr: addr(),
+                        mount: vault_config.auth.mount.clone(),
+                        role: config.vault.role.clone(),
+                        service_account: format!("{namespace}/{name}"),
+                        cause: e.to_string(),
+                    }
                 })
             }
             Identity::Webhook => auth::token(&client, &vault_config.auth)
@@ -282,7 +312,7 @@ impl VaultAccess {
                     let revocable = matches!(t.source, TokenSource::Login { .. });
                     (t.secret, t.lease_duration, revocable)
                 })
-                .map_err(|e| format!("the webhook's Vault token for {}: {e}", config.vault.addr)),
+                .map_err(|e| ObjectVaultError::Token { addr: addr(), cause: e.to_string() }),
         };
         self.metrics.vault_login(&config.vault.addr, if result.is_ok() { "ok" } else { "error" });
         let (token, ttl, revocable): (SecretString, u64, bool) = result?;
@@ -296,18 +326,18 @@ impl VaultAccess {
     }
 
     /// `ca.crt` of the `vault-tls-secret` Secret in the webhook's own namespace.
-    async fn ca_from_secret(&self, name: &str, kube: &KubeApi) -> Result<String, String> {
+    async fn ca_from_secret(&self, name: &str, kube: &KubeApi) -> Result<String, ObjectVaultError> {
         let namespace = match &self.settings.own_namespace {
             Some(n) => n.clone(),
-            None => std::fs::read_to_string(SA_NAMESPACE_FILE).map(|s| s.trim().to_string()).map_err(|e| {
-                format!("vault-tls-secret {name}: the webhook's namespace is unknown (set KUBERNETES_NAMESPACE; {SA_NAMESPACE_FILE}: {e})")
-            })?,
+            None => std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| ObjectVaultError::UnknownNamespace { name: name.to_string(), cause: e.to_string() })?,
         };
-        let secret = kube.secret(&namespace, name).await.map_err(|e| format!("vault-tls-secret: {e}"))?;
+        let secret = kube.secret(&namespace, name).await.map_err(ObjectVaultError::TlsSecret)?;
         let ca = secret.as_ref().and_then(|s| s.data.as_ref()).and_then(|d| d.get("ca.crt"));
         match ca.map(|b| String::from_utf8(b.0.clone())) {
             Some(Ok(pem)) if !pem.trim().is_empty() => Ok(pem),
-            _ => Err(format!("vault-tls-secret: secret {namespace}/{name} has no ca.crt")),
+            _ => Err(ObjectVaultError::NoCa { namespace, name: name.to_string() }),
         }
     }
 
