@@ -2,6 +2,19 @@
 //! app) is built on the same constants, and the webhook writes pods' variables with them too, so
 //! a rename breaks the build.
 
+/// Declares names once: a `pub const` for each (with its doc comment), and `$all`, every one of
+/// them in order. `NAME = "value"` for another value, `NAME` alone for the name itself (environment variables).
+#[macro_export]
+macro_rules! names {
+    ($(#[$all_doc:meta])* $all:ident; $($(#[$doc:meta])* $name:ident = $value:expr),* $(,)?) => {
+        $($(#[$doc])* pub const $name: &str = $value;)*
+        $(#[$all_doc])* pub const $all: &[&str] = &[$($name),*];
+    };
+    ($(#[$all_doc:meta])* $all:ident; $($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        $crate::names!($(#[$all_doc])* $all; $($(#[$doc])* $name = stringify!($name)),*);
+    };
+}
+
 pub const VAULT_ADDR: &str = "VAULT_ADDR";
 pub const VAULT_AGENT_ADDR: &str = "VAULT_AGENT_ADDR";
 pub const VAULT_CACERT: &str = "VAULT_CACERT";

@@ -13,6 +13,7 @@ use crate::annotations::vault::{EXPECTED_KUBE_NAME, kube_name};
 use crate::annotations::vault_addr::AddrPolicy;
 use crate::annotations::{ObjectDefaults, PodDefaults, VaultDefaults};
 use crate::fetch::registry::acr::{self, AadSource, AcrSettings};
+use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
 use crate::fetch::registry::ecr::{CredentialSource, EcrSettings};
 use crate::fetch::registry::gcr::{GOOGLE_APPLICATION_CREDENTIALS, GcpSettings};
 use crate::fetch::registry::pull_secrets::{DockerAuth, parse_pull_secret};
@@ -28,71 +29,9 @@ use vault_env::config::reader::{EXPECTED_BOOL, FieldError, Reader};
 use vault_env::config::{self as core, Config, Env, parse_bool, parse_duration};
 
 // The webhook's own variables; the `VAULT_*` ones it shares with vault-env are the core's constants.
-pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
-pub const TLS_PRIVATE_KEY_FILE: &str = "TLS_PRIVATE_KEY_FILE";
-pub const TLS_RELOAD_INTERVAL: &str = "TLS_RELOAD_INTERVAL";
-pub const TLS_CLIENT_CA_FILE: &str = "TLS_CLIENT_CA_FILE";
-pub const TLS_CLIENT_ALLOWED_NAMES: &str = "TLS_CLIENT_ALLOWED_NAMES";
-pub const VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS";
-pub const VAULT_OBJECT_LOGINS: &str = "VAULT_OBJECT_LOGINS";
-pub const VAULT_OBJECT_PATHS: &str = "VAULT_OBJECT_PATHS";
-/// The successor's provider setting: `vault` or `bao` (OpenBao), both served the same way.
-pub const PROVIDER: &str = "PROVIDER";
-pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
-pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
-pub const MAX_CONCURRENT_REQUESTS: &str = "MAX_CONCURRENT_REQUESTS";
-pub const HEADER_READ_TIMEOUT: &str = "HEADER_READ_TIMEOUT";
-pub const IDLE_TIMEOUT: &str = "IDLE_TIMEOUT";
-pub const LISTEN_ADDRESS: &str = "LISTEN_ADDRESS";
-pub const TELEMETRY_LISTEN_ADDRESS: &str = "TELEMETRY_LISTEN_ADDRESS";
-pub const LOG_LEVEL: &str = "LOG_LEVEL";
-pub const ENABLE_JSON_LOG: &str = "ENABLE_JSON_LOG";
-pub const VAULT_TLS_SECRET: &str = "VAULT_TLS_SECRET";
-pub const TRANSIT_KEY_ID: &str = "TRANSIT_KEY_ID";
-pub const TRANSIT_PATH: &str = "TRANSIT_PATH";
-pub const TRANSIT_BATCH_SIZE: &str = "TRANSIT_BATCH_SIZE";
-pub const RUN_AS_NON_ROOT: &str = "RUN_AS_NON_ROOT";
-pub const RUN_AS_USER: &str = "RUN_AS_USER";
-pub const RUN_AS_GROUP: &str = "RUN_AS_GROUP";
-pub const READONLY_ROOT_FS: &str = "READONLY_ROOT_FS";
-pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "PSP_ALLOW_PRIVILEGE_ESCALATION";
-pub const VAULT_ENV_IMAGE: &str = "VAULT_ENV_IMAGE";
-pub const VAULT_ENV_PULL_POLICY: &str = "VAULT_ENV_PULL_POLICY";
-pub const VAULT_ENV_CPU_REQUEST: &str = "VAULT_ENV_CPU_REQUEST";
-pub const VAULT_ENV_MEMORY_REQUEST: &str = "VAULT_ENV_MEMORY_REQUEST";
-pub const VAULT_ENV_CPU_LIMIT: &str = "VAULT_ENV_CPU_LIMIT";
-pub const VAULT_ENV_MEMORY_LIMIT: &str = "VAULT_ENV_MEMORY_LIMIT";
-pub const VAULT_ENV_VOLUME_MEDIUM: &str = "VAULT_ENV_VOLUME_MEDIUM";
-pub const REGISTRY_SKIP_VERIFY: &str = "REGISTRY_SKIP_VERIFY";
-pub const DEFAULT_IMAGE_PULL_SECRET: &str = "DEFAULT_IMAGE_PULL_SECRET";
-pub const DEFAULT_IMAGE_PULL_SECRET_NAMESPACE: &str = "DEFAULT_IMAGE_PULL_SECRET_NAMESPACE";
-pub const DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT: &str = "DEFAULT_IMAGE_PULL_SECRET_SERVICE_ACCOUNT";
-pub const REGISTRY_DEFAULT_PLATFORM: &str = "REGISTRY_DEFAULT_PLATFORM";
-pub const REGISTRY_CACHE_SIZE: &str = "REGISTRY_CACHE_SIZE";
-pub const REGISTRY_CACHE_TTL: &str = "REGISTRY_CACHE_TTL";
-pub const REGISTRY_TIMEOUT: &str = "REGISTRY_TIMEOUT";
-pub const REGISTRY_CREDENTIALS_TTL: &str = "REGISTRY_CREDENTIALS_TTL";
-pub const REGISTRY_CLOUD_IDENTITY: &str = "REGISTRY_CLOUD_IDENTITY";
-pub const REGISTRY_MIRRORS: &str = "REGISTRY_MIRRORS";
-pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
-pub const AWS_ENDPOINT_URL_ECR: &str = "AWS_ENDPOINT_URL_ECR";
-pub const AWS_ENDPOINT_URL_ECR_PUBLIC: &str = "AWS_ENDPOINT_URL_ECR_PUBLIC";
-use crate::fetch::registry::ecr::credentials::AWS_ENDPOINT_URL;
-pub const VAULT_SERVICEACCOUNT: &str = "VAULT_SERVICEACCOUNT";
-pub const VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS: &str = "VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS";
-pub const VAULT_ADDR_ALLOWLIST: &str = "VAULT_ADDR_ALLOWLIST";
-pub const VAULT_ALLOW_PRIVATE_ADDR: &str = "VAULT_ALLOW_PRIVATE_ADDR";
-pub const VAULT_ALLOW_OBJECT_SKIP_VERIFY: &str = "VAULT_ALLOW_OBJECT_SKIP_VERIFY";
-pub const KUBERNETES_NAMESPACE: &str = "KUBERNETES_NAMESPACE";
-pub const VAULT_AGENT: &str = "VAULT_AGENT";
-pub const VAULT_IMAGE: &str = "VAULT_IMAGE";
-pub const VAULT_IMAGE_PULL_POLICY: &str = "VAULT_IMAGE_PULL_POLICY";
-pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "SERVICE_ACCOUNT_TOKEN_VOLUME_NAME";
-pub const VAULT_CT_IMAGE: &str = "VAULT_CT_IMAGE";
-pub const VAULT_CT_PULL_POLICY: &str = "VAULT_CT_PULL_POLICY";
-
-/// Every variable above, for the `--help` test.
-pub const ALL: [&str; 71] = [
+vault_env::names! {
+    /// Every variable declared here (the `--help` tests check that each is described, with [`OTHERS`]).
+    ALL;
     TLS_CERT_FILE,
     TLS_PRIVATE_KEY_FILE,
     TLS_RELOAD_INTERVAL,
@@ -101,8 +40,8 @@ pub const ALL: [&str; 71] = [
     VAULT_OBJECT_ALLOW_UNVERIFIED_CALLERS,
     VAULT_OBJECT_LOGINS,
     VAULT_OBJECT_PATHS,
+    /// The successor's provider setting: `vault` or `bao` (OpenBao), both served the same way.
     PROVIDER,
-    VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS,
     REQUEST_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_CONCURRENT_REQUESTS,
@@ -142,16 +81,8 @@ pub const ALL: [&str; 71] = [
     DOCKER_CONFIG,
     AWS_ENDPOINT_URL_ECR,
     AWS_ENDPOINT_URL_ECR_PUBLIC,
-    AWS_ENDPOINT_URL,
-    GOOGLE_APPLICATION_CREDENTIALS,
-    gcp::GCE_METADATA_HOST,
-    acr::AZURE_TENANT_ID,
-    azure::AZURE_CLIENT_ID,
-    acr::AZURE_CLIENT_SECRET,
-    acr::AZURE_FEDERATED_TOKEN_FILE,
-    azure::AZURE_POD_IDENTITY_AUTHORITY_HOST,
-    acr::AZURE_AUTHORITY_HOST,
     VAULT_SERVICEACCOUNT,
+    VAULT_SERVICEACCOUNT_ALLOW_UNVERIFIED_CALLERS,
     VAULT_ADDR_ALLOWLIST,
     VAULT_ALLOW_PRIVATE_ADDR,
     VAULT_ALLOW_OBJECT_SKIP_VERIFY,
@@ -162,6 +93,19 @@ pub const ALL: [&str; 71] = [
     SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
     VAULT_CT_IMAGE,
     VAULT_CT_PULL_POLICY,
+}
+
+/// The variables of other modules the webhook reads, for the `--help` test.
+pub const OTHERS: [&str; 11] = [
+    AWS_ENDPOINT_URL,
+    GOOGLE_APPLICATION_CREDENTIALS,
+    gcp::GCE_METADATA_HOST,
+    acr::AZURE_TENANT_ID,
+    azure::AZURE_CLIENT_ID,
+    acr::AZURE_CLIENT_SECRET,
+    acr::AZURE_FEDERATED_TOKEN_FILE,
+    azure::AZURE_POD_IDENTITY_AUTHORITY_HOST,
+    acr::AZURE_AUTHORITY_HOST,
     core::VAULT_TOKEN_FILE,
     core::VAULT_ENV_PASSTHROUGH,
 ];
@@ -656,7 +600,8 @@ mod tests {
     fn help_prints_the_defaults_the_code_uses() {
         let names: Vec<&str> = ALL
             .iter()
-            .chain(&crate::fetch::registry::ecr::credentials::ALL)
+            .chain(&OTHERS)
+            .chain(crate::fetch::registry::ecr::credentials::ALL)
             .copied()
             .chain(core::BANK_VAULTS_SCRUB.iter().chain(&core::OWN_SCRUB).map(|(n, _)| *n))
             .collect();
@@ -693,7 +638,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_setting() {
-        for name in ALL.iter().chain(&crate::fetch::registry::ecr::credentials::ALL) {
+        for name in ALL.iter().chain(&OTHERS).chain(crate::fetch::registry::ecr::credentials::ALL) {
             assert!(HELP.contains(name), "--help does not mention {name}");
         }
     }

@@ -11,25 +11,9 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 // The AWS SDKs' variable names, each declared once.
-pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
-pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
-pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
-pub const AWS_ENDPOINT_URL_STS: &str = "AWS_ENDPOINT_URL_STS";
-pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
-pub const AWS_REGION: &str = "AWS_REGION";
-pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
-pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
-pub const AWS_CONTAINER_CREDENTIALS_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-pub const AWS_CONTAINER_CREDENTIALS_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
-pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
-pub const AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
-pub const AWS_EC2_METADATA_DISABLED: &str = "AWS_EC2_METADATA_DISABLED";
-pub const AWS_EC2_METADATA_SERVICE_ENDPOINT: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
-
-/// Every variable above, for the `--help` tests.
-pub const ALL: [&str; 16] = [
+crate::names! {
+    /// Every one of them, for the `--help` tests.
+    ALL;
     AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN,
@@ -46,7 +30,7 @@ pub const ALL: [&str; 16] = [
     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE,
     AWS_EC2_METADATA_DISABLED,
     AWS_EC2_METADATA_SERVICE_ENDPOINT,
-];
+}
 
 /// IMDS, unless `AWS_EC2_METADATA_SERVICE_ENDPOINT` says.
 pub const DEFAULT_IMDS: &str = "http://169.254.169.254";

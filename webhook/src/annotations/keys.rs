@@ -11,132 +11,74 @@ pub const NEW_PREFIX: &str = "secrets-webhook.security.bank-vaults.io/";
 pub const MUTATE_LABEL: &str = "security.banzaicloud.io/mutate";
 
 // Annotation keys (after the prefix), each declared once.
-pub const MUTATE: &str = "mutate";
-pub const VAULT_ADDR: &str = "vault-addr";
-pub const VAULT_SKIP_VERIFY: &str = "vault-skip-verify";
-pub const VAULT_ROLE: &str = "vault-role";
-pub const VAULT_PATH: &str = "vault-path";
-pub const VAULT_AUTH_METHOD: &str = "vault-auth-method";
-pub const VAULT_NAMESPACE: &str = "vault-namespace";
-pub const VAULT_TLS_SECRET: &str = "vault-tls-secret";
-pub const VAULT_CLIENT_TIMEOUT: &str = "vault-client-timeout";
-pub const VAULT_IGNORE_MISSING_SECRETS: &str = "vault-ignore-missing-secrets";
-pub const TRANSIT_KEY_ID: &str = "transit-key-id";
-pub const TRANSIT_PATH: &str = "transit-path";
-pub const TRANSIT_BATCH_SIZE: &str = "transit-batch-size";
-pub const VAULT_ENV_PASSTHROUGH: &str = "vault-env-passthrough";
-pub const ENABLE_JSON_LOG: &str = "enable-json-log";
-pub const LOG_LEVEL: &str = "log-level";
-pub const TOKEN_AUTH_MOUNT: &str = "token-auth-mount";
-pub const VAULT_ENV_DAEMON: &str = "vault-env-daemon";
-pub const VAULT_ENV_DELAY: &str = "vault-env-delay";
-pub const VAULT_ENV_FROM_PATH: &str = "vault-env-from-path";
-pub const VAULT_ENV_IMAGE: &str = "vault-env-image";
-pub const VAULT_ENV_IMAGE_PULL_POLICY: &str = "vault-env-image-pull-policy";
-pub const MUTATE_PROBES: &str = "mutate-probes";
-/// Ours (Bank-Vaults' PR #842): only these containers (comma-separated names) are wrapped.
-pub const MUTATE_CONTAINERS: &str = "mutate-containers";
-/// Ours (Bank-Vaults' issue #403): the `vault-env` volume's medium, `Memory` or `Disk`.
-pub const VAULT_ENV_VOLUME_MEDIUM: &str = "vault-env-volume-medium";
-pub const RUN_AS_NON_ROOT: &str = "run-as-non-root";
-pub const RUN_AS_USER: &str = "run-as-user";
-pub const RUN_AS_GROUP: &str = "run-as-group";
-pub const READONLY_ROOT_FS: &str = "readonly-root-fs";
-pub const PSP_ALLOW_PRIVILEGE_ESCALATION: &str = "psp-allow-privilege-escalation";
-pub const REGISTRY_SKIP_VERIFY: &str = "registry-skip-verify";
-pub const VAULT_SERVICEACCOUNT: &str = "vault-serviceaccount";
-// vault-agent with the user's configuration (annotations/agent.rs).
-pub const VAULT_AGENT: &str = "vault-agent";
-pub const VAULT_AGENT_CONFIGMAP: &str = "vault-agent-configmap";
-pub const VAULT_AGENT_ONCE: &str = "vault-agent-once";
-/// Ours: the sidecar agent as a native sidecar (an init container with `restartPolicy: Always`).
-pub const VAULT_AGENT_NATIVE_SIDECAR: &str = "vault-agent-native-sidecar";
-pub const VAULT_AGENT_SHARE_PROCESS_NAMESPACE: &str = "vault-agent-share-process-namespace";
-pub const VAULT_AGENT_CPU: &str = "vault-agent-cpu";
-pub const VAULT_AGENT_CPU_LIMIT: &str = "vault-agent-cpu-limit";
-pub const VAULT_AGENT_CPU_REQUEST: &str = "vault-agent-cpu-request";
-pub const VAULT_AGENT_MEMORY: &str = "vault-agent-memory";
-pub const VAULT_AGENT_MEMORY_LIMIT: &str = "vault-agent-memory-limit";
-pub const VAULT_AGENT_MEMORY_REQUEST: &str = "vault-agent-memory-request";
-pub const VAULT_AGENT_ENV_VARIABLES: &str = "vault-agent-env-variables";
-pub const VAULT_CONFIGFILE_PATH: &str = "vault-configfile-path";
-pub const VAULT_IMAGE: &str = "vault-image";
-pub const VAULT_IMAGE_PULL_POLICY: &str = "vault-image-pull-policy";
-pub const SERVICE_ACCOUNT_TOKEN_VOLUME_NAME: &str = "service-account-token-volume-name";
-// consul-template (annotations/consul_template.rs).
-pub const VAULT_CT_CONFIGMAP: &str = "vault-ct-configmap";
-pub const VAULT_CT_IMAGE: &str = "vault-ct-image";
-pub const VAULT_CT_PULL_POLICY: &str = "vault-ct-pull-policy";
-pub const VAULT_CT_ONCE: &str = "vault-ct-once";
-pub const VAULT_CT_SHARE_PROCESS_NAMESPACE: &str = "vault-ct-share-process-namespace";
-pub const VAULT_CT_CPU: &str = "vault-ct-cpu";
-pub const VAULT_CT_MEMORY: &str = "vault-ct-memory";
-pub const VAULT_CT_SECRETS_MOUNT_PATH: &str = "vault-ct-secrets-mount-path";
-pub const VAULT_CT_INJECT_IN_INITCONTAINERS: &str = "vault-ct-inject-in-initcontainers";
-/// Ours: the consul-template sidecar as a native sidecar.
-pub const VAULT_CT_NATIVE_SIDECAR: &str = "vault-ct-native-sidecar";
-
-/// Every key this webhook acts on (after the prefix), in either spelling's old form.
-pub const ALL: &[&str] = &[
-    MUTATE,
-    VAULT_ADDR,
-    VAULT_SKIP_VERIFY,
-    VAULT_ROLE,
-    VAULT_PATH,
-    VAULT_AUTH_METHOD,
-    VAULT_NAMESPACE,
-    VAULT_TLS_SECRET,
-    VAULT_CLIENT_TIMEOUT,
-    VAULT_IGNORE_MISSING_SECRETS,
-    TRANSIT_KEY_ID,
-    TRANSIT_PATH,
-    TRANSIT_BATCH_SIZE,
-    VAULT_ENV_PASSTHROUGH,
-    ENABLE_JSON_LOG,
-    LOG_LEVEL,
-    TOKEN_AUTH_MOUNT,
-    VAULT_ENV_DAEMON,
-    VAULT_ENV_DELAY,
-    VAULT_ENV_FROM_PATH,
-    VAULT_ENV_IMAGE,
-    VAULT_ENV_IMAGE_PULL_POLICY,
-    MUTATE_PROBES,
-    MUTATE_CONTAINERS,
-    VAULT_ENV_VOLUME_MEDIUM,
-    RUN_AS_NON_ROOT,
-    RUN_AS_USER,
-    RUN_AS_GROUP,
-    READONLY_ROOT_FS,
-    PSP_ALLOW_PRIVILEGE_ESCALATION,
-    REGISTRY_SKIP_VERIFY,
-    VAULT_SERVICEACCOUNT,
-    VAULT_AGENT,
-    VAULT_AGENT_CONFIGMAP,
-    VAULT_AGENT_ONCE,
-    VAULT_AGENT_NATIVE_SIDECAR,
-    VAULT_AGENT_SHARE_PROCESS_NAMESPACE,
-    VAULT_AGENT_CPU,
-    VAULT_AGENT_CPU_LIMIT,
-    VAULT_AGENT_CPU_REQUEST,
-    VAULT_AGENT_MEMORY,
-    VAULT_AGENT_MEMORY_LIMIT,
-    VAULT_AGENT_MEMORY_REQUEST,
-    VAULT_AGENT_ENV_VARIABLES,
-    VAULT_CONFIGFILE_PATH,
-    VAULT_IMAGE,
-    VAULT_IMAGE_PULL_POLICY,
-    SERVICE_ACCOUNT_TOKEN_VOLUME_NAME,
-    VAULT_CT_CONFIGMAP,
-    VAULT_CT_IMAGE,
-    VAULT_CT_PULL_POLICY,
-    VAULT_CT_ONCE,
-    VAULT_CT_SHARE_PROCESS_NAMESPACE,
-    VAULT_CT_CPU,
-    VAULT_CT_MEMORY,
-    VAULT_CT_SECRETS_MOUNT_PATH,
-    VAULT_CT_INJECT_IN_INITCONTAINERS,
-    VAULT_CT_NATIVE_SIDECAR,
-];
+vault_env::names! {
+    /// Every key this webhook acts on (after the prefix), in either spelling's old form.
+    ALL;
+    MUTATE = "mutate",
+    VAULT_ADDR = "vault-addr",
+    VAULT_SKIP_VERIFY = "vault-skip-verify",
+    VAULT_ROLE = "vault-role",
+    VAULT_PATH = "vault-path",
+    VAULT_AUTH_METHOD = "vault-auth-method",
+    VAULT_NAMESPACE = "vault-namespace",
+    VAULT_TLS_SECRET = "vault-tls-secret",
+    VAULT_CLIENT_TIMEOUT = "vault-client-timeout",
+    VAULT_IGNORE_MISSING_SECRETS = "vault-ignore-missing-secrets",
+    TRANSIT_KEY_ID = "transit-key-id",
+    TRANSIT_PATH = "transit-path",
+    TRANSIT_BATCH_SIZE = "transit-batch-size",
+    VAULT_ENV_PASSTHROUGH = "vault-env-passthrough",
+    ENABLE_JSON_LOG = "enable-json-log",
+    LOG_LEVEL = "log-level",
+    TOKEN_AUTH_MOUNT = "token-auth-mount",
+    VAULT_ENV_DAEMON = "vault-env-daemon",
+    VAULT_ENV_DELAY = "vault-env-delay",
+    VAULT_ENV_FROM_PATH = "vault-env-from-path",
+    VAULT_ENV_IMAGE = "vault-env-image",
+    VAULT_ENV_IMAGE_PULL_POLICY = "vault-env-image-pull-policy",
+    MUTATE_PROBES = "mutate-probes",
+    /// Ours (Bank-Vaults' PR #842): only these containers (comma-separated names) are wrapped.
+    MUTATE_CONTAINERS = "mutate-containers",
+    /// Ours (Bank-Vaults' issue #403): the `vault-env` volume's medium, `Memory` or `Disk`.
+    VAULT_ENV_VOLUME_MEDIUM = "vault-env-volume-medium",
+    RUN_AS_NON_ROOT = "run-as-non-root",
+    RUN_AS_USER = "run-as-user",
+    RUN_AS_GROUP = "run-as-group",
+    READONLY_ROOT_FS = "readonly-root-fs",
+    PSP_ALLOW_PRIVILEGE_ESCALATION = "psp-allow-privilege-escalation",
+    REGISTRY_SKIP_VERIFY = "registry-skip-verify",
+    VAULT_SERVICEACCOUNT = "vault-serviceaccount",
+    // vault-agent with the user's configuration (annotations/agent.rs).
+    VAULT_AGENT = "vault-agent",
+    VAULT_AGENT_CONFIGMAP = "vault-agent-configmap",
+    VAULT_AGENT_ONCE = "vault-agent-once",
+    /// Ours: the sidecar agent as a native sidecar (an init container with `restartPolicy: Always`).
+    VAULT_AGENT_NATIVE_SIDECAR = "vault-agent-native-sidecar",
+    VAULT_AGENT_SHARE_PROCESS_NAMESPACE = "vault-agent-share-process-namespace",
+    VAULT_AGENT_CPU = "vault-agent-cpu",
+    VAULT_AGENT_CPU_LIMIT = "vault-agent-cpu-limit",
+    VAULT_AGENT_CPU_REQUEST = "vault-agent-cpu-request",
+    VAULT_AGENT_MEMORY = "vault-agent-memory",
+    VAULT_AGENT_MEMORY_LIMIT = "vault-agent-memory-limit",
+    VAULT_AGENT_MEMORY_REQUEST = "vault-agent-memory-request",
+    VAULT_AGENT_ENV_VARIABLES = "vault-agent-env-variables",
+    VAULT_CONFIGFILE_PATH = "vault-configfile-path",
+    VAULT_IMAGE = "vault-image",
+    VAULT_IMAGE_PULL_POLICY = "vault-image-pull-policy",
+    SERVICE_ACCOUNT_TOKEN_VOLUME_NAME = "service-account-token-volume-name",
+    // consul-template (annotations/consul_template.rs).
+    VAULT_CT_CONFIGMAP = "vault-ct-configmap",
+    VAULT_CT_IMAGE = "vault-ct-image",
+    VAULT_CT_PULL_POLICY = "vault-ct-pull-policy",
+    VAULT_CT_ONCE = "vault-ct-once",
+    VAULT_CT_SHARE_PROCESS_NAMESPACE = "vault-ct-share-process-namespace",
+    VAULT_CT_CPU = "vault-ct-cpu",
+    VAULT_CT_MEMORY = "vault-ct-memory",
+    VAULT_CT_SECRETS_MOUNT_PATH = "vault-ct-secrets-mount-path",
+    VAULT_CT_INJECT_IN_INITCONTAINERS = "vault-ct-inject-in-initcontainers",
+    /// Ours: the consul-template sidecar as a native sidecar.
+    VAULT_CT_NATIVE_SIDECAR = "vault-ct-native-sidecar",
+}
 
 /// A key under the new prefix in its old (Bank-Vaults) spelling: `vault-transit-key-id` →
 /// `transit-key-id`; other keys as they are.
