@@ -44,19 +44,27 @@ fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answ
     (200, out)
 }
 
+/// Why a request body is not an admission review (a 400, with this text).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not an AdmissionReview: {0}")]
+    NotAReview(String),
+    #[error("expected kind AdmissionReview of {V1} or {V1BETA1}, got kind {kind:?} of {api_version:?}")]
+    WrongKind { kind: String, api_version: String },
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+}
+
 /// Reads the review; a wrong apiVersion/kind or a missing request is a 400.
-pub fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, String>
+pub fn parse<T>(body: &[u8]) -> Result<AdmissionRequest<T>, ReviewError>
 where
     T: kube::Resource + serde::de::DeserializeOwned,
 {
-    let review: AdmissionReview<T> = serde_json::from_slice(body).map_err(|e| format!("the body is not an AdmissionReview: {e}"))?;
+    let review: AdmissionReview<T> = serde_json::from_slice(body).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
     if review.types.kind != "AdmissionReview" || !matches!(review.types.api_version.as_str(), V1 | V1BETA1) {
-        return Err(format!(
-            "expected kind AdmissionReview of {V1} or {V1BETA1}, got kind {:?} of {:?}",
-            review.types.kind, review.types.api_version
-        ));
+        return Err(ReviewError::WrongKind { kind: review.types.kind, api_version: review.types.api_version });
     }
-    review.try_into().map_err(|_| "the AdmissionReview has no request".to_string())
+    review.try_into().map_err(|_| ReviewError::NoRequest)
 }
 
 fn operation_name(op: &Operation) -> &'static str {
@@ -118,9 +126,9 @@ where
     let mut labels =
         ReviewLabels { kind: kind.into(), operation: String::new(), dry_run: String::new(), mutated: "false".into(), outcome: "invalid".into() };
     let (status, body) = match parse::<T>(body) {
-        Err(message) => {
-            tracing::warn!("rejected a malformed request: {message}");
-            bad_request(message)
+        Err(error) => {
+            tracing::warn!("rejected a malformed request: {error}");
+            bad_request(error.to_string())
         }
         Ok(request) => {
             labels.operation = operation_name(&request.operation).into();
@@ -162,6 +170,16 @@ mod tests {
 
     fn ctx() -> Context {
         Context::for_tests("https://vault.vault:8200")
+    }
+
+    #[test]
+    fn bodies_that_are_not_reviews_say_which_way() {
+        use k8s_openapi::api::core::v1::Pod;
+        assert!(matches!(parse::<Pod>(b"{"), Err(ReviewError::NotAReview(_))));
+        let wrong = parse::<Pod>(br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err();
+        assert_eq!(wrong, ReviewError::WrongKind { kind: "Pod".into(), api_version: "v1".into() });
+        assert_eq!(wrong.to_string(), r#"expected kind AdmissionReview of admission.k8s.io/v1 or admission.k8s.io/v1beta1, got kind "Pod" of "v1""#);
+        assert_eq!(parse::<Pod>(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).unwrap_err(), ReviewError::NoRequest);
     }
 
     fn review(api_version: &str, operation: &str, pod: Value) -> Vec<u8> {
