@@ -71,7 +71,25 @@ impl std::fmt::Display for Platform {
 pub struct RegistryError {
     pub image: String,
     pub registry: String,
-    pub why: String,
+    pub why: LookupError,
+}
+
+/// Why an image's ENTRYPOINT/CMD could not be read. The texts say what happened (refused, not
+/// found, not an image, not reached), never how a connection failed: that detail is logged only.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LookupError {
+    #[error("not a valid image reference: {0}")]
+    BadReference(String),
+    /// The registry answered: it refused the credentials, has no such image or platform, or sent
+    /// something that is not an image.
+    #[error("{0}")]
+    Refused(String),
+    /// No answer over any scheme tried (`https: …; http: …`).
+    #[error("{0}")]
+    Unreachable(String),
+    /// Either of those, tried anonymously after the webhook's own cloud identity gave no token.
+    #[error("{error} (tried anonymously: {cloud})")]
+    Anonymous { error: Box<LookupError>, cloud: String },
 }
 
 #[derive(Deserialize)]
@@ -89,8 +107,8 @@ struct ContainerConfig {
     cmd: Option<Vec<String>>,
 }
 
-pub fn image_command_from_config(json: &str) -> Result<ImageCommand, String> {
-    let config: ImageConfig = serde_json::from_str(json).map_err(|e| format!("the image config is not valid JSON: {e}"))?;
+pub fn image_command_from_config(json: &str) -> Result<ImageCommand, LookupError> {
+    let config: ImageConfig = serde_json::from_str(json).map_err(|e| LookupError::Refused(format!("the image config is not valid JSON: {e}")))?;
     let c = config.config.unwrap_or_default();
     Ok(ImageCommand { entrypoint: c.entrypoint.unwrap_or_default(), cmd: c.cmd.unwrap_or_default() })
 }
@@ -229,10 +247,10 @@ impl Registry {
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
         let started = Instant::now();
-        let reference: Reference = lookup.image.parse().map_err(|e| RegistryError {
+        let reference: Reference = lookup.image.parse().map_err(|e: oci_client::ParseError| RegistryError {
             image: lookup.image.into(),
             registry: "?".into(),
-            why: format!("not a valid image reference: {e}"),
+            why: LookupError::BadReference(e.to_string()),
         })?;
         let mut registry = reference.registry().to_string();
         let mirror = self.mirrors.iter().find(|(from, _)| *from == normalize_registry(&registry)).map(|(_, to)| to.clone());
@@ -243,7 +261,7 @@ impl Registry {
             }
             None => reference,
         };
-        let error = |why: String| RegistryError { image: lookup.image.into(), registry: registry.clone(), why };
+        let error = |why: LookupError| RegistryError { image: lookup.image.into(), registry: registry.clone(), why };
         let wanted = normalize_registry(reference.registry());
         let candidates: Vec<&DockerAuth> = lookup.credentials.iter().chain(&self.own_credentials).filter(|c| c.registry == wanted).collect();
         let key = {
@@ -286,7 +304,7 @@ impl Registry {
     /// Reads the image's config with each matching credential in turn; with none for a private
     /// ECR, GCR/Artifact Registry or ACR registry, a token with the webhook's own cloud
     /// identity, else anonymously.
-    async fn read(&self, reference: &Reference, lookup: &Lookup<'_>, candidates: &[&DockerAuth], wanted: &str) -> Result<ImageCommand, String> {
+    async fn read(&self, reference: &Reference, lookup: &Lookup<'_>, candidates: &[&DockerAuth], wanted: &str) -> Result<ImageCommand, LookupError> {
         let mut cloud_failed = None;
         let auths: Vec<RegistryAuth> = match candidates.is_empty() {
             false => candidates.iter().map(|c| RegistryAuth::Basic(c.username.clone(), c.password.expose().to_string())).collect(),
@@ -300,7 +318,7 @@ impl Registry {
                 None => vec![RegistryAuth::Anonymous],
             },
         };
-        let mut last = String::new();
+        let mut last = LookupError::Unreachable(String::new());
         for auth in auths {
             match self.fetch(reference, &auth, lookup).await {
                 Ok(command) => return Ok(command),
@@ -308,13 +326,13 @@ impl Registry {
             }
         }
         Err(match cloud_failed {
-            Some(e) => format!("{last} (tried anonymously: {e})"),
+            Some(cloud) => LookupError::Anonymous { error: Box::new(last), cloud },
             None => last,
         })
     }
 
     /// HTTPS; for loopback registries plain HTTP after that, as go-containerregistry does.
-    async fn fetch(&self, reference: &Reference, auth: &RegistryAuth, lookup: &Lookup<'_>) -> Result<ImageCommand, String> {
+    async fn fetch(&self, reference: &Reference, auth: &RegistryAuth, lookup: &Lookup<'_>) -> Result<ImageCommand, LookupError> {
         let protocols = match is_loopback(reference.registry()) {
             true => vec![ClientProtocol::Https, ClientProtocol::Http],
             false => vec![ClientProtocol::Https],
@@ -325,15 +343,15 @@ impl Registry {
             match self.fetch_with(reference, auth, lookup, protocol).await {
                 Ok(command) => return Ok(command),
                 // The registry answered and refused: another scheme won't help.
-                Err(Failure::Refused(why)) if errors.is_empty() => return Err(why),
+                Err(Failure::Refused(why)) if errors.is_empty() => return Err(LookupError::Refused(why)),
                 Err(Failure::Refused(why)) => {
                     errors.push(format!("{scheme}: {why}"));
-                    break;
+                    return Err(LookupError::Refused(errors.join("; ")));
                 }
                 Err(Failure::Unreachable(why)) => errors.push(format!("{scheme}: {why}")),
             }
         }
-        Err(errors.join("; "))
+        Err(LookupError::Unreachable(errors.join("; ")))
     }
 
     /// One try with one scheme.
@@ -363,7 +381,7 @@ impl Registry {
             true => Failure::Refused(describe(&e, lookup.platform)),
             false => Failure::Unreachable(describe(&e, lookup.platform)),
         })?;
-        image_command_from_config(&config).map_err(Failure::Refused)
+        image_command_from_config(&config).map_err(|e| Failure::Refused(e.to_string()))
     }
 }
 
@@ -414,6 +432,21 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a denial says keeps its shape: the kind of failure, and the cloud token's failure after it.
+    #[test]
+    fn lookup_errors_read_as_before() {
+        let refused = LookupError::Refused("the registry refused the credentials: 401".into());
+        let anonymous =
+            LookupError::Anonymous { error: Box::new(refused.clone()), cloud: "no ECR token with the webhook's AWS credentials: ECR: 403".into() };
+        assert_eq!(
+            anonymous.to_string(),
+            "the registry refused the credentials: 401 (tried anonymously: no ECR token with the webhook's AWS credentials: ECR: 403)"
+        );
+        let e = RegistryError { image: "r.example/app:1".into(), registry: "r.example".into(), why: refused };
+        assert_eq!(e.to_string(), "image r.example/app:1 (registry r.example): the registry refused the credentials: 401");
+        assert!(matches!(image_command_from_config("["), Err(LookupError::Refused(t)) if t.starts_with("the image config is not valid JSON")));
+    }
 
     #[test]
     fn mirrors_move_the_image_not_its_name() {
