@@ -28,7 +28,7 @@ pub async fn login_body(auth: &AuthSettings, timeout: Duration, service_account_
     match &auth.cloud {
         CloudAuth::AwsIam { credentials, sts, region, server_id } => {
             let credentials = credentials.fetch(&clients.metadata, &clients.api).await?;
-            aws_iam_body(role, &credentials, sts, region, server_id.as_deref()).map_err(CloudError::Invalid)
+            aws_iam_body(role, &credentials, sts, region, server_id.as_deref())
         }
         CloudAuth::AwsEc2 { imds } => {
             let pkcs7 = aws::instance_identity_pkcs7(&clients.metadata, imds).await?;
@@ -72,14 +72,14 @@ pub fn nonce(service_account_token: &str) -> String {
 /// Vault's `iam_*` login fields: `GetCallerIdentity` to `sts`, signed for `region`, with the
 /// server-ID header when the role wants one. Headers go as a JSON map of lists, without `host`
 /// (Vault's server takes the host from the URL, as Go's clients do).
-pub fn aws_iam_body(role: &str, credentials: &aws::AwsCredentials, sts: &str, region: &str, server_id: Option<&str>) -> Result<Value, String> {
-    let url = url::Url::parse(sts).map_err(|e| format!("STS endpoint {sts}: {e}"))?;
+pub fn aws_iam_body(role: &str, credentials: &aws::AwsCredentials, sts: &str, region: &str, server_id: Option<&str>) -> Result<Value, CloudError> {
+    let url = url::Url::parse(sts).map_err(|e| CloudError::Invalid(format!("STS endpoint {sts}: {e}")))?;
     let mut extra = vec![("content-type", "application/x-www-form-urlencoded; charset=utf-8")];
     if let Some(id) = server_id {
         extra.push(("x-vault-aws-iam-server-id", id));
     }
-    let headers =
-        signed_post_headers(&url, &extra, GET_CALLER_IDENTITY.as_bytes(), region, "sts", credentials).map_err(|e| format!("STS endpoint {e}"))?;
+    let headers = signed_post_headers(&url, &extra, GET_CALLER_IDENTITY.as_bytes(), region, "sts", credentials)
+        .map_err(|e| CloudError::Invalid(format!("STS endpoint {e}")))?;
     let headers: serde_json::Map<String, Value> = headers.into_iter().filter(|(k, _)| k != "host").map(|(k, v)| (k, json!([v]))).collect();
     Ok(json!({
         "role": role,

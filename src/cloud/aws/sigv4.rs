@@ -46,6 +46,13 @@ pub fn sign(request: &Request<'_>, credentials: &AwsCredentials) -> String {
     format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}", credentials.access_key_id)
 }
 
+/// An endpoint URL without a host, which nothing can be signed for.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{url}: no host")]
+pub struct NoHost {
+    pub url: String,
+}
+
 /// The headers of a POST of `body` to `url`, signed for `service` in `region`: `host`,
 /// `x-amz-date`, the session token if any, `extra` (lowercase names), and `authorization`.
 pub fn signed_post_headers(
@@ -55,11 +62,11 @@ pub fn signed_post_headers(
     region: &str,
     service: &str,
     credentials: &AwsCredentials,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, NoHost> {
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
-        (None, _) => return Err(format!("{url}: no host")),
+        (None, _) => return Err(NoHost { url: url.to_string() }),
     };
     let date = amz_date(SystemTime::now());
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
