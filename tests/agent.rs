@@ -175,7 +175,7 @@ fn the_agent_sidecar_renders_the_configmaps_template() {
     let sidecar = &pod["spec"]["containers"][0];
     assert_eq!(sidecar["name"], "vault-agent", "{pod}");
     let volumes = Volumes::for_container(&dir.path().join("volumes"), sidecar, &jwt);
-    let agent = Proc(agent_command(sidecar, &volumes).spawn().expect("bao agent"));
+    let agent = Proc::new(agent_command(sidecar, &volumes).spawn().expect("bao agent"));
     let rendered = volumes.dir("agent-secrets").join("app.properties");
     let ok = busy_wait(Duration::from_secs(20), || std::fs::read_to_string(&rendered).is_ok_and(|t| !t.is_empty()));
     drop(agent);

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Starts vault-env in the background with exactly `env` (plus PATH/HOME).
-fn spawn_vault_env(env: &[(&str, &str)], app: &[&str]) -> (Child, tempfile::TempDir) {
+/// Starts vault-env in the background with exactly `env` (plus PATH/HOME); with its HOME, the
+/// guard that stops it (and so its app) if this test process dies.
+fn spawn_vault_env(env: &[(&str, &str)], app: &[&str]) -> (Child, (tempfile::TempDir, Lifeline)) {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(vault_env_bin());
     cmd.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("HOME", home.path());
@@ -17,7 +18,8 @@ fn spawn_vault_env(env: &[(&str, &str)], app: &[&str]) -> (Child, tempfile::Temp
         cmd.env(k, v);
     }
     let child = cmd.args(app).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    (child, home)
+    let lifeline = Lifeline::watch(child.id());
+    (child, (home, lifeline))
 }
 
 fn stop(child: Child) -> Output {
@@ -47,7 +49,7 @@ fn dynamic_mysql_credentials_rotate_with_zero_failed_logins() {
            if mariadb --no-defaults -h127.0.0.1 -P{port} -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -e 'SELECT 1' >/dev/null 2>&1; \
            then echo \"OK $DB_USER\"; else echo \"FAIL $DB_USER\"; fi; sleep 0.5; done"
     );
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),
             ("VAULT_TOKEN", ROOT_TOKEN),
@@ -98,7 +100,7 @@ const SHORT_CERT: &str = r#">>vault:pki/issue/svc#serial_number#{"common_name":"
 fn non_renewable_leases_are_replaced_by_restarting_the_app() {
     let bao = Bao::dev();
     pki_with_leases(&bao);
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("SERIAL", SHORT_CERT)],
         &["sh", "-c", "trap 'exit 0' TERM; echo \"serial $SERIAL\"; while :; do sleep 0.1; done"],
     );
@@ -116,7 +118,7 @@ fn on_lease_end_exit_stops_the_app_at_expiry_with_75() {
     let start = Instant::now();
     // OpenBao reports a 5 s certificate as a ~4 s lease; a replacement would start 1 s before its end.
     let cert = SHORT_CERT.replace("\"3s\"", "\"5s\"");
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("SERIAL", &cert), ("VAULT_ENV_ON_LEASE_END", "exit")],
         &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"],
     );
@@ -140,7 +142,7 @@ fn vault_briefly_unreachable_does_not_restart_a_healthy_app() {
     let bao = Bao::dev();
     let token = short_token(&bao, "12s");
     let gate = Gate::to(&bao.addr);
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[("VAULT_ADDR", &gate.addr), ("VAULT_TOKEN", &token), ("K", "vault:secret/data/app#k"), ("VAULT_ENV_DAEMON", "true")],
         &["sh", "-c", "trap 'exit 0' TERM; echo \"started $$\"; while :; do sleep 0.1; done"],
     );
@@ -163,7 +165,7 @@ fn vault_down_until_the_token_expires_exits_75() {
     let start = Instant::now();
     let token = short_token(&bao, "5s");
     let gate = Gate::to(&bao.addr);
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[("VAULT_ADDR", &gate.addr), ("VAULT_TOKEN", &token), ("K", "vault:secret/data/app#k"), ("VAULT_ENV_DAEMON", "true")],
         &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"],
     );
@@ -183,7 +185,7 @@ fn a_capped_login_token_is_replaced_by_logging_in_again() {
     bao.kv2("app", json!({"k": "v"}));
     bao.policy("read-app", r#"path "secret/data/app" { capabilities = ["read"] }"#);
     let (role_id, secret_id) = bao.approle(&["read-app"], "4s", "8s");
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),
             ("VAULT_TOKEN", "vault:login"),
@@ -214,7 +216,7 @@ fn a_token_revoked_from_outside_is_replaced_by_a_new_login() {
     database_engine(&bao, &db, "6s", "10m");
     bao.policy("db", r#"path "database/creds/app" { capabilities = ["read"] }"#);
     let (role_id, secret_id) = bao.approle(&["db"], "1m", "10m");
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),
             ("VAULT_AUTH_METHOD", "approle"),
@@ -255,7 +257,7 @@ fn shutdown_with_a_hung_vault_fits_in_the_grace_period() {
     let bao = Bao::dev();
     let db = MariaDb::start();
     database_engine(&bao, &db, "1m", "10m");
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", ROOT_TOKEN), ("VAULT_ENV_DAEMON", "true"), ("DB_USER", "vault:database/creds/app#username")],
         &["sh", "-c", "trap 'exit 0' TERM; echo started; while :; do sleep 0.1; done"],
     );
@@ -282,7 +284,7 @@ fn sigterm_during_a_restart_revokes_the_new_secrets_too() {
     let dir = tempfile::tempdir().unwrap();
     let mark = dir.path().join("stopping");
     let app = format!("trap 'touch {}; sleep 3; exit 0' TERM; while :; do sleep 0.1; done", mark.display());
-    let (child, _home) = spawn_vault_env(
+    let (child, _kept) = spawn_vault_env(
         &[
             ("VAULT_ADDR", &bao.addr),
             ("VAULT_TOKEN", ROOT_TOKEN),

@@ -214,6 +214,7 @@ fn one_supervisor_keeps_many_leases_in_their_windows_and_restarts_once_per_max_t
     let starts_file = dir.path().join("starts");
     let begun = now();
     let child = spawn_daemon(&bao, &vars, &starts_file, "one");
+    let _lifeline = Lifeline::watch(child.id());
     std::thread::sleep(Duration::from_secs_f64(LEASES.max + 6.0));
     let log = stop(vec![child]).remove(0);
     let events = audit_events(dir.path());
@@ -247,6 +248,7 @@ fn many_supervisors_restart_spread_out_and_before_expiry() {
     let vars = [("S".to_string(), "vault:database/creds/fleet#username".to_string())];
     let starts_file = dir.path().join("starts");
     let children: Vec<Child> = (0..24).map(|i| spawn_daemon(&bao, &vars, &starts_file, &i.to_string())).collect();
+    let _lifelines: Vec<Lifeline> = children.iter().map(|c| Lifeline::watch(c.id())).collect();
     std::thread::sleep(Duration::from_secs_f64(FLEET.max + 3.0));
     let logs = stop(children);
     let events = audit_events(dir.path());

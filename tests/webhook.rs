@@ -563,7 +563,7 @@ fn unverified_connections_cannot_take_the_api_servers_slots() {
     let hook = Webhook::start_verifying_callers(&[("MAX_CONNECTIONS", "8")]);
     let port = hook.url.rsplit(':').next().unwrap().to_string();
     let done = hook.dir.path().join("idle.done");
-    let mut idle = Proc(
+    let mut idle = Proc::new(
         Command::new("python3")
             .arg(fixtures().join("idle_h2.py"))
             .args([port.as_str(), "8", "30"])

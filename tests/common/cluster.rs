@@ -90,7 +90,7 @@ impl Cluster {
         .unwrap();
         let (client, peer) = (free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).unwrap();
-        let etcd = Proc(
+        let etcd = Proc::new(
             Command::new(go_tool("etcd"))
                 .arg(format!("--data-dir={}", d.join("etcd").display()))
                 .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
@@ -105,7 +105,7 @@ impl Cluster {
                 .expect("start etcd"),
         );
         let port = free_port();
-        let apiserver = Proc(
+        let apiserver = Proc::new(
             Command::new(go_tool("kube-apiserver"))
                 .arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
                 .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])

@@ -18,7 +18,7 @@ impl KubeApi {
     pub fn start() -> KubeApi {
         let dir = tempfile::tempdir().unwrap();
         let portfile = dir.path().join("port");
-        let proc = Proc(
+        let proc = Proc::new(
             Command::new("python3").arg(fixtures().join("kube_api.py")).arg(dir.path()).arg(&portfile).stdin(Stdio::null()).spawn().expect("python3"),
         );
         assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "the fixture API did not start");

@@ -72,9 +72,76 @@ pub fn busy_wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// A process of the test's that must not outlive this test process, however it ends (a SIGKILL,
+/// an abort): a watcher (`sh`) waits on a pipe whose only writer is this process, and when the
+/// pipe ends without the guard's drop it sends the process SIGTERM, then SIGKILL, by PID. Dropping
+/// the guard stops the watcher and leaves the process alone.
+pub struct Lifeline(Option<(Child, std::io::PipeWriter)>);
+
+impl Lifeline {
+    pub fn watch(pid: u32) -> Lifeline {
+        Lifeline(std::io::pipe().ok().and_then(|(reader, writer)| {
+            let script = r#"read _; kill -TERM "$1" 2>/dev/null; sleep 2; kill -KILL "$1" 2>/dev/null"#;
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", script, "watcher", &pid.to_string()]);
+            cmd.stdin(Stdio::from(reader)).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.spawn().ok().map(|w| (w, writer))
+        }))
+    }
+
+    /// Ends the pipe as this process's death would; returns the watcher, which now stops the process.
+    pub fn cut(&mut self) -> Option<Child> {
+        self.0.take().map(|(watcher, _writer)| watcher)
+    }
+}
+
+impl Drop for Lifeline {
+    fn drop(&mut self) {
+        if let Some((mut watcher, writer)) = self.0.take() {
+            let _ = watcher.kill();
+            let _ = watcher.wait();
+            drop(writer);
+        }
+    }
+}
+
+/// A fixture process: killed and reaped when its handle drops, and by its [`Lifeline`] when this
+/// test process dies without dropping it.
+pub struct Proc(pub Child, Lifeline);
+
+impl Proc {
+    pub fn new(child: Child) -> Proc {
+        let lifeline = Lifeline::watch(child.id());
+        Proc(child, lifeline)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // The watcher first: once the fixture is reaped its PID may be another process's.
+        drop(std::mem::replace(&mut self.1, Lifeline(None)));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the kernel does to the watcher's pipe when this test process dies, without the handle's
+/// drop: the fixture must go too.
+#[test]
+fn a_fixture_goes_when_the_test_process_does() {
+    let mut fixture = Proc::new(Command::new("sleep").arg("1000").stdin(Stdio::null()).spawn().unwrap());
+    let mut watcher = fixture.1.cut().expect("a watcher");
+    assert!(busy_wait(Duration::from_secs(5), || matches!(fixture.0.try_wait(), Ok(Some(_)))), "the fixture outlived its lifeline");
+    let _ = watcher.wait();
+}
+
 /// A running OpenBao dev server.
 pub struct Bao {
-    child: Child,
+    child: Proc,
     pub addr: String,
     pub dir: tempfile::TempDir,
     /// CA of the TLS listener, when started with TLS.
@@ -153,7 +220,7 @@ impl Bao {
         }
         let child = cmd.spawn().expect("start bao");
         let ca = opts.tls.then(|| dir.path().join("vault-ca.pem"));
-        let mut bao = Bao { child, addr, dir, ca };
+        let mut bao = Bao { child: Proc::new(child), addr, dir, ca };
         let ready = busy_wait(Duration::from_secs(30), || bao.exited() || bao.try_api("GET", "sys/mounts/secret", None).0 == 200);
         if ready && !bao.exited() {
             return Ok(bao);
@@ -162,7 +229,7 @@ impl Bao {
     }
 
     fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+        matches!(self.child.0.try_wait(), Ok(Some(_)))
     }
 
     /// An HTTP call with the root token: `(status, body)`.
@@ -221,13 +288,6 @@ impl Bao {
     pub fn token(&self, policies: &[&str], ttl: &str) -> String {
         let resp = self.api("POST", "auth/token/create", Some(json!({ "policies": policies, "ttl": ttl })));
         resp["auth"]["client_token"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -419,7 +479,7 @@ pub fn mint_sa_jwt(key: &Path, namespace: &str, sa: &str, aud: &str, ttl_secs: i
 /// A MariaDB server (Debian's mariadb-server) as a plain process on a free port, with
 /// `root`/`rootpass` allowed over TCP (for Vault's database engine).
 pub struct MariaDb {
-    child: Child,
+    child: Proc,
     pub port: u16,
     pub dir: tempfile::TempDir,
 }
@@ -461,7 +521,7 @@ impl MariaDb {
             .stderr(Stdio::null())
             .spawn()
             .expect("mariadbd");
-        let db = MariaDb { child, port, dir };
+        let db = MariaDb { child: Proc::new(child), port, dir };
         let ready = busy_wait(Duration::from_secs(30), || db.socket_sql("SELECT 1").is_ok());
         assert!(ready, "MariaDB did not start: {}", std::fs::read_to_string(db.dir.path().join("error.log")).unwrap_or_default());
         db.socket_sql("DELETE FROM mysql.global_priv WHERE User=''; CREATE USER 'root'@'%' IDENTIFIED BY 'rootpass'; GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;")
@@ -488,13 +548,6 @@ impl MariaDb {
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() { Ok(String::from_utf8_lossy(&out.stdout).trim().into()) } else { Err(String::from_utf8_lossy(&out.stderr).into()) }
-    }
-}
-
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -65,7 +65,7 @@ impl Registry {
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         // The registry reads every REGISTRY_* variable as configuration: start it with none.
-        procs.push(Proc(
+        procs.push(Proc::new(
             Command::new("docker-registry")
                 .arg("serve")
                 .arg(dir.path().join("config.yml"))
@@ -105,7 +105,7 @@ pub fn token_server(dir: &Path, cert: &Path, key: &Path, user: &str, password: &
     );
     let script = fixtures().join("registry_token.py");
     let child = Command::new("python3").arg(script).arg(dir).args([user, password, "test-issuer", "test-registry"]).stdin(Stdio::null()).spawn();
-    procs.push(Proc(child.expect("python3")));
+    procs.push(Proc::new(child.expect("python3")));
     let portfile = dir.join("token.port");
     assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "the token server did not start");
     let port = std::fs::read_to_string(portfile).unwrap();

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub fn webhook_bin() -> PathBuf {
@@ -23,19 +23,9 @@ pub fn fixtures() -> PathBuf {
 /// Starts `tests/fixtures/SCRIPT ARGS...`, which writes its port to `portfile` once it listens.
 pub fn python_fixture(script: &str, args: &[&str], portfile: &Path) -> (Proc, u16) {
     let child = Command::new("python3").arg(fixtures().join(script)).args(args).stdin(Stdio::null()).spawn();
-    let proc = Proc(child.expect("python3"));
+    let proc = Proc::new(child.expect("python3"));
     assert!(busy_wait(Duration::from_secs(10), || portfile.exists()), "{script} did not start");
     (proc, std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap())
-}
-
-/// Kills and reaps the process when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 pub struct Webhook {
@@ -84,7 +74,7 @@ impl Webhook {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        let proc = Proc(cmd.spawn().expect("start the webhook"));
+        let proc = Proc::new(cmd.spawn().expect("start the webhook"));
         let mut hook = Webhook { proc, url: format!("https://127.0.0.1:{port}"), dir, ca, client: None };
         let ready = busy_wait(Duration::from_secs(20), || hook.exited() || hook.get("/healthz").0 == 200);
         assert!(ready && !hook.exited(), "the webhook did not start: {}", hook.log());
