@@ -1,7 +1,7 @@
 //! Google Cloud: the metadata server (GCE, GKE Workload Identity) and IAM Credentials `signJwt`.
 //! `GCE_METADATA_HOST` (Google's SDKs' name) points the metadata requests elsewhere.
 
-use super::{Clients, CloudError, failure, metadata_get};
+use super::{Clients, CloudError, checked_json, metadata_get};
 use crate::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
@@ -83,19 +83,8 @@ impl GcpEndpoints {
         }
         let url = format!("{}/v1/projects/-/serviceAccounts/{email}:signJwt", self.iam_credentials);
         let what = format!("GCP IAM Credentials signJwt ({}, {email})", self.iam_credentials);
-        let response = clients
-            .api
-            .post(&url)
-            .bearer_auth(token.expose())
-            .json(&serde_json::json!({"payload": claims.to_string()}))
-            .send()
-            .await
-            .map_err(|e| CloudError::http(&what, &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(CloudError::status(status, format!("{what}: {}", failure(response).await)));
-        }
-        let answer: Answer = response.json().await.map_err(|e| CloudError::http(&what, &e))?;
+        let request = clients.api.post(&url).bearer_auth(token.expose()).json(&serde_json::json!({"payload": claims.to_string()}));
+        let answer: Answer = checked_json(request, &what).await?;
         Ok(SecretString::new(answer.signed_jwt))
     }
 }

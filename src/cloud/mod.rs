@@ -109,13 +109,24 @@ pub async fn metadata_get(
     query: &[(&str, &str)],
     header: (&str, &str),
 ) -> Result<reqwest::Response, CloudError> {
-    let sent = clients.metadata.get(format!("{base}{path}")).query(query).header(header.0, header.1).send().await;
-    let response = sent.map_err(|e| CloudError::http(format_args!("{service} ({base}): {path}"), &e))?;
+    let request = clients.metadata.get(format!("{base}{path}")).query(query).header(header.0, header.1);
+    checked(request, &format!("{service} ({base}): {path}")).await
+}
+
+/// The 2xx answer to `request`. Errors start with `step`: no answer (unreachable), a 4xx
+/// (refused: the identity or its permissions), a 5xx (unavailable), with the cloud's reason.
+pub async fn checked(request: reqwest::RequestBuilder, step: &str) -> Result<reqwest::Response, CloudError> {
+    let response = request.send().await.map_err(|e| CloudError::http(step, &e))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(CloudError::status(status, format!("{service} ({base}): {path}: {}", failure(response).await)));
+        return Err(CloudError::status(status, format!("{step}: {}", failure(response).await)));
     }
     Ok(response)
+}
+
+/// [`checked`], and its JSON body decoded (an answer that does not decode is unusable).
+pub async fn checked_json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder, step: &str) -> Result<T, CloudError> {
+    checked(request, step).await?.json().await.map_err(|e| CloudError::http(step, &e))
 }
 
 /// The body of a 2xx answer to `request`; any other answer is an error.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use vault_env::SecretString;
 use vault_env::cloud::azure::Imds;
-use vault_env::cloud::{Clients, CloudError, failure};
+use vault_env::cloud::{Clients, CloudError, checked_json};
 
 pub const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
@@ -94,7 +94,7 @@ impl Acr {
             form.push(("tenant", tenant));
         }
         let step = format!("ACR token exchange ({url})");
-        let answer: Answer = post_form(clients, &url, &form, &step).await?;
+        let answer: Answer = checked_json(clients.api.post(&url).form(&form), &step).await?;
         tracing::debug!(registry, "ACR: refresh token obtained");
         Ok(SecretString::new(answer.refresh_token))
     }
@@ -133,25 +133,9 @@ impl Acr {
             vec![("grant_type", "client_credentials".into()), ("client_id", client_id.clone()), ("scope", SCOPE.into())];
         form.extend(credential.iter().map(|(k, v)| (*k, v.clone())));
         let step = format!("Entra ID token ({url}, client {client_id})");
-        let answer: Answer = post_form(clients, &url, &form, &step).await?;
+        let answer: Answer = checked_json(clients.api.post(&url).form(&form), &step).await?;
         Ok((SecretString::new(answer.access_token), Some(tenant.clone())))
     }
-}
-
-/// POSTs `form` and decodes the JSON answer; errors start with `step`: no answer (unreachable),
-/// a 4xx (refused: the identity or its permissions), a 5xx, or an answer without the field.
-async fn post_form<T: serde::de::DeserializeOwned, V: serde::Serialize>(
-    clients: &Clients,
-    url: &str,
-    form: &[(&str, V)],
-    step: &str,
-) -> Result<T, CloudError> {
-    let response = clients.api.post(url).form(form).send().await.map_err(|e| CloudError::http(step, &e))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(CloudError::status(status, format!("{step}: {}", failure(response).await)));
-    }
-    response.json().await.map_err(|e| CloudError::http(step, &e))
 }
 
 #[cfg(test)]

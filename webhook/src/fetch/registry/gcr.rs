@@ -105,12 +105,7 @@ impl Gcr {
         }
         let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
         let step = format!("GCP token ({token_uri}, {})", key.client_email);
-        let response = clients.api.post(&token_uri).form(&form).send().await.map_err(|e| CloudError::http(&step, &e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(CloudError::status(status, format!("{step}: {}", vault_env::cloud::failure(response).await)));
-        }
-        let answer: Answer = response.json().await.map_err(|e| CloudError::http(&step, &e))?;
+        let answer: Answer = vault_env::cloud::checked_json(clients.api.post(&token_uri).form(&form), &step).await?;
         Ok((SecretString::new(answer.access_token), Duration::from_secs(answer.expires_in)))
     }
 }
