@@ -413,7 +413,7 @@ fn lookup(r: &Reference, fetched: &Fetched) -> Result<String, Cause> {
     let data = secret_data(secret)?;
     match r.key() {
         Some(Key::Name(k)) => match data.get(k) {
-            Some(v) => template::to_text(v, &format!("key {k:?}")).map_err(Cause::NotText),
+            Some(v) => template::to_text(v, &format!("key {k:?}")).map_err(|e| Cause::NotText(e.to_string())),
             None => Err(Cause::KeyNotFound { key: k.clone(), available: template::key_list(data) }),
         },
         Some(Key::Template { template, .. }) => template.render(data).map_err(Cause::Template),
@@ -563,7 +563,7 @@ pub fn render_bounded(plan: &Plan, fetched: &Fetched, ignore_missing: bool, budg
             match template::to_text(v, &format!("key {k:?}")) {
                 Ok(text) if !text.contains('\0') => resolved.from_path.push((k.clone(), SecretString::new(text))),
                 Ok(_) => fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::NotText(format!("key {k:?} holds a NUL byte")), &mut resolved),
-                Err(e) => fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::NotText(e), &mut resolved),
+                Err(e) => fail(config::VAULT_ENV_FROM_PATH, shown.clone(), Cause::NotText(e.to_string()), &mut resolved),
             }
         }
     }

@@ -141,7 +141,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Action(cmds) => out.push_str(&to_text(&run_pipeline(cmds, data)?, "result").map_err(TemplateError::Eval)?),
+                Part::Action(cmds) => out.push_str(&to_text(&run_pipeline(cmds, data)?, "result")?),
             }
             if out.len() > MAX_OUTPUT {
                 return Err(too_long());
@@ -343,20 +343,36 @@ fn run_pipeline(cmds: &[Command], data: &Map<String, Value>) -> Result<Value, Te
     Ok(piped.unwrap_or(Value::Null))
 }
 
+/// A value that is a list or a map where text is wanted: `what` names it ("key \"a\"",
+/// "argument", "result").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is a {shape}, not text")]
+pub struct NotText {
+    pub what: String,
+    /// `list` or `map`.
+    pub shape: &'static str,
+}
+
+impl From<NotText> for TemplateError {
+    fn from(e: NotText) -> TemplateError {
+        TemplateError::Eval(e.to_string())
+    }
+}
+
 /// A value as text. Scalars are stringified as Go's `cast.ToString` does; maps and lists are an error.
-pub fn to_text(value: &Value, what: &str) -> Result<String, String> {
+pub fn to_text(value: &Value, what: &str) -> Result<String, NotText> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Null => Ok(String::new()),
-        Value::Array(_) => Err(format!("{what} is a list, not text")),
-        Value::Object(_) => Err(format!("{what} is a map, not text")),
+        Value::Array(_) => Err(NotText { what: what.into(), shape: "list" }),
+        Value::Object(_) => Err(NotText { what: what.into(), shape: "map" }),
     }
 }
 
 fn call(func: Func, args: Vec<Value>) -> Result<Value, TemplateError> {
-    let text = |i: usize| to_text(&args[i], "argument").map_err(TemplateError::Eval);
+    let text = |i: usize| to_text(&args[i], "argument");
     let s = match func {
         Func::B64Enc => base64::engine::general_purpose::STANDARD.encode(text(0)?),
         Func::B64Dec => {
@@ -455,6 +471,15 @@ mod tests {
 
     fn render(src: &str) -> Result<String, TemplateError> {
         Template::parse(src)?.render(&data())
+    }
+
+    #[test]
+    fn lists_and_maps_are_not_text_and_say_which() {
+        assert_eq!(to_text(&json!([1]), "key \"a\""), Err(NotText { what: "key \"a\"".into(), shape: "list" }));
+        assert_eq!(to_text(&json!({"b": 1}), "result").unwrap_err().to_string(), "result is a map, not text");
+        assert_eq!(to_text(&json!(null), "x").as_deref(), Ok(""));
+        assert_eq!(render("${.list}").unwrap_err(), TemplateError::Eval("result is a list, not text".into()));
+        assert_eq!(render("${upper .nested}").unwrap_err(), TemplateError::Eval("argument is a map, not text".into()));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::HashMap;
 use vault_env::SecretString;
-use vault_env::client::path::{covers, secret_path};
+use vault_env::client::path::{PathError, covers, secret_path};
 use vault_env::reference::{Fetch, READ_PREFIX, WRITE_PREFIX, looks_like_reference};
 use vault_env::resolve::Plan;
 
@@ -295,18 +295,29 @@ pub struct Reach<'a> {
     pub transit: Option<&'a str>,
 }
 
+/// Why [`check_plan`] refuses an object: one per offending key, naming it and the path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{key}: {path:?} is refused: {why}")]
+    Path { key: String, path: String, why: PathError },
+    #[error("{key}: {path:?} is not under the paths objects may read (VAULT_OBJECT_PATHS: {allowed})")]
+    OutsidePaths { key: String, path: String, allowed: String },
+    #[error("{0} distinct Vault reads: at most {MAX_FETCHES} per object")]
+    TooManyReads(usize),
+}
+
 /// What the webhook refuses to request for an object, whoever asks: a path that is not
 /// canonical or that is not a secret (`auth/`, `sys/`, `identity/`, `cubbyhole/` under any
 /// namespace: token lookups return the webhook's own token), a path outside the operator's
 /// prefixes, and more than [`MAX_FETCHES`] distinct requests. One reason per offending key,
 /// naming it and the path. (The webhook's Vault client refuses the same paths again, below this.)
-pub fn check_plan(plan: &Plan, reach: &Reach<'_>) -> Result<(), Vec<String>> {
+pub fn check_plan(plan: &Plan, reach: &Reach<'_>) -> Result<(), Vec<Refused>> {
     let mut reasons = Vec::new();
     let namespace = Some(reach.namespace);
     let mut check = |key: &str, path: &str| match secret_path(namespace, path) {
-        Err(why) => reasons.push(format!("{key}: {path:?} is refused: {why}")),
+        Err(why) => reasons.push(Refused::Path { key: key.into(), path: path.into(), why }),
         Ok(canonical) if !reach.paths.is_empty() && !reach.paths.iter().any(|p| covers(p, canonical)) => {
-            reasons.push(format!("{key}: {path:?} is not under the paths objects may read (VAULT_OBJECT_PATHS: {})", reach.paths.join(",")))
+            reasons.push(Refused::OutsidePaths { key: key.into(), path: path.into(), allowed: reach.paths.join(",") })
         }
         Ok(_) => {}
     };
@@ -324,7 +335,7 @@ pub fn check_plan(plan: &Plan, reach: &Reach<'_>) -> Result<(), Vec<String>> {
     }
     let distinct = plan.fetches.len() + plan.ciphertexts.len().div_ceil(25);
     if distinct > MAX_FETCHES {
-        reasons.push(format!("{} distinct Vault reads: at most {MAX_FETCHES} per object", plan.fetches.len() + plan.ciphertexts.len()));
+        reasons.push(Refused::TooManyReads(plan.fetches.len() + plan.ciphertexts.len()));
     }
     reasons.dedup();
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
@@ -360,7 +371,9 @@ mod tests {
             ("a ${vault:secret/data/app#x} b ${vault:ns1/auth/token/lookup-self#id}", "goes through auth/"),
         ] {
             let reasons = check_plan(&plan_of(&[("data.t", value)]), &ANY).unwrap_err();
-            assert!(reasons[0].starts_with("data.t: ") && reasons[0].contains(why), "{value}: {reasons:?}");
+            let reason = reasons[0].to_string();
+            assert!(matches!(&reasons[0], Refused::Path { key, .. } if key == "data.t"), "{value}: {reasons:?}");
+            assert!(reason.starts_with("data.t: ") && reason.contains(why), "{value}: {reasons:?}");
         }
         assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/app#password"), ("data.b", "vault:authors/data/x#y")]), &ANY).is_ok());
     }
@@ -369,16 +382,19 @@ mod tests {
     fn the_namespace_transit_path_and_operator_prefixes_count() {
         let plan = plan_of(&[("data.t", "vault:token/lookup-self#id")]);
         let reasons = check_plan(&plan, &Reach { namespace: "ns1/auth", ..ANY }).unwrap_err();
-        assert!(reasons[0].contains("goes through auth/"), "{reasons:?}");
+        assert!(reasons[0].to_string().contains("goes through auth/"), "{reasons:?}");
         let transit = vault_env::resolve::plan_values([("data.c", "vault:v1:abc")], true).unwrap();
         let reasons = check_plan(&transit, &Reach { transit: Some("auth/token/decrypt/x"), ..ANY }).unwrap_err();
-        assert!(reasons[0].contains("goes through auth/"), "{reasons:?}");
+        assert!(reasons[0].to_string().contains("goes through auth/"), "{reasons:?}");
         assert!(check_plan(&transit, &Reach { transit: Some("transit/decrypt/k"), ..ANY }).is_ok());
         let shared = ["secret/data/shared/*".to_string()];
         let only_shared = Reach { paths: &shared, ..ANY };
         assert!(check_plan(&plan_of(&[("data.a", "vault:secret/data/shared/db#pw")]), &only_shared).is_ok());
         let reasons = check_plan(&plan_of(&[("data.a", "vault:secret/data/prod/db#pw")]), &only_shared).unwrap_err();
-        assert_eq!(reasons, ["data.a: \"secret/data/prod/db\" is not under the paths objects may read (VAULT_OBJECT_PATHS: secret/data/shared/*)"]);
+        assert_eq!(
+            reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["data.a: \"secret/data/prod/db\" is not under the paths objects may read (VAULT_OBJECT_PATHS: secret/data/shared/*)"]
+        );
     }
 
     /// One object, a bounded number of Vault reads.
@@ -387,7 +403,8 @@ mod tests {
         let values: Vec<(String, String)> = (0..=MAX_FETCHES).map(|i| (format!("k{i}"), format!("vault:secret/data/nope{i}#k"))).collect();
         let refs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let reasons = check_plan(&plan_of(&refs), &ANY).unwrap_err();
-        assert_eq!(reasons, [format!("101 distinct Vault reads: at most {MAX_FETCHES} per object")]);
+        assert_eq!(reasons, [Refused::TooManyReads(101)]);
+        assert_eq!(reasons[0].to_string(), format!("101 distinct Vault reads: at most {MAX_FETCHES} per object"));
         assert!(check_plan(&plan_of(&refs[..MAX_FETCHES]), &ANY).is_ok());
         // The same path many times is one read.
         let same: Vec<(String, String)> = (0..500).map(|i| (format!("k{i}"), "vault:secret/data/app#k".to_string())).collect();
