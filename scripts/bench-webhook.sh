@@ -7,6 +7,7 @@
 #   3. the ceiling: Debian's nginx answering a fixed AdmissionReview over HTTPS, same load: the
 #      webhook's own answer to the pod of case 1 (same bytes on the wire), and for reference a
 #      minimal answer with an empty patch
+#   4. the handler alone, in process (no HTTP, TLS or kernel): microseconds per review
 # Targets (issue 4): p99 <= 1 ms at 1,000 rps; throughput >= 25 % of the nginx ceiling.
 # Load: wrk (2 threads); pacing through wrk's delay() hook. Load generator and server share the
 # machine's cores, for the webhook and for nginx alike.
@@ -186,3 +187,10 @@ print(f"throughput: {wmax:.0f} / {nmax:.0f} rps = {100*wmax/nmax:.0f} % of the n
 print(f"  (against nginx's minimal answer: {100*wmax/mmax:.0f} %)")
 print(f"webhook peak RSS: {rss/1024:.1f} MiB")
 PY
+
+# The handler alone, in process (parse, mutate, answer; no HTTP, no TLS, no kernel): stable on a
+# noisy machine, where the runs above swing by several percent.
+log "the handler in process: the unit tests built with the release-webhook profile"
+COST=$(VAULT_ENV_BENCH_REVIEW="$B/pod.json" cargo test --profile release-webhook --locked -q --manifest-path "$ROOT/Cargo.toml" \
+  -p vault-env-webhook --lib review_cost -- --ignored --nocapture 2>&1 | grep '^review_cost:') || die "the in-process benchmark failed"
+echo "handler in process, the 5-container pod: ${COST#review_cost: }"

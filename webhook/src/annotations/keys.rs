@@ -133,10 +133,14 @@ impl Lookup for Annotations<'_> {
     /// the same meaning); then Bank-Vaults' prefix.
     fn find(&self, key: &str) -> Option<Found<'_>> {
         let renamed = RENAMED.iter().find(|(old, _)| *old == key).map(|(_, new)| *new).unwrap_or(&[]);
-        let keys: Vec<&str> = renamed.iter().copied().chain([key]).collect();
-        let bao: Vec<String> = keys.iter().filter_map(|k| k.strip_prefix("vault-")).map(|rest| format!("bao-{rest}")).collect();
-        let (name, value) =
-            keys.iter().find_map(|k| self.new.get(k)).or_else(|| bao.iter().find_map(|k| self.new.get(k.as_str()))).or_else(|| self.old.get(key))?;
+        let keys = || renamed.iter().copied().chain([key]);
+        // Called for every known key of every pod: the `bao-` spelling is only built when some
+        // annotation under the new prefix could be one.
+        let bao = || {
+            let any = self.new.keys().any(|k| k.starts_with("bao-"));
+            keys().filter(move |_| any).filter_map(|k| k.strip_prefix("vault-")).find_map(|rest| self.new.get(format!("bao-{rest}").as_str()))
+        };
+        let (name, value) = keys().find_map(|k| self.new.get(k)).or_else(bao).or_else(|| self.old.get(key))?;
         Some(Found { name: Cow::Owned(format!("annotation {name}")), text: Some(value.trim()) })
     }
 }

@@ -49,9 +49,25 @@ impl Default for AddOps {
 impl AddOps {
     /// `{"op":"add","path":"/a/b~1c","value":…}`; `path` holds unescaped reference tokens.
     pub fn add(&mut self, path: &[&str], value: &impl Serialize) {
+        self.add_with(path, |out| serde_json::to_writer(out, value));
+    }
+
+    /// An `add` whose value is JSON text written before (one value for several containers).
+    pub fn add_json(&mut self, path: &[&str], json: &[u8]) {
+        self.add_with(path, |out| {
+            out.extend_from_slice(json);
+            Ok(())
+        });
+    }
+
+    fn add_with(&mut self, path: &[&str], write_value: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
         self.pointer.clear();
         for token in path {
             self.pointer.push('/');
+            if !token.contains(['~', '/']) {
+                self.pointer.push_str(token);
+                continue;
+            }
             for ch in token.chars() {
                 match ch {
                     '~' => self.pointer.push_str("~0"),
@@ -66,7 +82,7 @@ impl AddOps {
         let written = serde_json::to_writer(&mut self.json, &self.pointer)
             .and_then(|()| {
                 self.json.extend_from_slice(br#","value":"#);
-                serde_json::to_writer(&mut self.json, value)
+                write_value(&mut self.json)
             })
             .map(|()| self.json.push(b'}'));
         match written {

@@ -10,7 +10,7 @@
 
 use super::agent;
 use super::consul_template;
-use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, probe_command, tls_volume, vault_env_vars};
+use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, probe_command, sets_log_level, tls_volume, vault_env_vars};
 use crate::annotations::PodConfig;
 use crate::annotations::agent::AgentConfig;
 use crate::annotations::consul_template::CtConfig;
@@ -153,9 +153,14 @@ pub fn images_to_look_up(pod: &Pod, targets: &[ContainerRef]) -> Vec<ContainerRe
     targets.iter().copied().filter(|t| container(pod, *t).is_some_and(|c| c.command.as_ref().is_none_or(|v| v.is_empty()))).collect()
 }
 
-/// Appends `values` to the array at `path`, which may be absent (`add …/-` on a missing array
-/// does not apply: then the whole array is added).
-fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &[T]) {
+/// Each value as JSON text; `at` names the place in an error.
+fn written<T: Serialize>(values: &[T], at: impl FnOnce() -> String) -> Result<Vec<Vec<u8>>, PatchError> {
+    values.iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(|error| PatchError::Encode { at: at(), error })
+}
+
+/// Appends `values` (JSON text, from [`written`]) to the array at `path`, which may be absent
+/// (`add …/-` on a missing array does not apply: then the whole array is added).
+fn append(ops: &mut AddOps, path: &[&str], exists: bool, values: &[Vec<u8>]) {
     if values.is_empty() {
         return;
     }
@@ -163,10 +168,18 @@ fn append<T: Serialize>(ops: &mut AddOps, path: &[&str], exists: bool, values: &
         let mut at = path.to_vec();
         at.push("-");
         for v in values {
-            ops.add(&at, v);
+            ops.add_json(&at, v);
         }
     } else {
-        ops.add(path, &values);
+        let mut array = vec![b'['];
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                array.push(b',');
+            }
+            array.extend_from_slice(v);
+        }
+        array.push(b']');
+        ops.add_json(path, &array);
     }
 }
 
@@ -230,6 +243,8 @@ impl<'a> Pass<'a> {
 /// Each target runs `/vault/vault-env` with its command (or its image's) as arguments, its exec
 /// probes too with `mutate-probes`, and gets vault-env's variables.
 fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
+    // The variables are the same for every target but VAULT_LOG_LEVEL: written once each way.
+    let mut vars: [Option<Vec<Vec<u8>>>; 2] = [None, None];
     for &target in p.targets {
         let Some(c) = container(p.pod, target) else { continue };
         let list = if target.init { "initContainers" } else { "containers" };
@@ -255,7 +270,12 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
                 }
             }
         }
-        append(ops, &at("env"), c.env.is_some(), &vault_env_vars(c, p.config, p.pod));
+        let own_level = sets_log_level(c);
+        let vars = match &mut vars[usize::from(own_level)] {
+            Some(written) => written,
+            empty => empty.insert(written(&vault_env_vars(own_level, p.config, p.pod), || format!(" at /spec/{list}/{index}/env"))?),
+        };
+        append(ops, &at("env"), c.env.is_some(), vars);
     }
     Ok(())
 }
@@ -273,7 +293,7 @@ fn add_mounts(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
         }
         let index = place.index.to_string();
         let at = ["spec", if place.init { "initContainers" } else { "containers" }, index.as_str(), "volumeMounts"];
-        append(ops, &at, c.volume_mounts.is_some(), &list);
+        append(ops, &at, c.volume_mounts.is_some(), &written(&list, || format!(" at /{}", at.join("/")))?);
     }
     Ok(())
 }
@@ -315,7 +335,7 @@ fn add_volumes(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     volumes.extend(p.agent.map(agent::volumes).unwrap_or_default());
     volumes.extend(p.login.as_ref().map(|_| agent::login_volumes()).unwrap_or_default());
     volumes.extend(p.ct.map(consul_template::volumes).unwrap_or_default());
-    append(ops, &["spec", "volumes"], p.pod.spec.as_ref().is_some_and(|s| s.volumes.is_some()), &volumes);
+    append(ops, &["spec", "volumes"], p.pod.spec.as_ref().is_some_and(|s| s.volumes.is_some()), &written(&volumes, || " at /spec/volumes".into())?);
     Ok(())
 }
 

@@ -56,8 +56,9 @@ pub fn tls_volume(pod: &Pod) -> (&'static str, &'static str) {
     if taken { ("vault-env-tls", "/vault-env/tls/") } else { ("vault-tls", "/vault/tls/") }
 }
 
-/// The variables vault-env reads, in Bank-Vaults' order.
-pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Vec<EnvEntry<'a>> {
+/// The variables vault-env reads, in Bank-Vaults' order. `VAULT_LOG_LEVEL` is added unless
+/// `c` sets it itself ([`sets_log_level`]).
+pub fn vault_env_vars<'a>(sets_log_level: bool, config: &'a PodConfig, pod: &Pod) -> Vec<EnvEntry<'a>> {
     let mut out = vec![
         env(names::VAULT_ADDR, config.vault.addr.as_str()),
         env(names::VAULT_SKIP_VERIFY, bool_str(config.vault.skip_verify)),
@@ -69,8 +70,7 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
         env(names::VAULT_JSON_LOG, bool_str(config.json_log)),
         env(names::VAULT_CLIENT_TIMEOUT, go_duration(config.vault.client_timeout)),
     ];
-    let has_level = c.env.iter().flatten().any(|e| e.name == names::VAULT_LOG_LEVEL);
-    if !has_level && !config.log_level.is_empty() {
+    if !sets_log_level && !config.log_level.is_empty() {
         out.push(env(names::VAULT_LOG_LEVEL, config.log_level.as_str()));
     }
     if !config.vault.transit_key_id.is_empty() {
@@ -106,6 +106,11 @@ pub fn vault_env_vars<'a>(c: &Container, config: &'a PodConfig, pod: &Pod) -> Ve
         out.push(env(names::VAULT_ENV_FROM_PATH, config.from_path.as_str()));
     }
     out
+}
+
+/// Whether a container sets `VAULT_LOG_LEVEL` itself.
+pub fn sets_log_level(c: &Container) -> bool {
+    c.env.iter().flatten().any(|e| e.name == names::VAULT_LOG_LEVEL)
 }
 
 /// The `vault-env` volume, and the Vault CA when there is a TLS secret: what every container this
