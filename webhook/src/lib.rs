@@ -11,6 +11,7 @@
 //! 5. [`mutate`]: the pure decision, object in, JSONPatch text out (kube-rs' `mutate()`); no
 //!    `async` and no I/O in it.
 //!
+//! [`model`] is the part of a Pod the layers read (parsed from the review, nothing more).
 //! [`settings`] reads the webhook's own environment once, at start-up, and hands each layer the
 //! settings type it owns; [`metrics`] counts what every layer does.
 
@@ -19,5 +20,6 @@ pub mod admit;
 pub mod annotations;
 pub mod fetch;
 pub mod mutate;
+pub mod model;
 pub mod settings;
 pub mod metrics;

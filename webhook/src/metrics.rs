@@ -10,12 +10,12 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
-    pub kind: String,
-    pub operation: String,
-    pub dry_run: String,
-    pub mutated: String,
+    pub kind: &'static str,
+    pub operation: &'static str,
+    pub dry_run: &'static str,
+    pub mutated: &'static str,
     /// `allowed`, `denied` (a mutation error) or `invalid` (a malformed request).
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,13 +154,7 @@ mod tests {
     fn encodes_all_families() {
         let m = Metrics::new();
         m.reviews
-            .get_or_create(&ReviewLabels {
-                kind: "Pod".into(),
-                operation: "CREATE".into(),
-                dry_run: "false".into(),
-                mutated: "true".into(),
-                outcome: "allowed".into(),
-            })
+            .get_or_create(&ReviewLabels { kind: "Pod", operation: "CREATE", dry_run: "false", mutated: "true", outcome: "allowed" })
             .observe(0.001);
         m.registry_call("ghcr.io", "ok", Duration::from_millis(3));
         m.kube_call("secrets", "not_found", Duration::from_millis(1));

@@ -7,8 +7,8 @@ use super::context::{Admitted, Context, Denial};
 use crate::annotations::{self, ObjectInfo, PodConfig};
 use crate::fetch::kube::KubeApi;
 use crate::fetch::registry::{Lookup, Platform};
+use crate::model::Pod;
 use crate::mutate::pod::{self, ContainerRef, DataSource, ImageCommand, SourceData};
-use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, HashMap};
 
 /// `shop/web-7f9c-*` for a pod that has only a generateName.

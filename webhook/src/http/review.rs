@@ -4,11 +4,11 @@
 
 use crate::admit::{Admitted, Context, Denial, mutate_object, mutate_pod, object_name, pod_name};
 use crate::metrics::ReviewLabels;
+use crate::model::Pod;
 use crate::mutate::object::Kind;
 use crate::mutate::patch::JsonPatch;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde::de::IgnoredAny;
@@ -19,29 +19,38 @@ pub const V1: &str = "admission.k8s.io/v1";
 pub const V1BETA1: &str = "admission.k8s.io/v1beta1";
 
 /// An HTTP status and a JSON body.
-pub type Answer = (u16, String);
+pub type Answer = (u16, Vec<u8>);
 
 fn bad_request(message: String) -> Answer {
-    (400, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400, "reason": "BadRequest", "message": message}).to_string())
+    (
+        400,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400, "reason": "BadRequest", "message": message})
+            .to_string()
+            .into_bytes(),
+    )
 }
 
-/// The AdmissionReview around `response`; a patch is base64-encoded straight into the text (it
-/// is most of the answer: no `Value` holding it, no second copy).
+/// The AdmissionReview around `response`; a patch is base64-encoded straight into the body (it
+/// is most of the answer: no `Value` holding it, no second copy, no text check of the encoding).
 fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answer {
     let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}).to_string();
-    let Some(patch) = patch else { return (200, review) };
-    // `review` ends with the `}` of the response and the `}` of the review.
-    let Some(head) = review.strip_suffix("}}") else {
-        return (
-            500,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"}).to_string(),
-        );
+    let Some(patch) = patch else { return (200, review.into_bytes()) };
+    let cannot = || {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"});
+        (500, status.to_string().into_bytes())
     };
-    let mut out = String::with_capacity(head.len() + 40 + patch.json.len().div_ceil(3) * 4);
-    out.push_str(head);
-    out.push_str(r#","patchType":"JSONPatch","patch":""#);
-    STANDARD.encode_string(&patch.json, &mut out);
-    out.push_str("\"}}");
+    // `review` ends with the `}` of the response and the `}` of the review.
+    let (Some(head), Some(encoded)) = (review.strip_suffix("}}"), base64::encoded_len(patch.json.len(), true)) else { return cannot() };
+    let mut out = Vec::with_capacity(head.len() + 40 + encoded);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+    let start = out.len();
+    out.resize(start + encoded, 0);
+    match STANDARD.encode_slice(&patch.json, &mut out[start..]) {
+        Ok(written) => out.truncate(start + written),
+        Err(_) => return cannot(),
+    }
+    out.extend_from_slice(b"\"}}");
     (200, out)
 }
 
@@ -148,35 +157,34 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind, verified: boo
 async fn review<T>(
     ctx: &Context,
     body: &[u8],
-    kind: &str,
+    kind: &'static str,
     mutate: impl AsyncFnOnce(&Request<T>, &str) -> Result<(Admitted, String), Denial>,
 ) -> Answer
 where
     T: serde::de::DeserializeOwned,
 {
     let started = Instant::now();
-    let mut labels =
-        ReviewLabels { kind: kind.into(), operation: String::new(), dry_run: String::new(), mutated: "false".into(), outcome: "invalid".into() };
+    let mut labels = ReviewLabels { kind, operation: "", dry_run: "", mutated: "false", outcome: "invalid" };
     let (status, body) = match parse::<T>(body) {
         Err(error) => {
             tracing::warn!("rejected a malformed request: {error}");
             bad_request(error.to_string())
         }
         Ok(request) => {
-            labels.operation = operation_name(&request.operation).into();
-            labels.dry_run = request.dry_run.to_string();
+            labels.operation = operation_name(&request.operation);
+            labels.dry_run = if request.dry_run { "true" } else { "false" };
             let namespace = request.namespace.clone().unwrap_or_default();
             let mut response = json!({"uid": request.uid, "allowed": true});
             let mut patch = None;
             match mutate(&request, &namespace).await {
                 Ok((admitted, who)) => {
-                    labels.outcome = "allowed".into();
+                    labels.outcome = "allowed";
                     if !admitted.warnings.is_empty() {
                         tracing::info!(object = %who, warnings = ?admitted.warnings, "admitted with warnings");
                         response["warnings"] = json!(admitted.warnings);
                     }
                     if let Some(p) = admitted.patch {
-                        labels.mutated = "true".into();
+                        labels.mutated = "true";
                         tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
                         patch = Some(p);
                     }
@@ -186,7 +194,7 @@ where
                     tracing::warn!("denied: {message}");
                     response["allowed"] = json!(false);
                     response["status"] = json!({"code": 400, "reason": "BadRequest", "message": format!("vault-secrets-webhook: {message}")});
-                    labels.outcome = "denied".into();
+                    labels.outcome = "denied";
                 }
             }
             answer(&request.api_version, response, patch.as_ref())
@@ -249,7 +257,7 @@ mod tests {
     }
 
     fn json_of((status, body): Answer) -> (u16, Value) {
-        (status, serde_json::from_str(&body).expect("the answer is JSON"))
+        (status, serde_json::from_slice(&body).expect("the answer is JSON"))
     }
 
     fn patched(answer: &(u16, Value), original: &[u8]) -> Pod {
@@ -389,6 +397,7 @@ mod bench {
         let body = std::fs::read(file).expect("the review file");
         let ctx = Context::for_tests("https://vault.vault:8200");
         let (status, answer) = review_pod(&ctx, &body).await;
+        let answer = String::from_utf8_lossy(&answer);
         assert!(status == 200 && answer.contains(r#""patch":""#), "the benchmark pod was not mutated: {answer}");
         let rounds = 20_000;
         let per_round = |started: Instant| started.elapsed().as_secs_f64() / f64::from(rounds) * 1e6;

@@ -7,7 +7,7 @@
 use super::pod_parts::{LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, base_mounts, copy_resources, security_context, tls_volume};
 use crate::annotations::PodConfig;
 use crate::annotations::agent::{AgentConfig, LoginAgent};
-use k8s_openapi::api::core::v1::Pod;
+use crate::model::Pod;
 use serde_json::{Value, json};
 
 pub const CONTAINER: &str = "vault-agent";

@@ -8,7 +8,7 @@ use super::agent::env;
 use super::pod_parts::{LOGIN_TOKEN_VOLUME, TOKEN_MOUNT_PATH, VOLUME, base_mounts, security_context};
 use crate::annotations::PodConfig;
 use crate::annotations::consul_template::CtConfig;
-use k8s_openapi::api::core::v1::Pod;
+use crate::model::Pod;
 use serde_json::{Value, json};
 
 pub const CONTAINER: &str = "consul-template";

@@ -36,31 +36,38 @@ impl JsonPatch {
 pub struct AddOps {
     json: Vec<u8>,
     ops: usize,
+    /// The JSON pointer of the operations being written, and the same as a JSON string.
     pointer: String,
+    pointer_json: Vec<u8>,
     error: Option<PatchError>,
 }
 
 impl Default for AddOps {
     fn default() -> Self {
-        AddOps { json: Vec::with_capacity(8 * 1024), ops: 0, pointer: String::new(), error: None }
+        AddOps { json: Vec::with_capacity(8 * 1024), ops: 0, pointer: String::new(), pointer_json: Vec::new(), error: None }
     }
 }
 
 impl AddOps {
     /// `{"op":"add","path":"/a/b~1c","value":…}`; `path` holds unescaped reference tokens.
     pub fn add(&mut self, path: &[&str], value: &impl Serialize) {
-        self.add_with(path, |out| serde_json::to_writer(out, value));
+        self.point_at(path);
+        self.push_op(|out| serde_json::to_writer(out, value));
     }
 
-    /// An `add` whose value is JSON text written before (one value for several containers).
-    pub fn add_json(&mut self, path: &[&str], json: &[u8]) {
-        self.add_with(path, |out| {
-            out.extend_from_slice(json);
-            Ok(())
-        });
+    /// One `add` at `path` for each value, JSON text written before (vault-env's variables,
+    /// the same for several containers, each appended with `…/-`).
+    pub fn add_json_each(&mut self, path: &[&str], values: &[Vec<u8>]) {
+        self.point_at(path);
+        for json in values {
+            self.push_op(|out| {
+                out.extend_from_slice(json);
+                Ok(())
+            });
+        }
     }
 
-    fn add_with(&mut self, path: &[&str], write_value: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
+    fn point_at(&mut self, path: &[&str]) {
         self.pointer.clear();
         for token in path {
             self.pointer.push('/');
@@ -76,17 +83,23 @@ impl AddOps {
                 }
             }
         }
+        self.pointer_json.clear();
+        if let Err(e) = serde_json::to_writer(&mut self.pointer_json, &self.pointer) {
+            self.error.get_or_insert_with(|| PatchError::Encode { at: format!(" at {}", self.pointer), error: e });
+        }
+    }
+
+    fn push_op(&mut self, write_value: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>) {
         let start = self.json.len();
         self.json.extend_from_slice(if self.ops == 0 { b"[" } else { b"," });
         self.json.extend_from_slice(br#"{"op":"add","path":"#);
-        let written = serde_json::to_writer(&mut self.json, &self.pointer)
-            .and_then(|()| {
-                self.json.extend_from_slice(br#","value":"#);
-                write_value(&mut self.json)
-            })
-            .map(|()| self.json.push(b'}'));
-        match written {
-            Ok(()) => self.ops += 1,
+        self.json.extend_from_slice(&self.pointer_json);
+        self.json.extend_from_slice(br#","value":"#);
+        match write_value(&mut self.json) {
+            Ok(()) => {
+                self.json.push(b'}');
+                self.ops += 1;
+            }
             Err(e) => {
                 self.json.truncate(start);
                 self.error.get_or_insert_with(|| PatchError::Encode { at: format!(" at {}", self.pointer), error: e });

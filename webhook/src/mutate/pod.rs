@@ -14,8 +14,8 @@ use super::pod_parts::{BINARY, COPY_CONTAINER, VOLUME, copy_container, mounts, p
 use crate::annotations::PodConfig;
 use crate::annotations::agent::AgentConfig;
 use crate::annotations::consul_template::CtConfig;
+use crate::model::{Container, Pod};
 use crate::mutate::patch::{AddOps, JsonPatch, PatchError};
-use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -167,9 +167,7 @@ fn append(ops: &mut AddOps, path: &[&str], exists: bool, values: &[Vec<u8>]) {
     if exists {
         let mut at = path.to_vec();
         at.push("-");
-        for v in values {
-            ops.add_json(&at, v);
-        }
+        ops.add_json_each(&at, values);
     } else {
         let mut array = vec![b'['];
         for (i, v) in values.iter().enumerate() {
@@ -179,7 +177,7 @@ fn append(ops: &mut AddOps, path: &[&str], exists: bool, values: &[Vec<u8>]) {
             array.extend_from_slice(v);
         }
         array.push(b']');
-        ops.add_json(path, &array);
+        ops.add_json_each(path, &[array]);
     }
 }
 
@@ -283,17 +281,27 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
 /// Mounts: vault-env's in every target, the rendered files in every app container (and
 /// consul-template's, with vault-ct-inject-in-initcontainers, in the user's init containers).
 fn add_mounts(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
+    // The list depends only on whether the container is a target and an init container: each
+    // kind is written once.
+    let mut lists: [[Option<Vec<Vec<u8>>>; 2]; 2] = Default::default();
     for (place, c) in containers(p.pod) {
-        let mut list = if p.targets.contains(&place) { mounts(p.config, p.pod) } else { Vec::new() };
-        if let Some(a) = p.agent.filter(|_| !place.init) {
-            list.push(agent::app_mount(a));
-        }
-        if let Some(ct) = p.ct.filter(|ct| !place.init || ct.inject_in_init_containers) {
-            list.push(consul_template::app_mount(ct));
-        }
+        let target = p.targets.contains(&place);
         let index = place.index.to_string();
         let at = ["spec", if place.init { "initContainers" } else { "containers" }, index.as_str(), "volumeMounts"];
-        append(ops, &at, c.volume_mounts.is_some(), &written(&list, || format!(" at /{}", at.join("/")))?);
+        let list = match &mut lists[usize::from(target)][usize::from(place.init)] {
+            Some(list) => list,
+            empty => {
+                let mut list = if target { mounts(p.config, p.pod) } else { Vec::new() };
+                if let Some(a) = p.agent.filter(|_| !place.init) {
+                    list.push(agent::app_mount(a));
+                }
+                if let Some(ct) = p.ct.filter(|ct| !place.init || ct.inject_in_init_containers) {
+                    list.push(consul_template::app_mount(ct));
+                }
+                empty.insert(written(&list, || format!(" at /{}", at.join("/")))?)
+            }
+        };
+        append(ops, &at, c.volume_mounts.is_some(), list);
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! security context.
 
 use crate::annotations::PodConfig;
-use k8s_openapi::api::core::v1::{Container, Pod, Probe};
+use crate::model::{Container, Pod, Probe};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::borrow::Cow;

@@ -3,9 +3,9 @@
 
 use crate::fetch::cache::Cached;
 use crate::fetch::kube::{ApiError, KubeApi};
+use crate::model::Pod;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,6 +4,7 @@ use super::*;
 use crate::annotations::agent::{AgentConfig, AgentImage, CpuMemory, LoginAgent};
 use crate::annotations::consul_template::CtConfig;
 use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -51,15 +52,31 @@ fn pod(spec: Value) -> Pod {
 /// Runs all four phases (with `fetched` and `images` standing in for the API and registry)
 /// and applies the patch; returns the patched pod as JSON.
 fn mutate(pod: &Pod, config: &PodConfig, fetched: &SourceData, image: Option<ImageCommand>) -> Option<Value> {
-    let targets = select(pod, config, fetched);
+    mutate_doc(&without_nulls(serde_json::to_value(pod).unwrap()), config, fetched, image)
+}
+
+/// [`mutate`] for a pod given as the JSON the API server sends: the patch is applied to that
+/// document, every field of it kept (the webhook reads only part of a pod).
+fn mutate_doc(doc: &Value, config: &PodConfig, fetched: &SourceData, image: Option<ImageCommand>) -> Option<Value> {
+    let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+    let targets = select(&pod, config, fetched);
     let images: HashMap<ContainerRef, ImageCommand> =
-        images_to_look_up(pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
-    let patch = patch(pod, config, &targets, &images).unwrap()?;
+        images_to_look_up(&pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
+    let patch = patch(&pod, config, &targets, &images).unwrap()?;
     let patch: json_patch::Patch = serde_json::from_slice(&patch.json).unwrap();
-    let mut doc = serde_json::to_value(pod).unwrap();
+    let mut doc = doc.clone();
     json_patch::patch(&mut doc, &patch).expect("the patch applies");
-    let _: Pod = serde_json::from_value(doc.clone()).expect("the result is a valid Pod");
+    let _: K8sPod = serde_json::from_value(doc.clone()).expect("the result is a valid Pod");
     Some(doc)
+}
+
+/// The pod as the API server would send it: absent fields are absent, not null.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 fn one_container(extra: Value) -> Pod {
@@ -145,8 +162,7 @@ fn case14_agent_configmap_makes_a_templating_sidecar() {
     );
     assert!(!env_of(&doc, "containers", 1).iter().any(|e| e["name"] == "VAULT_TOKEN_FILE"), "vault-env logs in itself");
     // A second pass (the API server's reinvocation) changes nothing.
-    let again: Pod = serde_json::from_value(doc).unwrap();
-    assert_eq!(mutate(&again, &agent_config(false), &SourceData::new(), None), None);
+    assert_eq!(mutate_doc(&doc, &agent_config(false), &SourceData::new(), None), None);
 }
 
 /// Bank-Vaults' case 17 (agent as init container): it logs in and renders before the app and
@@ -323,8 +339,7 @@ fn case12_consul_template_sidecar_with_a_login_agent() {
     assert_eq!(ct["resources"], json!({"limits": {"cpu": "50m", "memory": "128Mi"}}));
     assert!(mount_paths(&doc["spec"]["containers"][1]).contains(&("ct-secrets".into(), "/vault/secrets".into())));
     // Idempotent: a second pass adds nothing.
-    let again: Pod = serde_json::from_value(doc).unwrap();
-    assert_eq!(mutate(&again, &ct_config(false, false), &SourceData::new(), None), None);
+    assert_eq!(mutate_doc(&doc, &ct_config(false, false), &SourceData::new(), None), None);
 }
 
 /// Bank-Vaults' case 13 (ct-once): consul-template renders once, as an init container after
@@ -516,14 +531,14 @@ fn case11_existing_log_level_is_kept() {
 fn second_pass_is_a_no_op() {
     let p = one_container(json!({}));
     let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).unwrap();
-    let mutated: Pod = serde_json::from_value(doc).unwrap();
+    let mutated: Pod = serde_json::from_value(doc.clone()).unwrap();
     assert!(already_mutated(&mutated));
-    assert_eq!(mutate(&mutated, &bank_vaults_config(), &SourceData::new(), None), None);
+    assert_eq!(mutate_doc(&doc, &bank_vaults_config(), &SourceData::new(), None), None);
     // With VAULT_ENV_FROM_PATH every container is a target: still nothing twice.
     let mut config = bank_vaults_config();
     config.from_path = "secret/data/app".into();
-    let mutated: Pod = serde_json::from_value(mutate(&p, &config, &SourceData::new(), None).unwrap()).unwrap();
-    assert_eq!(mutate(&mutated, &config, &SourceData::new(), None), None);
+    let mutated = mutate(&p, &config, &SourceData::new(), None).unwrap();
+    assert_eq!(mutate_doc(&mutated, &config, &SourceData::new(), None), None);
 }
 
 /// A pod whose own volume is named `vault-env` (and no copy container): its containers were
@@ -546,8 +561,7 @@ fn a_vault_env_volume_without_the_copy_container() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "late", "image": "late", "command": ["/late"], "env": [{"name": "P", "value": "vault:secret/data/app#p"}]}));
-    let again: Pod = serde_json::from_value(again).unwrap();
-    let doc = mutate(&again, &ct_config(false, false), &SourceData::new(), None).unwrap();
+    let doc = mutate_doc(&again, &ct_config(false, false), &SourceData::new(), None).unwrap();
     assert_eq!(names(&doc, "initContainers"), ["copy-vault-env", "vault-agent"]);
     assert_eq!(doc["spec"]["containers"][2]["command"], json!(["/vault/vault-env"]));
 }
@@ -559,8 +573,7 @@ fn a_container_added_after_the_first_pass_is_wrapped_alone() {
     let mut doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).unwrap();
     let sidecar = json!({"name": "sidecar", "image": "s", "command": ["/sidecar"], "env": [{"name": "T", "value": "vault:secret/data/t#t"}]});
     doc["spec"]["containers"].as_array_mut().unwrap().push(sidecar);
-    let before: Pod = serde_json::from_value(doc.clone()).unwrap();
-    let after = mutate(&before, &bank_vaults_config(), &SourceData::new(), None).expect("the sidecar is wrapped");
+    let after = mutate_doc(&doc, &bank_vaults_config(), &SourceData::new(), None).expect("the sidecar is wrapped");
     assert_eq!(after["spec"]["containers"][0], doc["spec"]["containers"][0], "the first container is left as it was");
     assert_eq!(after["spec"]["containers"][1]["command"], json!([BINARY]));
     assert_eq!(after["spec"]["containers"][1]["args"], json!(["/sidecar"]));
