@@ -6,7 +6,7 @@
 //! was made for and give a valid object back.
 #![no_main]
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::Pod as K8sPod;
 use kube::core::DynamicObject;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use vault_env::SecretString;
 use vault_env_webhook::annotations::{ObjectConfig, ObjectDefaults, ObjectInfo, PodConfig, PodDefaults};
 use vault_env_webhook::http::review::parse;
+use vault_env_webhook::model::Pod;
 use vault_env_webhook::mutate::object::{self, Kind};
 use vault_env_webhook::mutate::pod::{self, ImageCommand, SourceData};
 
@@ -24,8 +25,10 @@ fn apply(doc: &Value, patch: &[u8]) -> Value {
     doc
 }
 
-/// One pass of the pod mutation; the mutated pod, if anything changed.
-fn mutate_pod(pod: &Pod, namespace: &str) -> Option<Pod> {
+/// One pass of the pod mutation on a pod as the API server sends it (JSON; the webhook reads the
+/// part of it that it needs); the mutated pod, if anything changed.
+fn mutate_pod(doc: &Value, namespace: &str) -> Option<Value> {
+    let pod: &Pod = &serde_json::from_value(doc.clone()).expect("a Kubernetes Pod is a pod the webhook reads");
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -42,8 +45,9 @@ fn mutate_pod(pod: &Pod, namespace: &str) -> Option<Pod> {
         .map(|t| (t, ImageCommand { entrypoint: vec!["/entrypoint".into()], cmd: vec!["serve".into()] }))
         .collect();
     let patch = pod::patch(pod, &config, &targets, &images).ok()??;
-    let doc = apply(&serde_json::to_value(pod).expect("a Pod serializes"), &patch.json);
-    Some(serde_json::from_value(doc).expect("the patched Pod is a Pod"))
+    let patched = apply(doc, &patch.json);
+    let _: K8sPod = serde_json::from_value(patched.clone()).expect("the patched Pod is a Pod");
+    Some(patched)
 }
 
 fn mutate_object(kind: Kind, object: &Value, namespace: &str) {
@@ -74,8 +78,9 @@ fn mutate_object(kind: Kind, object: &Value, namespace: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(request) = parse::<Pod>(data)
+    if let Ok(request) = parse::<Value>(data)
         && let Some(pod) = &request.object
+        && serde_json::from_value::<K8sPod>(pod.clone()).is_ok()
     {
         let namespace = request.namespace.as_deref().unwrap_or("default");
         if let Some(once) = mutate_pod(pod, namespace) {
