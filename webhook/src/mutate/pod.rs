@@ -222,6 +222,9 @@ struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     fn new(pod: &'a Pod, config: &'a PodConfig, targets: &'a [ContainerRef], images: &'a HashMap<ContainerRef, ImageCommand>) -> Option<Pass<'a>> {
+        // Without a spec there is nothing to run through vault-env, and `/spec/…` operations
+        // would not apply. (The API server always sends a spec.)
+        pod.spec.as_ref()?;
         let first = !already_mutated(pod);
         let agent = config.agent.as_ref().filter(|_| first && !config.skip);
         let ct = config.consul_template.as_ref().filter(|_| first && !config.skip);

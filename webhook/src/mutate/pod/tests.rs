@@ -729,3 +729,16 @@ fn pod_run_as_user_is_copied_and_annotation_wins() {
     let doc = mutate(&p, &config, &SourceData::new(), None).unwrap();
     assert_eq!(doc["spec"]["initContainers"][0]["securityContext"]["runAsUser"], 1000);
 }
+
+/// Found by the admission fuzz target: a pod without `spec` and an agent annotation got a patch
+/// that adds to `/spec/volumes`, which does not apply. (The API server always sends a spec; a
+/// pod without one has nothing to run through vault-env either.)
+#[test]
+fn a_pod_without_a_spec_gets_no_patch() {
+    let doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
+    let p: Pod = serde_json::from_value(doc.clone()).unwrap();
+    for config in [agent_config(false), agent_config(true), ct_config(false, false), bank_vaults_config()] {
+        assert!(matches!(patch(&p, &config, &[], &HashMap::new()), Ok(None)));
+        assert_eq!(mutate_doc(&doc, &config, &SourceData::new(), None), None);
+    }
+}
