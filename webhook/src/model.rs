@@ -7,14 +7,14 @@
 //! (see [`crate::mutate::pod`]), so nothing skipped here is ever rewritten or lost.
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, VolumeMount};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
     pub spec: Option<PodSpec>,
 }
@@ -33,7 +33,7 @@ pub struct ObjectMeta {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<Container>,
     pub init_containers: Option<Vec<Container>>,
     pub volumes: Option<Vec<Volume>>,
@@ -47,7 +47,7 @@ pub struct PodSpec {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     pub image: Option<String>,
     pub image_pull_policy: Option<String>,
@@ -65,7 +65,7 @@ pub struct Container {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     pub value: Option<String>,
     pub value_from: Option<EnvVarSource>,
@@ -83,9 +83,9 @@ pub struct EnvVarSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct KeySelector {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
 }
 
@@ -101,7 +101,7 @@ pub struct EnvFromSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct LocalObjectReference {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
@@ -109,7 +109,7 @@ pub struct LocalObjectReference {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     pub empty_dir: Option<EmptyDirVolumeSource>,
 }
@@ -131,4 +131,33 @@ pub struct Probe {
 #[cfg_attr(test, derive(serde::Serialize))]
 pub struct ExecAction {
     pub command: Option<Vec<String>>,
+}
+
+/// A field `k8s_openapi` requires but reads `null` (or its absence) as empty, as Go's JSON does
+/// with a nil slice: `"containers": null` is what the API server sends for a pod without any.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What `k8s_openapi` reads, this model reads too (the review would be a 400 otherwise):
+    /// required fields given as `null` or left out.
+    #[test]
+    fn nulls_and_missing_required_fields_read_as_empty() {
+        let doc = json!({"metadata": null, "spec": {"containers": null, "initContainers": [{"name": null, "env": [{"name": null,
+            "valueFrom": {"secretKeyRef": {"name": null, "key": null}}}], "envFrom": [{"configMapRef": {"name": null}}]}],
+            "volumes": [{"name": null, "emptyDir": null}], "imagePullSecrets": [{}]}});
+        let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(doc.clone()).expect("k8s_openapi reads it");
+        let pod: Pod = serde_json::from_value(doc).expect("the model reads it");
+        let spec = pod.spec.unwrap();
+        assert!(spec.containers.is_empty());
+        let init = &spec.init_containers.unwrap()[0];
+        assert_eq!(init.name, "");
+        assert_eq!(init.env.as_ref().unwrap()[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "");
+        assert!(spec.volumes.unwrap()[0].empty_dir.is_none());
+    }
 }

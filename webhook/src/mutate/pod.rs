@@ -358,15 +358,11 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
         return Ok(());
     }
     let (config, pod) = (p.config, p.pod);
-    let mut inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).is_some();
-    let mut prepend_init = |ops: &mut AddOps, container: Value| {
-        if inits {
-            ops.add(&["spec", "initContainers", "0"], &container);
-        } else {
-            ops.add(&["spec", "initContainers"], &[container]);
-            inits = true;
-        }
-    };
+    let spec = pod.spec.as_ref();
+    let mut inits = List { name: "initContainers", exists: spec.is_some_and(|s| s.init_containers.is_some()) };
+    // `containers` absent, null or empty: the list is added whole (an `add` at `/0` would not apply).
+    let mut apps = List { name: "containers", exists: spec.is_some_and(|s| !s.containers.is_empty()) };
+    let mut prepend_init = |ops: &mut AddOps, container: Value| inits.prepend(ops, &container);
     let mut share_process_namespace = false;
     if let Some(ct) = p.ct {
         let mut container = consul_template::container(config, pod, ct);
@@ -376,7 +372,7 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
                 container["restartPolicy"] = json!("Always");
                 prepend_init(ops, container);
             } else {
-                ops.add(&["spec", "containers", "0"], &container);
+                apps.prepend(ops, &container);
             }
         } else {
             prepend_init(ops, container);
@@ -397,7 +393,7 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
                 sidecar["restartPolicy"] = json!("Always");
                 prepend_init(ops, sidecar);
             } else {
-                ops.add(&["spec", "containers", "0"], &sidecar);
+                apps.prepend(ops, &sidecar);
             }
             share_process_namespace |= a.share_process_namespace;
         }
@@ -407,6 +403,24 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
         ops.add(&["spec", "shareProcessNamespace"], &true);
     }
     Ok(())
+}
+
+/// A container list of the pod's spec, and whether the pod has it.
+struct List {
+    name: &'static str,
+    exists: bool,
+}
+
+impl List {
+    /// Puts `container` first, adding the list when the pod has none yet.
+    fn prepend(&mut self, ops: &mut AddOps, container: &Value) {
+        if self.exists {
+            ops.add(&["spec", self.name, "0"], container);
+        } else {
+            ops.add(&["spec", self.name], &[container]);
+            self.exists = true;
+        }
+    }
 }
 
 #[cfg(test)]

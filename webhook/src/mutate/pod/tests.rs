@@ -742,3 +742,20 @@ fn a_pod_without_a_spec_gets_no_patch() {
         assert_eq!(mutate_doc(&doc, &config, &SourceData::new(), None), None);
     }
 }
+
+/// Found by the fuzz target too: a sidecar (consul-template, vault-agent) for a pod whose
+/// `containers` is absent or null was added at `/spec/containers/0`, which does not apply.
+#[test]
+fn sidecars_for_a_pod_without_containers_add_the_list() {
+    for containers in [None, Some(json!(null)), Some(json!([]))] {
+        let mut spec = json!({"volumes": []});
+        if let Some(c) = containers.clone() {
+            spec["containers"] = c;
+        }
+        let doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec});
+        for config in [agent_config(false), ct_config(false, false)] {
+            let patched = mutate_doc(&doc, &config, &SourceData::new(), None).expect("a sidecar is added");
+            assert_eq!(patched["spec"]["containers"].as_array().map(Vec::len), Some(1), "{containers:?}: {patched}");
+        }
+    }
+}
