@@ -26,9 +26,10 @@ fn apply(doc: &Value, patch: &[u8]) -> Value {
 }
 
 /// One pass of the pod mutation on a pod as the API server sends it (JSON; the webhook reads the
-/// part of it that it needs); the mutated pod, if anything changed.
+/// part of it that it needs; a `null` string, which Go never writes, is a 400 there); the mutated
+/// pod, if anything changed.
 fn mutate_pod(doc: &Value, namespace: &str) -> Option<Value> {
-    let pod: &Pod = &serde_json::from_value(doc.clone()).expect("a Kubernetes Pod is a pod the webhook reads");
+    let pod: &Pod = &serde_json::from_value(doc.clone()).ok()?;
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
