@@ -111,6 +111,8 @@ type Keyed<'a> = BTreeMap<&'a str, (&'a String, &'a str)>;
 pub struct Annotations<'a> {
     new: Keyed<'a>,
     old: Keyed<'a>,
+    /// Some key under the new prefix is a `bao-*` one (only then is that spelling looked up).
+    any_bao: bool,
 }
 
 impl<'a> Annotations<'a> {
@@ -123,7 +125,8 @@ impl<'a> Annotations<'a> {
                 old.insert(key, (name, value.as_str()));
             }
         }
-        Annotations { new, old }
+        let any_bao = new.keys().any(|k| k.starts_with("bao-"));
+        Annotations { new, old, any_bao }
     }
 }
 
@@ -137,8 +140,8 @@ impl Lookup for Annotations<'_> {
         // Called for every known key of every pod: the `bao-` spelling is only built when some
         // annotation under the new prefix could be one.
         let bao = || {
-            let any = self.new.keys().any(|k| k.starts_with("bao-"));
-            keys().filter(move |_| any).filter_map(|k| k.strip_prefix("vault-")).find_map(|rest| self.new.get(format!("bao-{rest}").as_str()))
+            let mut candidates = keys().filter(|_| self.any_bao).filter_map(|k| k.strip_prefix("vault-"));
+            candidates.find_map(|rest| self.new.get(format!("bao-{rest}").as_str()))
         };
         let (name, value) = keys().find_map(|k| self.new.get(k)).or_else(bao).or_else(|| self.old.get(key))?;
         Some(Found { name: Cow::Owned(format!("annotation {name}")), text: Some(value.trim()) })
