@@ -29,7 +29,8 @@ fn apply(doc: &Value, patch: &[u8]) -> Value {
 /// part of it that it needs; a `null` string, which Go never writes, is a 400 there); the mutated
 /// pod, if anything changed.
 fn mutate_pod(doc: &Value, namespace: &str) -> Option<Value> {
-    let pod: &Pod = &serde_json::from_value(doc.clone()).ok()?;
+    let text = doc.to_string();
+    let pod: &Pod = &serde_json::from_str(&text).ok()?;
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);

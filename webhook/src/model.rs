@@ -6,111 +6,128 @@
 //! keeps its full type. The patch is written as precise `add` operations on the original object
 //! (see [`crate::mutate::pod`]), so nothing skipped here is ever rewritten or lost.
 
+//!
+//! Strings are [`Text`]: borrowed from the request's body when the JSON string has no escapes
+//! (names, images, commands, variables almost never do), so reading a pod copies little.
+
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, VolumeMount};
 use serde::{Deserialize, Deserializer};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct Pod {
+pub struct Pod<'a> {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: ObjectMeta,
-    pub spec: Option<PodSpec>,
+    pub metadata: ObjectMeta<'a>,
+    pub spec: Option<PodSpec<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectMeta {
-    pub name: Option<String>,
-    pub generate_name: Option<String>,
+pub struct ObjectMeta<'a> {
+    pub name: Option<Text<'a>>,
+    pub generate_name: Option<Text<'a>>,
     pub annotations: Option<BTreeMap<String, String>>,
     pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct PodSpec {
+pub struct PodSpec<'a> {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub containers: Vec<Container>,
-    pub init_containers: Option<Vec<Container>>,
-    pub volumes: Option<Vec<Volume>>,
-    pub service_account_name: Option<String>,
-    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    pub containers: Vec<Container<'a>>,
+    pub init_containers: Option<Vec<Container<'a>>>,
+    pub volumes: Option<Vec<Volume<'a>>>,
+    pub service_account_name: Option<Text<'a>>,
+    pub image_pull_secrets: Option<Vec<LocalObjectReference<'a>>>,
     pub node_selector: Option<BTreeMap<String, String>>,
     pub security_context: Option<PodSecurityContext>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct Container {
+pub struct Container<'a> {
     #[serde(default)]
-    pub name: String,
-    pub image: Option<String>,
-    pub image_pull_policy: Option<String>,
-    pub command: Option<Vec<String>>,
-    pub args: Option<Vec<String>>,
-    pub env: Option<Vec<EnvVar>>,
-    pub env_from: Option<Vec<EnvFromSource>>,
+    pub name: Text<'a>,
+    pub image: Option<Text<'a>>,
+    pub image_pull_policy: Option<Text<'a>>,
+    pub command: Option<Vec<Text<'a>>>,
+    pub args: Option<Vec<Text<'a>>>,
+    pub env: Option<Vec<EnvVar<'a>>>,
+    pub env_from: Option<Vec<EnvFromSource<'a>>>,
     pub volume_mounts: Option<Vec<VolumeMount>>,
-    pub liveness_probe: Option<Probe>,
-    pub readiness_probe: Option<Probe>,
-    pub startup_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe<'a>>,
+    pub readiness_probe: Option<Probe<'a>>,
+    pub startup_probe: Option<Probe<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct EnvVar {
+pub struct EnvVar<'a> {
     #[serde(default)]
-    pub name: String,
-    pub value: Option<String>,
-    pub value_from: Option<EnvVarSource>,
+    pub name: Text<'a>,
+    pub value: Option<Text<'a>>,
+    pub value_from: Option<EnvVarSource<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct EnvVarSource {
-    pub secret_key_ref: Option<KeySelector>,
-    pub config_map_key_ref: Option<KeySelector>,
+pub struct EnvVarSource<'a> {
+    pub secret_key_ref: Option<KeySelector<'a>>,
+    pub config_map_key_ref: Option<KeySelector<'a>>,
 }
 
 /// `secretKeyRef` and `configMapKeyRef`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub struct KeySelector {
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct KeySelector<'a> {
     #[serde(default)]
-    pub name: String,
+    pub name: Text<'a>,
     #[serde(default)]
-    pub key: String,
+    pub key: Text<'a>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct EnvFromSource {
-    pub secret_ref: Option<LocalObjectReference>,
-    pub config_map_ref: Option<LocalObjectReference>,
+pub struct EnvFromSource<'a> {
+    pub secret_ref: Option<LocalObjectReference<'a>>,
+    pub config_map_ref: Option<LocalObjectReference<'a>>,
 }
 
 /// `imagePullSecrets` entries, `secretRef` and `configMapRef`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub struct LocalObjectReference {
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct LocalObjectReference<'a> {
     #[serde(default)]
-    pub name: String,
+    pub name: Text<'a>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
+#[serde(bound(deserialize = "'de: 'a"))]
 #[serde(rename_all = "camelCase")]
-pub struct Volume {
+pub struct Volume<'a> {
     #[serde(default)]
-    pub name: String,
+    pub name: Text<'a>,
     pub empty_dir: Option<EmptyDirVolumeSource>,
 }
 
@@ -123,14 +140,92 @@ pub struct PodSecurityContext {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub struct Probe {
-    pub exec: Option<ExecAction>,
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct Probe<'a> {
+    pub exec: Option<ExecAction<'a>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
-pub struct ExecAction {
-    pub command: Option<Vec<String>>,
+#[serde(bound(deserialize = "'de: 'a"))]
+pub struct ExecAction<'a> {
+    pub command: Option<Vec<Text<'a>>>,
+}
+
+/// A string of the review, borrowed from the body when its JSON has no escapes, else copied.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(text: &'a str) -> Self {
+        Text(Cow::Borrowed(text))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Visitor).map(Text)
+    }
+}
+
+#[cfg(test)]
+impl serde::Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A model type read from JSON in a test (the text is leaked: the model borrows from it).
+#[cfg(test)]
+pub fn from_json<T: Deserialize<'static>>(doc: serde_json::Value) -> T {
+    serde_json::from_str(Box::leak(doc.to_string().into_boxed_str())).expect("the model reads the document")
 }
 
 /// A list or object `k8s_openapi` requires but reads as empty when it is `null` or absent: Go's
@@ -146,6 +241,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Strings with escapes are read as text (copied out of the body); the rest borrow from it.
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let body = r#"{"spec": {"containers": [{"name": "app", "image": "r/app:1", "command": ["/bin/sh", "-c", "echo \"$A\"\n\u00e9"],
+            "env": [{"name": "A", "value": "vault:secret/data/a#b"}, {"name": "B", "value": "x\\y"}]}]}}"#;
+        let pod: Pod = serde_json::from_str(body).expect("the model reads it");
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let command: Vec<&str> = c.command.iter().flatten().map(|t| &**t).collect();
+        assert_eq!(command, ["/bin/sh", "-c", "echo \"$A\"\n\u{e9}"]);
+        let env = c.env.as_ref().unwrap();
+        assert_eq!((&*env[0].value.as_ref().unwrap().0, &*env[1].value.as_ref().unwrap().0), ("vault:secret/data/a#b", "x\\y"));
+        assert!(matches!(c.name.0, Cow::Borrowed("app")) && matches!(env[0].value.as_ref().unwrap().0, Cow::Borrowed(_)));
+        assert!(matches!(c.command.as_ref().unwrap()[2].0, Cow::Owned(_)) && matches!(env[1].value.as_ref().unwrap().0, Cow::Owned(_)));
+        assert!(serde_json::from_str::<Pod>(r#"{"spec": {"containers": [{"name": 1}]}}"#).is_err(), "a number is not a name");
+    }
+
     /// What the API server can send, this model reads as `k8s_openapi` does (the review would be
     /// a 400 otherwise): required lists and objects as `null`, required strings left out.
     #[test]
@@ -154,7 +265,7 @@ mod tests {
             "valueFrom": {"secretKeyRef": {}}}], "envFrom": [{"configMapRef": {}}]}],
             "volumes": [{"emptyDir": null}], "imagePullSecrets": [{}]}});
         let _: k8s_openapi::api::core::v1::Pod = serde_json::from_value(doc.clone()).expect("k8s_openapi reads it");
-        let pod: Pod = serde_json::from_value(doc).expect("the model reads it");
+        let pod: Pod = from_json(doc);
         let spec = pod.spec.unwrap();
         assert!(spec.containers.is_empty());
         let init = &spec.init_containers.unwrap()[0];

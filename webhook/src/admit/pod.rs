@@ -12,10 +12,10 @@ use crate::mutate::pod::{self, ContainerRef, DataSource, ImageCommand, SourceDat
 use std::collections::{BTreeMap, HashMap};
 
 /// `shop/web-7f9c-*` for a pod that has only a generateName.
-pub fn pod_name(pod: &Pod, namespace: &str) -> String {
+pub fn pod_name(pod: &Pod<'_>, namespace: &str) -> String {
     let m = &pod.metadata;
     let name = match (&m.name, &m.generate_name) {
-        (Some(n), _) if !n.is_empty() => n.clone(),
+        (Some(n), _) if !n.is_empty() => n.to_string(),
         (_, Some(g)) if !g.is_empty() => format!("{g}*"),
         _ => "(unnamed)".into(),
     };
@@ -25,7 +25,7 @@ pub fn pod_name(pod: &Pod, namespace: &str) -> String {
 /// The patch for a pod (none when it needs none), with warnings for annotations it does not act
 /// on. Errors name the pod, and the container or annotation at fault; they never carry a secret
 /// value.
-pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Admitted, Denial> {
+pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result<Admitted, Denial> {
     let who = format!("pod {}", pod_name(pod, namespace));
     let spec = pod.spec.as_ref();
     let service_account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("");
@@ -83,7 +83,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod, namespace: &str) -> Result<Adm
 fn referring_container(pod: &Pod, source: DataSource, name: &str) -> String {
     pod::containers(pod)
         .find(|(_, c)| pod::container_sources(c).any(|s| s.source == source && s.name == name))
-        .map_or_else(|| "?".into(), |(_, c)| c.name.clone())
+        .map_or_else(|| "?".into(), |(_, c)| c.name.to_string())
 }
 
 /// The platform a pod's node selector pins, if any.

@@ -99,9 +99,11 @@ pub struct Request<T> {
     pub dry_run: bool,
 }
 
-/// Reads the review; a wrong apiVersion/kind or a missing request is a 400.
-pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Request<T>, ReviewError> {
-    let review: Envelope<T> = serde_json::from_slice(body).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
+/// Reads the review; a wrong apiVersion/kind or a missing request is a 400. The body is checked
+/// as UTF-8 once, whole: faster than serde_json's check of each string when it reads bytes.
+pub fn parse<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<Request<T>, ReviewError> {
+    let text = std::str::from_utf8(body).map_err(|e| ReviewError::NotAReview(format!("the body is not UTF-8 text: {e}")))?;
+    let review: Envelope<T> = serde_json::from_str(text).map_err(|e| ReviewError::NotAReview(e.to_string()))?;
     if review.kind != "AdmissionReview" || !matches!(review.api_version.as_str(), V1 | V1BETA1) {
         return Err(ReviewError::WrongKind { kind: review.kind, api_version: review.api_version });
     }
@@ -121,14 +123,17 @@ fn operation_name(op: &Operation) -> &'static str {
 
 /// `POST /pods`. Containers can't change after creation: only CREATE is mutated.
 pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
-    review::<Pod>(ctx, body, "Pod", async |request: &Request<Pod>, namespace: &str| {
-        let namespace = if namespace.is_empty() { "default" } else { namespace };
-        match (&request.operation, &request.object) {
-            (Operation::Create, Some(pod)) => Ok((mutate_pod(ctx, pod, namespace).await?, pod_name(pod, namespace))),
-            _ => Ok((Admitted::default(), String::new())),
-        }
-    })
-    .await
+    let started = Instant::now();
+    let request = match parse::<Pod>(body) {
+        Ok(request) => request,
+        Err(error) => return invalid(ctx, "Pod", started, error),
+    };
+    let namespace = request.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+    let outcome = match (&request.operation, &request.object) {
+        (Operation::Create, Some(pod)) => mutate_pod(ctx, pod, namespace).await.map(|admitted| (admitted, pod_name(pod, namespace))),
+        _ => Ok((Admitted::default(), String::new())),
+    };
+    respond(ctx, "Pod", started, &request, outcome)
 }
 
 /// `POST /secrets`, `POST /configmaps` and `POST /objects`: CREATE and UPDATE are resolved.
@@ -142,66 +147,67 @@ pub async fn review_object(ctx: &Context, body: &[u8], kind: Kind, verified: boo
         // series kept forever.
         Kind::Object => "Object",
     };
-    review::<DynamicObject>(ctx, body, label, async |request: &Request<DynamicObject>, namespace: &str| match (&request.operation, &request.object) {
-        (Operation::Create | Operation::Update, Some(object)) => {
-            let object = serde_json::to_value(object).map_err(|e| Denial::new("object", format!("cannot read it: {e}")))?;
-            Ok((mutate_object(ctx, kind, &object, namespace, request.dry_run, verified).await?, object_name(&object, namespace)))
-        }
+    let started = Instant::now();
+    let request = match parse::<DynamicObject>(body) {
+        Ok(request) => request,
+        Err(error) => return invalid(ctx, label, started, error),
+    };
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let outcome = match (&request.operation, &request.object) {
+        (Operation::Create | Operation::Update, Some(object)) => match serde_json::to_value(object) {
+            Ok(object) => mutate_object(ctx, kind, &object, namespace, request.dry_run, verified)
+                .await
+                .map(|admitted| (admitted, object_name(&object, namespace))),
+            Err(e) => Err(Denial::new("object", format!("cannot read it: {e}"))),
+        },
         _ => Ok((Admitted::default(), String::new())),
-    })
-    .await
+    };
+    respond(ctx, label, started, &request, outcome)
 }
 
-/// The review around a mutation: parse, call `mutate` (which returns what was admitted and the
-/// object's name for the log, or why the object is denied), answer, and record the metrics.
-async fn review<T>(
-    ctx: &Context,
-    body: &[u8],
-    kind: &'static str,
-    mutate: impl AsyncFnOnce(&Request<T>, &str) -> Result<(Admitted, String), Denial>,
-) -> Answer
-where
-    T: serde::de::DeserializeOwned,
-{
-    let started = Instant::now();
-    let mut labels = ReviewLabels { kind, operation: "", dry_run: "", mutated: "false", outcome: "invalid" };
-    let (status, body) = match parse::<T>(body) {
-        Err(error) => {
-            tracing::warn!("rejected a malformed request: {error}");
-            bad_request(error.to_string())
-        }
-        Ok(request) => {
-            labels.operation = operation_name(&request.operation);
-            labels.dry_run = if request.dry_run { "true" } else { "false" };
-            let namespace = request.namespace.clone().unwrap_or_default();
-            let mut response = json!({"uid": request.uid, "allowed": true});
-            let mut patch = None;
-            match mutate(&request, &namespace).await {
-                Ok((admitted, who)) => {
-                    labels.outcome = "allowed";
-                    if !admitted.warnings.is_empty() {
-                        tracing::info!(object = %who, warnings = ?admitted.warnings, "admitted with warnings");
-                        response["warnings"] = json!(admitted.warnings);
-                    }
-                    if let Some(p) = admitted.patch {
-                        labels.mutated = "true";
-                        tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
-                        patch = Some(p);
-                    }
-                }
-                Err(denial) => {
-                    let message = denial.to_string();
-                    tracing::warn!("denied: {message}");
-                    response["allowed"] = json!(false);
-                    response["status"] = json!({"code": 400, "reason": "BadRequest", "message": format!("vault-secrets-webhook: {message}")});
-                    labels.outcome = "denied";
-                }
-            }
-            answer(&request.api_version, response, patch.as_ref())
-        }
-    };
+/// A body that is not a review: a 400, counted as `invalid`.
+fn invalid(ctx: &Context, kind: &'static str, started: Instant, error: ReviewError) -> Answer {
+    tracing::warn!("rejected a malformed request: {error}");
+    let labels = ReviewLabels { kind, operation: "", dry_run: "", mutated: "false", outcome: "invalid" };
     ctx.metrics.reviews.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    (status, body)
+    bad_request(error.to_string())
+}
+
+/// The answer to a review: what was admitted (with the object's name for the log) or why the
+/// object is denied; the metrics recorded.
+fn respond<T>(ctx: &Context, kind: &'static str, started: Instant, request: &Request<T>, outcome: Result<(Admitted, String), Denial>) -> Answer {
+    let mut labels = ReviewLabels {
+        kind,
+        operation: operation_name(&request.operation),
+        dry_run: if request.dry_run { "true" } else { "false" },
+        mutated: "false",
+        outcome: "allowed",
+    };
+    let mut response = json!({"uid": request.uid, "allowed": true});
+    let mut patch = None;
+    match outcome {
+        Ok((admitted, who)) => {
+            if !admitted.warnings.is_empty() {
+                tracing::info!(object = %who, warnings = ?admitted.warnings, "admitted with warnings");
+                response["warnings"] = json!(admitted.warnings);
+            }
+            if let Some(p) = admitted.patch {
+                labels.mutated = "true";
+                tracing::info!(object = %who, operations = p.ops, dry_run = request.dry_run, "mutated");
+                patch = Some(p);
+            }
+        }
+        Err(denial) => {
+            let message = denial.to_string();
+            tracing::warn!("denied: {message}");
+            response["allowed"] = json!(false);
+            response["status"] = json!({"code": 400, "reason": "BadRequest", "message": format!("vault-secrets-webhook: {message}")});
+            labels.outcome = "denied";
+        }
+    }
+    let answer = answer(&request.api_version, response, patch.as_ref());
+    ctx.metrics.reviews.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    answer
 }
 
 #[cfg(test)]
@@ -260,13 +266,13 @@ mod tests {
         (status, serde_json::from_slice(&body).expect("the answer is JSON"))
     }
 
-    fn patched(answer: &(u16, Value), original: &[u8]) -> Pod {
+    fn patched(answer: &(u16, Value), original: &[u8]) -> Pod<'static> {
         let review: Value = serde_json::from_slice(original).unwrap();
         let patch = STANDARD.decode(answer.1["response"]["patch"].as_str().unwrap()).unwrap();
         let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
         let mut doc = review["request"]["object"].clone();
         json_patch::patch(&mut doc, &patch).unwrap();
-        serde_json::from_value(doc).unwrap()
+        crate::model::from_json(doc)
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ pub struct ImageCommand {
 }
 
 /// Init containers, then app containers, each with its place.
-pub fn containers(pod: &Pod) -> impl Iterator<Item = (ContainerRef, &Container)> {
+pub fn containers<'p>(pod: &'p Pod<'p>) -> impl Iterator<Item = (ContainerRef, &'p Container<'p>)> {
     let spec = pod.spec.as_ref();
     let init = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
     let app = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
@@ -52,7 +52,7 @@ pub fn containers(pod: &Pod) -> impl Iterator<Item = (ContainerRef, &Container)>
     init.iter().enumerate().map(tag(true)).chain(app.iter().enumerate().map(tag(false)))
 }
 
-pub fn container(pod: &Pod, target: ContainerRef) -> Option<&Container> {
+pub fn container<'p>(pod: &'p Pod<'p>, target: ContainerRef) -> Option<&'p Container<'p>> {
     containers(pod).find(|(t, _)| *t == target).map(|(_, c)| c)
 }
 
@@ -77,7 +77,7 @@ fn ours(c: &Container) -> bool {
 }
 
 /// The containers this pass may mutate: all, or on a second pass those that are not [`ours`].
-fn candidates(pod: &Pod) -> impl Iterator<Item = (ContainerRef, &Container)> {
+fn candidates<'p>(pod: &'p Pod<'p>) -> impl Iterator<Item = (ContainerRef, &'p Container<'p>)> {
     let again = already_mutated(pod);
     containers(pod).filter(move |(_, c)| !(again && ours(c)))
 }
@@ -98,7 +98,7 @@ pub struct SourceRef<'a> {
 
 /// The one walk over a container's sources that reading them, deciding whether they hold
 /// references, and naming the container in an error all share.
-pub fn container_sources(c: &Container) -> impl Iterator<Item = SourceRef<'_>> {
+pub fn container_sources<'p>(c: &'p Container<'p>) -> impl Iterator<Item = SourceRef<'p>> {
     let by_key = c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()).flat_map(|from| {
         let secret = from.secret_key_ref.as_ref().map(|r| SourceRef { source: DataSource::Secret, name: &r.name, key: Some(&r.key) });
         let config_map = from.config_map_key_ref.as_ref().map(|r| SourceRef { source: DataSource::ConfigMap, name: &r.name, key: Some(&r.key) });
@@ -142,7 +142,7 @@ pub fn select(pod: &Pod, config: &PodConfig, fetched: &SourceData) -> Vec<Contai
         return Vec::new();
     }
     candidates(pod)
-        .filter(|(_, c)| config.containers.is_empty() || config.containers.contains(&c.name))
+        .filter(|(_, c)| config.containers.is_empty() || config.containers.iter().any(|name| c.name == name.as_str()))
         .filter(|(_, c)| !config.from_path.is_empty() || has_direct_reference(c) || references_through_sources(c, fetched))
         .map(|(t, _)| t)
         .collect()
@@ -208,7 +208,7 @@ type Part = fn(&Pass<'_>, &mut AddOps) -> Result<(), PatchError>;
 
 /// What one pass adds, decided once.
 struct Pass<'a> {
-    pod: &'a Pod,
+    pod: &'a Pod<'a>,
     config: &'a PodConfig,
     targets: &'a [ContainerRef],
     images: &'a HashMap<ContainerRef, ImageCommand>,
@@ -252,14 +252,16 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
         let index = target.index.to_string();
         let at = |field: &'static str| -> Vec<&str> { vec!["spec", list, index.as_str(), field] };
 
-        let command = c.command.clone().unwrap_or_default();
-        let args = c.args.clone().unwrap_or_default();
-        let args: Vec<String> = if !command.is_empty() {
-            command.into_iter().chain(args).collect()
+        let command = c.command.as_deref().unwrap_or_default();
+        let args = c.args.as_deref().unwrap_or_default();
+        let args: Vec<&str> = if !command.is_empty() {
+            command.iter().chain(args).map(|a| &**a).collect()
         } else {
-            let image = p.images.get(&target).cloned().unwrap_or_default();
-            let cmd = if args.is_empty() { image.cmd } else { Vec::new() };
-            image.entrypoint.into_iter().chain(cmd).chain(args).collect()
+            let (entrypoint, cmd) = p
+                .images
+                .get(&target)
+                .map_or((&[][..], &[][..]), |image| (image.entrypoint.as_slice(), if args.is_empty() { image.cmd.as_slice() } else { &[] }));
+            entrypoint.iter().chain(cmd).map(String::as_str).chain(args.iter().map(|a| &**a)).collect()
         };
         ops.add(&at("command"), &[BINARY]);
         ops.add(&at("args"), &args);

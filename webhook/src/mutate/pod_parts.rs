@@ -188,7 +188,7 @@ pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
 
 pub fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
     let command = probe?.exec.as_ref()?.command.clone()?;
-    Some([BINARY.to_string()].into_iter().chain(command).collect())
+    Some([BINARY.to_string()].into_iter().chain(command.into_iter().map(|c| c.to_string())).collect())
 }
 
 /// Go's `time.Duration.String()`: `10s`, `1m30s`, `1h0m0s`, `500ms`, `0s` — how Bank-Vaults writes

@@ -113,16 +113,20 @@ impl PullCredentials {
         PullCredentials { default, cache: Cached::new(cache_size, ttl) }
     }
 
-    pub async fn for_pod(&self, kube: &KubeApi, pod: &Pod, namespace: &str) -> Result<Vec<DockerAuth>, ApiError> {
+    pub async fn for_pod(&self, kube: &KubeApi, pod: &Pod<'_>, namespace: &str) -> Result<Vec<DockerAuth>, ApiError> {
         let spec = pod.spec.as_ref();
-        let mut secrets: Vec<(String, String)> =
-            spec.and_then(|s| s.image_pull_secrets.as_ref()).iter().flat_map(|v| v.iter()).map(|r| (namespace.to_string(), r.name.clone())).collect();
+        let mut secrets: Vec<(String, String)> = spec
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .iter()
+            .flat_map(|v| v.iter())
+            .map(|r| (namespace.to_string(), r.name.to_string()))
+            .collect();
         let (sa_namespace, sa_name) = match (&self.default, secrets.is_empty()) {
             (Some(d), true) => {
                 secrets.push((d.namespace.clone(), d.secret.clone()));
                 (d.namespace.clone(), d.service_account.clone())
             }
-            _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())),
+            _ => (namespace.to_string(), spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("default").to_string()),
         };
         let key = (secrets.clone(), sa_namespace.clone(), sa_name.clone());
         let got = self.cache.get_or_fetch(&key, async || read(kube, secrets, &sa_namespace, &sa_name).await).await?;

@@ -4,6 +4,7 @@ use super::*;
 use crate::annotations::agent::{AgentConfig, AgentImage, CpuMemory, LoginAgent};
 use crate::annotations::consul_template::CtConfig;
 use crate::annotations::{ObjectInfo, PodConfig, PodDefaults};
+use crate::model::from_json;
 use k8s_openapi::api::core::v1::Pod as K8sPod;
 use serde_json::Value;
 use std::time::Duration;
@@ -45,8 +46,8 @@ fn std9() -> Vec<Value> {
     ]
 }
 
-fn pod(spec: Value) -> Pod {
-    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})).unwrap()
+fn pod(spec: Value) -> Pod<'static> {
+    from_json(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}))
 }
 
 /// Runs all four phases (with `fetched` and `images` standing in for the API and registry)
@@ -58,7 +59,7 @@ fn mutate(pod: &Pod, config: &PodConfig, fetched: &SourceData, image: Option<Ima
 /// [`mutate`] for a pod given as the JSON the API server sends: the patch is applied to that
 /// document, every field of it kept (the webhook reads only part of a pod).
 fn mutate_doc(doc: &Value, config: &PodConfig, fetched: &SourceData, image: Option<ImageCommand>) -> Option<Value> {
-    let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+    let pod: Pod = from_json(doc.clone());
     let targets = select(&pod, config, fetched);
     let images: HashMap<ContainerRef, ImageCommand> =
         images_to_look_up(&pod, &targets).into_iter().map(|t| (t, image.clone().expect("an image lookup was needed"))).collect();
@@ -79,7 +80,7 @@ fn without_nulls(value: Value) -> Value {
     }
 }
 
-fn one_container(extra: Value) -> Pod {
+fn one_container(extra: Value) -> Pod<'static> {
     let mut c = json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "env": [{"name": "myvar", "value": "vault:secrets"}]});
     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     pod(json!({"containers": [c]}))
@@ -273,7 +274,7 @@ fn login_agent(for_vault_env: bool) -> LoginAgent {
 
 /// The pod of cases 12, 13, 15 and 16: no references, a service-account mount, and (15, 16)
 /// an init container of the user's.
-fn ct_pod(with_init: bool) -> Pod {
+fn ct_pod(with_init: bool) -> Pod<'static> {
     let app = json!({"name": "MyContainer", "image": "myimage", "command": ["/bin/bash"], "volumeMounts": [{"name": "kube-api-access-x", "mountPath": SA}]});
     let mut spec = json!({"containers": [app]});
     if with_init {
@@ -531,7 +532,7 @@ fn case11_existing_log_level_is_kept() {
 fn second_pass_is_a_no_op() {
     let p = one_container(json!({}));
     let doc = mutate(&p, &bank_vaults_config(), &SourceData::new(), None).unwrap();
-    let mutated: Pod = serde_json::from_value(doc.clone()).unwrap();
+    let mutated: Pod = from_json(doc.clone());
     assert!(already_mutated(&mutated));
     assert_eq!(mutate_doc(&doc, &bank_vaults_config(), &SourceData::new(), None), None);
     // With VAULT_ENV_FROM_PATH every container is a target: still nothing twice.
@@ -548,7 +549,7 @@ fn second_pass_is_a_no_op() {
 #[test]
 fn a_vault_env_volume_without_the_copy_container() {
     let mut p = one_container(json!({}));
-    p.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(json!({"name": "vault-env", "configMap": {"name": "mine"}})).unwrap()]);
+    p.spec.as_mut().unwrap().volumes = Some(vec![from_json(json!({"name": "vault-env", "configMap": {"name": "mine"}}))]);
     let config = bank_vaults_config();
     let targets = select(&p, &config, &SourceData::new());
     let err = patch(&p, &config, &targets, &HashMap::new()).unwrap_err();
@@ -632,7 +633,7 @@ fn the_successors_marker_is_seen() {
     assert!(mutated_by_successor(&p));
     p = one_container(json!({}));
     assert!(!mutated_by_successor(&p));
-    p.spec.as_mut().unwrap().volumes = Some(vec![serde_json::from_value(json!({"name": "secret-init", "emptyDir": {"medium": "Memory"}})).unwrap()]);
+    p.spec.as_mut().unwrap().volumes = Some(vec![from_json(json!({"name": "secret-init", "emptyDir": {"medium": "Memory"}}))]);
     assert!(mutated_by_successor(&p));
 }
 
@@ -736,7 +737,7 @@ fn pod_run_as_user_is_copied_and_annotation_wins() {
 #[test]
 fn a_pod_without_a_spec_gets_no_patch() {
     let doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}});
-    let p: Pod = serde_json::from_value(doc.clone()).unwrap();
+    let p: Pod = from_json(doc.clone());
     for config in [agent_config(false), agent_config(true), ct_config(false, false), bank_vaults_config()] {
         assert!(matches!(patch(&p, &config, &[], &HashMap::new()), Ok(None)));
         assert_eq!(mutate_doc(&doc, &config, &SourceData::new(), None), None);
