@@ -7,8 +7,6 @@ use crate::metrics::ReviewLabels;
 use crate::model::Pod;
 use crate::mutate::object::Kind;
 use crate::mutate::patch::JsonPatch;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde::de::IgnoredAny;
@@ -31,25 +29,21 @@ fn bad_request(message: String) -> Answer {
 }
 
 /// The AdmissionReview around `response`; a patch is base64-encoded straight into the body (it
-/// is most of the answer: no `Value` holding it, no second copy, no text check of the encoding).
+/// is most of the answer: no `Value` holding it, no second copy, no text check of the encoding),
+/// with the CPU's vector instructions where it has them (`base64-simd`: the `base64` crate's
+/// scalar encoder was a sixth of a review's time).
 fn answer(api_version: &str, response: Value, patch: Option<&JsonPatch>) -> Answer {
     let review = json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}).to_string();
     let Some(patch) = patch else { return (200, review.into_bytes()) };
-    let cannot = || {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"});
-        (500, status.to_string().into_bytes())
-    };
     // `review` ends with the `}` of the response and the `}` of the review.
-    let (Some(head), Some(encoded)) = (review.strip_suffix("}}"), base64::encoded_len(patch.json.len(), true)) else { return cannot() };
-    let mut out = Vec::with_capacity(head.len() + 40 + encoded);
+    let Some(head) = review.strip_suffix("}}") else {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "cannot write the answer"});
+        return (500, status.to_string().into_bytes());
+    };
+    let mut out = Vec::with_capacity(head.len() + 40 + patch.json.len().div_ceil(3) * 4);
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
-    let start = out.len();
-    out.resize(start + encoded, 0);
-    match STANDARD.encode_slice(&patch.json, &mut out[start..]) {
-        Ok(written) => out.truncate(start + written),
-        Err(_) => return cannot(),
-    }
+    base64_simd::STANDARD.encode_append(&patch.json, &mut out);
     out.extend_from_slice(b"\"}}");
     (200, out)
 }
@@ -213,9 +207,24 @@ fn respond<T>(ctx: &Context, kind: &'static str, started: Instant, request: &Req
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
 
     fn ctx() -> Context {
         Context::for_tests("https://vault.vault:8200")
+    }
+
+    /// The patch's base64 (written by `base64-simd`) reads back with the `base64` crate, for every
+    /// remainder of its length by 3 and for lengths around the vector width.
+    #[test]
+    fn the_patch_is_standard_padded_base64() {
+        for len in [1, 2, 3, 4, 5, 31, 32, 33, 47, 48, 49, 95, 96, 97, 1000, 8058] {
+            let json: Vec<u8> = (0..len).map(|i| b"[{\"op\":\"add\"}]~/"[i % 16]).collect();
+            let (status, body) = answer(V1, json!({"uid": "u", "allowed": true}), Some(&JsonPatch { json: json.clone(), ops: 1 }));
+            let (_, review) = json_of((status, body));
+            assert_eq!((status, &review["response"]["patchType"], &review["response"]["uid"]), (200, &json!("JSONPatch"), &json!("u")));
+            assert_eq!(STANDARD.decode(review["response"]["patch"].as_str().unwrap()).unwrap(), json, "length {len}");
+        }
     }
 
     #[test]
