@@ -8,6 +8,7 @@
 #      webhook's own answer to the pod of case 1 (same bytes on the wire), and for reference a
 #      minimal answer with an empty patch
 #   4. the handler alone, in process (no HTTP, TLS or kernel): microseconds per review
+#   5. CPU per request at maximum load, the server's and wrk's, for the webhook and for nginx
 # Targets (issue 4): p99 <= 1 ms at 1,000 rps; throughput >= 25 % of the nginx ceiling.
 # Load: wrk (2 threads); pacing through wrk's delay() hook. Load generator and server share the
 # machine's cores, for the webhook and for nginx alike.
@@ -107,12 +108,21 @@ print(f"{p50:.3f} {p99:.3f} {rps:.0f}")
 PY
 }
 
-# run NAME URL BODY [PACE] -> "p50_ms p99_ms rps_paced rps_max"
+# cpu_ticks PID... : the user + system CPU these processes have used so far, in clock ticks
+cpu_ticks() { local sum=0 p; for p in "$@"; do sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$sum"; }
+
+# run NAME URL BODY [PACE] -> "p50_ms p99_ms rps_paced rps_max"; at maximum load, the CPU used by
+# the server (the PIDs in SERVER_PIDS) and by wrk goes to $B/NAME-cpu.txt: "server_ticks wrk_user_s wrk_sys_s"
 run() {
   local name=$1 url=$2 body=$3 pace=${4:-poisson}
   # paced: 10 connections x 1 request / 10 ms on average = 1,000 requests/s
   wrk -t2 -c10 -d"${DURATION}s" --latency -s "$(lua "$body" "$pace")" "$url" >"$B/$name-paced.txt" 2>&1
-  wrk -t2 -c64 -d"${DURATION}s" --latency -s "$(lua "$body" none)" "$url" >"$B/$name-max.txt" 2>&1
+  local before wrk_cpu TIMEFORMAT='%U %S'
+  # shellcheck disable=SC2086 # SERVER_PIDS is a list
+  before=$(cpu_ticks $SERVER_PIDS)
+  wrk_cpu=$( { time wrk -t2 -c64 -d"${DURATION}s" --latency -s "$(lua "$body" none)" "$url" >"$B/$name-max.txt" 2>&1; } 2>&1 )
+  # shellcheck disable=SC2086
+  echo "$(( $(cpu_ticks $SERVER_PIDS) - before )) $wrk_cpu" >"$B/$name-cpu.txt"
   read -r p50 p99 rps < <(figures "$B/$name-paced.txt")
   read -r _ _ top < <(figures "$B/$name-max.txt")
   echo "$p50 $p99 $rps $top"
@@ -130,6 +140,7 @@ curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod.jso
 curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$B/pod-registry.json" "$URL" \
   | python3 -c 'import json,sys; r=json.load(sys.stdin)["response"]; assert r["allowed"] and r["patch"], r' \
   || die "the webhook did not mutate the registry pod: $(tail -3 "$B/webhook.log")"
+SERVER_PIDS=$WH_PID
 log "webhook: 5-container pod, no registry call"
 read -r W50 W99 WRPS WMAX < <(run webhook "$URL" "$B/pod.json")
 log "webhook: 5-container pod, bursts of 10 requests every 10 ms"
@@ -165,6 +176,7 @@ http {
 NGX
 nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" -g 'daemon off;' & NGINX_PID=$!
 wait_for 10 nginx curl -fsk -X POST -d '{}' "https://127.0.0.1:$NG_PORT/pods"
+SERVER_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" # the master and its workers
 log "nginx: fixed AdmissionReview (the webhook's answer, $(wc -c <"$B/answer.json") bytes)"
 read -r N50 N99 NRPS NMAX < <(run nginx "https://127.0.0.1:$NG_PORT/pods?timeout=10s" "$B/pod.json")
 log "nginx: minimal AdmissionReview (empty patch)"
@@ -186,6 +198,21 @@ print(f"p99 at ~1,000 rps: {w99:.3f} ms (target <= 1 ms: {'met' if w99 <= 1 else
 print(f"throughput: {wmax:.0f} / {nmax:.0f} rps = {100*wmax/nmax:.0f} % of the nginx ceiling (target >= 25 %: {'met' if wmax >= 0.25*nmax else 'MISSED'})")
 print(f"  (against nginx's minimal answer: {100*wmax/mmax:.0f} %)")
 print(f"webhook peak RSS: {rss/1024:.1f} MiB")
+PY
+
+# CPU per request at maximum load: the server's and wrk's, from the runs above (wrk shares the
+# cores, so what it costs a request bounds the ratio whatever the server does).
+python3 - "$B" "$(getconf CLK_TCK)" <<'PY'
+import re, sys
+b, hz = sys.argv[1], int(sys.argv[2])
+def per_request(name):
+    ticks, user, system = open(f"{b}/{name}-cpu.txt").read().split()
+    n = int(re.search(r"(\d+) requests in", open(f"{b}/{name}-max.txt").read()).group(1))
+    return int(ticks) / hz / n * 1e6, (float(user) + float(system)) / n * 1e6
+ws, ww = per_request("webhook")
+ns, nw = per_request("nginx")
+print(f"\nCPU per request at maximum load: webhook {ws:.1f} us + wrk {ww:.1f} us; nginx {ns:.1f} us + wrk {nw:.1f} us")
+print(f"  60 % of nginx's throughput would need the webhook at <= {(ns + nw) / 0.6 - ww:.1f} us a request")
 PY
 
 # The handler alone, in process (parse, mutate, answer; no HTTP, no TLS, no kernel): stable on a
