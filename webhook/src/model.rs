@@ -153,7 +153,7 @@ pub struct ExecAction<'a> {
 }
 
 /// A string of the review, borrowed from the body when its JSON has no escapes, else copied.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Text<'a>(pub Cow<'a, str>);
 
 impl Deref for Text<'_> {
@@ -184,12 +184,6 @@ impl PartialEq<str> for Text<'_> {
 impl PartialEq<&str> for Text<'_> {
     fn eq(&self, other: &&str) -> bool {
         *self.0 == **other
-    }
-}
-
-impl<'a> From<&'a str> for Text<'a> {
-    fn from(text: &'a str) -> Self {
-        Text(Cow::Borrowed(text))
     }
 }
 

@@ -187,8 +187,8 @@ pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
 }
 
 pub fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
-    let command = probe?.exec.as_ref()?.command.clone()?;
-    Some([BINARY.to_string()].into_iter().chain(command.into_iter().map(|c| c.to_string())).collect())
+    let command = probe?.exec.as_ref()?.command.as_ref()?;
+    Some([BINARY].into_iter().chain(command.iter().map(|c| &**c)).map(str::to_string).collect())
 }
 
 /// Go's `time.Duration.String()`: `10s`, `1m30s`, `1h0m0s`, `500ms`, `0s` — how Bank-Vaults writes
