@@ -64,12 +64,59 @@ pub struct Container<'a> {
     pub image_pull_policy: Option<Text<'a>>,
     pub command: Option<Vec<Text<'a>>>,
     pub args: Option<Vec<Text<'a>>>,
-    pub env: Option<Vec<EnvVar<'a>>>,
+    pub env: Option<EnvList<'a>>,
     pub env_from: Option<Vec<EnvFromSource<'a>>>,
     pub volume_mounts: Option<Vec<VolumeMount>>,
     pub liveness_probe: Option<Probe<'a>>,
     pub readiness_probe: Option<Probe<'a>>,
     pub startup_probe: Option<Probe<'a>>,
+}
+
+/// A container's `env`: its variables, and the list's JSON text as the review carried it, so that
+/// vault-env's variables are appended in one patch operation that writes the list back as it came
+/// followed by them ([`crate::mutate::patch::AddOps::add_to_list`]). The API server applies a
+/// patch operation by operation: a dozen appends per container cost it more than one list.
+#[derive(Debug, Clone, Default)]
+pub struct EnvList<'a> {
+    pub vars: Vec<EnvVar<'a>>,
+    /// The JSON array, verbatim (`[]` for a list built in a test).
+    pub json: &'a str,
+}
+
+impl<'a> Deref for EnvList<'a> {
+    type Target = [EnvVar<'a>];
+    fn deref(&self) -> &[EnvVar<'a>] {
+        &self.vars
+    }
+}
+
+impl<'l, 'a> IntoIterator for &'l EnvList<'a> {
+    type Item = &'l EnvVar<'a>;
+    type IntoIter = std::slice::Iter<'l, EnvVar<'a>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.vars.iter()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EnvList<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
+        let json = raw.get();
+        // The reader's position is the end of the list: the message says what, not where.
+        let vars = serde_json::from_str(json).map_err(|e| {
+            let message = e.to_string();
+            let what = message.rsplit_once(" at line ").map_or(message.as_str(), |(what, _)| what);
+            serde::de::Error::custom(format_args!("env: {what}"))
+        })?;
+        Ok(EnvList { vars, json })
+    }
+}
+
+#[cfg(test)]
+impl serde::Serialize for EnvList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.vars.serialize(s)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -249,6 +296,21 @@ mod tests {
         assert!(matches!(c.name.0, Cow::Borrowed("app")) && matches!(env[0].value.as_ref().unwrap().0, Cow::Borrowed(_)));
         assert!(matches!(c.command.as_ref().unwrap()[2].0, Cow::Owned(_)) && matches!(env[1].value.as_ref().unwrap().0, Cow::Owned(_)));
         assert!(serde_json::from_str::<Pod>(r#"{"spec": {"containers": [{"name": 1}]}}"#).is_err(), "a number is not a name");
+    }
+
+    /// A container's `env` keeps its JSON text verbatim beside the variables read from it; an
+    /// `env` that is not a list is an error naming `env` once, with the review's position.
+    #[test]
+    fn env_lists_keep_their_text() {
+        let body = r#"{"spec": {"containers": [{"name": "a", "env": [ {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}} ,
+            {"name": "B", "value": "1"}]}]}}"#;
+        let pod: Pod = serde_json::from_str(body).expect("the model reads it");
+        let env = pod.spec.as_ref().unwrap().containers[0].env.as_ref().unwrap();
+        assert_eq!(env.iter().map(|v| &*v.name).collect::<Vec<_>>(), ["A", "B"]);
+        assert!(body.contains(env.json) && env.json.starts_with("[ {") && env.json.ends_with("\"1\"}]"), "{}", env.json);
+        let err = serde_json::from_str::<Pod>(r#"{"spec": {"containers": [{"name": "a", "env": {"A": 1}}]}}"#).unwrap_err().to_string();
+        assert!(err.starts_with("env: invalid type: map, expected a sequence at line 1 column "), "{err}");
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
     }
 
     /// What the API server can send, this model reads as `k8s_openapi` does (the review would be

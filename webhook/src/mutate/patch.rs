@@ -67,6 +67,30 @@ impl AddOps {
         }
     }
 
+    /// One `add` at `path` of the list `list` (JSON text of an array, the one there now) with
+    /// `values` (JSON text) after its elements: one operation instead of one per value. `list`
+    /// is written back as it came. (Not an array: each value is appended on its own.)
+    pub fn add_to_list(&mut self, path: &[&str], list: &str, values: &[Vec<u8>]) {
+        let Some(head) = list.trim_end().strip_suffix(']').filter(|h| h.trim_start().starts_with('[')) else {
+            let mut each = path.to_vec();
+            each.push("-");
+            return self.add_json_each(&each, values);
+        };
+        let empty = head.trim_start()[1..].trim().is_empty();
+        self.point_at(path);
+        self.push_op(|out| {
+            out.extend_from_slice(head.as_bytes());
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 || !empty {
+                    out.push(b',');
+                }
+                out.extend_from_slice(value);
+            }
+            out.push(b']');
+            Ok(())
+        });
+    }
+
     fn point_at(&mut self, path: &[&str]) {
         self.pointer.clear();
         for token in path {
@@ -139,6 +163,31 @@ mod tests {
         assert_eq!(doc, json!({"metadata": {"annotations": {"a/b~c": "x\"y"}}, "spec": {"list": [0, {"k": [1, 2]}]}}));
         let text: Value = serde_json::from_slice(&patch.json).unwrap();
         assert_eq!(text[0]["path"], "/metadata/annotations/a~1b~0c");
+    }
+
+    /// A list written back with values after its elements, in one operation, whatever its
+    /// spacing; empty lists get no stray comma; what is not an array gets one append per value.
+    #[test]
+    fn values_added_to_a_list_follow_its_elements_in_one_operation() {
+        let values = [br#"{"n":"V1"}"#.to_vec(), br#"{"n":"V2"}"#.to_vec()];
+        for (list, want) in [
+            (r#"[{"n":"A","x":{"unknown":[1]}}]"#, json!([{"n": "A", "x": {"unknown": [1]}}, {"n": "V1"}, {"n": "V2"}])),
+            (" [ {\"n\" : \"A\"} ,{\"n\":\"B\"}\n] \n", json!([{"n": "A"}, {"n": "B"}, {"n": "V1"}, {"n": "V2"}])),
+            ("[]", json!([{"n": "V1"}, {"n": "V2"}])),
+            ("[ \n ]", json!([{"n": "V1"}, {"n": "V2"}])),
+        ] {
+            let mut ops = AddOps::default();
+            ops.add_to_list(&["spec", "containers", "0", "env"], list, &values);
+            let patch = ops.finish().unwrap().unwrap();
+            assert_eq!(patch.ops, 1, "{list}");
+            let mut doc = json!({"spec": {"containers": [{"env": serde_json::from_str::<Value>(list).unwrap()}]}});
+            json_patch::patch(&mut doc, &serde_json::from_slice::<json_patch::Patch>(&patch.json).unwrap()).unwrap();
+            assert_eq!(doc["spec"]["containers"][0]["env"], want, "{list}");
+        }
+        let mut ops = AddOps::default();
+        ops.add_to_list(&["env"], r#"{"a":1}"#, &values);
+        let text: Value = serde_json::from_slice(&ops.finish().unwrap().unwrap().json).unwrap();
+        assert_eq!((text[0]["path"].as_str(), text[1]["path"].as_str(), text.as_array().unwrap().len()), (Some("/env/-"), Some("/env/-"), 2));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! 2. [`select`]: the containers to mutate;
 //! 3. [`images_to_look_up`]: mutated containers without `command` (their image's ENTRYPOINT/CMD);
 //! 4. [`patch`]: the RFC 6902 patch, as precise `add` operations on the original object, so fields
-//!    this webhook does not know (newer Kubernetes) are never rewritten.
+//!    this webhook does not know (newer Kubernetes) are never rewritten. vault-env's variables go
+//!    into a container's `env` in one operation: the list as the review carried it, verbatim, then
+//!    them (the API server's cost grows with the number of operations).
 
 use super::agent;
 use super::consul_template;
@@ -278,7 +280,10 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
             Some(written) => written,
             empty => empty.insert(written(&vault_env_vars(own_level, p.config, p.pod), || format!(" at /spec/{list}/{index}/env"))?),
         };
-        append(ops, &at("env"), c.env.is_some(), vars);
+        match &c.env {
+            Some(env) if vars.len() > 1 => ops.add_to_list(&at("env"), env.json, vars),
+            _ => append(ops, &at("env"), c.env.is_some(), vars),
+        }
     }
     Ok(())
 }

@@ -760,3 +760,32 @@ fn sidecars_for_a_pod_without_containers_add_the_list() {
         }
     }
 }
+
+/// vault-env's variables join a container's `env` in one operation that writes the list back as
+/// the review carried it: entries with fields this webhook does not read (`fieldRef`, a field of a
+/// newer Kubernetes) come back unchanged, and each container's `env` is one operation, not one per
+/// variable. A container without `env` gets the list whole, as before.
+#[test]
+fn variables_join_the_env_list_in_one_operation_that_keeps_every_field() {
+    let kept = json!([{"name": "myvar", "value": "vault:secrets"}, {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NEW", "value": "x", "futureField": {"a": [1, 2]}}]);
+    let doc = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "a", "image": "i", "command": ["/app"], "env": kept},
+        {"name": "b", "image": "i", "command": ["/app"], "envFrom": [{"secretRef": {"name": "s"}}]}]}});
+    let mut fetched = SourceData::new();
+    fetched.insert((DataSource::Secret, "s".into()), Some(BTreeMap::from([("K".into(), "vault:secret/data/k#v".into())])));
+    let config = bank_vaults_config();
+    let pod: Pod = from_json(doc.clone());
+    let targets = select(&pod, &config, &fetched);
+    assert_eq!(targets.len(), 2);
+    let written = patch(&pod, &config, &targets, &HashMap::new()).unwrap().unwrap();
+    let ops: Vec<Value> = serde_json::from_slice(&written.json).unwrap();
+    let env_ops: Vec<&str> = ops.iter().filter_map(|op| op["path"].as_str()).filter(|p| p.contains("/env")).collect();
+    assert_eq!(env_ops, ["/spec/containers/0/env", "/spec/containers/1/env"]);
+    let mut patched = doc.clone();
+    json_patch::patch(&mut patched, &serde_json::from_value::<json_patch::Patch>(Value::Array(ops)).unwrap()).unwrap();
+    let mut want = kept.as_array().unwrap().clone();
+    want.extend(std9());
+    assert_eq!(env_of(&patched, "containers", 0), want);
+    assert_eq!(env_of(&patched, "containers", 1), std9());
+}
