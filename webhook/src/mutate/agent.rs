@@ -4,7 +4,9 @@
 //! that logs in and renders before the app starts and leaves its token for vault-env (case D).
 //! The rendered files go to a memory volume (`agent-secrets`) mounted in every app container.
 
-use super::pod_parts::{LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, base_mounts, copy_resources, security_context, tls_volume};
+use super::pod_parts::{
+    LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, SecurityContext, base_mounts, copy_resources, security_context, tls_volume,
+};
 use crate::annotations::PodConfig;
 use crate::annotations::agent::{AgentConfig, LoginAgent};
 use crate::model::Pod;
@@ -57,13 +59,12 @@ fn mounts(config: &PodConfig, pod: &Pod, agent: &AgentConfig, config_mount: Valu
     out
 }
 
-fn agent_security_context(config: &PodConfig, pod: &Pod, ptrace: bool) -> Value {
+fn agent_security_context(config: &PodConfig, pod: &Pod, ptrace: bool) -> SecurityContext {
     let mut sc = security_context(config, pod);
-    let mut add: Vec<&str> = CAPABILITIES.to_vec();
+    sc.capabilities.add = CAPABILITIES.to_vec();
     if ptrace {
-        add.push("SYS_PTRACE");
+        sc.capabilities.add.push("SYS_PTRACE");
     }
-    sc["capabilities"]["add"] = json!(add);
     sc
 }
 

@@ -46,7 +46,7 @@ pub fn container(config: &PodConfig, pod: &Pod, ct: &CtConfig) -> Value {
     let mut security_context = security_context(config, pod);
     if sidecar(ct) && ct.share_process_namespace {
         // Bank-Vaults' consul-template has no capabilities but this one, to signal the app.
-        security_context["capabilities"]["add"] = json!(["SYS_PTRACE"]);
+        security_context.capabilities.add = vec!["SYS_PTRACE"];
     }
     json!({
         "name": CONTAINER,

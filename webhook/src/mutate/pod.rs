@@ -369,7 +369,6 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
     let mut inits = List { name: "initContainers", exists: spec.is_some_and(|s| s.init_containers.is_some()) };
     // `containers` absent, null or empty: the list is added whole (an `add` at `/0` would not apply).
     let mut apps = List { name: "containers", exists: spec.is_some_and(|s| !s.containers.is_empty()) };
-    let mut prepend_init = |ops: &mut AddOps, container: Value| inits.prepend(ops, &container);
     let mut share_process_namespace = false;
     if let Some(ct) = p.ct {
         let mut container = consul_template::container(config, pod, ct);
@@ -377,28 +376,28 @@ fn add_containers(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
             share_process_namespace |= ct.share_process_namespace;
             if ct.native_sidecar {
                 container["restartPolicy"] = json!("Always");
-                prepend_init(ops, container);
+                inits.prepend(ops, &container);
             } else {
                 apps.prepend(ops, &container);
             }
         } else {
-            prepend_init(ops, container);
+            inits.prepend(ops, &container);
         }
     }
     if !p.targets.is_empty() {
-        prepend_init(ops, copy_container(config, pod));
+        inits.prepend(ops, &copy_container(config, pod));
     }
     if let Some(login) = p.login.clone() {
-        prepend_init(ops, login);
+        inits.prepend(ops, &login);
     }
     match p.agent {
-        Some(a) if a.init => prepend_init(ops, agent::init(config, pod, a)),
+        Some(a) if a.init => inits.prepend(ops, &agent::init(config, pod, a)),
         Some(a) => {
             let mut sidecar = agent::sidecar(config, pod, a);
             if a.native_sidecar {
                 // First of all init containers: it runs beside every later one and the app.
                 sidecar["restartPolicy"] = json!("Always");
-                prepend_init(ops, sidecar);
+                inits.prepend(ops, &sidecar);
             } else {
                 apps.prepend(ops, &sidecar);
             }
@@ -420,7 +419,7 @@ struct List {
 
 impl List {
     /// Puts `container` first, adding the list when the pod has none yet.
-    fn prepend(&mut self, ops: &mut AddOps, container: &Value) {
+    fn prepend(&mut self, ops: &mut AddOps, container: &impl Serialize) {
         if self.exists {
             ops.add(&["spec", self.name, "0"], container);
         } else {

@@ -142,48 +142,102 @@ pub fn mounts(config: &PodConfig, pod: &Pod) -> Vec<Value> {
 
 /// The security context of containers this webhook adds (Bank-Vaults' `getSecurityContext`), plus the
 /// `RuntimeDefault` seccomp profile that restricted Pod Security requires.
-pub fn security_context(config: &PodConfig, pod: &Pod) -> Value {
-    let mut sc = json!({
-        "allowPrivilegeEscalation": config.allow_privilege_escalation,
-        "readOnlyRootFilesystem": config.readonly_root_fs,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    });
-    if let Some(user) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user) {
-        sc["runAsUser"] = json!(user);
+pub fn security_context(config: &PodConfig, pod: &Pod) -> SecurityContext {
+    let pod_user = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.run_as_user);
+    SecurityContext {
+        allow_privilege_escalation: config.allow_privilege_escalation,
+        capabilities: Capabilities { add: Vec::new(), drop: ["ALL"] },
+        read_only_root_filesystem: config.readonly_root_fs,
+        run_as_group: (config.run_as_group > 0).then_some(config.run_as_group),
+        run_as_non_root: config.run_as_non_root.then_some(true),
+        run_as_user: if config.run_as_user > 0 { Some(config.run_as_user) } else { pod_user },
+        seccomp_profile: SeccompProfile { kind: "RuntimeDefault" },
     }
-    if config.run_as_non_root {
-        sc["runAsNonRoot"] = json!(true);
-    }
-    if config.run_as_user > 0 {
-        sc["runAsUser"] = json!(config.run_as_user);
-    }
-    if config.run_as_group > 0 {
-        sc["runAsGroup"] = json!(config.run_as_group);
-    }
-    sc
+}
+
+/// The `securityContext` of the containers the webhook adds. Typed rather than a `Value` (no map
+/// built and dropped per review); fields in the order of their names, as the `Value` wrote them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext {
+    pub allow_privilege_escalation: bool,
+    pub capabilities: Capabilities,
+    pub read_only_root_filesystem: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    pub seccomp_profile: SeccompProfile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capabilities {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<&'static str>,
+    pub drop: [&'static str; 1],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeccompProfile {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// `requests` and `limits` of CPU and memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resources<'a> {
+    pub limits: CpuMemory<'a>,
+    pub requests: CpuMemory<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuMemory<'a> {
+    pub cpu: &'a str,
+    pub memory: &'a str,
 }
 
 /// The `VAULT_ENV_CPU/MEMORY_*` resources: the copy container's, and the login agent's (as in
 /// Bank-Vaults).
-pub fn copy_resources(config: &PodConfig) -> Value {
+pub fn copy_resources(config: &PodConfig) -> Resources<'_> {
     let r = &config.resources;
-    json!({
-        "requests": {"cpu": r.cpu_request, "memory": r.memory_request},
-        "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit},
-    })
+    Resources {
+        limits: CpuMemory { cpu: &r.cpu_limit, memory: &r.memory_limit },
+        requests: CpuMemory { cpu: &r.cpu_request, memory: &r.memory_request },
+    }
 }
 
-pub fn copy_container(config: &PodConfig, pod: &Pod) -> Value {
-    json!({
-        "name": COPY_CONTAINER,
-        "image": config.env_image,
-        "imagePullPolicy": config.env_pull_policy,
-        "command": [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
-        "volumeMounts": [{"name": VOLUME, "mountPath": MOUNT_PATH}],
-        "securityContext": security_context(config, pod),
-        "resources": copy_resources(config),
-    })
+/// The init container that copies vault-env's binary into the shared volume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyContainer<'a> {
+    command: [&'static str; 3],
+    image: &'a str,
+    image_pull_policy: &'a str,
+    name: &'static str,
+    resources: Resources<'a>,
+    security_context: SecurityContext,
+    volume_mounts: [Mount; 1],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Mount {
+    mount_path: &'static str,
+    name: &'static str,
+}
+
+pub fn copy_container<'a>(config: &'a PodConfig, pod: &Pod) -> CopyContainer<'a> {
+    CopyContainer {
+        command: [IMAGE_BINARY, "--copy-to", MOUNT_PATH],
+        image: &config.env_image,
+        image_pull_policy: &config.env_pull_policy,
+        name: COPY_CONTAINER,
+        resources: copy_resources(config),
+        security_context: security_context(config, pod),
+        volume_mounts: [Mount { mount_path: MOUNT_PATH, name: VOLUME }],
+    }
 }
 
 pub fn probe_command(probe: Option<&Probe>) -> Option<Vec<String>> {
