@@ -26,7 +26,8 @@ pub fn pod_name(pod: &Pod<'_>, namespace: &str) -> String {
 /// on. Errors name the pod, and the container or annotation at fault; they never carry a secret
 /// value.
 pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result<Admitted, Denial> {
-    let who = format!("pod {}", pod_name(pod, namespace));
+    // Named only in a denial: most reviews never need it.
+    let who = || format!("pod {}", pod_name(pod, namespace));
     let spec = pod.spec.as_ref();
     let service_account = spec.and_then(|s| s.service_account_name.as_deref()).unwrap_or("");
     let info = ObjectInfo { name: pod.metadata.name.as_deref().unwrap_or(""), namespace, service_account };
@@ -41,7 +42,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result
         return Ok(Admitted { patch: None, warnings: vec![warning] });
     }
     let mut warnings = annotations::unhandled(annotations);
-    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who, &errors))?;
+    let config = PodConfig::from_annotations(annotations, labels, &info, &ctx.pods).map_err(|errors| Denial::all(&who(), &errors))?;
     warnings.extend(config.warnings.iter().cloned());
 
     let mut fetched = SourceData::new();
@@ -50,7 +51,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result
             DataSource::Secret => ctx.kube.secret(namespace, &name).await.map(|s| s.as_ref().map(KubeApi::secret_strings)),
             DataSource::ConfigMap => ctx.kube.config_map(namespace, &name).await.map(|c| c.as_ref().map(KubeApi::config_map_strings)),
         };
-        let data = data.map_err(|e| Denial::new(&who, format!("container {}: {e}", referring_container(pod, source, &name))))?;
+        let data = data.map_err(|e| Denial::new(&who(), format!("container {}: {e}", referring_container(pod, source, &name))))?;
         fetched.insert((source, name), data);
     }
 
@@ -58,7 +59,7 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result
     let lookups = pod::images_to_look_up(pod, &targets);
     let mut images: HashMap<ContainerRef, ImageCommand> = HashMap::new();
     if !lookups.is_empty() {
-        let credentials = ctx.pull_credentials.for_pod(&ctx.kube, pod, namespace).await.map_err(|e| Denial::new(&who, e))?;
+        let credentials = ctx.pull_credentials.for_pod(&ctx.kube, pod, namespace).await.map_err(|e| Denial::new(&who(), e))?;
         let platform = pod_platform(pod).unwrap_or_else(|| ctx.default_platform.clone());
         for target in lookups {
             let Some(c) = pod::container(pod, target) else { continue };
@@ -71,12 +72,12 @@ pub async fn mutate_pod(ctx: &Context, pod: &Pod<'_>, namespace: &str) -> Result
                 skip_verify: config.registry_skip_verify,
             };
             let command = ctx.registry.image_command(&lookup).await.map_err(|e| {
-                Denial::new(&who, format!("container {}: it has no command, and the image's ENTRYPOINT/CMD cannot be read: {e}", c.name))
+                Denial::new(&who(), format!("container {}: it has no command, and the image's ENTRYPOINT/CMD cannot be read: {e}", c.name))
             })?;
             images.insert(target, command);
         }
     }
-    let patch = pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who, e))?;
+    let patch = pod::patch(pod, &config, &targets, &images).map_err(|e| Denial::new(&who(), e))?;
     Ok(Admitted { patch, warnings })
 }
 

@@ -154,7 +154,11 @@ pub async fn review_pod(ctx: &Context, body: &[u8]) -> Answer {
     };
     let namespace = request.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
     let outcome = match (&request.operation, &request.object) {
-        (Operation::Create, Some(pod)) => mutate_pod(ctx, pod, namespace).await.map(|admitted| (admitted, pod_name(pod, namespace))),
+        (Operation::Create, Some(pod)) => mutate_pod(ctx, pod, namespace).await.map(|admitted| {
+            // The name is for the info lines of `respond` only.
+            let who = if tracing::enabled!(tracing::Level::INFO) { pod_name(pod, namespace) } else { String::new() };
+            (admitted, who)
+        }),
         _ => Ok((Admitted::default(), String::new())),
     };
     respond(ctx, "Pod", started, &request, outcome)
