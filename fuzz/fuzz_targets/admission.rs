@@ -49,6 +49,17 @@ fn mutate_pod(doc: &Value, namespace: &str) -> Option<Value> {
     let patch = pod::patch(pod, &config, &targets, &images).ok()??;
     let patched = apply(doc, &patch.json);
     let _: K8sPod = serde_json::from_value(patched.clone()).expect("the patched Pod is a Pod");
+    // Whatever is added to a container's `env` comes after its own entries, kept as they were.
+    // (The containers the webhook adds are put first: the pod's own ones move down by as many.)
+    for list in ["containers", "initContainers"] {
+        let own = doc["spec"][list].as_array().map_or(&[][..], Vec::as_slice);
+        let now = patched["spec"][list].as_array().map_or(&[][..], Vec::as_slice);
+        let added = now.len().checked_sub(own.len()).expect("containers are only ever added");
+        for (i, container) in own.iter().enumerate() {
+            let (Some(before), Some(after)) = (container["env"].as_array(), now[added + i]["env"].as_array()) else { continue };
+            assert!(after.starts_with(before), "{list}/{i}: the container's own env entries are kept, first");
+        }
+    }
     Some(patched)
 }
 
