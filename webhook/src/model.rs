@@ -67,9 +67,10 @@ pub struct Container<'a> {
     pub env: Option<EnvList<'a>>,
     pub env_from: Option<Vec<EnvFromSource<'a>>>,
     pub volume_mounts: Option<Vec<VolumeMount>>,
-    pub liveness_probe: Option<Probe<'a>>,
-    pub readiness_probe: Option<Probe<'a>>,
-    pub startup_probe: Option<Probe<'a>>,
+    // Boxed, as the variables' `valueFrom`: a container is moved a few times while it is read.
+    pub liveness_probe: Option<Box<Probe<'a>>>,
+    pub readiness_probe: Option<Box<Probe<'a>>>,
+    pub startup_probe: Option<Box<Probe<'a>>>,
 }
 
 /// A container's `env`: its variables, and the list's JSON text as the review carried it, so that
@@ -127,7 +128,8 @@ pub struct EnvVar<'a> {
     #[serde(default)]
     pub name: Text<'a>,
     pub value: Option<Text<'a>>,
-    pub value_from: Option<EnvVarSource<'a>>,
+    /// Boxed: most variables have none, and a variable is moved a few times while it is read.
+    pub value_from: Option<Box<EnvVarSource<'a>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -270,7 +270,7 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
 
         if p.config.mutate_probes {
             for (field, probe) in [("livenessProbe", &c.liveness_probe), ("readinessProbe", &c.readiness_probe), ("startupProbe", &c.startup_probe)] {
-                if let Some(command) = probe_command(probe.as_ref()) {
+                if let Some(command) = probe_command(probe.as_deref()) {
                     ops.add(&["spec", list, &index, field, "exec", "command"], &command);
                 }
             }
