@@ -80,7 +80,8 @@ pub struct Container<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct EnvList<'a> {
     pub vars: Vec<EnvVar<'a>>,
-    /// The JSON array, verbatim (`[]` for a list built in a test).
+    /// The JSON array, verbatim (empty for a list not read from JSON: then each variable is
+    /// appended on its own).
     pub json: &'a str,
 }
 
