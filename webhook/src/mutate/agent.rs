@@ -5,7 +5,8 @@
 //! The rendered files go to a memory volume (`agent-secrets`) mounted in every app container.
 
 use super::pod_parts::{
-    LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, SecurityContext, base_mounts, copy_resources, security_context, tls_volume,
+    CpuMemory, LOGIN_TOKEN_DIR, LOGIN_TOKEN_FILE, LOGIN_TOKEN_VOLUME, Resources, SecurityContext, base_mounts, copy_resources, security_context,
+    tls_volume,
 };
 use crate::annotations::PodConfig;
 use crate::annotations::agent::{AgentConfig, LoginAgent};
@@ -68,11 +69,11 @@ fn agent_security_context(config: &PodConfig, pod: &Pod, ptrace: bool) -> Securi
     sc
 }
 
-fn resources(agent: &AgentConfig) -> Value {
-    json!({
-        "limits": {"cpu": agent.limits.cpu, "memory": agent.limits.memory},
-        "requests": {"cpu": agent.requests.cpu, "memory": agent.requests.memory},
-    })
+fn resources(agent: &AgentConfig) -> Resources<'_> {
+    Resources {
+        limits: CpuMemory { cpu: &agent.limits.cpu, memory: &agent.limits.memory },
+        requests: CpuMemory { cpu: &agent.requests.cpu, memory: &agent.requests.memory },
+    }
 }
 
 /// Case C: the agent beside the app, rendering templates for as long as the pod runs (the

@@ -67,11 +67,13 @@ impl AddOps {
         }
     }
 
-    /// One `add` at `path` of the list `list` (JSON text of an array, the one there now) with
-    /// `values` (JSON text) after its elements: one operation instead of one per value. `list`
-    /// is written back as it came. (Not an array: each value is appended on its own.)
+    /// `values` (JSON text) after the elements of the list at `path`, whose JSON text (the one
+    /// there now) is `list`: one `add` of the whole list, written back as it came, then them,
+    /// instead of one operation per value. A single value is appended on its own (`…/-`: one
+    /// operation either way, and the smaller), as is each value when `list` is not an array.
     pub fn add_to_list(&mut self, path: &[&str], list: &str, values: &[Vec<u8>]) {
-        let Some(head) = list.trim_end().strip_suffix(']').filter(|h| h.trim_start().starts_with('[')) else {
+        let head = list.trim_end().strip_suffix(']').filter(|h| h.trim_start().starts_with('['));
+        let Some(head) = head.filter(|_| values.len() > 1) else {
             let mut each = path.to_vec();
             each.push("-");
             return self.add_json_each(&each, values);

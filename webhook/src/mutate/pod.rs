@@ -281,8 +281,8 @@ fn wrap_targets(p: &Pass<'_>, ops: &mut AddOps) -> Result<(), PatchError> {
             empty => empty.insert(written(&vault_env_vars(own_level, p.config, p.pod), || format!(" at /spec/{list}/{index}/env"))?),
         };
         match &c.env {
-            Some(env) if vars.len() > 1 => ops.add_to_list(&at("env"), env.json, vars),
-            _ => append(ops, &at("env"), c.env.is_some(), vars),
+            Some(env) => ops.add_to_list(&at("env"), env.json, vars),
+            None => append(ops, &at("env"), false, vars),
         }
     }
     Ok(())
