@@ -198,10 +198,33 @@ pub fn plan_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>, has
 /// Everything fetched from Vault, keyed by what was asked.
 #[derive(Default)]
 pub struct Fetched {
-    secrets: HashMap<Fetch, Result<Secret, Cause>>,
-    /// When each answer arrived.
-    received: HashMap<Fetch, std::time::Instant>,
+    secrets: HashMap<Fetch, Answer>,
     plaintexts: HashMap<String, Result<SecretString, Cause>>,
+}
+
+/// One answer, and when it arrived. Boxed: a map reserves room for twice its entries, each the
+/// size of its value, and an unboxed answer was 300 bytes (a third of a daemon's peak heap with
+/// 1,000 certificates went to these slots and to a second map of the times).
+struct Answer {
+    result: Box<Result<Secret, Cause>>,
+    /// The values of the keys in use, taken out of the answer when it had them all ([`keep_only`]).
+    kept: Option<Vec<(String, Value)>>,
+    at: std::time::Instant,
+}
+
+impl Fetched {
+    fn answer(&self, f: &Fetch) -> Option<&Result<Secret, Cause>> {
+        self.secrets.get(f).map(|a| &*a.result)
+    }
+
+    /// Keeps an answer that arrived `at`; with `keys`, only their values ([`keep_only`]).
+    fn insert(&mut self, f: Fetch, mut result: Result<Secret, Cause>, at: std::time::Instant, keys: Option<&[&str]>) {
+        let kept = match (&mut result, keys) {
+            (Ok(secret), Some(keys)) => keep_only(secret, keys),
+            _ => None,
+        };
+        self.secrets.insert(f, Answer { result: Box::new(result), kept, at });
+    }
 }
 
 /// One request of a fetch, and what it gives.
@@ -228,12 +251,9 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
     let needed = needed_keys(plan);
     let mut fetched = Fetched::default();
     let mut collect = |done: Done| match done {
-        Done::Read(f, mut result, at) => {
-            if let (Ok(secret), Some(Some(keys))) = (&mut result, needed.get(&f)) {
-                keep_only(secret, keys);
-            }
-            fetched.received.insert(f.clone(), at);
-            fetched.secrets.insert(f, result);
+        Done::Read(f, result, at) => {
+            let keys = needed.get(&f).and_then(Option::as_deref);
+            fetched.insert(f, result, at, keys);
         }
         Done::Decrypt(pairs) => fetched.plaintexts.extend(pairs),
     };
@@ -263,44 +283,51 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
     fetched
 }
 
-/// For each request, the keys of its answer that something uses; `None`: the whole answer
-/// (a template or `VAULT_ENV_FROM_PATH` reads it all).
-fn needed_keys(plan: &Plan) -> HashMap<Fetch, Option<BTreeSet<&str>>> {
-    let mut needed: HashMap<Fetch, Option<BTreeSet<&str>>> = HashMap::new();
+/// For each request of the plan, the keys of its answer that something uses; `None`: the whole
+/// answer (a template or `VAULT_ENV_FROM_PATH` reads it all). Keyed by the plan's own requests,
+/// and the keys a list (most answers have one or two in use): it is held while 1,000 answers arrive.
+fn needed_keys(plan: &Plan) -> HashMap<&Fetch, Option<Vec<&str>>> {
+    let mut needed: HashMap<&Fetch, Option<Vec<&str>>> = HashMap::with_capacity(plan.fetches.len());
     for r in plan.vars.iter().flat_map(|(_, value)| value.references()) {
         let (Some(f), Some(key)) = (r.fetch(), r.key()) else { continue };
-        let entry = needed.entry(f).or_insert_with(|| Some(BTreeSet::new()));
+        let Some(f) = plan.fetches.get(&f) else { continue };
+        let entry = needed.entry(f).or_insert_with(|| Some(Vec::new()));
         match (entry, key) {
             (Some(keys), Key::Name(k)) => {
-                keys.insert(k.as_str());
+                if !keys.contains(&k.as_str()) {
+                    keys.push(k.as_str());
+                }
             }
             (entry, _) => *entry = None,
         }
     }
     for fp in &plan.from_path {
-        needed.insert(Fetch::Read { path: fp.path.clone(), version: fp.version }, None);
+        if let Some(f) = plan.fetches.get(&Fetch::Read { path: fp.path.clone(), version: fp.version }) {
+            needed.insert(f, None);
+        }
     }
     needed
 }
 
-/// Drops the values of an answer's keys that nothing uses (a certificate's private key and CA
-/// chain when only its serial number is wanted), so that 1,000 answers are not all held whole
-/// until the last arrives. The key names stay, for the error that lists them; an answer that
-/// lacks a wanted key is kept whole.
-fn keep_only(secret: &mut Secret, keys: &BTreeSet<&str>) {
-    let Some(Value::Object(map)) = secret.data.as_mut() else { return };
+/// Takes the values of `keys` out of an answer that has them all and drops the rest of its data
+/// (a certificate's private key and CA chain when only its serial number is wanted), so that
+/// 1,000 answers are not all held whole until the last arrives: a list of the values in use is a
+/// tenth of the smallest map holding them. With every wanted key there, no error lists an
+/// answer's keys; an answer that lacks one is kept whole (`None`), for the error that does.
+fn keep_only(secret: &mut Secret, keys: &[&str]) -> Option<Vec<(String, Value)>> {
+    let Some(Value::Object(map)) = secret.data.as_mut() else { return None };
     let kv2 = matches!((map.get("data"), map.get("metadata")), (Some(Value::Object(_)), Some(Value::Object(_))));
-    let data = if kv2 {
-        match map.get_mut("data") {
-            Some(Value::Object(inner)) => inner,
-            _ => return,
-        }
-    } else {
-        map
+    let data = match map.get_mut("data") {
+        Some(Value::Object(inner)) if kv2 => inner,
+        _ if kv2 => return None,
+        _ => map,
     };
-    if keys.iter().all(|k| data.contains_key(*k)) {
-        data.iter_mut().filter(|(k, _)| !keys.contains(k.as_str())).for_each(|(_, v)| *v = Value::Null);
+    if !keys.iter().all(|k| data.contains_key(*k)) {
+        return None;
     }
+    let kept = keys.iter().filter_map(|k| data.remove_entry(*k)).collect();
+    secret.data = None;
+    Some(kept)
 }
 
 async fn fetch_one(client: &Client, f: &Fetch) -> Result<Secret, Cause> {
@@ -405,11 +432,19 @@ fn lookup(r: &Reference, fetched: &Fetched) -> Result<String, Cause> {
         };
     }
     let f = r.fetch().ok_or(Cause::PathNotFound)?;
-    let secret = match fetched.secrets.get(&f) {
-        Some(Ok(s)) => s,
-        Some(Err(e)) => return Err(e.clone()),
-        None => return Err(Cause::Vault(ClientError::Decode("the request was not made".into()))),
+    let Some(answer) = fetched.secrets.get(&f) else {
+        return Err(Cause::Vault(ClientError::Decode("the request was not made".into())));
     };
+    let secret = match &*answer.result {
+        Ok(s) => s,
+        Err(e) => return Err(e.clone()),
+    };
+    if let (Some(kept), Some(Key::Name(k))) = (&answer.kept, r.key()) {
+        return match kept.iter().find(|(name, _)| name == k) {
+            Some((_, v)) => template::to_text(v, &format!("key {k:?}")).map_err(|e| Cause::NotText(e.to_string())),
+            None => Err(Cause::KeyNotFound { key: k.clone(), available: kept.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ") }),
+        };
+    }
     let data = secret_data(secret)?;
     match r.key() {
         Some(Key::Name(k)) => match data.get(k) {
@@ -543,7 +578,7 @@ pub fn render_bounded(plan: &Plan, fetched: &Fetched, ignore_missing: bool, budg
             Some(v) => format!("{}#{v}", fp.path),
             None => fp.path.clone(),
         };
-        let data = match fetched.secrets.get(&f).map(|r| r.as_ref().map_err(Cause::clone).and_then(secret_data)) {
+        let data = match fetched.answer(&f).map(|r| r.as_ref().map_err(Cause::clone).and_then(secret_data)) {
             Some(Ok(d)) => d,
             Some(Err(cause)) => {
                 fail(config::VAULT_ENV_FROM_PATH, shown, cause, &mut resolved);
@@ -567,11 +602,11 @@ pub fn render_bounded(plan: &Plan, fetched: &Fetched, ignore_missing: bool, budg
             }
         }
     }
-    for (f, result) in &fetched.secrets {
-        if let (Ok(s), Fetch::Read { path, .. } | Fetch::Write { path, .. }) = (result, f)
+    for (f, answer) in &fetched.secrets {
+        if let (Ok(s), Fetch::Read { path, .. } | Fetch::Write { path, .. }) = (&*answer.result, f)
             && !s.lease_id.is_empty()
         {
-            let granted_at = fetched.received.get(f).copied().unwrap_or_else(std::time::Instant::now);
+            let granted_at = answer.at;
             resolved.leases.push(Lease {
                 path: path.clone(),
                 lease_id: s.lease_id.clone(),
@@ -595,7 +630,7 @@ mod tests {
     fn fetched(entries: &[(&str, Result<&str, Cause>)]) -> Fetched {
         let mut f = Fetched::default();
         for (path, result) in entries {
-            f.secrets.insert(Fetch::Read { path: (*path).into(), version: None }, result.clone().map(secret));
+            f.insert(Fetch::Read { path: (*path).into(), version: None }, result.clone().map(secret), std::time::Instant::now(), None);
         }
         f
     }
@@ -619,18 +654,40 @@ mod tests {
         let pki = r#"{"lease_id":"pki/issue/svc/1","data":{"serial_number":"01:02","certificate":"C","private_key":"K","ca_chain":["A"]}}"#;
         let mut cert = secret(pki);
         let write = Fetch::Write { path: "pki/issue/svc".into(), body: r#"{"common_name":"a.svc.local"}"#.into() };
-        keep_only(&mut cert, needed[&write].as_ref().unwrap());
-        assert_eq!(cert.data.unwrap(), serde_json::json!({"serial_number":"01:02","certificate":null,"private_key":null,"ca_chain":null}));
+        let kept = keep_only(&mut cert, needed[&write].as_ref().unwrap());
+        assert_eq!((kept, cert.data), (Some(vec![("serial_number".to_string(), json!("01:02"))]), None));
         assert_eq!(cert.lease_id, "pki/issue/svc/1");
 
-        let mut kv2 = secret(r#"{"data":{"data":{"user":"u","password":"p"},"metadata":{"version":3}}}"#);
-        keep_only(&mut kv2, needed[&Fetch::Read { path: "secret/data/db".into(), version: None }].as_ref().unwrap());
-        assert_eq!(kv2.data.unwrap(), serde_json::json!({"data":{"user":"u","password":null},"metadata":{"version":3}}));
+        let kv2 = r#"{"data":{"data":{"user":"u","password":"p"},"metadata":{"version":3}}}"#;
+        let mut answer = secret(kv2);
+        let kept = keep_only(&mut answer, needed[&Fetch::Read { path: "secret/data/db".into(), version: None }].as_ref().unwrap());
+        assert_eq!((kept, answer.data), (Some(vec![("user".to_string(), json!("u"))]), None));
 
         assert_eq!(needed[&Fetch::Read { path: "secret/data/t".into(), version: None }], None, "a template reads the whole answer");
         let mut typo = secret(r#"{"data":{"user":"u","password":"p"}}"#);
-        keep_only(&mut typo, needed[&Fetch::Read { path: "secret/data/x".into(), version: None }].as_ref().unwrap());
-        assert_eq!(typo.data.unwrap(), serde_json::json!({"user":"u","password":"p"}), "kept whole for the error");
+        assert_eq!(keep_only(&mut typo, needed[&Fetch::Read { path: "secret/data/x".into(), version: None }].as_ref().unwrap()), None);
+        assert_eq!(typo.data.unwrap(), json!({"user":"u","password":"p"}), "kept whole for the error");
+
+        // As the fetch keeps them: each variable gets its value, the typo its error with the keys.
+        let mut fetched = Fetched::default();
+        let now = std::time::Instant::now();
+        for (f, answer) in [
+            (write, pki),
+            (Fetch::Read { path: "secret/data/db".into(), version: None }, kv2),
+            (Fetch::Read { path: "secret/data/t".into(), version: None }, r#"{"data":{"a":"1","b":"2"}}"#),
+            (Fetch::Read { path: "secret/data/x".into(), version: None }, r#"{"data":{"user":"u","password":"p"}}"#),
+        ] {
+            let keys = needed.get(&f).and_then(Option::as_deref);
+            fetched.insert(f, Ok(secret(answer)), now, keys);
+        }
+        let errors = render(&plan, &fetched, false).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].to_string(), r#"TYPO: vault:secret/data/x#usr: key "usr" not found (keys: password, user)"#);
+        let mut plan = plan;
+        plan.vars.retain(|(name, _)| name != "TYPO");
+        let resolved = render(&plan, &fetched, false).unwrap();
+        let value = |name: &str| resolved.values[name].expose().to_string();
+        assert_eq!((value("SERIAL"), value("USER"), value("ALL")), ("01:02".into(), "u".into(), "12".into()));
     }
 
     /// One small object held many templates over one path, each under the per-template cap, and
@@ -692,7 +749,7 @@ mod tests {
             Ok(r#"{"lease_id":"database/creds/app/x","lease_duration":60,"renewable":true,"data":{"username":"u"}}"#),
         )]);
         let answered = std::time::Instant::now() - std::time::Duration::from_secs(3);
-        f.received.insert(Fetch::Read { path: "database/creds/app".into(), version: None }, answered);
+        f.secrets.get_mut(&Fetch::Read { path: "database/creds/app".into(), version: None }).unwrap().at = answered;
         let resolved = render(&p, &f, false).unwrap();
         assert_eq!(resolved.leases.len(), 1);
         assert_eq!(resolved.leases[0].granted_at, answered);
