@@ -249,7 +249,8 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         work.extend(all.chunks(transit.batch_size.max(1)).map(|batch| Work::Decrypt { path: path.clone(), batch: batch.to_vec() }));
     }
     let needed = needed_keys(plan);
-    let mut fetched = Fetched::default();
+    // Sized once: growing moves every answer to a table twice the size, both held at once.
+    let mut fetched = Fetched { secrets: HashMap::with_capacity(plan.fetches.len()), ..Fetched::default() };
     let mut collect = |done: Done| match done {
         Done::Read(f, result, at) => {
             let keys = needed.get(&f).and_then(Option::as_deref);
