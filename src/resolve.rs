@@ -198,7 +198,8 @@ pub fn plan_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>, has
 /// Everything fetched from Vault, keyed by what was asked.
 #[derive(Default)]
 pub struct Fetched {
-    secrets: HashMap<Fetch, Answer>,
+    /// Sorted by request: a map keeps room for twice its entries.
+    secrets: Vec<(Fetch, Answer)>,
     plaintexts: HashMap<String, Result<SecretString, Cause>>,
 }
 
@@ -214,7 +215,11 @@ struct Answer {
 
 impl Fetched {
     fn answer(&self, f: &Fetch) -> Option<&Result<Secret, Cause>> {
-        self.secrets.get(f).map(|a| &*a.result)
+        self.get(f).map(|a| &*a.result)
+    }
+
+    fn get(&self, f: &Fetch) -> Option<&Answer> {
+        self.secrets.binary_search_by(|(k, _)| k.cmp(f)).ok().map(|i| &self.secrets[i].1)
     }
 
     /// Keeps an answer that arrived `at`; with `keys`, only their values ([`keep_only`]).
@@ -223,7 +228,12 @@ impl Fetched {
             (Ok(secret), Some(keys)) => keep_only(secret, keys),
             _ => None,
         };
-        self.secrets.insert(f, Answer { result: Box::new(result), kept, at });
+        // Answers arrive about in the requests' order: each goes in at or near the end.
+        let answer = Answer { result: Box::new(result), kept, at };
+        match self.secrets.binary_search_by(|(k, _)| k.cmp(&f)) {
+            Ok(i) => self.secrets[i].1 = answer,
+            Err(i) => self.secrets.insert(i, (f, answer)),
+        }
     }
 }
 
@@ -249,8 +259,8 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         work.extend(all.chunks(transit.batch_size.max(1)).map(|batch| Work::Decrypt { path: path.clone(), batch: batch.to_vec() }));
     }
     let needed = needed_keys(plan);
-    // Sized once: growing moves every answer to a table twice the size, both held at once.
-    let mut fetched = Fetched { secrets: HashMap::with_capacity(plan.fetches.len()), ..Fetched::default() };
+    // Sized once: growing moves every answer to a list twice the size, both held at once.
+    let mut fetched = Fetched { secrets: Vec::with_capacity(plan.fetches.len()), ..Fetched::default() };
     let mut collect = |done: Done| match done {
         Done::Read(f, result, at) => {
             let keys = needed.get(&f).and_then(Option::as_deref);
@@ -433,7 +443,7 @@ fn lookup(r: &Reference, fetched: &Fetched) -> Result<String, Cause> {
         };
     }
     let f = r.fetch().ok_or(Cause::PathNotFound)?;
-    let Some(answer) = fetched.secrets.get(&f) else {
+    let Some(answer) = fetched.get(&f) else {
         return Err(Cause::Vault(ClientError::Decode("the request was not made".into())));
     };
     let secret = match &*answer.result {
@@ -750,7 +760,7 @@ mod tests {
             Ok(r#"{"lease_id":"database/creds/app/x","lease_duration":60,"renewable":true,"data":{"username":"u"}}"#),
         )]);
         let answered = std::time::Instant::now() - std::time::Duration::from_secs(3);
-        f.secrets.get_mut(&Fetch::Read { path: "database/creds/app".into(), version: None }).unwrap().at = answered;
+        f.secrets[0].1.at = answered;
         let resolved = render(&p, &f, false).unwrap();
         assert_eq!(resolved.leases.len(), 1);
         assert_eq!(resolved.leases[0].granted_at, answered);
