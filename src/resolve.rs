@@ -203,9 +203,9 @@ pub struct Fetched {
     plaintexts: HashMap<String, Result<SecretString, Cause>>,
 }
 
-/// One answer, and when it arrived. Boxed: a map reserves room for twice its entries, each the
-/// size of its value, and an unboxed answer was 300 bytes (a third of a daemon's peak heap with
-/// 1,000 certificates went to these slots and to a second map of the times).
+/// One answer, and when it arrived. Boxed: an unboxed answer was 300 bytes, one per request (a
+/// third of a daemon's peak heap with 1,000 certificates went to them, in a map that kept room for
+/// twice as many, and to a second map of the times).
 struct Answer {
     result: Box<Result<Secret, Cause>>,
     /// The values of the keys in use, taken out of the answer when it had them all ([`keep_only`]).
