@@ -214,10 +214,6 @@ struct Answer {
 }
 
 impl Fetched {
-    fn answer(&self, f: &Fetch) -> Option<&Result<Secret, Cause>> {
-        self.get(f).map(|a| &*a.result)
-    }
-
     fn get(&self, f: &Fetch) -> Option<&Answer> {
         self.secrets.binary_search_by(|(k, _)| k.cmp(f)).ok().map(|i| &self.secrets[i].1)
     }
@@ -589,7 +585,7 @@ pub fn render_bounded(plan: &Plan, fetched: &Fetched, ignore_missing: bool, budg
             Some(v) => format!("{}#{v}", fp.path),
             None => fp.path.clone(),
         };
-        let data = match fetched.answer(&f).map(|r| r.as_ref().map_err(Cause::clone).and_then(secret_data)) {
+        let data = match fetched.get(&f).map(|a| a.result.as_ref().as_ref().map_err(Cause::clone).and_then(secret_data)) {
             Some(Ok(d)) => d,
             Some(Err(cause)) => {
                 fail(config::VAULT_ENV_FROM_PATH, shown, cause, &mut resolved);
