@@ -2,8 +2,9 @@
 //! environment, as with Bank-Vaults' vault-env, so the command and its flags pass through untouched.
 
 use crate::error::Error;
-use clap::{Arg, ArgAction, Command};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub struct Args {
@@ -137,57 +138,73 @@ Exit codes (the app's own code once it runs):
   126  the command cannot be executed
   127  the command was not found";
 
-fn command() -> Command {
-    Command::new("vault-env")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about("Runs COMMAND with vault: references in its environment replaced by secrets from Vault or OpenBao")
-        .override_usage("vault-env [--] COMMAND [ARGS]...\n       vault-env --copy-to DIR")
-        .arg(
-            Arg::new("copy-to")
-                .long("copy-to")
-                .value_name("DIR")
-                .help("copy this binary to DIR/vault-env and exit (what the webhook's init container runs)")
-                .value_parser(clap::value_parser!(std::path::PathBuf))
-                .exclusive(true),
-        )
-        .arg(
-            Arg::new("command")
-                .value_name("COMMAND")
-                .help("the program to run, then its arguments (passed through untouched)")
-                .value_parser(clap::value_parser!(OsString))
-                .num_args(1..)
-                .trailing_var_arg(true)
-                .allow_hyphen_values(true)
-                .required_unless_present("copy-to")
-                .action(ArgAction::Append),
-        )
-        .after_help(ENV_HELP)
+const ABOUT: &str = "Runs COMMAND with vault: references in its environment replaced by secrets from Vault or OpenBao";
+const USAGE: &str = "Usage: vault-env [--] COMMAND [ARGS]...\n       vault-env --copy-to DIR";
+const OPTIONS: &str = "\
+Arguments:
+  [COMMAND]...  the program to run, then its arguments (passed through untouched)
+
+Options:
+      --copy-to <DIR>  copy this binary to DIR/vault-env and exit (what the webhook's init container runs)
+  -h, --help           Print help
+  -V, --version        Print version";
+
+/// The whole of `--help`.
+pub fn help() -> String {
+    format!("{ABOUT}\n\n{USAGE}\n\n{OPTIONS}\n\n{ENV_HELP}\n")
 }
 
+/// A usage error, with the usage where it helps and the hint Bank-Vaults' users need (theirs takes
+/// no command).
+fn usage_error(what: &str, with_usage: bool) -> Error {
+    let usage = if with_usage { format!("\n\n{USAGE}") } else { String::new() };
+    Error::Usage(format!(
+        "{what}{usage}\n\nFor more information, try '--help'.\n  hint: vault-env needs the command to run, e.g. vault-env my-app --flag (Bank-Vaults: no command is given)"
+    ))
+}
+
+/// Reads the command line. Before the command: vault-env's own options (`--help`, `-h`,
+/// `--version`, `-V`, `--copy-to DIR`, `--copy-to=DIR`) and `--`. The first other word is the
+/// command, even when it starts with `-`, and every word after it is the command's.
 pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
-    let matches = match command().try_get_matches_from(argv) {
-        Ok(m) => m,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return Ok(Parsed::Done(ExitCode::SUCCESS));
+    let mut words = argv.into_iter().skip(1);
+    let mut copy_to: Option<PathBuf> = None;
+    let mut command: Vec<OsString> = Vec::new();
+    while let Some(word) = words.next() {
+        let dir = match word.as_bytes() {
+            b"--" => {
+                command.extend(words.by_ref());
+                break;
+            }
+            b"--help" | b"-h" => {
+                print!("{}", help());
+                return Ok(Parsed::Done(ExitCode::SUCCESS));
+            }
+            b"--version" | b"-V" => {
+                println!("vault-env {}", env!("CARGO_PKG_VERSION"));
+                return Ok(Parsed::Done(ExitCode::SUCCESS));
+            }
+            b"--copy-to" => words.next().ok_or_else(|| usage_error("a value is required for '--copy-to <DIR>' but none was supplied", false))?,
+            w if w.starts_with(b"--copy-to=") => OsStr::from_bytes(&w[b"--copy-to=".len()..]).to_os_string(),
+            _ => {
+                command.push(word);
+                command.extend(words.by_ref());
+                break;
+            }
+        };
+        if copy_to.replace(PathBuf::from(dir)).is_some() {
+            return Err(usage_error("the argument '--copy-to <DIR>' cannot be used multiple times", true));
         }
-        Err(e) => {
-            let text = e.render().to_string();
-            let text = text.trim_start_matches("error: ").trim_end();
-            return Err(Error::Usage(format!(
-                "{text}\n  hint: vault-env needs the command to run, e.g. vault-env my-app --flag (Bank-Vaults: no command is given)"
-            )));
+    }
+    match (copy_to, command.is_empty()) {
+        (Some(dir), true) => Ok(Parsed::CopyTo(dir)),
+        (Some(_), false) => Err(usage_error("the argument '--copy-to <DIR>' cannot be used with one or more of the other specified arguments", true)),
+        (None, true) => Err(usage_error("the following required arguments were not provided:\n  <COMMAND>...", true)),
+        (None, false) => {
+            let program = command.remove(0);
+            Ok(Parsed::Run(Args { program, args: command }))
         }
-    };
-    if let Some(dir) = matches.get_one::<std::path::PathBuf>("copy-to") {
-        return Ok(Parsed::CopyTo(dir.clone()));
     }
-    let mut words: Vec<OsString> = matches.get_many::<OsString>("command").into_iter().flatten().cloned().collect();
-    if words.is_empty() {
-        return Err(Error::Usage("no command given".into()));
-    }
-    let program = words.remove(0);
-    Ok(Parsed::Run(Args { program, args: words }))
 }
 
 #[cfg(test)]
@@ -216,6 +233,30 @@ mod tests {
         assert_eq!(run(&["vault-env", "--", "--copy-to", "x"]), Some(("--copy-to".into(), vec!["x".into()])));
         assert_eq!(run(&["vault-env", "app", "--copy-to", "x"]), Some(("app".into(), vec!["--copy-to".into(), "x".into()])));
         assert!(parse(vec!["vault-env".into(), "--copy-to".into(), "/v".into(), "app".into()]).is_err());
+        assert!(matches!(parse(vec!["vault-env".into(), "--copy-to=/vault/".into()]), Ok(Parsed::CopyTo(d)) if d.as_os_str() == "/vault/"));
+        let usage = |argv: &[&str]| match parse(argv.iter().map(OsString::from).collect()) {
+            Err(e) => (e.exit_code(), e.to_string()),
+            Ok(_) => panic!("{argv:?} should be a usage error"),
+        };
+        let (code, text) = usage(&["vault-env", "--copy-to"]);
+        assert_eq!(code, 64);
+        assert!(text.contains("a value is required for '--copy-to <DIR>'"), "{text}");
+        assert!(usage(&["vault-env", "--copy-to", "/a", "--copy-to", "/b"]).1.contains("cannot be used multiple times"));
+        assert!(usage(&["vault-env", "--copy-to=/a", "--", "app"]).1.contains("cannot be used with"));
+    }
+
+    /// A word that is not one of ours starts the command, even with a dash, and our options after
+    /// the command are the command's.
+    #[test]
+    fn cli_reads_its_own_options_only_before_the_command() {
+        assert_eq!(run(&["vault-env", "-x", "app"]), Some(("-x".into(), vec!["app".into()])));
+        assert_eq!(run(&["vault-env", "-hx"]), Some(("-hx".into(), vec![])));
+        assert_eq!(run(&["vault-env", "--copy-tox", "a"]), Some(("--copy-tox".into(), vec!["a".into()])));
+        assert_eq!(run(&["vault-env", "app", "-h", "-V", "--"]), Some(("app".into(), vec!["-h".into(), "-V".into(), "--".into()])));
+        for flag in ["-h", "--help", "-V", "--version"] {
+            assert!(matches!(parse(vec!["vault-env".into(), flag.into(), "app".into()]), Ok(Parsed::Done(_))), "{flag}");
+        }
+        assert!(help().starts_with(ABOUT) && help().contains(USAGE) && help().ends_with(&format!("{ENV_HELP}\n")));
     }
 
     #[test]
