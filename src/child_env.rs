@@ -7,7 +7,7 @@ use crate::SecretString;
 use crate::config::{self, Config, Env};
 use crate::resolve::Resolved;
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 /// Builds the app's environment.
 ///
@@ -16,7 +16,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
     let passthrough: HashSet<&str> = config.passthrough.iter().map(String::as_str).collect();
     let login = config.auth.login_requested;
     let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.vars().len() + resolved.from_path.len());
-    let mut seen: HashSet<OsString> = HashSet::new();
+    let mut seen: HashSet<&OsStr> = HashSet::with_capacity(out.capacity());
     for (name, value) in env.vars() {
         let key = name.to_str().unwrap_or_default();
         if let Some(on_login) = config::passed_on_login(key)
@@ -25,7 +25,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
         {
             continue;
         }
-        if resolved.dropped.contains(key) || !seen.insert(name.clone()) {
+        if resolved.dropped.contains(key) || !seen.insert(name) {
             continue;
         }
         let value = if config::canonical_name(key) == Some(config::VAULT_TOKEN) && login {
@@ -42,7 +42,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
     }
     // VAULT_ENV_FROM_PATH never overrides a variable the pod sets itself; the first path wins.
     for (name, value) in &resolved.from_path {
-        if seen.insert(OsString::from(name)) {
+        if seen.insert(OsStr::new(name)) {
             out.push((name.into(), value.expose().into()));
         } else {
             tracing::debug!("{name} from {} is shadowed by an earlier definition", config::VAULT_ENV_FROM_PATH);
