@@ -281,6 +281,11 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
                 Work::Decrypt { path, batch } => Done::Decrypt(decrypt_batch(&client, &path, batch).await),
             }
         });
+        // Let this request connect and be sent before the next one is started: otherwise every
+        // connection is opened first and the first request leaves only after the last connect,
+        // with Vault idle meanwhile. Sent one by one, the first answers arrive while later
+        // requests go out, and those can reuse connections the first ones freed.
+        tokio::task::yield_now().await;
     }
     while let Some(joined) = running.join_next().await {
         if let Ok(done) = joined {
