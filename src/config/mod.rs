@@ -320,6 +320,11 @@ impl Config {
         };
         match reqwest::Url::parse(&addr) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Err(_) if !addr.is_ascii() => r.push(FieldError::invalid(
+                VAULT_ADDR,
+                &addr,
+                "a URL with an ASCII host name, such as https://vault:8200 (an internationalized name in its xn-- form)",
+            )),
             _ => r.push(FieldError::invalid(VAULT_ADDR, &addr, "a URL such as https://vault:8200")),
         }
 
@@ -702,6 +707,19 @@ mod tests {
             ]
         );
         assert!(errors[3].to_string().contains("\"soon\" is not valid"), "{}", errors[3]);
+    }
+
+    /// Host names are read in ASCII only (the binary leaves out the tables for Unicode names): an
+    /// internationalized one is an error that says to write its xn-- form, which works.
+    #[test]
+    fn vault_addr_host_names_are_ascii() {
+        let errors = Config::from_env(&env(&[("VAULT_ADDR", "https://bücher.example:8200")])).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].name, "VAULT_ADDR");
+        assert!(errors[0].to_string().contains("ASCII host name") && errors[0].to_string().contains("xn--"), "{}", errors[0]);
+        for ok in ["https://xn--bcher-kva.example:8200", "http://Vault.Example:8200", "http://127.0.0.1:8200", "http://[::1]:8200"] {
+            assert!(Config::from_env(&env(&[("VAULT_ADDR", ok)])).is_ok(), "{ok}");
+        }
     }
 
     /// Bank-Vaults' cloud methods: their default mounts and where they reach their clouds.
