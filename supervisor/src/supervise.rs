@@ -116,13 +116,14 @@ impl Supervisor {
 
     /// Starts the app. `argv0` is the name it sees; `env` is its whole environment.
     pub fn spawn(&self, program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> Result<u32, ExecError> {
+        let image = exec::Image::new(program, argv0, args, env)?;
         let mut s = lock(&self.shared);
+        // std forks, resets SIGPIPE and starts the process group; the child then execs the image.
         let mut cmd = Command::new(program);
-        cmd.arg0(argv0).args(args).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
         if s.options.process_group {
             cmd.process_group(0);
         }
-        clear_signal_mask(&mut cmd);
+        exec_in_child(&mut cmd, image);
         let child = cmd.spawn().map_err(|e| exec::error_from_io(program, &e))?;
         let pid = Pid::from_raw(child.id() as i32);
         // Dropping `Child` neither waits nor kills: the reaper thread owns waiting.
@@ -168,19 +169,23 @@ impl Supervisor {
     }
 }
 
-/// The app must also start with the core-size limit vault-env was given ([`crate::harden`]).
-/// The app must start with no blocked signal (vault-env blocks them all; `posix_spawn` would pass
-/// that mask on, and glibc's spawn helper leaves its internal signals ignored). As tini's
-/// `restore_signals`: clear the mask in the child between fork and exec.
+/// Between fork and exec, in the child: the app must start with no blocked signal (vault-env
+/// blocks them all; `posix_spawn` would pass that mask on, and glibc's spawn helper leaves its
+/// internal signals ignored; as tini's `restore_signals`), with the core-size limit vault-env was
+/// given ([`crate::harden`]), and with its environment in order: the child execs `image` itself
+/// (std would exec its own copy, sorted by name). An exec failure reaches `spawn`'s caller as
+/// std reports it: the child's errno.
 #[allow(unsafe_code)]
-fn clear_signal_mask(cmd: &mut Command) {
+fn exec_in_child(cmd: &mut Command, image: exec::Image) {
     let empty = nix::sys::signal::SigSet::empty();
-    // SAFETY: the closure runs in the forked child before exec. It only calls pthread_sigmask,
-    // which is async-signal-safe, on a set built before the fork; it allocates nothing.
+    // SAFETY: the closure runs in the forked child before exec. It calls pthread_sigmask,
+    // setrlimit and execve, which are async-signal-safe, on values built before the fork; it
+    // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             empty.thread_set_mask().map_err(std::io::Error::from)?;
-            crate::harden::restore_for_app()
+            crate::harden::restore_for_app()?;
+            Err(image.execve())
         });
     }
 }
