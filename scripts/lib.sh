@@ -152,7 +152,8 @@ cross_env() {
 # target is installed, else the glibc build (dynamically linked: ~0.4 ms more to start and about
 # 1.3 MiB more resident). Sets VE (its path) and BUILD (which one).
 build_vault_env_for_bench() {
-  if rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  # BENCH_LIBC=glibc measures the dynamically linked build even where the musl target is installed.
+  if [ "${BENCH_LIBC:-}" != glibc ] && rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
     log "building vault-env (release profile, static musl as shipped)"
     CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)} \
       cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --manifest-path "$ROOT/Cargo.toml"
