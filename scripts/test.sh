@@ -57,6 +57,7 @@ if [ $# -eq 0 ] && [ $status -eq 0 ]; then
       --skip supervise::leftover_descendants_get_sigterm_when_asked --skip supervise::mode_is_chosen_automatically \
       --skip supervise::orphans_are_reaped_as_a_subreaper_when_not_pid_1 \
       --skip supervise::the_app_gets_a_scrubbed_environment_in_daemon_mode \
+      --skip supervise::the_apps_environment_keeps_its_order_in_daemon_mode \
       --skip supervise::the_app_starts_with_no_blocked_signal_and_the_same_dispositions_as_in_exec_mode || status=$?
 fi
 if [ -e "$node_dir.lock" ]; then flock "$node_dir.lock" true; fi

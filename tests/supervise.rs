@@ -233,6 +233,12 @@ fn the_app_gets_a_scrubbed_environment_in_daemon_mode() {
     assert!(!out.stdout.contains("VAULT_"), "daemon mode leaked settings: {}", out.stdout);
 }
 
+/// As in exec mode (`exec::the_apps_environment_keeps_its_order`): std's `Command` would sort it.
+#[test]
+fn the_apps_environment_keeps_its_order_in_daemon_mode() {
+    app_env_keeps_its_order("VAULT_ENV_DAEMON=true");
+}
+
 #[test]
 fn the_app_starts_with_no_blocked_signal_and_the_same_dispositions_as_in_exec_mode() {
     // vault-env blocks every signal it handles; the app must not inherit that mask, and must see

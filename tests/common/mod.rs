@@ -328,6 +328,21 @@ pub fn vault_env(env: &[(&str, &str)], args: &[&str]) -> Output {
     run_with_timeout(cmd, Duration::from_secs(60))
 }
 
+/// Runs `vault-env env` with `mode` (`VAULT_ENV_DAEMON=…`) and asserts that the app's environment
+/// keeps vault-env's order. Started through `env -i`, since a `Command` (the harness's own) sorts
+/// what it passes. Only our variables are compared: under qemu's user emulation (the arm64 run)
+/// the wrapper's shell adds `PWD` and qemu moves `PATH`.
+pub fn app_env_keeps_its_order(mode: &str) {
+    let ours = ["ZZZ=1", "AAA=2", "MMM=3", "BBB=4"];
+    let mut cmd = Command::new("env");
+    cmd.args(["-i", "ZZZ=1", "AAA=2", "PATH=/usr/local/bin:/usr/bin:/bin", "MMM=3", "BBB=4", mode]);
+    cmd.arg(vault_env_bin()).arg("env").stdin(Stdio::null());
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+    let seen: Vec<&str> = out.stdout.lines().filter(|l| ours.contains(l)).collect();
+    assert_eq!(seen, ours, "{mode}: {}", out.stdout);
+}
+
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
