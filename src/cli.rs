@@ -37,7 +37,8 @@ References (in any environment variable):
                                   VAULT_PASSTHROUGH and VAULT_FROM_PATH as VAULT_ENV_*; ours win
 
 Vault connection:
-  VAULT_ADDR                      Vault address [default: https://127.0.0.1:8200]
+  VAULT_ADDR                      Vault address, its host name in ASCII (an internationalized
+                                  name in its xn-- form) [default: https://127.0.0.1:8200]
   VAULT_AGENT_ADDR                overrides VAULT_ADDR
   VAULT_CACERT, VAULT_CAPATH, VAULT_CACERT_BYTES
                                   CA file / directory / inline PEM (replace the system roots)
