@@ -170,11 +170,11 @@ impl Supervisor {
 }
 
 /// Between fork and exec, in the child: the app must start with no blocked signal (vault-env
-/// blocks them all; `posix_spawn` would pass that mask on, and glibc's spawn helper leaves its
-/// internal signals ignored; as tini's `restore_signals`), with the core-size limit vault-env was
-/// given ([`crate::harden`]), and with its environment in order: the child execs `image` itself
-/// (std would exec its own copy, sorted by name). An exec failure reaches `spawn`'s caller as
-/// std reports it: the child's errno.
+/// blocks them all; as tini's `restore_signals`), with the core-size limit vault-env was given
+/// ([`crate::harden`]; `posix_spawn`, which would spare the fork, cannot set that in the child,
+/// and vault-env keeps its own at 0), and with its environment in order: the child execs `image`
+/// itself (std would exec its own copy, sorted by name). An exec failure reaches `spawn`'s caller
+/// as std reports it: the child's errno.
 #[allow(unsafe_code)]
 fn exec_in_child(cmd: &mut Command, image: exec::Image) {
     let empty = nix::sys::signal::SigSet::empty();
