@@ -54,7 +54,7 @@ pub fn build(env: &Env, config: &Config, resolved: &Resolved, login_token: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BANK_VAULTS_SCRUB, OWN_SCRUB};
+    use crate::config::BANK_VAULTS_SCRUB;
 
     fn run(vars: &[(&str, &str)], resolved: &Resolved, token: Option<&str>) -> Vec<(String, String)> {
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn child_env_strips_every_setting() {
-        let mut vars: Vec<(&str, &str)> = BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).map(|(n, _)| (*n, "x")).collect();
+        let mut vars: Vec<(&str, &str)> = config::setting_names().map(|n| (n, "x")).collect();
         vars.push(("PATH", "/bin"));
         let env: Env = vars.iter().map(|(k, v)| (*k, *v)).collect();
         let config = Config::from_env(&Env::default()).unwrap();

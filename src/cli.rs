@@ -272,8 +272,8 @@ mod tests {
     /// configuration of leaving it unset (the webhook's settings have the same test).
     #[test]
     fn help_prints_the_defaults_the_code_uses() {
-        use crate::config::{BANK_VAULTS_SCRUB, Config, Env, OWN_SCRUB};
-        let names: Vec<&str> = BANK_VAULTS_SCRUB.iter().chain(&OWN_SCRUB).map(|(n, _)| *n).collect();
+        use crate::config::{Config, Env};
+        let names: Vec<&str> = crate::config::setting_names().collect();
         let defaults = crate::config::reader::printed_defaults(ENV_HELP, &names);
         assert!(defaults.len() >= 15, "too few defaults found in --help: {defaults:?}");
         // Whether VAULT_ROLE was given changes only what the cert method sends (its help says so).

@@ -147,8 +147,14 @@ pub const SUCCESSOR_ALIASES: [(&str, &str); 6] = [
 /// for each) is told apart at a glance instead of by a scan of every table.
 const PREFIXES: [&str; 4] = ["VAULT_", "BAO_", "SECRET_INIT_", KUBERNETES_SERVICE_ACCOUNT_TOKEN];
 
-fn settings() -> impl Iterator<Item = &'static str> {
-    BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).map(|(n, _)| *n)
+/// Both scrub tables: each setting and whether `VAULT_TOKEN=vault:login` passes it on.
+fn scrub_table() -> impl Iterator<Item = &'static (&'static str, bool)> {
+    BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter())
+}
+
+/// The name of every setting vault-env reads (not its aliases).
+pub fn setting_names() -> impl Iterator<Item = &'static str> {
+    scrub_table().map(|(n, _)| *n)
 }
 
 /// The setting an alias stands for: a successor name, or `BAO_X` for the `VAULT_X` setting (its
@@ -162,7 +168,7 @@ pub fn canonical_name(name: &str) -> Option<&'static str> {
         Some(rest) => n.strip_prefix("VAULT_") == Some(rest),
         None => n == name,
     };
-    SUCCESSOR_ALIASES.iter().find(|(alias, _)| is(alias)).map(|(_, canonical)| *canonical).or_else(|| settings().find(|n| is(n)))
+    SUCCESSOR_ALIASES.iter().find(|(alias, _)| is(alias)).map(|(_, canonical)| *canonical).or_else(|| setting_names().find(|n| is(n)))
 }
 
 /// True for vault-env's own settings (and their aliases): never read as references, never passed
@@ -174,7 +180,7 @@ pub fn is_setting(name: &str) -> bool {
 /// Whether the setting is passed to the app when `VAULT_TOKEN=vault:login` (`None`: not a setting).
 pub fn passed_on_login(name: &str) -> Option<bool> {
     let name = canonical_name(name)?;
-    BANK_VAULTS_SCRUB.iter().chain(OWN_SCRUB.iter()).find(|(n, _)| *n == name).map(|&(_, login)| login)
+    scrub_table().find(|(n, _)| *n == name).map(|&(_, login)| login)
 }
 
 #[cfg(test)]
@@ -202,7 +208,7 @@ mod tests {
     /// alias (a `BAO_` name too) stands for its setting.
     #[test]
     fn every_setting_and_alias_passes_the_quick_check() {
-        for name in settings() {
+        for name in setting_names() {
             assert_eq!(canonical_name(name), Some(name), "{name}");
             assert!(is_setting(name), "{name}");
             if let Some(rest) = name.strip_prefix("VAULT_") {

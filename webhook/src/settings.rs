@@ -598,13 +598,8 @@ mod tests {
     /// defaults, such as "none" or "the pod's ServiceAccount", are not values and are skipped.)
     #[test]
     fn help_prints_the_defaults_the_code_uses() {
-        let names: Vec<&str> = ALL
-            .iter()
-            .chain(&OTHERS)
-            .chain(crate::fetch::registry::ecr::credentials::ALL)
-            .copied()
-            .chain(core::BANK_VAULTS_SCRUB.iter().chain(&core::OWN_SCRUB).map(|(n, _)| *n))
-            .collect();
+        let names: Vec<&str> =
+            ALL.iter().chain(&OTHERS).chain(crate::fetch::registry::ecr::credentials::ALL).copied().chain(core::setting_names()).collect();
         let defaults = vault_env::config::reader::printed_defaults(HELP, &names);
         assert!(defaults.len() >= 30, "too few defaults found in --help: {defaults:?}");
         // The webhook's own Vault client gets the address, login and namespace of each object
