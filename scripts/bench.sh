@@ -25,10 +25,14 @@ hf() { # NAME CMD...
 }
 
 # --- 1. exec with 10 secrets
-for i in $(seq 0 9); do
-  bao_api POST "secret/data/bench/s$i" "{\"data\":{\"value\":\"secret-$i\"}}" >/dev/null
-  export "SECRET_$i=vault:secret/data/bench/s$i#value"
-done
+# put_secrets : the 10 secrets at VAULT_ADDR (bao_api), one path each.
+put_secrets() {
+  for i in $(seq 0 9); do
+    bao_api POST "secret/data/bench/s$i" "{\"data\":{\"value\":\"secret-$i\"}}" >/dev/null
+  done
+}
+put_secrets
+for i in $(seq 0 9); do export "SECRET_$i=vault:secret/data/bench/s$i#value"; done
 read -r true_ms true_sd _ < <(hf true true)
 read -r exec_ms exec_sd exec_med < <(hf exec10 "$VE true")
 # The floors beside it: vault-env with nothing to resolve (process start to exec), and a generic
@@ -42,13 +46,11 @@ mkdir -p "$B/tls"
 HOME="$STATE" "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$B/tls" -dev-root-token-id=root \
   -dev-no-store-token -dev-listen-address="127.0.0.1:$tls_port" >"$B/bao-tls.log" 2>&1 &
 TLS_PID=$!
-wait_for 30 "OpenBao with TLS (log: $B/bao-tls.log)" \
-  curl -fsS --cacert "$B/tls/vault-ca.pem" -H 'X-Vault-Token: root' "https://127.0.0.1:$tls_port/v1/sys/mounts/secret"
-for i in $(seq 0 9); do
-  curl -fsS --cacert "$B/tls/vault-ca.pem" -X POST -H 'X-Vault-Token: root' -d "{\"data\":{\"value\":\"secret-$i\"}}" \
-    "https://127.0.0.1:$tls_port/v1/secret/data/bench/s$i" >/dev/null
-done
-read -r tls_ms tls_sd tls_med < <(VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$B/tls/vault-ca.pem" hf exec10tls "$VE true")
+# in_tls CMD... : CMD with VAULT_ADDR and VAULT_CACERT pointing at that OpenBao.
+in_tls() { (export VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$B/tls/vault-ca.pem"; "$@"); }
+wait_for 30 "OpenBao with TLS (log: $B/bao-tls.log)" in_tls bao_api GET sys/mounts/secret
+in_tls put_secrets
+read -r tls_ms tls_sd tls_med < <(in_tls hf exec10tls "$VE true")
 read -r tlscurl_ms _ _ < <(hf curl10tls "curl -s --cacert $B/tls/vault-ca.pem -H X-Vault-Token:root --parallel --parallel-immediate${urls//$VAULT_ADDR/https://127.0.0.1:$tls_port}")
 stop_pid "$TLS_PID"; TLS_PID=
 for i in $(seq 0 9); do unset "SECRET_$i"; done

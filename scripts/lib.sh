@@ -77,8 +77,10 @@ start_bao() {
 stop_pid() { [ -n "${1:-}" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 
 # bao_api METHOD PATH [JSON] : call OpenBao with the root token.
+# With VAULT_CACERT set, an https:// VAULT_ADDR is verified against it (OpenBao's -dev-tls CA).
 bao_api() {
   local args=(-fsS -X "$1" -H 'X-Vault-Token: root')
+  [ -n "${VAULT_CACERT:-}" ] && args+=(--cacert "$VAULT_CACERT")
   [ -n "${3:-}" ] && args+=(-H 'Content-Type: application/json' -d "$3")
   curl "${args[@]}" "$VAULT_ADDR/v1/$2"
 }
