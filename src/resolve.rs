@@ -214,8 +214,13 @@ struct Answer {
 }
 
 impl Fetched {
+    /// Where `f`'s answer is (`Ok`), or would go (`Err`).
+    fn position(&self, f: &Fetch) -> Result<usize, usize> {
+        self.secrets.binary_search_by(|(k, _)| k.cmp(f))
+    }
+
     fn get(&self, f: &Fetch) -> Option<&Answer> {
-        self.secrets.binary_search_by(|(k, _)| k.cmp(f)).ok().map(|i| &self.secrets[i].1)
+        self.position(f).ok().map(|i| &self.secrets[i].1)
     }
 
     /// Keeps an answer that arrived `at`; with `keys`, only their values ([`keep_only`]).
@@ -226,7 +231,7 @@ impl Fetched {
         };
         // Answers arrive about in the requests' order: each goes in at or near the end.
         let answer = Answer { result: Box::new(result), kept, at };
-        match self.secrets.binary_search_by(|(k, _)| k.cmp(&f)) {
+        match self.position(&f) {
             Ok(i) => self.secrets[i].1 = answer,
             Err(i) => self.secrets.insert(i, (f, answer)),
         }
