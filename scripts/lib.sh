@@ -141,12 +141,14 @@ rust_target() {
 
 # cross_env : the C compilers and linkers of both musl targets. x86_64: musl-gcc. aarch64: Debian's
 # gcc-aarch64-linux-gnu compiles ring's C and assembly (the Rust target brings its own musl libc and
-# start files, so no musl cross toolchain is needed) and rust-lld links statically; built programs
-# and tests run under qemu-aarch64-static (the cargo runner).
+# start files, so no musl cross toolchain is needed). Both link with rust-lld through
+# scripts/link/rust-lld (as .cargo/config.toml says, which cargo reads only when run inside the
+# tree); built arm64 programs and tests run under qemu-aarch64-static (the cargo runner).
 cross_env() {
   export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
   export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
-  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-rust-lld}
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER:-$ROOT/scripts/link/rust-lld}
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-$ROOT/scripts/link/rust-lld}
   export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER:-qemu-aarch64-static}
 }
 
@@ -157,8 +159,9 @@ build_vault_env_for_bench() {
   # BENCH_LIBC=glibc measures the dynamically linked build even where the musl target is installed.
   if [ "${BENCH_LIBC:-}" != glibc ] && rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
     log "building vault-env (release profile, static musl as shipped)"
-    CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo gcc)} \
-      cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --manifest-path "$ROOT/Cargo.toml"
+    command -v musl-gcc >/dev/null || export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-gcc}
+    cross_env
+    cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --manifest-path "$ROOT/Cargo.toml"
     VE="$ROOT/target/x86_64-unknown-linux-musl/release/vault-env"; BUILD="static musl"
   else
     log "building vault-env (release profile, glibc; rustup target add x86_64-unknown-linux-musl for the shipped form)"

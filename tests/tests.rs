@@ -23,6 +23,8 @@ mod errors;
 mod agent;
 /// Exec mode: command lookup, argv, exit codes, SIGPIPE, delay.
 mod exec;
+/// The static builds' linker (scripts/link/rust-lld): vault-env's hot functions first.
+mod link;
 /// Every reference form against real engines.
 mod resolve;
 /// Daemon mode as PID 1, beside tini and dumb-init.

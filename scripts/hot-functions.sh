@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Writes scripts/hot-functions.txt: the functions that vault-env executes in its usual runs, which
+# scripts/link/rust-lld lays out together at the start of the static binary's code (see there).
+# Run it again when that linker reports the list stale, or after large changes to the code paths
+# below (bench.sh's RSS row shows the effect).
+#
+# The release build for musl, with its symbols kept (in its own target directory), runs under
+# valgrind's callgrind against a real OpenBao (over HTTP and HTTPS) and MariaDB:
+#   1. exec mode, 10 KV secrets, over HTTP and over HTTPS (token login);
+#   2. daemon mode over HTTPS: 10 database leases (5 s, at most 12 s: renewed, then fetched again
+#      and the app restarted), a KV secret and an inline template, until SIGTERM;
+#   3. daemon mode over HTTP with an AppRole login (a renewable 6 s token) until the app exits 3.
+# Every function that ran in any of them is listed once, demangled and without hashes.
+. "$(dirname "$0")/lib.sh"
+bash "$ROOT/scripts/install.sh"
+apt_install valgrind
+H="$STATE/hot"; rm -rf "$H/runs"; mkdir -p "$H/runs"
+trap 'stop_pid "${BAO_PID:-}"; stop_pid "${TLS_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${VE_PID:-}"' EXIT
+
+log "building vault-env (release profile for musl, symbols kept, no layout: $H/target)"
+cross_env
+CARGO_PROFILE_RELEASE_STRIP=false HOT_FUNCTIONS='' \
+  cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --target-dir "$H/target" \
+  --manifest-path "$ROOT/Cargo.toml"
+VE="$H/target/x86_64-unknown-linux-musl/release/vault-env"
+# vault-env runs as `env VAR=VALUE... "${callgrind[@]}" "$VE" ...`, its profile in $H/runs (env
+# execs valgrind, which runs vault-env in the same process: a signal sent to $! reaches it).
+# (--dump-before=execve: exec mode's profile is written before the app replaces vault-env.)
+callgrind=(valgrind -q --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$H/runs/cg.%p")
+
+start_bao
+export VAULT_ADDR VAULT_TOKEN=root
+tls_port=$(free_port_pair)
+mkdir -p "$H/tls"
+HOME="$STATE" "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$H/tls" -dev-root-token-id=root \
+  -dev-no-store-token -dev-listen-address="127.0.0.1:$tls_port" >"$H/bao-tls.log" 2>&1 &
+TLS_PID=$!
+in_tls() { (export VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$H/tls/vault-ca.pem"; "$@"); }
+wait_for 30 "OpenBao with TLS (log: $H/bao-tls.log)" in_tls bao_api GET sys/mounts/secret
+start_mariadb
+
+# setup : 10 KV secrets, the database engine with roles app0..app9, a policy and an AppRole role.
+setup() {
+  local i
+  bao_api POST sys/mounts/database '{"type":"database"}' >/dev/null
+  bao_api POST database/config/mariadb "{\"plugin_name\":\"mysql-database-plugin\",
+    \"connection_url\":\"{{username}}:{{password}}@tcp(127.0.0.1:$MARIADB_PORT)/\",
+    \"username\":\"root\",\"password\":\"rootpass\",\"allowed_roles\":\"*\"}" >/dev/null
+  for i in $(seq 0 9); do
+    bao_api POST "secret/data/hot/s$i" "{\"data\":{\"value\":\"secret-$i\"}}" >/dev/null
+    bao_api POST "database/roles/app$i" '{"db_name":"mariadb","creation_statements":["CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"';"],"default_ttl":"5s","max_ttl":"12s"}' >/dev/null
+  done
+  bao_api PUT sys/policies/acl/hot '{"policy":"path \"*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sudo\"] }"}' >/dev/null
+  bao_api POST sys/auth/approle '{"type":"approle"}' >/dev/null
+  bao_api POST auth/approle/role/app '{"token_policies":["hot"],"token_ttl":"6s","token_max_ttl":"60s"}' >/dev/null
+}
+setup
+in_tls setup
+
+log "1. exec mode, 10 KV secrets, HTTP and HTTPS"
+kv=(); for i in $(seq 0 9); do kv+=("SECRET_$i=vault:secret/data/hot/s$i#value"); done
+env "${kv[@]}" "${callgrind[@]}" "$VE" true
+in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
+
+log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM"
+db=(); for i in $(seq 0 9); do db+=("DB_USER_$i=vault:database/creds/app$i#username"); done
+env VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$H/tls/vault-ca.pem" "${db[@]}" VAULT_ENV_DAEMON=true \
+  KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
+  "${callgrind[@]}" "$VE" sleep 600 >"$H/daemon-tls.log" 2>&1 &
+VE_PID=$!
+sleep 20
+kill -TERM "$VE_PID"; wait "$VE_PID" || true; VE_PID=
+[ "$(grep -c 'started the app' "$H/daemon-tls.log")" -ge 2 ] || die "the app was not restarted (log: $H/daemon-tls.log)"
+
+log "3. daemon mode over HTTP, AppRole login (token renewed), the app exits 3"
+role_id=$(bao_api GET auth/approle/role/app/role-id | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["role_id"])')
+secret_id=$(bao_api POST auth/approle/role/app/secret-id '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["secret_id"])')
+status=0
+env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VAULT_ROLE_ID="$role_id" \
+  VAULT_SECRET_ID="$secret_id" "${callgrind[@]}" "$VE" sh -c 'sleep 8; exit 3' >"$H/daemon-approle.log" 2>&1 || status=$?
+[ "$status" = 3 ] || die "the AppRole daemon run ended with $status, not 3 (log: $H/daemon-approle.log)"
+
+out="$ROOT/scripts/hot-functions.txt"
+python3 - "$out" "$H"/runs/cg.* <<'PY'
+# Each function once, demangled, without crate disambiguators ([…]) or legacy hashes (::h…); those
+# that ran in more of the runs first (the code every run shares is then in the fewest pages), and
+# by name within that.
+import re, subprocess, sys
+out, profiles = sys.argv[1], sys.argv[2:]
+def normalized(mangled):
+    names = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout.split("\n")
+    return {re.sub(r"\[[0-9a-f]+\]", "", re.sub(r"::h[0-9a-f]{16}$", "", n)) for n in names[: len(mangled)]}
+runs = []
+for path in profiles:
+    with open(path, errors="replace") as f:
+        mangled = sorted({m.group(1) for m in map(re.compile(r"^c?fn=\(\d+\) (_(ZN|R)\S*)$").match, f) if m})
+    if mangled:
+        runs.append(normalized(mangled))
+count = {}
+for run in runs:
+    for name in run:
+        count[name] = count.get(name, 0) + 1
+with open(out, "w") as f:
+    f.write("# The functions vault-env executed in scripts/hot-functions.sh's %d profiles (written by it: do not\n" % len(runs))
+    f.write("# edit), those in more of them first. scripts/link/rust-lld lays them out together in this order.\n")
+    for name in sorted(count, key=lambda n: (-count[n], n)):
+        f.write(name + "\n")
+print("wrote %s: %d functions from %d profiles" % (out, len(count), len(runs)))
+PY

@@ -1,0 +1,92 @@
+//! scripts/link/rust-lld, the static builds' linker, on small objects made here with cc: the
+//! listed hot functions come first in the list's order, only in vault-env's link, relative
+//! relocations are packed, and a stale list is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Four functions in their own sections, in this order in the object: `demo::cold`,
+/// `demo::second`, `demo::first` and (when `vault_env`) `vault_env::main`, with legacy Rust names
+/// (hashes the list does not have), and a pointer in data: a relative relocation in a PIE.
+fn object(dir: &Path, vault_env: bool) -> PathBuf {
+    let main = if vault_env { r#"void vmain(void) __asm__("_ZN9vault_env4main17h0123456789abcdefE"); void vmain(void) { cold(); }"# } else { "" };
+    let source = format!(
+        r#"void cold(void) __asm__("_ZN4demo4cold17h1111111111111111E");
+void second(void) __asm__("_ZN4demo6second17h2222222222222222E");
+void first(void) __asm__("_ZN4demo5first17h3333333333333333E");
+void cold(void) {{ for (;;) {{}} }}
+void second(void) {{ cold(); }}
+void first(void) {{ second(); }}
+{main}
+void (*entry)(void) = first;
+"#
+    );
+    let c = dir.join("demo.c");
+    std::fs::write(&c, source).unwrap();
+    let o = dir.join("demo.o");
+    let out = Command::new("cc").args(["-c", "-O0", "-fPIE", "-ffunction-sections", "-o"]).arg(&o).arg(&c).output().unwrap();
+    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    o
+}
+
+/// The directory of the toolchain's own rust-lld (rustc puts it on its linker's PATH).
+fn lld_dir() -> PathBuf {
+    let rustc = crate::common::path_from_env("RUSTC").unwrap_or_else(|| "rustc".into());
+    let text = |args: &[&str]| String::from_utf8(Command::new(&rustc).args(args).output().unwrap().stdout).unwrap();
+    let host = text(&["-vV"]).lines().find_map(|l| l.strip_prefix("host: ")).unwrap().to_string();
+    Path::new(text(&["--print", "sysroot"]).trim()).join("lib/rustlib").join(host).join("bin")
+}
+
+/// Links `object` into `dir/demo` (a static PIE) with the wrapper and `list` as HOT_FUNCTIONS.
+fn link(dir: &Path, object: &Path, list: &[&str]) -> Output {
+    let hot = dir.join("hot.txt");
+    std::fs::write(&hot, format!("# a comment line\n{}\n", list.join("\n"))).unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
+    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/rust-lld"))
+        .args(["-flavor", "gnu", "-static", "-pie", "--no-dynamic-linker", "-e", "_ZN4demo5first17h3333333333333333E", "-o"])
+        .arg(dir.join("demo"))
+        .arg(object)
+        .env("PATH", path)
+        .env("HOT_FUNCTIONS", &hot)
+        .output()
+        .unwrap()
+}
+
+/// The demangled functions of `dir/demo` by address.
+fn layout(dir: &Path) -> Vec<String> {
+    let out = Command::new("nm").args(["-n", "-C"]).arg(dir.join("demo")).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().filter_map(|l| l.split_once(" T ").map(|(_, name)| name.split("::h").next().unwrap().to_string())).collect()
+}
+
+#[test]
+fn vault_envs_hot_functions_come_first_in_the_lists_order_and_relocations_are_packed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), true);
+    let out = link(dir.path(), &o, &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "demo::second", "demo::cold"]);
+    let sections = Command::new("readelf").arg("-SW").arg(dir.path().join("demo")).output().unwrap();
+    assert!(String::from_utf8_lossy(&sections.stdout).contains(".relr.dyn"), "no packed relocations");
+}
+
+#[test]
+fn other_programs_keep_their_own_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), false);
+    // Not vault-env (no vault_env::main): the list is not used, however stale.
+    let out = link(dir.path(), &o, &["demo::first", "demo::second", "demo::gone", "demo::also_gone", "demo::and_this"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first"]);
+}
+
+#[test]
+fn a_stale_list_is_refused_and_names_the_script_that_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), true);
+    let out = link(dir.path(), &o, &["vault_env::main", "demo::gone", "demo::also_gone", "demo::and_this", "demo::first"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a list with 2 of its 5 functions in the link was accepted");
+    assert!(stderr.contains("is stale: 2 of its 5 functions") && stderr.contains("scripts/hot-functions.sh"), "{stderr}");
+    assert!(!dir.path().join("demo").exists(), "a program was written anyway");
+}
