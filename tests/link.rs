@@ -1,6 +1,6 @@
 //! scripts/link/rust-lld, the static builds' linker, on small objects made here with cc: the
-//! listed hot functions come first in the list's order, only in vault-env's link, relative
-//! relocations are packed, and a stale list is refused.
+//! listed hot functions come first in the list's order, only in vault-env's program (not in other
+//! programs or test harnesses), relative relocations are packed, and a stale list is refused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,8 +37,9 @@ fn lld_dir() -> PathBuf {
     Path::new(text(&["--print", "sysroot"]).trim()).join("lib/rustlib").join(host).join("bin")
 }
 
-/// Links `object` into `dir/demo` (a static PIE) with the wrapper and `list` as HOT_FUNCTIONS.
-fn link(dir: &Path, object: &Path, list: &[&str]) -> Output {
+/// Links `object` (and `more` inputs) into `dir/demo` (a static PIE) with the wrapper and `list`
+/// as HOT_FUNCTIONS.
+fn link(dir: &Path, object: &Path, more: &[&Path], list: &[&str]) -> Output {
     let hot = dir.join("hot.txt");
     std::fs::write(&hot, format!("# a comment line\n{}\n", list.join("\n"))).unwrap();
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
@@ -46,6 +47,7 @@ fn link(dir: &Path, object: &Path, list: &[&str]) -> Output {
         .args(["-flavor", "gnu", "-static", "-pie", "--no-dynamic-linker", "-e", "_ZN4demo5first17h3333333333333333E", "-o"])
         .arg(dir.join("demo"))
         .arg(object)
+        .args(more)
         .env("PATH", path)
         .env("HOT_FUNCTIONS", &hot)
         .output()
@@ -63,7 +65,7 @@ fn layout(dir: &Path) -> Vec<String> {
 fn vault_envs_hot_functions_come_first_in_the_lists_order_and_relocations_are_packed() {
     let dir = tempfile::tempdir().unwrap();
     let o = object(dir.path(), true);
-    let out = link(dir.path(), &o, &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
+    let out = link(dir.path(), &o, &[], &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "demo::second", "demo::cold"]);
     let sections = Command::new("readelf").arg("-SW").arg(dir.path().join("demo")).output().unwrap();
@@ -75,16 +77,28 @@ fn other_programs_keep_their_own_layout() {
     let dir = tempfile::tempdir().unwrap();
     let o = object(dir.path(), false);
     // Not vault-env (no vault_env::main): the list is not used, however stale.
-    let out = link(dir.path(), &o, &["demo::first", "demo::second", "demo::gone", "demo::also_gone", "demo::and_this"]);
+    let out = link(dir.path(), &o, &[], &["demo::first", "demo::second", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first"]);
+}
+
+#[test]
+fn test_harnesses_keep_their_own_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), true);
+    // vault-env's library tests define vault_env::main too; a test harness links libtest.
+    let libtest = dir.path().join("libtest-0123.rlib");
+    std::fs::write(&libtest, "!<arch>\n").unwrap();
+    let out = link(dir.path(), &o, &[&libtest], &["demo::first", "demo::gone", "demo::also_gone", "demo::and_this"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "vault_env::main"]);
 }
 
 #[test]
 fn a_stale_list_is_refused_and_names_the_script_that_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let o = object(dir.path(), true);
-    let out = link(dir.path(), &o, &["vault_env::main", "demo::gone", "demo::also_gone", "demo::and_this", "demo::first"]);
+    let out = link(dir.path(), &o, &[], &["vault_env::main", "demo::gone", "demo::also_gone", "demo::and_this", "demo::first"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a list with 2 of its 5 functions in the link was accepted");
     assert!(stderr.contains("is stale: 2 of its 5 functions") && stderr.contains("scripts/hot-functions.sh"), "{stderr}");
