@@ -210,6 +210,17 @@ fn exec_failures_are_127_and_126_in_daemon_mode() {
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
     let out = run_pid1(Pid1::VaultEnv, &[script.to_str().unwrap()]);
     assert_eq!(out.code, Some(126), "{}", out.stderr);
+    // Found and executable, so the exec itself fails in the started child, whose errno comes back
+    // to vault-env: a missing interpreter (ENOENT) and a file that is no program (ENOEXEC).
+    use std::os::unix::fs::PermissionsExt;
+    for (content, code, says) in [("#!/nonexistent/interpreter\n", 127, "command not found"), ("just text\n", 126, "Exec format error")] {
+        let program = dir.path().join(format!("app-{code}"));
+        std::fs::write(&program, content).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = run_pid1(Pid1::VaultEnv, &[program.to_str().unwrap()]);
+        assert_eq!(out.code, Some(code), "{content:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says) && out.stderr.contains(program.to_str().unwrap()), "{content:?}: {}", out.stderr);
+    }
 }
 
 #[test]

@@ -4,11 +4,16 @@
 //! The lookup happens before vault-env contacts Vault, so a typo in the command fails fast and
 //! costs no login. The app is started with `execve(2)` on an [`Image`] built beforehand: its
 //! environment in the order given, as Bank-Vaults' `syscall.Exec` passes it (`std`'s `Command`
-//! sorts it by name), with SIGPIPE back at its default (Rust ignores it) and no blocked signal.
+//! sorts it by name), with SIGPIPE back at its default (Rust ignores it) and no blocked signal;
+//! in daemon mode from a child that shares vault-env's memory until then ([`Image::spawn`]).
 
-use nix::libc::c_char;
+use nix::libc::{self, c_char, c_int, c_void};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use std::ffi::{CString, OsStr, OsString};
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -87,8 +92,8 @@ pub fn lookup(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Exec
     }
 }
 
-/// A program, its arguments and its environment as `execve(2)` takes them, built before any fork
-/// so that the child only makes the call: the environment in the order given.
+/// A program, its arguments and its environment as `execve(2)` takes them, built beforehand so
+/// that the process about to exec only makes the call: the environment in the order given.
 pub struct Image {
     path: CString,
     argv: Vec<*const c_char>,
@@ -98,7 +103,7 @@ pub struct Image {
 }
 
 // SAFETY: the pointers point into the image's own strings, which nothing changes after `new`; the
-// image is only read, also by the forked child's copy.
+// image is only read, also by the child that `spawn` starts.
 #[allow(unsafe_code)]
 unsafe impl Send for Image {}
 #[allow(unsafe_code)]
@@ -133,6 +138,108 @@ impl Image {
         // pointers to NUL-terminated strings, all owned by `self` and alive for the call.
         unsafe { nix::libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
         std::io::Error::last_os_error()
+    }
+
+    /// Starts the image in a new process (daemon mode) and returns its pid once it has exec'd.
+    ///
+    /// `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does: the child runs in vault-env's
+    /// memory until its exec, and the calling thread waits for that exec. A fork would copy the
+    /// page tables and then pay a copy-on-write fault for each page vault-env writes until the
+    /// exec. Before its exec the child starts a process group of its own when `process_group`,
+    /// sets SIGPIPE back to its default (Rust ignores it), takes the core-size limit vault-env
+    /// started with ([`crate::harden`]; `posix_spawn` cannot set that) and blocks no signal. An exec
+    /// failure comes back as the child's errno through a close-on-exec pipe, which also holds where
+    /// `CLONE_VFORK` is run as a fork (qemu-user, valgrind); the child is then reaped here.
+    #[allow(unsafe_code)]
+    pub fn spawn(&self, process_group: bool) -> std::io::Result<Pid> {
+        let mut fds: [c_int; 2] = [0; 2];
+        // SAFETY: pipe2 writes two new file descriptors into the array; they are owned below.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just made and nothing else owns them.
+        let (mut errors, errors_in) = unsafe { (std::fs::File::from(OwnedFd::from_raw_fd(fds[0])), OwnedFd::from_raw_fd(fds[1])) };
+        let start = Start { image: self, process_group, core_limit: crate::harden::core_limit_for_app(), errors: errors_in.as_raw_fd() };
+        let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
+        // The top of the child's stack (it grows down), 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+        // No handler of vault-env's may run in the child: every signal stays blocked until the child
+        // sets its own mask.
+        let old_mask = SigSet::all().thread_swap_mask(SigmaskHow::SIG_SETMASK).map_err(std::io::Error::from)?;
+        // SAFETY: the child runs `start_child` on its own stack (`stack`, alive until clone returns,
+        // which with CLONE_VFORK is after the child's exec or exit) with a pointer to `start`, which
+        // it only reads; see `start_child` for what it may do in shared memory.
+        let pid = unsafe {
+            libc::clone(start_child, top as *mut c_void, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, (&raw const start).cast_mut().cast())
+        };
+        let clone_error = std::io::Error::last_os_error();
+        let _ = old_mask.thread_set_mask();
+        drop(errors_in);
+        drop(stack);
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        let pid = Pid::from_raw(pid);
+        let mut errno = [0u8; 4];
+        match errors.read_exact(&mut errno) {
+            // The pipe closed with no word: the exec happened.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(pid),
+            Err(e) => Err(e),
+            Ok(()) => {
+                while let Err(nix::errno::Errno::EINTR) = waitpid(pid, None) {}
+                Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+            }
+        }
+    }
+}
+
+/// The stack of a child started by [`Image::spawn`], until its exec: a few libc calls deep.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What a child started by [`Image::spawn`] reads before its exec.
+struct Start<'a> {
+    image: &'a Image,
+    process_group: bool,
+    core_limit: Option<(libc::rlim_t, libc::rlim_t)>,
+    /// The write end of the close-on-exec pipe that takes an exec failure's errno.
+    errors: c_int,
+}
+
+/// The child of [`Image::spawn`]: in vault-env's memory (or a copy of it) until its exec, with
+/// every signal blocked. It reads `Start`, writes only its own stack (and errno, which is the
+/// waiting thread's), calls only async-signal-safe functions and allocates nothing.
+#[allow(unsafe_code)]
+extern "C" fn start_child(start: *mut c_void) -> c_int {
+    // SAFETY: `start` points to the `Start` that `spawn` keeps alive until the exec.
+    let start = unsafe { &*start.cast::<Start>() };
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+    // SAFETY: each call takes plain values or pointers into `start`'s image, which outlive it.
+    let error = unsafe {
+        if start.process_group && libc::setpgid(0, 0) != 0 {
+            errno()
+        } else {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let limit = start.core_limit.map(|(rlim_cur, rlim_max)| libc::rlimit { rlim_cur, rlim_max });
+            if limit.is_some_and(|l| libc::setrlimit(libc::RLIMIT_CORE, &l) != 0) {
+                errno()
+            } else {
+                let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+                libc::sigemptyset(none.as_mut_ptr());
+                match libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) {
+                    0 => {
+                        libc::execve(start.image.path.as_ptr(), start.image.argv.as_ptr(), start.image.envp.as_ptr());
+                        errno()
+                    }
+                    e => e,
+                }
+            }
+        }
+    };
+    let word = error.to_ne_bytes();
+    // SAFETY: writes 4 bytes from the stack to the pipe, then ends the child.
+    unsafe {
+        libc::write(start.errors, word.as_ptr().cast(), word.len());
+        libc::_exit(127)
     }
 }
 

@@ -33,14 +33,19 @@ pub fn harden() -> Result<(), HardenError> {
     if errors.is_empty() { Ok(()) } else { Err(HardenError(errors.join("; "))) }
 }
 
-/// Gives the calling process back the core-size limit vault-env started with. Async-signal-safe
-/// (one `setrlimit` on a value read before the fork, no allocation), so it may run between fork
-/// and exec.
+/// Gives the calling process back the core-size limit vault-env started with (exec mode, just
+/// before the exec; daemon mode's child sets [`core_limit_for_app`] itself).
 pub fn restore_for_app() -> std::io::Result<()> {
-    if let Some(&(soft, hard)) = ORIGINAL_CORE_LIMIT.get() {
+    if let Some((soft, hard)) = core_limit_for_app() {
         setrlimit(Resource::RLIMIT_CORE, soft, hard).map_err(std::io::Error::from)?;
     }
     Ok(())
+}
+
+/// The core-size limit (soft, hard) the app gets: vault-env's own before [`harden`] (none if it
+/// did not run).
+pub fn core_limit_for_app() -> Option<(rlim_t, rlim_t)> {
+    ORIGINAL_CORE_LIMIT.get().copied()
 }
 
 /// Whether this process is dumpable (for tests and the log).

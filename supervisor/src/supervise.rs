@@ -2,7 +2,7 @@
 //!
 //! One OS thread reads every signal (blocked, from a `signalfd`; see [`crate::signals`]) and is
 //! the only place that calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. The app
-//! is spawned with `std::process::Command` while holding the lock the reaper takes before each
+//! is started ([`exec::Image::spawn`]) while holding the lock the reaper takes before each
 //! `waitpid`, so its exit can't be reaped before its pid is known. Signals that arrive while no
 //! app is running (before the first start, during a restart) are kept and delivered to the next.
 //!
@@ -17,9 +17,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -118,16 +116,7 @@ impl Supervisor {
     pub fn spawn(&self, program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, OsString)]) -> Result<u32, ExecError> {
         let image = exec::Image::new(program, argv0, args, env)?;
         let mut s = lock(&self.shared);
-        // std forks, resets SIGPIPE and starts the process group; the child then execs the image.
-        let mut cmd = Command::new(program);
-        if s.options.process_group {
-            cmd.process_group(0);
-        }
-        exec_in_child(&mut cmd, image);
-        let child = cmd.spawn().map_err(|e| exec::error_from_io(program, &e))?;
-        let pid = Pid::from_raw(child.id() as i32);
-        // Dropping `Child` neither waits nor kills: the reaper thread owns waiting.
-        drop(child);
+        let pid = image.spawn(s.options.process_group).map_err(|e| exec::error_from_io(program, &e))?;
         s.app = Some(pid);
         for sig in std::mem::take(&mut s.pending) {
             deliver(pid, sig, s.options);
@@ -166,27 +155,6 @@ impl Supervisor {
         for pid in children_of(me) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
-    }
-}
-
-/// Between fork and exec, in the child: the app must start with no blocked signal (vault-env
-/// blocks them all; as tini's `restore_signals`), with the core-size limit vault-env was given
-/// ([`crate::harden`]; `posix_spawn`, which would spare the fork, cannot set that in the child,
-/// and vault-env keeps its own at 0), and with its environment in order: the child execs `image`
-/// itself (std would exec its own copy, sorted by name). An exec failure reaches `spawn`'s caller
-/// as std reports it: the child's errno.
-#[allow(unsafe_code)]
-fn exec_in_child(cmd: &mut Command, image: exec::Image) {
-    let empty = nix::sys::signal::SigSet::empty();
-    // SAFETY: the closure runs in the forked child before exec. It calls pthread_sigmask,
-    // setrlimit and execve, which are async-signal-safe, on values built before the fork; it
-    // allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            empty.thread_set_mask().map_err(std::io::Error::from)?;
-            crate::harden::restore_for_app()?;
-            Err(image.execve())
-        });
     }
 }
 
