@@ -147,9 +147,10 @@ impl Image {
     /// page tables and then pay a copy-on-write fault for each page vault-env writes until the
     /// exec. Before its exec the child starts a process group of its own when `process_group`,
     /// sets SIGPIPE back to its default (Rust ignores it), takes the core-size limit vault-env
-    /// started with ([`crate::harden::core_limit_for_app`]; `posix_spawn` cannot set that) and blocks no signal. An exec
-    /// failure comes back as the child's errno through a close-on-exec pipe, which also holds where
-    /// `CLONE_VFORK` is run as a fork (qemu-user, valgrind); the child is then reaped here.
+    /// started with ([`crate::harden::core_limit_for_app`]; `posix_spawn` cannot set that) and
+    /// blocks no signal. An exec failure comes back as the child's errno through a close-on-exec
+    /// pipe, which also holds where `CLONE_VFORK` is run as a fork (qemu-user, valgrind); the
+    /// child is then reaped here.
     #[allow(unsafe_code)]
     pub fn spawn(&self, process_group: bool) -> std::io::Result<Pid> {
         let mut fds: [c_int; 2] = [0; 2];
