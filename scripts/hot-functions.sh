@@ -23,10 +23,13 @@ CARGO_PROFILE_RELEASE_STRIP=false HOT_FUNCTIONS='' \
   cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --target-dir "$H/target" \
   --manifest-path "$ROOT/Cargo.toml"
 VE="$H/target/x86_64-unknown-linux-musl/release/vault-env"
-# vault-env runs as `env VAR=VALUE... "${callgrind[@]}" "$VE" ...`, its profile in $H/runs (env
-# execs valgrind, which runs vault-env in the same process: a signal sent to $! reaches it).
-# (--dump-before=execve: exec mode's profile is written before the app replaces vault-env.)
-callgrind=(valgrind -q --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$H/runs/cg.%p")
+# callgrind_for RUN : sets `callgrind`, the valgrind command line that writes RUN's profiles to
+# $H/runs/RUN.*; vault-env runs as `env VAR=VALUE... "${callgrind[@]}" "$VE" ...` (env execs
+# valgrind, which runs vault-env in the same process: a signal sent to $! reaches it).
+# --dump-before=execve: exec mode's profile is written before the app replaces vault-env.
+callgrind_for() {
+  callgrind=(valgrind -q --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$H/runs/$1.%p")
+}
 
 start_bao
 export VAULT_ADDR VAULT_TOKEN=root
@@ -59,11 +62,14 @@ in_tls setup
 
 log "1. exec mode, 10 KV secrets, HTTP and HTTPS"
 kv=(); for i in $(seq 0 9); do kv+=("SECRET_$i=vault:secret/data/hot/s$i#value"); done
+callgrind_for exec-http
 env "${kv[@]}" "${callgrind[@]}" "$VE" true
+callgrind_for exec-https
 in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
 
 log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM"
 db=(); for i in $(seq 0 9); do db+=("DB_USER_$i=vault:database/creds/app$i#username"); done
+callgrind_for daemon-https
 env VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$H/tls/vault-ca.pem" "${db[@]}" VAULT_ENV_DAEMON=true \
   KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
   "${callgrind[@]}" "$VE" sleep 600 >"$H/daemon-tls.log" 2>&1 &
@@ -76,34 +82,38 @@ log "3. daemon mode over HTTP, AppRole login (token renewed), the app exits 3"
 role_id=$(bao_api GET auth/approle/role/app/role-id | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["role_id"])')
 secret_id=$(bao_api POST auth/approle/role/app/secret-id '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["secret_id"])')
 status=0
+callgrind_for daemon-http
 env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VAULT_ROLE_ID="$role_id" \
   VAULT_SECRET_ID="$secret_id" "${callgrind[@]}" "$VE" sh -c 'sleep 8; exit 3' >"$H/daemon-approle.log" 2>&1 || status=$?
 [ "$status" = 3 ] || die "the AppRole daemon run ended with $status, not 3 (log: $H/daemon-approle.log)"
 
 out="$ROOT/scripts/hot-functions.txt"
-python3 - "$out" "$H"/runs/cg.* <<'PY'
-# Each function once, demangled, without crate disambiguators ([…]) or legacy hashes (::h…); those
-# that ran in more of the runs first (the code every run shares is then in the fewest pages), and
-# by name within that.
-import re, subprocess, sys
+python3 - "$out" "$H"/runs/* <<'PY'
+# Each function once, demangled, without crate disambiguators ([…]) or legacy hashes (::h…), in
+# this order: those both daemon runs executed, then those only the HTTP one did, then those only
+# the HTTPS one did (TLS), then the rest; so each daemon's code is one stretch. Within that, those
+# more runs executed first, then by name.
+import collections, os, re, subprocess, sys
 out, profiles = sys.argv[1], sys.argv[2:]
 def normalized(mangled):
     names = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout.split("\n")
     return {re.sub(r"\[[0-9a-f]+\]", "", re.sub(r"::h[0-9a-f]{16}$", "", n)) for n in names[: len(mangled)]}
-runs = []
+runs = collections.defaultdict(set)  # run name -> the functions any of its profiles executed
 for path in profiles:
     with open(path, errors="replace") as f:
         mangled = sorted({m.group(1) for m in map(re.compile(r"^c?fn=\(\d+\) (_(ZN|R)\S*)$").match, f) if m})
     if mangled:
-        runs.append(normalized(mangled))
-count = {}
-for run in runs:
-    for name in run:
-        count[name] = count.get(name, 0) + 1
+        runs[os.path.basename(path).split(".")[0]] |= normalized(mangled)
+assert sorted(runs) == ["daemon-http", "daemon-https", "exec-http", "exec-https"], sorted(runs)
+http, https = runs["daemon-http"], runs["daemon-https"]
+def place(name):
+    stretch = 0 if name in http and name in https else 1 if name in http else 2 if name in https else 3
+    return (stretch, -sum(name in run for run in runs.values()), name)
+names = sorted(set().union(*runs.values()), key=place)
 with open(out, "w") as f:
-    f.write("# The functions vault-env executed in scripts/hot-functions.sh's %d profiles (written by it: do not\n" % len(runs))
-    f.write("# edit), those in more of them first. scripts/link/rust-lld lays them out together in this order.\n")
-    for name in sorted(count, key=lambda n: (-count[n], n)):
-        f.write(name + "\n")
-print("wrote %s: %d functions from %d profiles" % (out, len(count), len(runs)))
+    f.write("# The functions vault-env executed in scripts/hot-functions.sh's runs (written by it: do not edit):\n")
+    f.write("# both daemons' first, then the HTTP one's, the HTTPS one's, the rest. scripts/link/rust-lld lays\n")
+    f.write("# them out together in this order.\n")
+    f.writelines(name + "\n" for name in names)
+print("wrote %s: %d functions" % (out, len(names)))
 PY

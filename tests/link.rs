@@ -1,7 +1,9 @@
 //! scripts/link/rust-lld, the static builds' linker, on small objects made here with cc: the
 //! listed hot functions come first in the list's order, only in vault-env's program (not in other
-//! programs or test harnesses), relative relocations are packed, and a stale list is refused.
+//! programs or test harnesses), relative relocations are packed where musl's start applies them,
+//! and a stale list is refused.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -37,9 +39,21 @@ fn lld_dir() -> PathBuf {
     Path::new(text(&["--print", "sysroot"]).trim()).join("lib/rustlib").join(host).join("bin")
 }
 
-/// Links `object` (and `more` inputs) into `dir/demo` (a static PIE) with the wrapper and `list`
-/// as HOT_FUNCTIONS.
-fn link(dir: &Path, object: &Path, more: &[&Path], list: &[&str]) -> Output {
+/// A `libc.a` in `dir/libc-SYMBOL`, defining SYMBOL: `statx` stands for musl 1.2.5's.
+fn libc_with(dir: &Path, symbol: &str) -> PathBuf {
+    let lib = dir.join(format!("libc-{symbol}"));
+    std::fs::create_dir_all(&lib).unwrap();
+    let c = lib.join("libc.c");
+    std::fs::write(&c, format!("int {symbol}(void) {{ return 0; }}\n")).unwrap();
+    let o = lib.join("libc.o");
+    assert!(Command::new("cc").args(["-c", "-fPIC", "-o"]).arg(&o).arg(&c).status().unwrap().success());
+    assert!(Command::new("ar").arg("rcs").arg(lib.join("libc.a")).arg(&o).status().unwrap().success());
+    lib
+}
+
+/// Links `object` (and `more` arguments) into `dir/demo` (a static PIE) with the wrapper and
+/// `list` as HOT_FUNCTIONS.
+fn link(dir: &Path, object: &Path, more: &[&OsStr], list: &[&str]) -> Output {
     let hot = dir.join("hot.txt");
     std::fs::write(&hot, format!("# a comment line\n{}\n", list.join("\n"))).unwrap();
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
@@ -65,11 +79,28 @@ fn layout(dir: &Path) -> Vec<String> {
 fn vault_envs_hot_functions_come_first_in_the_lists_order_and_relocations_are_packed() {
     let dir = tempfile::tempdir().unwrap();
     let o = object(dir.path(), true);
-    let out = link(dir.path(), &o, &[], &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
+    let libc = libc_with(dir.path(), "statx");
+    let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "demo::second", "demo::cold"]);
-    let sections = Command::new("readelf").arg("-SW").arg(dir.path().join("demo")).output().unwrap();
-    assert!(String::from_utf8_lossy(&sections.stdout).contains(".relr.dyn"), "no packed relocations");
+    assert!(sections(dir.path()).contains(".relr.dyn"), "no packed relocations");
+}
+
+/// The section headers of `dir/demo`.
+fn sections(dir: &Path) -> String {
+    String::from_utf8(Command::new("readelf").arg("-SW").arg(dir.join("demo")).output().unwrap().stdout).unwrap()
+}
+
+#[test]
+fn relocations_are_not_packed_for_a_musl_whose_start_cannot_apply_them() {
+    // musl 1.2.3 (Rust 1.89 to 1.92) has no statx, and its static-PIE start no DT_RELR.
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), true);
+    let libc = libc_with(dir.path(), "stat");
+    let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sections = sections(dir.path());
+    assert!(!sections.contains(".relr.dyn") && sections.contains(".rela.dyn"), "{sections}");
 }
 
 #[test]
@@ -89,7 +120,7 @@ fn test_harnesses_keep_their_own_layout() {
     // vault-env's library tests define vault_env::main too; a test harness links libtest.
     let libtest = dir.path().join("libtest-0123.rlib");
     std::fs::write(&libtest, "!<arch>\n").unwrap();
-    let out = link(dir.path(), &o, &[&libtest], &["demo::first", "demo::gone", "demo::also_gone", "demo::and_this"]);
+    let out = link(dir.path(), &o, &[libtest.as_os_str()], &["demo::first", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "vault_env::main"]);
 }
