@@ -15,8 +15,9 @@
 ARG BINARIES=build
 
 # The build stage runs on the build machine's platform and cross-compiles for the target's
-# (`--platform linux/arm64`: Debian's aarch64 gcc for ring's C parts, rust-lld to link).
-FROM --platform=$BUILDPLATFORM rust:1.89-bookworm AS build
+# (`--platform linux/arm64`: Debian's aarch64 gcc for ring's C parts, rust-lld to link), with the
+# Rust the tests run (1.89 builds too; from 1.93 its musl also takes packed relocations).
+FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
 ARG TARGETARCH
 RUN apt-get update && apt-get install -y --no-install-recommends musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
  && rm -rf /var/lib/apt/lists/* \
