@@ -7,7 +7,8 @@
 #   4. the stripped release binary's size
 # Targets (issue 26, performance): <= 3 ms to exec with 10 secrets, <= 1.2x tini's overhead,
 # RSS <= 2 MiB as shipped (static musl) or <= 3.5 MiB (glibc), <= 3 MB binary. Timings use
-# hyperfine (-N: no shell), 100 runs after 5 warm-ups.
+# hyperfine (-N: no shell), 100 runs after 5 warm-ups. It builds vault-env as shipped (static musl;
+# BENCH_LIBC=glibc for the glibc build), or measures BENCH_VAULT_ENV=PATH (another commit's build).
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 apt_install hyperfine catatonit

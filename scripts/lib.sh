@@ -156,6 +156,13 @@ cross_env() {
 # target is installed, else the glibc build (dynamically linked: ~0.4 ms more to start and about
 # 1.3 MiB more resident). Sets VE (its path) and BUILD (which one).
 build_vault_env_for_bench() {
+  # BENCH_VAULT_ENV=PATH measures that binary instead (another commit's build, to compare).
+  if [ -n "${BENCH_VAULT_ENV:-}" ]; then
+    [ -x "$BENCH_VAULT_ENV" ] || die "BENCH_VAULT_ENV=$BENCH_VAULT_ENV is not an executable file"
+    VE=$BENCH_VAULT_ENV; BUILD="glibc, dynamic: $VE"
+    readelf -d "$VE" 2>/dev/null | grep -q NEEDED || BUILD="static musl: $VE"
+    return
+  fi
   # BENCH_LIBC=glibc measures the dynamically linked build even where the musl target is installed.
   if [ "${BENCH_LIBC:-}" != glibc ] && rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
     log "building vault-env (release profile, static musl as shipped)"
