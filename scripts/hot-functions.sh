@@ -88,23 +88,57 @@ env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VA
 [ "$status" = 3 ] || die "the AppRole daemon run ended with $status, not 3 (log: $H/daemon-approle.log)"
 
 out="$ROOT/scripts/hot-functions.txt"
-python3 - "$out" "$H"/runs/* <<'PY'
-# Each function once, demangled, without crate disambiguators ([…]) or legacy hashes (::h…), in
-# this order: those both daemon runs executed, then those only the HTTP one did, then those only
-# the HTTPS one did (TLS), then the rest; so each daemon's code is one stretch. Within that, those
-# more runs executed first, then by name.
+ring=$(ls "$H"/target/x86_64-unknown-linux-musl/release/deps/libring-*.rlib | head -1)
+python3 - "$out" "$VE" "$ring" "$H"/runs/* <<'PY'
+# Each function once, demangled, without crate disambiguators ([…]), legacy hashes (::h…) or ring's
+# version (ring_core_0_17_14__…), in this order: those both daemon runs executed, then those only
+# the HTTP one did, then those only the HTTPS one did (TLS), then the rest; so each daemon's code is
+# one stretch. Within that, those more runs executed first, then by name.
 import collections, os, re, subprocess, sys
-out, profiles = sys.argv[1], sys.argv[2:]
+out, ve, ring, profiles = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 def normalized(mangled):
     names = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout.split("\n")
-    return {re.sub(r"\[[0-9a-f]+\]", "", re.sub(r"::h[0-9a-f]{16}$", "", n)) for n in names[: len(mangled)]}
+    drop = [(r"::h[0-9a-f]{16}$", ""), (r"\[[0-9a-f]+\]", ""), (r"^ring_core_[0-9_]+__", "ring_core__")]
+    normal = set()
+    for name in names[: len(mangled)]:
+        for pattern, replacement in drop:
+            name = re.sub(pattern, replacement, name)
+        normal.add(name)
+    return normal
+def functions(path):
+    """address -> names of the functions that nm finds in path"""
+    found = collections.defaultdict(list)
+    for line in subprocess.run(["nm", "--defined-only", path], capture_output=True, text=True).stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            found[int(parts[0], 16)].append(parts[2])
+    return found
+# Assembly functions without a symbol size (musl's memcpy, memset, __clone, …) show in callgrind by
+# address only, and libc's start as "(below main)": both are named here from the binary's symbols.
+by_address = functions(ve)
 runs = collections.defaultdict(set)  # run name -> the functions any of its profiles executed
 for path in profiles:
+    mangled = set()
     with open(path, errors="replace") as f:
-        mangled = sorted({m.group(1) for m in map(re.compile(r"^c?fn=\(\d+\) (_(ZN|R)\S*)$").match, f) if m})
+        for line in f:
+            m = re.match(r"^c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
+            if not m:
+                continue
+            name = m.group(1)
+            if name == "(below main)":
+                mangled.add("__libc_start_main")
+            elif re.fullmatch(r"0x[0-9a-f]+", name):
+                mangled.update(by_address.get(int(name, 16), []))
+            else:
+                mangled.add(name)
     if mangled:
-        runs[os.path.basename(path).split(".")[0]] |= normalized(mangled)
+        runs[os.path.basename(path).split(".")[0]] |= normalized(sorted(mangled))
 assert sorted(runs) == ["daemon-http", "daemon-https", "exec-http", "exec-https"], sorted(runs)
+# Which of ring's C and assembly runs depends on the CPU's features, and valgrind's CPU has no ADX:
+# where a function ran, its ADX variant goes with it (ring_core__x25519_ge_scalarmult_base_adx).
+adx = {n for names in functions(ring).values() for n in normalized(names) if n.endswith("_adx")}
+for run in runs.values():
+    run |= {n for n in adx if n[: -len("_adx")] in run or n[: -len("_adx")] + "_nohw" in run}
 http, https = runs["daemon-http"], runs["daemon-https"]
 def place(name):
     stretch = 0 if name in http and name in https else 1 if name in http else 2 if name in https else 3
