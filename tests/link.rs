@@ -1,4 +1,5 @@
-//! scripts/link/rust-lld, the static builds' linker, on small objects made here with cc: the
+//! scripts/link/rust-lld, the static builds' linker, on small objects (and an archive) made here
+//! with cc: the
 //! listed hot functions come first in the list's order, only in vault-env's program (not in other
 //! programs or test harnesses), relative relocations are packed where musl's start applies them,
 //! and a stale list is refused.
@@ -9,16 +10,18 @@ use std::process::{Command, Output};
 
 /// Four functions in their own sections, in this order in the object: `demo::cold`,
 /// `demo::second`, `demo::first` and (when `vault_env`) `vault_env::main`, with legacy Rust names
-/// (hashes the list does not have), and a pointer in data: a relative relocation in a PIE.
+/// (hashes the list does not have), and a pointer in data: a relative relocation in a PIE. Beside
+/// it, `libhot.a` holds a C function, `c_hot`, which `demo::first` calls.
 fn object(dir: &Path, vault_env: bool) -> PathBuf {
     let main = if vault_env { r#"void vmain(void) __asm__("_ZN9vault_env4main17h0123456789abcdefE"); void vmain(void) { cold(); }"# } else { "" };
     let source = format!(
         r#"void cold(void) __asm__("_ZN4demo4cold17h1111111111111111E");
 void second(void) __asm__("_ZN4demo6second17h2222222222222222E");
 void first(void) __asm__("_ZN4demo5first17h3333333333333333E");
+void c_hot(void);
 void cold(void) {{ for (;;) {{}} }}
 void second(void) {{ cold(); }}
-void first(void) {{ second(); }}
+void first(void) {{ second(); c_hot(); }}
 {main}
 void (*entry)(void) = first;
 "#
@@ -28,6 +31,11 @@ void (*entry)(void) = first;
     let o = dir.join("demo.o");
     let out = Command::new("cc").args(["-c", "-O0", "-fPIE", "-ffunction-sections", "-o"]).arg(&o).arg(&c).output().unwrap();
     assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    let hot = dir.join("hot.c");
+    std::fs::write(&hot, "void c_hot(void) {}\n").unwrap();
+    let hot_o = dir.join("hot.o");
+    assert!(Command::new("cc").args(["-c", "-fPIE", "-o"]).arg(&hot_o).arg(&hot).status().unwrap().success());
+    assert!(Command::new("ar").arg("rcs").arg(dir.join("libhot.a")).arg(&hot_o).status().unwrap().success());
     o
 }
 
@@ -61,6 +69,7 @@ fn link(dir: &Path, object: &Path, more: &[&OsStr], list: &[&str]) -> Output {
         .args(["-flavor", "gnu", "-static", "-pie", "--no-dynamic-linker", "-e", "_ZN4demo5first17h3333333333333333E", "-o"])
         .arg(dir.join("demo"))
         .arg(object)
+        .arg(dir.join("libhot.a"))
         .args(more)
         .env("PATH", path)
         .env("HOT_FUNCTIONS", &hot)
@@ -80,9 +89,9 @@ fn vault_envs_hot_functions_come_first_in_the_lists_order_and_relocations_are_pa
     let dir = tempfile::tempdir().unwrap();
     let o = object(dir.path(), true);
     let libc = libc_with(dir.path(), "statx");
-    let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main", "demo::first", "demo::second", "demo::absent"]);
+    let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::absent"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "demo::second", "demo::cold"]);
+    assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::cold"]);
     assert!(sections(dir.path()).contains(".relr.dyn"), "no packed relocations");
 }
 
@@ -110,7 +119,7 @@ fn other_programs_keep_their_own_layout() {
     // Not vault-env (no vault_env::main): the list is not used, however stale.
     let out = link(dir.path(), &o, &[], &["demo::first", "demo::second", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first"]);
+    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "c_hot"]);
 }
 
 #[test]
@@ -122,7 +131,7 @@ fn test_harnesses_keep_their_own_layout() {
     std::fs::write(&libtest, "!<arch>\n").unwrap();
     let out = link(dir.path(), &o, &[libtest.as_os_str()], &["demo::first", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "vault_env::main"]);
+    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "vault_env::main", "c_hot"]);
 }
 
 #[test]
