@@ -43,17 +43,10 @@ urls=""; for i in $(seq 0 9); do urls+=" -o /dev/null $VAULT_ADDR/v1/secret/data
 read -r curl_ms curl_sd _ < <(hf curl10 "curl -s -H X-Vault-Token:root --parallel --parallel-immediate$urls")
 # The same over HTTPS, as Vault is reached in production: a second OpenBao in -dev-tls mode, which
 # makes its own CA; every new connection is a TLS handshake, and curl's is beside it again.
-tls_port=$(free_port_pair)
-mkdir -p "$B/tls"
-HOME="$STATE" "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$B/tls" -dev-root-token-id=root \
-  -dev-no-store-token -dev-listen-address="127.0.0.1:$tls_port" >"$B/bao-tls.log" 2>&1 &
-TLS_PID=$!
-# in_tls CMD... : CMD with VAULT_ADDR and VAULT_CACERT pointing at that OpenBao.
-in_tls() { (export VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$B/tls/vault-ca.pem"; "$@"); }
-wait_for 30 "OpenBao with TLS (log: $B/bao-tls.log)" in_tls bao_api GET sys/mounts/secret
+start_bao_tls "$B/tls"
 in_tls put_secrets
 read -r tls_ms tls_sd tls_med < <(in_tls hf exec10tls "$VE true")
-read -r tlscurl_ms _ _ < <(hf curl10tls "curl -s --cacert $B/tls/vault-ca.pem -H X-Vault-Token:root --parallel --parallel-immediate${urls//$VAULT_ADDR/https://127.0.0.1:$tls_port}")
+read -r tlscurl_ms _ _ < <(hf curl10tls "curl -s --cacert $TLS_CA -H X-Vault-Token:root --parallel --parallel-immediate${urls//$VAULT_ADDR/$TLS_ADDR}")
 for i in $(seq 0 9); do unset "SECRET_$i"; done
 read -r none_ms none_sd _ < <(hf exec0 "$VE true")
 
@@ -67,19 +60,8 @@ read -r cat_ms cat_sd _ < <(hf catatonit "catatonit -- true")
 
 # --- 3. RSS with 10 live leases
 start_mariadb
-# setup_database : the database engine at VAULT_ADDR with roles app0..app9 (1 h leases).
-setup_database() {
-  local i
-  bao_api POST sys/mounts/database '{"type":"database"}' >/dev/null
-  bao_api POST database/config/mariadb "{\"plugin_name\":\"mysql-database-plugin\",
-    \"connection_url\":\"{{username}}:{{password}}@tcp(127.0.0.1:$MARIADB_PORT)/\",
-    \"username\":\"root\",\"password\":\"rootpass\",\"allowed_roles\":\"*\"}" >/dev/null
-  for i in $(seq 0 9); do
-    bao_api POST "database/roles/app$i" '{"db_name":"mariadb","creation_statements":["CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"';"],"default_ttl":"1h","max_ttl":"24h"}' >/dev/null
-  done
-}
-setup_database
-in_tls setup_database
+database_roles 1h 24h
+in_tls database_roles 1h 24h
 agent_tpl=""
 for i in $(seq 0 9); do
   export "DB_USER_$i=vault:database/creds/app$i#username"
@@ -101,7 +83,7 @@ ve_rss=$(rss_kib "$VE_PID")
 ve_split=$(rss_split "$VE_PID")
 stop_pid "$VE_PID"
 # the same over HTTPS
-VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$B/tls/vault-ca.pem" VAULT_ENV_DAEMON=true "$VE" sleep 600 >"$B/ve-tls.log" 2>&1 &
+VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" VAULT_ENV_DAEMON=true "$VE" sleep 600 >"$B/ve-tls.log" 2>&1 &
 VE_PID=$!
 wait_for 30 "vault-env to start the app over HTTPS" grep -q 'started the app' "$B/ve-tls.log"
 sleep 2

@@ -33,25 +33,15 @@ callgrind_for() {
 
 start_bao
 export VAULT_ADDR VAULT_TOKEN=root
-tls_port=$(free_port_pair)
-mkdir -p "$H/tls"
-HOME="$STATE" "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$H/tls" -dev-root-token-id=root \
-  -dev-no-store-token -dev-listen-address="127.0.0.1:$tls_port" >"$H/bao-tls.log" 2>&1 &
-TLS_PID=$!
-in_tls() { (export VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$H/tls/vault-ca.pem"; "$@"); }
-wait_for 30 "OpenBao with TLS (log: $H/bao-tls.log)" in_tls bao_api GET sys/mounts/secret
+start_bao_tls "$H/tls"
 start_mariadb
 
 # setup : 10 KV secrets, the database engine with roles app0..app9, a policy and an AppRole role.
 setup() {
   local i
-  bao_api POST sys/mounts/database '{"type":"database"}' >/dev/null
-  bao_api POST database/config/mariadb "{\"plugin_name\":\"mysql-database-plugin\",
-    \"connection_url\":\"{{username}}:{{password}}@tcp(127.0.0.1:$MARIADB_PORT)/\",
-    \"username\":\"root\",\"password\":\"rootpass\",\"allowed_roles\":\"*\"}" >/dev/null
+  database_roles 5s 12s
   for i in $(seq 0 9); do
     bao_api POST "secret/data/hot/s$i" "{\"data\":{\"value\":\"secret-$i\"}}" >/dev/null
-    bao_api POST "database/roles/app$i" '{"db_name":"mariadb","creation_statements":["CREATE USER '"'"'{{name}}'"'"'@'"'"'%'"'"' IDENTIFIED BY '"'"'{{password}}'"'"';"],"default_ttl":"5s","max_ttl":"12s"}' >/dev/null
   done
   bao_api PUT sys/policies/acl/hot '{"policy":"path \"*\" { capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\", \"sudo\"] }"}' >/dev/null
   bao_api POST sys/auth/approle '{"type":"approle"}' >/dev/null
@@ -70,7 +60,7 @@ in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
 log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM"
 db=(); for i in $(seq 0 9); do db+=("DB_USER_$i=vault:database/creds/app$i#username"); done
 callgrind_for daemon-https
-env VAULT_ADDR="https://127.0.0.1:$tls_port" VAULT_CACERT="$H/tls/vault-ca.pem" "${db[@]}" VAULT_ENV_DAEMON=true \
+env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${db[@]}" VAULT_ENV_DAEMON=true \
   KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
   "${callgrind[@]}" "$VE" sleep 600 >"$H/daemon-tls.log" 2>&1 &
 VE_PID=$!

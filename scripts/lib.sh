@@ -74,6 +74,20 @@ start_bao() {
   log "OpenBao dev server ready at $VAULT_ADDR (pid $BAO_PID)"
 }
 
+# start_bao_tls DIR : a second OpenBao dev server on a free port, over HTTPS with the CA it makes
+# in DIR (as Vault is reached in production: a TLS handshake per new connection); sets TLS_PID,
+# TLS_ADDR and TLS_CA. in_tls CMD... runs CMD with VAULT_ADDR and VAULT_CACERT pointing at it.
+start_bao_tls() {
+  local port; port=$(free_port_pair)
+  mkdir -p "$1"
+  TLS_ADDR="https://127.0.0.1:$port" TLS_CA="$1/vault-ca.pem"
+  HOME="$STATE" "$(bao_bin)" server -dev -dev-tls -dev-tls-cert-dir="$1" -dev-root-token-id=root \
+    -dev-no-store-token -dev-listen-address="127.0.0.1:$port" >"$1/bao.log" 2>&1 &
+  TLS_PID=$!
+  wait_for 30 "OpenBao with TLS (log: $1/bao.log)" in_tls bao_api GET sys/mounts/secret
+}
+in_tls() { (export VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA"; "$@"); }
+
 stop_pid() { [ -n "${1:-}" ] && kill "$1" 2>/dev/null && wait "$1" 2>/dev/null || true; }
 
 # bao_api METHOD PATH [JSON] : call OpenBao with the root token.
@@ -103,6 +117,21 @@ start_mariadb() {
   mariadb --no-defaults -uroot --socket="$d/mysqld.sock" -e "DELETE FROM mysql.global_priv WHERE User='';
     CREATE USER 'root'@'%' IDENTIFIED BY 'rootpass'; GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;"
   log "MariaDB ready on 127.0.0.1:$MARIADB_PORT (pid $MARIADB_PID)"
+}
+
+# database_roles TTL MAX_TTL : the database engine at VAULT_ADDR on start_mariadb's server, with
+# roles app0..app9 whose credentials last TTL (renewed, at most MAX_TTL).
+database_roles() {
+  local i
+  bao_api POST sys/mounts/database '{"type":"database"}' >/dev/null
+  bao_api POST database/config/mariadb "{\"plugin_name\":\"mysql-database-plugin\",
+    \"connection_url\":\"{{username}}:{{password}}@tcp(127.0.0.1:$MARIADB_PORT)/\",
+    \"username\":\"root\",\"password\":\"rootpass\",\"allowed_roles\":\"*\"}" >/dev/null
+  for i in $(seq 0 9); do
+    bao_api POST "database/roles/app$i" "{\"db_name\":\"mariadb\",
+      \"creation_statements\":[\"CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}';\"],
+      \"default_ttl\":\"$1\",\"max_ttl\":\"$2\"}" >/dev/null
+  done
 }
 
 # pinned_version NAME : the version of the Go program NAME that tools/*/go.mod pins.

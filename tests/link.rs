@@ -1,8 +1,7 @@
 //! scripts/link/rust-lld, the static builds' linker, on small objects (and an archive) made here
-//! with cc: the
-//! listed hot functions come first in the list's order, only in vault-env's program (not in other
-//! programs or test harnesses), relative relocations are packed where musl's start applies them,
-//! and a stale list is refused.
+//! with cc: the listed hot functions come first in the list's order, only in vault-env's program
+//! (not in other programs or test harnesses), relative relocations are packed where musl's start
+//! applies them, and a stale list is refused.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
