@@ -8,14 +8,16 @@
 # valgrind's callgrind against a real OpenBao (over HTTP and HTTPS) and MariaDB:
 #   1. exec mode, 10 KV secrets, over HTTP and over HTTPS (token login);
 #   2. daemon mode over HTTPS: 10 database leases (5 s, at most 12 s: renewed, then fetched again
-#      and the app restarted), a KV secret and an inline template, until SIGTERM;
+#      and the app restarted), a KV secret and an inline template, until SIGTERM; beside it, a
+#      daemon with KV secrets only, idle for 190 s (the HTTP client checks its pool every 90 s and
+#      closes the connections idle for 90 s: under valgrind, at the second check);
 #   3. daemon mode over HTTP with an AppRole login (a renewable 6 s token) until the app exits 3.
 # Every function that ran in any of them is listed once, demangled and without hashes.
 . "$(dirname "$0")/lib.sh"
 bash "$ROOT/scripts/install.sh"
 apt_install valgrind
 H="$STATE/hot"; rm -rf "$H/runs"; mkdir -p "$H/runs"
-trap 'stop_pid "${BAO_PID:-}"; stop_pid "${TLS_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${VE_PID:-}"' EXIT
+trap 'stop_pid "${BAO_PID:-}"; stop_pid "${TLS_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${VE_PID:-}"; stop_pid "${IDLE_PID:-}"' EXIT
 
 log "building vault-env (release profile for musl, symbols kept, no layout: $H/target)"
 cross_env
@@ -57,9 +59,12 @@ env "${kv[@]}" "${callgrind[@]}" "$VE" true
 callgrind_for exec-https
 in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
 
-log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM"
+log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM; beside it, an idle daemon"
 db=(); for i in $(seq 0 9); do db+=("DB_USER_$i=vault:database/creds/app$i#username"); done
 callgrind_for daemon-https
+env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${kv[@]}" VAULT_ENV_DAEMON=true "${callgrind[@]}" "$VE" sleep 600 \
+  >"$H/daemon-idle.log" 2>&1 &
+IDLE_PID=$! idle_since=$SECONDS
 env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${db[@]}" VAULT_ENV_DAEMON=true \
   KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
   "${callgrind[@]}" "$VE" sleep 600 >"$H/daemon-tls.log" 2>&1 &
@@ -76,6 +81,10 @@ callgrind_for daemon-http
 env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VAULT_ROLE_ID="$role_id" \
   VAULT_SECRET_ID="$secret_id" "${callgrind[@]}" "$VE" sh -c 'sleep 8; exit 3' >"$H/daemon-approle.log" 2>&1 || status=$?
 [ "$status" = 3 ] || die "the AppRole daemon run ended with $status, not 3 (log: $H/daemon-approle.log)"
+
+log "the idle daemon: 190 s in all (its idle connections closed), then SIGTERM"
+sleep $((idle_since + 190 - SECONDS > 0 ? idle_since + 190 - SECONDS : 0))
+kill -TERM "$IDLE_PID"; wait "$IDLE_PID" || true; IDLE_PID=
 
 out="$ROOT/scripts/hot-functions.txt"
 ring=$(ls "$H"/target/x86_64-unknown-linux-musl/release/deps/libring-*.rlib | head -1)
