@@ -88,22 +88,18 @@ kill -TERM "$IDLE_PID"; wait "$IDLE_PID" || true; IDLE_PID=
 
 out="$ROOT/scripts/hot-functions.txt"
 ring=$(ls "$H"/target/x86_64-unknown-linux-musl/release/deps/libring-*.rlib | head -1)
-python3 - "$out" "$VE" "$ring" "$H"/runs/* <<'PY'
+python3 - "$out" "$ROOT/scripts/link/names.sed" "$VE" "$ring" "$H"/runs/* <<'PY'
 # Each function once, demangled, without crate disambiguators ([…]), legacy hashes (::h…) or ring's
 # version (ring_core_0_17_14__…), in this order: those both daemon runs executed, then those only
 # the HTTP one did, then those only the HTTPS one did (TLS), then the rest; so each daemon's code is
 # one stretch. Within that, those more runs executed first, then by name.
 import collections, os, re, subprocess, sys
-out, ve, ring, profiles = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+out, names_sed, ve, ring, profiles = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 def normalized(mangled):
-    names = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout.split("\n")
-    drop = [(r"::h[0-9a-f]{16}$", ""), (r"\[[0-9a-f]+\]", ""), (r"^ring_core_[0-9_]+__", "ring_core__")]
-    normal = set()
-    for name in names[: len(mangled)]:
-        for pattern, replacement in drop:
-            name = re.sub(pattern, replacement, name)
-        normal.add(name)
-    return normal
+    """the list's names for these symbols: demangled, then scripts/link/names.sed, as the linker does"""
+    demangled = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout
+    names = subprocess.run(["sed", "-E", "-f", names_sed], input=demangled, capture_output=True, text=True, check=True).stdout
+    return set(names.split("\n")[: len(mangled)])
 def functions(path):
     """address -> names of the functions that nm finds in path"""
     found = collections.defaultdict(list)
