@@ -8,7 +8,7 @@
 //! in daemon mode from a child that shares vault-env's memory until then ([`Image::spawn`]).
 
 use nix::libc::{self, c_char, c_int, c_void};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::ffi::{CString, OsStr, OsString};
@@ -131,13 +131,35 @@ impl Image {
         Ok(Image { path, argv: pointers(argv), envp: pointers(envp), _strings: strings })
     }
 
-    /// `execve(2)`; returns only on failure. Allocates nothing, so it may run between fork and exec.
+    /// The app's steps before its exec, then `execve(2)`, in both modes: its own process group
+    /// when `process_group`, SIGPIPE back at its default (Rust ignores it, and an ignored signal
+    /// stays ignored across exec), `core_limit` (what vault-env started with:
+    /// [`crate::harden::core_limit_for_app`]; execve restores dumpability) and no blocked signal.
+    /// Returns only on failure, with the errno of the step that failed. Async-signal-safe, and it
+    /// allocates nothing: it also runs in the child of [`Image::spawn`].
     #[allow(unsafe_code)]
-    pub fn execve(&self) -> std::io::Error {
-        // SAFETY: the path is a NUL-terminated string and argv and envp NULL-terminated arrays of
-        // pointers to NUL-terminated strings, all owned by `self` and alive for the call.
-        unsafe { nix::libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
-        std::io::Error::last_os_error()
+    fn exec_as_app(&self, process_group: bool, core_limit: Option<(libc::rlim_t, libc::rlim_t)>) -> c_int {
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
+        // SAFETY: each call takes plain values, or pointers to a local or into the image: a
+        // NUL-terminated path and NULL-terminated arrays of NUL-terminated strings, owned by `self`.
+        unsafe {
+            if process_group && libc::setpgid(0, 0) != 0 {
+                return errno();
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let limit = core_limit.map(|(rlim_cur, rlim_max)| libc::rlimit { rlim_cur, rlim_max });
+            if limit.is_some_and(|l| libc::setrlimit(libc::RLIMIT_CORE, &l) != 0) {
+                return errno();
+            }
+            let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(none.as_mut_ptr());
+            let e = libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut());
+            if e != 0 {
+                return e;
+            }
+            libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+        }
+        errno()
     }
 
     /// Starts the image in a new process (daemon mode) and returns its pid once it has exec'd.
@@ -213,29 +235,7 @@ struct Start<'a> {
 extern "C" fn start_child(start: *mut c_void) -> c_int {
     // SAFETY: `start` points to the `Start` that `spawn` keeps alive until the exec.
     let start = unsafe { &*start.cast::<Start>() };
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL);
-    // SAFETY: each call takes plain values or pointers into `start`'s image, which outlive it.
-    let error = unsafe {
-        if start.process_group && libc::setpgid(0, 0) != 0 {
-            errno()
-        } else {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let limit = start.core_limit.map(|(rlim_cur, rlim_max)| libc::rlimit { rlim_cur, rlim_max });
-            if limit.is_some_and(|l| libc::setrlimit(libc::RLIMIT_CORE, &l) != 0) {
-                errno()
-            } else {
-                let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-                libc::sigemptyset(none.as_mut_ptr());
-                match libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), std::ptr::null_mut()) {
-                    0 => {
-                        libc::execve(start.image.path.as_ptr(), start.image.argv.as_ptr(), start.image.envp.as_ptr());
-                        errno()
-                    }
-                    e => e,
-                }
-            }
-        }
-    };
+    let error = start.image.exec_as_app(start.process_group, start.core_limit);
     let word = error.to_ne_bytes();
     // SAFETY: writes 4 bytes from the stack to the pipe, then ends the child.
     unsafe {
@@ -251,20 +251,8 @@ pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], env: &[(OsString, 
         Ok(image) => image,
         Err(e) => return e,
     };
-    // The app gets the core-size limit vault-env started with (execve restores dumpability), the
-    // default SIGPIPE and an empty signal mask.
-    let _ = crate::harden::restore_for_app();
-    default_sigpipe();
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let err = image.execve();
-    error_from_io(program, &err)
-}
-
-/// SIGPIPE back at its default: Rust ignores it, and an ignored signal stays ignored across exec.
-#[allow(unsafe_code)]
-fn default_sigpipe() {
-    // SAFETY: installs no handler, only the default action.
-    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let errno = image.exec_as_app(false, crate::harden::core_limit_for_app());
+    error_from_io(program, &std::io::Error::from_raw_os_error(errno))
 }
 
 /// An exec/spawn failure as 127 (ENOENT: the file or its `#!` interpreter is missing) or 126.

@@ -2,7 +2,7 @@
 //! mode the app runs beside it with the same uid. Non-dumpable, the kernel refuses that uid
 //! `/proc/PID/{environ,mem,maps}` and `ptrace` (CAP_SYS_PTRACE still can), and writes no core
 //! file; a core-size limit of 0 covers the time before. The app's `execve` makes it dumpable
-//! again, and [`restore_for_app`] gives it the core-size limit vault-env started with.
+//! again, and it gets the core-size limit vault-env started with ([`core_limit_for_app`]).
 
 use nix::sys::prctl;
 use nix::sys::resource::{Resource, getrlimit, rlim_t, setrlimit};
@@ -31,15 +31,6 @@ pub fn harden() -> Result<(), HardenError> {
         Err(e) => errors.push(format!("RLIMIT_CORE: {e}")),
     }
     if errors.is_empty() { Ok(()) } else { Err(HardenError(errors.join("; "))) }
-}
-
-/// Gives the calling process back the core-size limit vault-env started with (exec mode, just
-/// before the exec; daemon mode's child sets [`core_limit_for_app`] itself).
-pub fn restore_for_app() -> std::io::Result<()> {
-    if let Some((soft, hard)) = core_limit_for_app() {
-        setrlimit(Resource::RLIMIT_CORE, soft, hard).map_err(std::io::Error::from)?;
-    }
-    Ok(())
 }
 
 /// The core-size limit (soft, hard) the app gets: vault-env's own before [`harden`] (none if it
