@@ -330,6 +330,22 @@ fn the_webhook_image_serves_reloads_and_stops() {
     assert_eq!(hook.exit_code(), "0", "{}", hook.logs());
 }
 
+/// What a 64-bit little-endian ELF file is: "static PIE" (ET_DYN with no program interpreter),
+/// "dynamically linked" (one is named), "fixed address" (ET_EXEC) or something else.
+fn elf_kind(bytes: &[u8]) -> String {
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let (phoff, phentsize, phnum) = (u64_at(32) as usize, u16_at(54) as usize, u16_at(56) as usize);
+    let interpreter = (0..phnum).any(|i| u32_at(phoff + i * phentsize) == 3); // PT_INTERP
+    match (u16_at(16), interpreter) {
+        (3, false) => "static PIE".into(),
+        (3, true) | (2, true) => "dynamically linked".into(),
+        (2, false) => "fixed address".into(),
+        (kind, _) => format!("ELF type {kind}"),
+    }
+}
+
 /// Both images as published: one image index per program (scripts/images.sh: `TAG-multiarch`)
 /// with linux/amd64 and linux/arm64, pushed to a registry on loopback and read back as a node of
 /// either kind pulls them: each platform's manifest, its config (architecture, entrypoint, user),
@@ -383,6 +399,9 @@ fn both_images_are_published_for_amd64_and_arm64() {
             let bytes = std::fs::read(&binary).unwrap_or_else(|_| panic!("no {program} in the {arch} image's layers"));
             let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
             assert_eq!(machine, if arch == "amd64" { 62 } else { 183 }, "{program} for {arch}");
+            // A static PIE on both machines, so ASLR moves its code and data (rustc links arm64's
+            // musl programs at a fixed address unless scripts/link/rust-lld makes them PIE).
+            assert_eq!(elf_kind(&bytes), "static PIE", "{program} for {arch}");
             println!("{program} linux/{arch}: binary {} bytes", bytes.len());
             if arch == "arm64" && program == "vault-env" {
                 std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

@@ -143,3 +143,78 @@ fn a_stale_list_is_refused_and_names_the_script_that_writes_it() {
     assert!(stderr.contains("is stale: 2 of its 5 functions") && stderr.contains("scripts/hot-functions.sh"), "{stderr}");
     assert!(!dir.path().join("demo").exists(), "a program was written anyway");
 }
+
+/// musl's start files in `dir/crt`, each defining a function named after it (`crt1_o`,
+/// `rcrt1_o`, `crtbeginS_o`…); without `rcrt1.o` (the static-PIE start) when `!static_pie_start`.
+fn start_files(dir: &Path, static_pie_start: bool) -> PathBuf {
+    let crt = dir.join("crt");
+    std::fs::create_dir_all(&crt).unwrap();
+    let files: &[&str] = if static_pie_start {
+        &["crt1", "rcrt1", "crtbegin", "crtbeginS", "crtend", "crtendS"]
+    } else {
+        &["crt1", "crtbegin", "crtend", "crtbeginS", "crtendS"]
+    };
+    for name in files {
+        let c = crt.join(format!("{name}.c"));
+        std::fs::write(&c, format!("void {name}_o(void) {{}}\n")).unwrap();
+        let out = Command::new("cc").args(["-c", "-fPIC", "-o"]).arg(crt.join(format!("{name}.o"))).arg(&c).output().unwrap();
+        assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    crt
+}
+
+/// Links `object` with the start files in `crt` as rustc links a plain static executable
+/// (aarch64-unknown-linux-musl's: crt1.o, crtbegin.o, `-static`, crtend.o) and `more` arguments;
+/// returns the ELF header and program headers (`readelf -hl`) and the functions of `dir/demo`.
+fn link_static(dir: &Path, object: &Path, crt: &Path, more: &[&str]) -> (String, Vec<String>) {
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/rust-lld"))
+        .args(["-flavor", "gnu"])
+        .arg(crt.join("crt1.o"))
+        .arg(crt.join("crtbegin.o"))
+        .arg(object)
+        .arg(dir.join("libhot.a"))
+        .args(["-e", "_ZN4demo5first17h3333333333333333E", "-o"])
+        .arg(dir.join("demo"))
+        .arg("-static")
+        .args(more)
+        .arg(crt.join("crtend.o"))
+        .env("PATH", path)
+        .env("HOT_FUNCTIONS", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let headers = Command::new("readelf").arg("-hlW").arg(dir.join("demo")).output().unwrap();
+    let functions = Command::new("nm").arg(dir.join("demo")).output().unwrap();
+    let functions = String::from_utf8(functions.stdout).unwrap();
+    (String::from_utf8(headers.stdout).unwrap(), functions.lines().filter_map(|l| l.split_once(" T ").map(|(_, f)| f.to_string())).collect())
+}
+
+#[test]
+fn a_plain_static_link_becomes_a_static_pie_with_the_static_pie_start() {
+    // aarch64-unknown-linux-musl's links: without this, a fixed address (no ASLR).
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), false);
+    let crt = start_files(dir.path(), true);
+    let (headers, functions) = link_static(dir.path(), &o, &crt, &[]);
+    assert!(headers.contains("DYN (Position-Independent Executable file)"), "{headers}");
+    assert!(!headers.contains("INTERP"), "a static PIE asks for no dynamic loader: {headers}");
+    for start in ["rcrt1_o", "crtbeginS_o", "crtendS_o"] {
+        assert!(functions.iter().any(|f| f == start), "{start} not linked: {functions:?}");
+    }
+    for plain in ["crt1_o", "crtbegin_o", "crtend_o"] {
+        assert!(!functions.iter().any(|f| f == plain), "{plain} linked: {functions:?}");
+    }
+}
+
+#[test]
+fn a_static_link_stays_as_asked_without_the_static_pie_start_or_with_no_pie() {
+    for (static_pie_start, more) in [(false, &[][..]), (true, &["--no-pie"][..])] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = object(dir.path(), false);
+        let crt = start_files(dir.path(), static_pie_start);
+        let (headers, functions) = link_static(dir.path(), &o, &crt, more);
+        assert!(headers.contains("EXEC (Executable file)"), "{static_pie_start} {more:?}: {headers}");
+        assert!(functions.iter().any(|f| f == "crt1_o") && !functions.iter().any(|f| f == "rcrt1_o"), "{functions:?}");
+    }
+}
