@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Writes scripts/hot-functions.txt: the functions that vault-env executes in its usual runs, which
-# scripts/link/rust-lld lays out together at the start of the static binary's code (see there).
+# scripts/link/rust-lld (the static builds) and scripts/link/cc (the glibc build) lay out together
+# at the start of its code (scripts/link/hot-order says why).
 # Run it again when that linker reports the list stale, or after large changes to the code paths
 # below (bench.sh's RSS row shows the effect).
 #
-# The release build for musl, with its symbols kept (in its own target directory), runs under
-# valgrind's callgrind against a real OpenBao (over HTTP and HTTPS) and MariaDB:
+# The release builds for musl (as shipped) and glibc, with their symbols kept (in their own target
+# directory), run under valgrind's callgrind against a real OpenBao (over HTTP and HTTPS) and
+# MariaDB, each build:
 #   1. exec mode, 10 KV secrets, over HTTP and over HTTPS (token login);
 #   2. daemon mode over HTTPS: 10 database leases (5 s, at most 12 s: renewed, then fetched again
 #      and the app restarted), a KV secret and an inline template, until SIGTERM; beside it, a
@@ -17,20 +19,24 @@
 bash "$ROOT/scripts/install.sh"
 apt_install valgrind
 H="$STATE/hot"; rm -rf "$H/runs"; mkdir -p "$H/runs"
-trap 'stop_pid "${BAO_PID:-}"; stop_pid "${TLS_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${VE_PID:-}"; stop_pid "${IDLE_PID:-}"' EXIT
+IDLE_PIDS=()
+trap 'stop_pid "${BAO_PID:-}"; stop_pid "${TLS_PID:-}"; stop_pid "${MARIADB_PID:-}"; stop_pid "${VE_PID:-}"; for p in "${IDLE_PIDS[@]}"; do stop_pid "$p"; done' EXIT
 
-log "building vault-env (release profile for musl, symbols kept, no layout: $H/target)"
+log "building vault-env (release profile for musl and for glibc, symbols kept, no layout: $H/target)"
 cross_env
-CARGO_PROFILE_RELEASE_STRIP=false HOT_FUNCTIONS='' \
-  cargo build --release --locked -q -p vault-env --target x86_64-unknown-linux-musl --target-dir "$H/target" \
-  --manifest-path "$ROOT/Cargo.toml"
-VE="$H/target/x86_64-unknown-linux-musl/release/vault-env"
-# callgrind_for RUN : sets `callgrind`, the valgrind command line that writes RUN's profiles to
-# $H/runs/RUN.*; vault-env runs as `env VAR=VALUE... "${callgrind[@]}" "$VE" ...` (env execs
-# valgrind, which runs vault-env in the same process: a signal sent to $! reaches it).
-# --dump-before=execve: exec mode's profile is written before the app replaces vault-env.
+for target in x86_64-unknown-linux-musl x86_64-unknown-linux-gnu; do
+  CARGO_PROFILE_RELEASE_STRIP=false HOT_FUNCTIONS='' \
+    cargo build --release --locked -q -p vault-env --target "$target" --target-dir "$H/target" \
+    --manifest-path "$ROOT/Cargo.toml"
+done
+declare -A BUILT=([musl]="$H/target/x86_64-unknown-linux-musl/release/vault-env" [glibc]="$H/target/x86_64-unknown-linux-gnu/release/vault-env")
+# callgrind_for BUILD RUN : sets VE, BUILD's binary, and `callgrind`, the valgrind command line that
+# writes RUN's profiles to $H/runs/BUILD-RUN.*; vault-env runs as `env VAR=VALUE... "${callgrind[@]}"
+# "$VE" ...` (env execs valgrind, which runs vault-env in the same process: a signal sent to $!
+# reaches it). --dump-before=execve: exec mode's profile is written before the app replaces vault-env.
 callgrind_for() {
-  callgrind=(valgrind -q --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$H/runs/$1.%p")
+  VE=${BUILT[$1]}
+  callgrind=(valgrind -q --tool=callgrind --demangle=no --dump-before=execve --callgrind-out-file="$H/runs/$1-$2.%p")
 }
 
 start_bao
@@ -54,47 +60,60 @@ in_tls setup
 
 log "1. exec mode, 10 KV secrets, HTTP and HTTPS"
 kv=(); for i in $(seq 0 9); do kv+=("SECRET_$i=vault:secret/data/hot/s$i#value"); done
-callgrind_for exec-http
-env "${kv[@]}" "${callgrind[@]}" "$VE" true
-callgrind_for exec-https
-in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
+for build in musl glibc; do
+  callgrind_for $build exec-http
+  env "${kv[@]}" "${callgrind[@]}" "$VE" true
+  callgrind_for $build exec-https
+  in_tls env "${kv[@]}" "${callgrind[@]}" "$VE" true
+done
 
-log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM; beside it, an idle daemon"
+log "2. daemon mode over HTTPS: 10 database leases renewed, fetched again and the app restarted, then SIGTERM; beside them, an idle daemon of each build"
 db=(); for i in $(seq 0 9); do db+=("DB_USER_$i=vault:database/creds/app$i#username"); done
-callgrind_for daemon-https
-env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${kv[@]}" VAULT_ENV_DAEMON=true "${callgrind[@]}" "$VE" sleep 600 \
-  >"$H/daemon-idle.log" 2>&1 &
-IDLE_PID=$! idle_since=$SECONDS
-env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${db[@]}" VAULT_ENV_DAEMON=true \
-  KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
-  "${callgrind[@]}" "$VE" sleep 600 >"$H/daemon-tls.log" 2>&1 &
-VE_PID=$!
-sleep 20
-kill -TERM "$VE_PID"; wait "$VE_PID" || true; VE_PID=
-[ "$(grep -c 'started the app' "$H/daemon-tls.log")" -ge 2 ] || die "the app was not restarted (log: $H/daemon-tls.log)"
+IDLE_PIDS=() idle_since=$SECONDS
+for build in musl glibc; do
+  callgrind_for $build daemon-https
+  env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${kv[@]}" VAULT_ENV_DAEMON=true "${callgrind[@]}" "$VE" sleep 600 \
+    >"$H/$build-daemon-idle.log" 2>&1 &
+  IDLE_PIDS+=($!)
+done
+for build in musl glibc; do
+  callgrind_for $build daemon-https
+  env VAULT_ADDR="$TLS_ADDR" VAULT_CACERT="$TLS_CA" "${db[@]}" VAULT_ENV_DAEMON=true \
+    KV=vault:secret/data/hot/s0#value URL='mysql://${vault:database/creds/app0#username}:${vault:database/creds/app0#password}@db/app' \
+    "${callgrind[@]}" "$VE" sleep 600 >"$H/$build-daemon-tls.log" 2>&1 &
+  VE_PID=$!
+  sleep 20
+  kill -TERM "$VE_PID"; wait "$VE_PID" || true; VE_PID=
+  [ "$(grep -c 'started the app' "$H/$build-daemon-tls.log")" -ge 2 ] || die "the app was not restarted (log: $H/$build-daemon-tls.log)"
+done
 
 log "3. daemon mode over HTTP, AppRole login (token renewed), the app exits 3"
 role_id=$(bao_api GET auth/approle/role/app/role-id | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["role_id"])')
-secret_id=$(bao_api POST auth/approle/role/app/secret-id '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["secret_id"])')
-status=0
-callgrind_for daemon-http
-env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VAULT_ROLE_ID="$role_id" \
-  VAULT_SECRET_ID="$secret_id" "${callgrind[@]}" "$VE" sh -c 'sleep 8; exit 3' >"$H/daemon-approle.log" 2>&1 || status=$?
-[ "$status" = 3 ] || die "the AppRole daemon run ended with $status, not 3 (log: $H/daemon-approle.log)"
+for build in musl glibc; do
+  secret_id=$(bao_api POST auth/approle/role/app/secret-id '{}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["secret_id"])')
+  status=0
+  callgrind_for $build daemon-http
+  env -u VAULT_TOKEN "${db[@]}" VAULT_ENV_DAEMON=true VAULT_AUTH_METHOD=approle VAULT_ROLE_ID="$role_id" \
+    VAULT_SECRET_ID="$secret_id" "${callgrind[@]}" "$VE" sh -c 'sleep 8; exit 3' >"$H/$build-daemon-approle.log" 2>&1 || status=$?
+  [ "$status" = 3 ] || die "the $build AppRole daemon run ended with $status, not 3 (log: $H/$build-daemon-approle.log)"
+done
 
-log "the idle daemon: 190 s in all (its idle connections closed), then SIGTERM"
+log "the idle daemons: 190 s in all (their idle connections closed), then SIGTERM"
 sleep $((idle_since + 190 - SECONDS > 0 ? idle_since + 190 - SECONDS : 0))
-kill -TERM "$IDLE_PID"; wait "$IDLE_PID" || true; IDLE_PID=
+for pid in "${IDLE_PIDS[@]}"; do kill -TERM "$pid"; wait "$pid" || true; done; IDLE_PIDS=()
 
 out="$ROOT/scripts/hot-functions.txt"
 ring=$(ls "$H"/target/x86_64-unknown-linux-musl/release/deps/libring-*.rlib | head -1)
-python3 - "$out" "$ROOT/scripts/link/names.sed" "$VE" "$ring" "$H"/runs/* <<'PY'
+python3 - "$out" "$ROOT/scripts/link/names.sed" "${BUILT[musl]}" "${BUILT[glibc]}" "$ring" "$H"/runs/* <<'PY'
 # Each function once, demangled, without crate disambiguators ([…]), legacy hashes (::h…) or ring's
 # version (ring_core_0_17_14__…), in this order: those both daemon runs executed, then those only
 # the HTTP one did, then those only the HTTPS one did (TLS), then the rest; so each daemon's code is
-# one stretch. Within that, those more runs executed first, then by name.
+# one stretch. Within that, those more runs executed first, then by name. A run is both builds'
+# (musl's and glibc's), and of what ran only the functions defined in vault-env's binary count (not
+# glibc's, in libc.so, or valgrind's).
 import collections, os, re, subprocess, sys
-out, names_sed, ve, ring, profiles = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+out, names_sed, ring, profiles = sys.argv[1], sys.argv[2], sys.argv[5], sys.argv[6:]
+binaries = {"musl": sys.argv[3], "glibc": sys.argv[4]}
 def normalized(mangled):
     """the list's names for these symbols: demangled, then scripts/link/names.sed, as the linker does"""
     demangled = subprocess.run(["c++filt"], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True).stdout
@@ -109,10 +128,12 @@ def functions(path):
             found[int(parts[0], 16)].append(parts[2])
     return found
 # Assembly functions without a symbol size (musl's memcpy, memset, __clone, …) show in callgrind by
-# address only, and libc's start as "(below main)": both are named here from the binary's symbols.
-by_address = functions(ve)
+# address only, and musl's start as "(below main)": both are named here from the binary's symbols.
+by_address = {build: functions(path) for build, path in binaries.items()}
+defined = {build: {n for names in found.values() for n in names} for build, found in by_address.items()}
 runs = collections.defaultdict(set)  # run name -> the functions any of its profiles executed
 for path in profiles:
+    build, run = os.path.basename(path).split(".")[0].split("-", 1)
     mangled = set()
     with open(path, errors="replace") as f:
         for line in f:
@@ -123,11 +144,12 @@ for path in profiles:
             if name == "(below main)":
                 mangled.add("__libc_start_main")
             elif re.fullmatch(r"0x[0-9a-f]+", name):
-                mangled.update(by_address.get(int(name, 16), []))
+                mangled.update(by_address[build].get(int(name, 16), []))
             else:
                 mangled.add(name)
+    mangled &= defined[build]
     if mangled:
-        runs[os.path.basename(path).split(".")[0]] |= normalized(sorted(mangled))
+        runs[run] |= normalized(sorted(mangled))
 assert sorted(runs) == ["daemon-http", "daemon-https", "exec-http", "exec-https"], sorted(runs)
 # Which of ring's C and assembly runs depends on the CPU's features, and valgrind's CPU has no ADX:
 # where a function ran, its ADX variant goes with it (ring_core__x25519_ge_scalarmult_base_adx).
@@ -141,8 +163,8 @@ def place(name):
 names = sorted(set().union(*runs.values()), key=place)
 with open(out, "w") as f:
     f.write("# The functions vault-env executed in scripts/hot-functions.sh's runs (written by it: do not edit):\n")
-    f.write("# both daemons' first, then the HTTP one's, the HTTPS one's, the rest. scripts/link/rust-lld lays\n")
-    f.write("# them out together in this order.\n")
+    f.write("# both daemons' first, then the HTTP one's, the HTTPS one's, the rest. scripts/link/hot-order lays\n")
+    f.write("# them out together in this order (the static builds and the glibc build).\n")
     f.writelines(name + "\n" for name in names)
 print("wrote %s: %d functions" % (out, len(names)))
 PY

@@ -218,3 +218,74 @@ fn a_static_link_stays_as_asked_without_the_static_pie_start_or_with_no_pie() {
         assert!(functions.iter().any(|f| f == "crt1_o") && !functions.iter().any(|f| f == "rcrt1_o"), "{functions:?}");
     }
 }
+
+/// Links `object`, a `main` that returns 0 when the pointer in the object's data was relocated,
+/// and `libhot.a` into a dynamically linked PIE `dir/NAME` with scripts/link/cc (the glibc build's
+/// linker), with rustc's own lld (`-fuse-ld=lld`, its gcc-ld directory) when `lld`; returns the
+/// layout of the listed functions and the section headers.
+fn link_glibc(dir: &Path, object: &Path, name: &str, lld: bool, list: &[&str]) -> (Vec<String>, String) {
+    let main = dir.join("main.c");
+    std::fs::write(
+        &main,
+        r#"void first(void) __asm__("_ZN4demo5first17h3333333333333333E");
+extern void (*entry)(void);
+int main(void) { return entry == first ? 0 : 1; }
+"#,
+    )
+    .unwrap();
+    let main_o = dir.join("main.o");
+    assert!(Command::new("cc").args(["-c", "-fPIE", "-o"]).arg(&main_o).arg(&main).status().unwrap().success());
+    let hot = dir.join("hot.txt");
+    std::fs::write(&hot, format!("{}\n", list.join("\n"))).unwrap();
+    let program = dir.join(name);
+    let mut cc = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/cc"));
+    cc.args(["-m64", "-pie", "-o"]).arg(&program).arg(object).arg(&main_o).arg(dir.join("libhot.a"));
+    if lld {
+        cc.arg(format!("-B{}", lld_dir().join("gcc-ld").display())).arg("-fuse-ld=lld");
+    }
+    let out = cc.env("HOT_FUNCTIONS", &hot).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&program).status().unwrap();
+    assert!(run.success(), "{name}: {run} (its relocations were not applied)");
+    let symbols = Command::new("nm").args(["-n", "-C"]).arg(&program).output().unwrap();
+    let layout = String::from_utf8(symbols.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(" T ").map(|(_, name)| name.split("::h").next().unwrap().to_string()))
+        .filter(|name| name.starts_with("demo::") || name == "vault_env::main" || name == "c_hot")
+        .collect();
+    let sections = Command::new("readelf").arg("-SW").arg(&program).output().unwrap();
+    (layout, String::from_utf8(sections.stdout).unwrap())
+}
+
+/// Whether this machine's glibc applies packed relative relocations (2.36 and newer).
+fn glibc_applies_relr() -> bool {
+    let libc = Command::new("cc").arg("-print-file-name=libc.so.6").output().unwrap();
+    let libc = String::from_utf8(libc.stdout).unwrap();
+    let versions = Command::new("objdump").arg("-p").arg(libc.trim()).output().unwrap();
+    String::from_utf8_lossy(&versions.stdout).contains("GLIBC_ABI_DT_RELR")
+}
+
+#[test]
+fn the_glibc_builds_linker_lays_out_vault_envs_program_when_cc_links_with_lld() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = object(dir.path(), true);
+    let list = ["vault_env::main", "demo::first", "c_hot", "demo::second"];
+    // cargo's name for vault-env's program: deps/vault_env-HASH
+    let (layout, sections) = link_glibc(dir.path(), &o, "vault_env-0123", true, &list);
+    assert_eq!(layout, ["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::cold"]);
+    assert_eq!(sections.contains(".relr.dyn"), glibc_applies_relr(), "{sections}");
+}
+
+#[test]
+fn the_glibc_builds_linker_leaves_other_links_as_they_are() {
+    let list = ["vault_env::main", "demo::first", "c_hot", "demo::second"];
+    // another program (a build script, a test, the webhook); vault-env's with GNU ld
+    for (name, lld) in [("build_script_build-0123", true), ("vault_env-0123", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = object(dir.path(), true);
+        let (layout, sections) = link_glibc(dir.path(), &o, name, lld, &list);
+        assert_eq!(layout, ["demo::cold", "demo::second", "demo::first", "vault_env::main", "c_hot"], "{name}, lld: {lld}");
+        assert!(!sections.contains(".relr.dyn"), "{name}, lld: {lld}: {sections}");
+    }
+}
