@@ -10,11 +10,11 @@ use vault_env::{Error, child_env, logging};
 use vault_env_supervisor::{Options, Supervisor};
 
 /// The static builds allocate with dlmalloc instead of musl's malloc (mallocng). mallocng maps a
-/// group of pages for each size class in use and unmaps it when the group is free again: about 60
-/// mmaps and 26 munmaps in one start with 10 secrets, each with a page fault to follow, and the
-/// calls and faults were a third of vault-env's CPU time in that start. dlmalloc takes its memory
-/// 64 KiB at a time and keeps it (up to 2 MiB free at the top): 19 mmaps and one munmap, 0.3 ms
-/// sooner to exec, and the same resident memory in daemon mode (docs/benchmarks.md).
+/// group of pages for each size class in use and unmaps it when the group is free again: 64 mmaps
+/// and 26 munmaps in one start with 10 secrets, each mapped page faulted in after, about 30 % of
+/// vault-env's CPU time in that start. dlmalloc takes its memory 64 KiB at a time and keeps it (up
+/// to 2 MiB free at the top): 19 mmaps and one munmap, 0.3 ms sooner to exec; the same resident
+/// memory with 10 leases, 0.5-0.75 MiB more at the peak with 1,000 (docs/benchmarks.md).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
