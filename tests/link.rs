@@ -63,22 +63,27 @@ fn libc_with(dir: &Path, symbol: &str) -> PathBuf {
 fn link(dir: &Path, object: &Path, more: &[&OsStr], list: &[&str]) -> Output {
     let hot = dir.join("hot.txt");
     std::fs::write(&hot, format!("# a comment line\n{}\n", list.join("\n"))).unwrap();
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
-    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/rust-lld"))
+    wrapper("rust-lld")
         .args(["-flavor", "gnu", "-static", "-pie", "--no-dynamic-linker", "-e", "_ZN4demo5first17h3333333333333333E", "-o"])
         .arg(dir.join("demo"))
         .arg(object)
         .arg(dir.join("libhot.a"))
         .args(more)
-        .env("PATH", path)
         .env("HOT_FUNCTIONS", &hot)
         .output()
         .unwrap()
 }
 
-/// The demangled functions of `dir/demo` by address.
-fn layout(dir: &Path) -> Vec<String> {
-    let out = Command::new("nm").args(["-n", "-C"]).arg(dir.join("demo")).output().unwrap();
+/// One of our linkers, scripts/link/NAME, with the toolchain's rust-lld on its PATH (as rustc runs it).
+fn wrapper(name: &str) -> Command {
+    let mut command = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link").join(name));
+    command.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display()));
+    command
+}
+
+/// The demangled functions of `program` by address, without legacy hashes.
+fn layout(program: &Path) -> Vec<String> {
+    let out = Command::new("nm").args(["-n", "-C"]).arg(program).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     text.lines().filter_map(|l| l.split_once(" T ").map(|(_, name)| name.split("::h").next().unwrap().to_string())).collect()
 }
@@ -90,13 +95,13 @@ fn vault_envs_hot_functions_come_first_in_the_lists_order_and_relocations_are_pa
     let libc = libc_with(dir.path(), "statx");
     let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::absent"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::cold"]);
-    assert!(sections(dir.path()).contains(".relr.dyn"), "no packed relocations");
+    assert_eq!(layout(&dir.path().join("demo")), ["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::cold"]);
+    assert!(sections(&dir.path().join("demo")).contains(".relr.dyn"), "no packed relocations");
 }
 
-/// The section headers of `dir/demo`.
-fn sections(dir: &Path) -> String {
-    String::from_utf8(Command::new("readelf").arg("-SW").arg(dir.join("demo")).output().unwrap().stdout).unwrap()
+/// The section headers of `program`.
+fn sections(program: &Path) -> String {
+    String::from_utf8(Command::new("readelf").arg("-SW").arg(program).output().unwrap().stdout).unwrap()
 }
 
 #[test]
@@ -107,7 +112,7 @@ fn relocations_are_not_packed_for_a_musl_whose_start_cannot_apply_them() {
     let libc = libc_with(dir.path(), "stat");
     let out = link(dir.path(), &o, &["-L".as_ref(), libc.as_os_str()], &["vault_env::main"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sections = sections(dir.path());
+    let sections = sections(&dir.path().join("demo"));
     assert!(!sections.contains(".relr.dyn") && sections.contains(".rela.dyn"), "{sections}");
 }
 
@@ -118,7 +123,7 @@ fn other_programs_keep_their_own_layout() {
     // Not vault-env (no vault_env::main): the list is not used, however stale.
     let out = link(dir.path(), &o, &[], &["demo::first", "demo::second", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "c_hot"]);
+    assert_eq!(layout(&dir.path().join("demo")), ["demo::cold", "demo::second", "demo::first", "c_hot"]);
 }
 
 #[test]
@@ -130,7 +135,7 @@ fn test_harnesses_keep_their_own_layout() {
     std::fs::write(&libtest, "!<arch>\n").unwrap();
     let out = link(dir.path(), &o, &[libtest.as_os_str()], &["demo::first", "demo::gone", "demo::also_gone", "demo::and_this"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(layout(dir.path()), ["demo::cold", "demo::second", "demo::first", "vault_env::main", "c_hot"]);
+    assert_eq!(layout(&dir.path().join("demo")), ["demo::cold", "demo::second", "demo::first", "vault_env::main", "c_hot"]);
 }
 
 #[test]
@@ -167,8 +172,7 @@ fn start_files(dir: &Path, static_pie_start: bool) -> PathBuf {
 /// (aarch64-unknown-linux-musl's: crt1.o, crtbegin.o, `-static`, crtend.o) and `more` arguments;
 /// returns the ELF header and program headers (`readelf -hl`) and the functions of `dir/demo`.
 fn link_static(dir: &Path, object: &Path, crt: &Path, more: &[&str]) -> (String, Vec<String>) {
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", lld_dir().display());
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/rust-lld"))
+    let out = wrapper("rust-lld")
         .args(["-flavor", "gnu"])
         .arg(crt.join("crt1.o"))
         .arg(crt.join("crtbegin.o"))
@@ -179,15 +183,12 @@ fn link_static(dir: &Path, object: &Path, crt: &Path, more: &[&str]) -> (String,
         .arg("-static")
         .args(more)
         .arg(crt.join("crtend.o"))
-        .env("PATH", path)
         .env("HOT_FUNCTIONS", "")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let headers = Command::new("readelf").arg("-hlW").arg(dir.join("demo")).output().unwrap();
-    let functions = Command::new("nm").arg(dir.join("demo")).output().unwrap();
-    let functions = String::from_utf8(functions.stdout).unwrap();
-    (String::from_utf8(headers.stdout).unwrap(), functions.lines().filter_map(|l| l.split_once(" T ").map(|(_, f)| f.to_string())).collect())
+    (String::from_utf8(headers.stdout).unwrap(), layout(&dir.join("demo")))
 }
 
 #[test]
@@ -238,7 +239,7 @@ int main(void) { return entry == first ? 0 : 1; }
     let hot = dir.join("hot.txt");
     std::fs::write(&hot, format!("{}\n", list.join("\n"))).unwrap();
     let program = dir.join(name);
-    let mut cc = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/link/cc"));
+    let mut cc = wrapper("cc");
     cc.args(["-m64", "-pie", "-o"]).arg(&program).arg(object).arg(&main_o).arg(dir.join("libhot.a"));
     if lld {
         cc.arg(format!("-B{}", lld_dir().join("gcc-ld").display())).arg("-fuse-ld=lld");
@@ -247,15 +248,8 @@ int main(void) { return entry == first ? 0 : 1; }
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run = Command::new(&program).status().unwrap();
     assert!(run.success(), "{name}: {run} (its relocations were not applied)");
-    let symbols = Command::new("nm").args(["-n", "-C"]).arg(&program).output().unwrap();
-    let layout = String::from_utf8(symbols.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once(" T ").map(|(_, name)| name.split("::h").next().unwrap().to_string()))
-        .filter(|name| name.starts_with("demo::") || name == "vault_env::main" || name == "c_hot")
-        .collect();
-    let sections = Command::new("readelf").arg("-SW").arg(&program).output().unwrap();
-    (layout, String::from_utf8(sections.stdout).unwrap())
+    let ours = layout(&program).into_iter().filter(|name| name.starts_with("demo::") || name == "vault_env::main" || name == "c_hot").collect();
+    (ours, sections(&program))
 }
 
 /// Whether this machine's glibc applies packed relative relocations (2.36 and newer).
