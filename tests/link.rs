@@ -220,17 +220,20 @@ fn a_static_link_stays_as_asked_without_the_static_pie_start_or_with_no_pie() {
     }
 }
 
-/// Links `object`, a `main` that returns 0 when the pointer in the object's data was relocated,
-/// and `libhot.a` into a dynamically linked PIE `dir/NAME` with scripts/link/cc (the glibc build's
-/// linker), with rustc's own lld (`-fuse-ld=lld`, its gcc-ld directory) when `lld`; returns the
-/// layout of the listed functions and the section headers.
-fn link_glibc(dir: &Path, object: &Path, name: &str, lld: bool, list: &[&str]) -> (Vec<String>, String) {
+/// Links `object`, a `main` that returns 0 when the pointer in the object's data was relocated
+/// and libgcc's unwinder walks its stack, and `libhot.a` into a dynamically linked PIE `dir/NAME`
+/// with scripts/link/cc (the glibc build's linker) and libgcc_s asked for as rustc asks for it,
+/// with rustc's own lld (`-fuse-ld=lld`, its gcc-ld directory) when `lld`; returns the layout of
+/// the listed functions, the section headers and the libraries the program needs.
+fn link_glibc(dir: &Path, object: &Path, name: &str, lld: bool, list: &[&str]) -> (Vec<String>, String, String) {
     let main = dir.join("main.c");
     std::fs::write(
         &main,
-        r#"void first(void) __asm__("_ZN4demo5first17h3333333333333333E");
+        r#"#include <unwind.h>
+void first(void) __asm__("_ZN4demo5first17h3333333333333333E");
 extern void (*entry)(void);
-int main(void) { return entry == first ? 0 : 1; }
+static _Unwind_Reason_Code frame(struct _Unwind_Context *context, void *frames) { (void)context; ++*(int *)frames; return _URC_NO_REASON; }
+int main(void) { int frames = 0; _Unwind_Backtrace(frame, &frames); return entry == first && frames > 0 ? 0 : 1; }
 "#,
     )
     .unwrap();
@@ -240,16 +243,18 @@ int main(void) { return entry == first ? 0 : 1; }
     std::fs::write(&hot, format!("{}\n", list.join("\n"))).unwrap();
     let program = dir.join(name);
     let mut cc = wrapper("cc");
-    cc.args(["-m64", "-pie", "-o"]).arg(&program).arg(object).arg(&main_o).arg(dir.join("libhot.a"));
+    cc.args(["-m64", "-pie", "-o"]).arg(&program).arg(object).arg(&main_o).arg(dir.join("libhot.a")).args(["-Wl,--no-as-needed", "-lgcc_s"]);
     if lld {
         cc.arg(format!("-B{}", lld_dir().join("gcc-ld").display())).arg("-fuse-ld=lld");
     }
     let out = cc.env("HOT_FUNCTIONS", &hot).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run = Command::new(&program).status().unwrap();
-    assert!(run.success(), "{name}: {run} (its relocations were not applied)");
+    assert!(run.success(), "{name}: {run} (its relocations were not applied, or it could not unwind)");
     let ours = layout(&program).into_iter().filter(|name| name.starts_with("demo::") || name == "vault_env::main" || name == "c_hot").collect();
-    (ours, sections(&program))
+    let dynamic = Command::new("readelf").arg("-dW").arg(&program).output().unwrap().stdout;
+    let needed = String::from_utf8(dynamic).unwrap().lines().filter(|l| l.contains("(NEEDED)")).collect::<Vec<_>>().join("\n");
+    (ours, sections(&program), needed)
 }
 
 /// Whether this machine's glibc applies packed relative relocations (2.36 and newer).
@@ -266,20 +271,23 @@ fn the_glibc_builds_linker_lays_out_vault_envs_program_when_cc_links_with_lld() 
     let o = object(dir.path(), true);
     let list = ["vault_env::main", "demo::first", "c_hot", "demo::second"];
     // cargo's name for vault-env's program: deps/vault_env-HASH
-    let (layout, sections) = link_glibc(dir.path(), &o, "vault_env-0123", true, &list);
+    let (layout, sections, needed) = link_glibc(dir.path(), &o, "vault_env-0123", true, &list);
     assert_eq!(layout, ["vault_env::main", "demo::first", "c_hot", "demo::second", "demo::cold"]);
     assert_eq!(sections.contains(".relr.dyn"), glibc_applies_relr(), "{sections}");
+    assert!(needed.contains("libc.so.6") && !needed.contains("libgcc_s"), "the unwinder is linked in: {needed}");
 }
 
 #[test]
 fn the_glibc_builds_linker_leaves_other_links_as_they_are() {
     let list = ["vault_env::main", "demo::first", "c_hot", "demo::second"];
-    // another program (a build script, a test, the webhook); vault-env's with GNU ld
+    // another program (a build script, a test, the webhook); vault-env's with GNU ld, which gets
+    // only the unwinder linked in
     for (name, lld) in [("build_script_build-0123", true), ("vault_env-0123", false)] {
         let dir = tempfile::tempdir().unwrap();
         let o = object(dir.path(), true);
-        let (layout, sections) = link_glibc(dir.path(), &o, name, lld, &list);
+        let (layout, sections, needed) = link_glibc(dir.path(), &o, name, lld, &list);
         assert_eq!(layout, ["demo::cold", "demo::second", "demo::first", "vault_env::main", "c_hot"], "{name}, lld: {lld}");
         assert!(!sections.contains(".relr.dyn"), "{name}, lld: {lld}: {sections}");
+        assert_eq!(needed.contains("libgcc_s"), !name.starts_with("vault_env-"), "{name}, lld: {lld}: {needed}");
     }
 }
