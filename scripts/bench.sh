@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks vault-env side by side with its peers on this machine and prints the figures:
 #   1. start-to-exec time with 10 secrets (10 distinct KV paths) from a local OpenBao
-#   2. daemon-mode supervisor overhead with no secrets, versus tini, dumb-init and catatonit
+#   2. daemon-mode supervisor overhead with no secrets, versus tini, dumb-init and catatonit (and
+#      against tini in ROUNDS rounds back to back, default 3: the target is checked on their median)
 #   3. daemon-mode RSS with 10 live database leases, versus OpenBao's own `bao agent` exec mode
 #      (and vault-env's over HTTPS, as in production, where its TLS code runs too)
 #   4. the stripped release binary's size
@@ -57,6 +58,15 @@ read -r tini_ms tini_sd _ < <(hf tini "tini -s -- true")
 read -r tinis_ms tinis_sd _ < <(hf tinistatic "tini-static -s -- true")
 read -r dumb_ms dumb_sd _ < <(hf dumb "dumb-init true")
 read -r cat_ms cat_sd _ < <(hf catatonit "catatonit -- true")
+# The ratio to tini, in ROUNDS rounds (default 3) of `true`, tini and vault-env back to back: each
+# round's overheads are measured minutes apart at most, where the runs above are not (tini's own
+# overhead moves by up to 0.4 ms between runs here). The target is checked on the rounds' median.
+ratios=""
+for round in $(seq "${ROUNDS:-3}"); do
+  VAULT_ENV_DAEMON=true hyperfine -N --warmup 5 --runs 100 --export-json "$B/round$round.json" true "tini -s -- true" "$VE true" \
+    >/dev/null 2>&1 || die "hyperfine round $round failed"
+  ratios+=" $(python3 -c 'import json,sys; t,i,v=(r["mean"] for r in json.load(open(sys.argv[1]))["results"]); print("%.3f" % ((v-t)/(i-t)))' "$B/round$round.json")"
+done
 
 # --- 3. RSS with 10 live leases
 start_mariadb
@@ -119,7 +129,7 @@ size=$(stat -c %s "$VE")
 
 python3 - "$true_ms" "$exec_ms" "$exec_sd" "$ve_ms" "$ve_sd" "$tini_ms" "$tini_sd" "$dumb_ms" "$cat_ms" \
   "$ve_rss" "$agent_rss" "$ve_leases" "$size" "$tinis_ms" "$BUILD" "$veq_ms" "$none_ms" "$curl_ms" "$ve_split" "$exec_med" \
-  "$tls_ms" "$tls_sd" "$tls_med" "$tlscurl_ms" "$ve_tls_rss" <<'PY'
+  "$tls_ms" "$tls_sd" "$tls_med" "$tlscurl_ms" "$ve_tls_rss" "$ratios" <<'PY'
 import sys
 a = sys.argv[1:]
 true_ms, exec_ms, exec_sd, ve_ms, ve_sd, tini_ms, tini_sd, dumb_ms, cat_ms = map(float, a[:9])
@@ -130,6 +140,7 @@ anon_kib, file_kib = map(int, a[18].split("/"))
 exec_med = float(a[19])
 tls_ms, tls_sd, tls_med, tlscurl_ms = map(float, a[20:24])
 ve_tls_rss = int(a[24])
+rounds = [float(r) for r in a[25].split()]
 static = build.startswith("static")
 over = lambda m: m - true_ms
 ok = lambda c: "ok" if c else "MISSED"
@@ -146,7 +157,10 @@ print("   vault-env daemon %.2f ms (+%.2f)   tini %.2f ms (+%.2f)   tini-static 
       % (ve_ms, over(ve_ms), tini_ms, over(tini_ms), tinis_ms, over(tinis_ms)))
 print("   dumb-init %.2f ms (+%.2f)   catatonit %.2f ms (+%.2f)" % (dumb_ms, over(dumb_ms), cat_ms, over(cat_ms)))
 ratio = over(ve_ms) / over(tini_ms) if over(tini_ms) > 0 else float("inf")
-print("   overhead ratio vault-env / tini: %.2fx                                  target <= 1.2x: %s" % (ratio, ok(ratio <= 1.2)))
+median = sorted(rounds)[len(rounds) // 2]
+print("   overhead ratio vault-env / tini: %.2fx in the runs above; in %d rounds of `true`, tini and" % (ratio, len(rounds)))
+print("   vault-env back to back: %s, median %.2fx                 target <= 1.2x: %s"
+      % (" ".join("%.2fx" % r for r in rounds), median, ok(median <= 1.2)))
 print("   (with VAULT_LOG_LEVEL=warn, i.e. without its three info lines: %.2f ms, %.2fx tini)" % (veq_ms, over(veq_ms) / over(tini_ms)))
 rss_target = 2048 if static else 3584
 print("3. RSS, daemon mode with %d live leases: vault-env %.2f MiB, bao agent exec mode %.2f MiB   target <= %.1f MiB: %s"
