@@ -22,9 +22,10 @@ start_bao
 export VAULT_ADDR VAULT_TOKEN=root
 
 # mean, stddev and median in ms of one hyperfine command
+WARMUP=5 RUNS=100
 hf() { # NAME CMD...
   local name=$1; shift
-  hyperfine -N --warmup 5 --runs 100 --export-json "$B/$name.json" "$@" >/dev/null 2>&1 || die "hyperfine $name failed"
+  hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$B/$name.json" "$@" >/dev/null 2>&1 || die "hyperfine $name failed"
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.2f %.2f %.2f" % (r["mean"]*1000, r["stddev"]*1000, r["median"]*1000))' "$B/$name.json"
 }
 
@@ -44,7 +45,7 @@ bao_cpu0=$(cpu_ms "$BAO_PID")
 read -r exec_ms exec_sd exec_med < <(hf exec10 "$VE true")
 # The floor of a start on this machine: OpenBao's CPU and vault-env's (the app's `true` included)
 # for one start, spread over every core. OpenBao's is per run of hyperfine's, warm-ups included.
-bao_cpu=$(( $(cpu_ms "$BAO_PID") - bao_cpu0 ))
+bao_cpu=$(python3 -c 'import sys; print("%.3f" % (int(sys.argv[1]) / int(sys.argv[2])))' "$(( $(cpu_ms "$BAO_PID") - bao_cpu0 ))" "$((WARMUP + RUNS))")
 ve_cpu=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.3f" % ((r["user"] + r["system"]) * 1000))' "$B/exec10.json")
 # The floors beside it: vault-env with nothing to resolve (process start to exec), and a generic
 # client fetching the same 10 paths (curl, one process, all at once over HTTP/1.1).
@@ -67,11 +68,12 @@ read -r tinis_ms tinis_sd _ < <(hf tinistatic "tini-static -s -- true")
 read -r dumb_ms dumb_sd _ < <(hf dumb "dumb-init true")
 read -r cat_ms cat_sd _ < <(hf catatonit "catatonit -- true")
 # The ratio to tini, in ROUNDS rounds (default 3) of `true`, tini and vault-env back to back: each
-# round's overheads are measured minutes apart at most, where the runs above are not (tini's own
-# overhead moves by up to 0.4 ms between runs here). The target is checked on the rounds' median.
+# round's overheads are measured within seconds of each other, where the runs above are minutes
+# apart (tini's own overhead moves by up to 0.4 ms between runs here). The target is checked on
+# the rounds' median.
 ratios=""
 for round in $(seq "${ROUNDS:-3}"); do
-  VAULT_ENV_DAEMON=true hyperfine -N --warmup 5 --runs 100 --export-json "$B/round$round.json" true "tini -s -- true" "$VE true" \
+  VAULT_ENV_DAEMON=true hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$B/round$round.json" true "tini -s -- true" "$VE true" \
     >/dev/null 2>&1 || die "hyperfine round $round failed"
   ratios+=" $(python3 -c 'import json,sys; t,i,v=(r["mean"] for r in json.load(open(sys.argv[1]))["results"]); print("%.3f" % ((v-t)/(i-t)))' "$B/round$round.json")"
 done
@@ -149,7 +151,7 @@ exec_med = float(a[19])
 tls_ms, tls_sd, tls_med, tlscurl_ms = map(float, a[20:24])
 ve_tls_rss = int(a[24])
 rounds = [float(r) for r in a[25].split()]
-bao_cpu, ve_cpu = float(a[26]) / 105, float(a[27])  # hf: 5 warm-ups + 100 runs
+bao_cpu, ve_cpu = float(a[26]), float(a[27])
 cores = __import__("os").cpu_count()
 static = build.startswith("static")
 over = lambda m: m - true_ms
