@@ -5,7 +5,6 @@ use crate::error::Error;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 pub struct Args {
     pub program: OsString,
@@ -17,7 +16,14 @@ pub enum Parsed {
     /// `--copy-to DIR`: copy this binary into DIR (the webhook's init container; needs no shell).
     CopyTo(std::path::PathBuf),
     /// `--help` or `--version` was printed.
-    Done(ExitCode),
+    Done(u8),
+}
+
+/// Writes `text` to stdout: 0, or 1 when it cannot (`print!` would panic: a closed pipe, a full disk).
+fn print(text: &str) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    u8::from(out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err())
 }
 
 pub const ENV_HELP: &str = "\
@@ -177,14 +183,8 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, Error> {
                 command.extend(words.by_ref());
                 break;
             }
-            b"--help" | b"-h" => {
-                print!("{}", help());
-                return Ok(Parsed::Done(ExitCode::SUCCESS));
-            }
-            b"--version" | b"-V" => {
-                println!("vault-env {}", env!("CARGO_PKG_VERSION"));
-                return Ok(Parsed::Done(ExitCode::SUCCESS));
-            }
+            b"--help" | b"-h" => return Ok(Parsed::Done(print(&help()))),
+            b"--version" | b"-V" => return Ok(Parsed::Done(print(&format!("vault-env {}\n", env!("CARGO_PKG_VERSION"))))),
             b"--copy-to" => words.next().ok_or_else(|| usage_error("a value is required for '--copy-to <DIR>' but none was supplied", false))?,
             w if w.starts_with(b"--copy-to=") => OsStr::from_bytes(&w[b"--copy-to=".len()..]).to_os_string(),
             _ => {

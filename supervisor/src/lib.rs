@@ -3,6 +3,7 @@
 //! This crate knows nothing about Vault: it takes a program, its arguments and a finished
 //! environment, and leases as TTLs granted at an instant.
 
+pub mod entry;
 pub mod harden;
 pub mod exec;
 pub mod renew;
