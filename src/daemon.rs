@@ -147,7 +147,7 @@ impl<'a> Daemon<'a> {
             let timer = self.next_timer(&phase);
             tokio::select! {
                 event = self.supervisor.next() => match event {
-                    None => return Err(Error::Internal("the signal thread stopped".into())),
+                    None => return Err(Error::Internal("signals can no longer be read".into())),
                     Some(Event::Signal(sig)) => {
                         tracing::debug!("received {}", signals::name(sig));
                         if signals::is_termination(sig) {

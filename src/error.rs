@@ -5,7 +5,7 @@
 //! | 64   | usage or configuration: bad `VAULT_*` value, malformed reference, unreadable token/JWT file |
 //! | 65   | a secret, version or key is missing, or a value cannot be used (not text) |
 //! | 69   | Vault unreachable (after retrying for `VAULT_CLIENT_TIMEOUT`) |
-//! | 70   | internal: the async runtime or signal handling could not start, the signal thread stopped |
+//! | 70   | internal: the async runtime or signal handling could not start, signals could no longer be read |
 //! | 75   | daemon mode: a lease ended and could not be replaced |
 //! | 77   | Vault refused: login rejected or permission denied |
 //! | 126  | the command was found but cannot be executed |

@@ -79,15 +79,18 @@ fn run(argv: Vec<OsString>) -> Result<u8, Error> {
     }
     let program = vault_env_supervisor::lookup(&args.program, env.get("PATH"))?;
     let plan = resolve::plan(&env, &config).map_err(Error::Vars)?;
-    // In daemon mode the signal handlers go in before anything else: as PID 1 a signal without a
-    // handler is dropped, and a signal that arrives during start-up is delivered to the app.
-    let mut supervisor = (config.daemon == Some(true)).then(|| start_supervisor(&config)).transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Helper threads (DNS lookups) must never take a signal meant for the app.
         .on_thread_start(block_signals)
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    // In daemon mode signal handling starts before anything else (on the runtime, which has no
+    // thread of its own yet): a signal that arrives during start-up is delivered to the app.
+    let mut supervisor = {
+        let _entered = runtime.enter();
+        (config.daemon == Some(true)).then(|| start_supervisor(&config)).transpose()?
+    };
     runtime.block_on(async {
         let session = match plan.needs_vault() {
             true => Some(Session::open(&config, &plan).await?),

@@ -80,11 +80,25 @@ pub fn forwarded() -> Vec<c_int> {
 ///
 /// A signal the kernel raised for vault-env itself is not forwarded when the app shares its
 /// process group: a terminal's Ctrl-C (INT), Ctrl-\ (QUIT), Ctrl-Z (TSTP), resize (WINCH) and
-/// hang-up (HUP) already reached the whole foreground group, app included, and a SIGPIPE from
-/// vault-env's own output is not the app's business. Signals sent by a process (`kill`, the
-/// container runtime, the kubelet) are always forwarded.
-pub fn should_forward(sig: c_int, si_code: i32, app_has_own_group: bool) -> bool {
-    if si_code == SI_KERNEL { app_has_own_group && sig != libc::SIGPIPE } else { true }
+/// hang-up (HUP) already reached the whole foreground group, app included. Nor is one that
+/// vault-env's own actions raised (`from_self`: sent by its own pid): the kernel's SIGPIPE for a
+/// log line written to a closed pipe, SIGXFSZ for a file over the size limit, are not the app's
+/// business. Signals sent by another process (`kill`, the container runtime, the kubelet) are
+/// always forwarded.
+pub fn should_forward(sig: c_int, si_code: i32, from_self: bool, app_has_own_group: bool) -> bool {
+    if from_self {
+        false
+    } else if si_code == SI_KERNEL {
+        app_has_own_group && sig != libc::SIGPIPE
+    } else {
+        true
+    }
+}
+
+/// Whether a received signal was sent by vault-env itself (`si_code` SI_USER and its own pid),
+/// as the kernel sends SIGPIPE and SIGXFSZ for a write of the process's own.
+pub fn sent_by_self(si_code: i32, si_pid: u32) -> bool {
+    si_code == libc::SI_USER && si_pid == std::process::id()
 }
 
 /// Signals that mean "stop": after one, vault-env stops restarting the app.
@@ -153,10 +167,12 @@ mod tests {
 
     #[test]
     fn kernel_raised_signals_stay_with_the_foreground_group() {
-        assert!(should_forward(libc::SIGTERM, 0, false), "kill(2) from a process");
-        assert!(!should_forward(libc::SIGINT, SI_KERNEL, false), "Ctrl-C reached the app already");
-        assert!(should_forward(libc::SIGINT, SI_KERNEL, true), "the app's own group is not in the foreground");
-        assert!(!should_forward(libc::SIGPIPE, SI_KERNEL, true), "vault-env's own broken pipe");
+        assert!(should_forward(libc::SIGTERM, 0, false, false), "kill(2) from a process");
+        assert!(!should_forward(libc::SIGINT, SI_KERNEL, false, false), "Ctrl-C reached the app already");
+        assert!(should_forward(libc::SIGINT, SI_KERNEL, false, true), "the app's own group is not in the foreground");
+        assert!(!should_forward(libc::SIGPIPE, SI_KERNEL, false, true), "vault-env's own broken pipe");
+        assert!(!should_forward(libc::SIGPIPE, libc::SI_USER, true, true), "vault-env's own write to a closed pipe");
+        assert!(sent_by_self(libc::SI_USER, std::process::id()) && !sent_by_self(libc::SI_USER, 1) && !sent_by_self(SI_KERNEL, std::process::id()));
     }
 
     #[test]

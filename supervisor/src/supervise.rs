@@ -1,10 +1,17 @@
 //! Daemon mode's process side: spawn the app, forward signals, reap every zombie, report exits.
 //!
-//! One OS thread reads every signal (blocked, from a `signalfd`; see [`crate::signals`]) and is
-//! the only place that calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. The app
-//! is started ([`exec::Image::spawn`]) while holding the lock the reaper takes before each
-//! `waitpid`, so its exit can't be reaped before its pid is known. Signals that arrive while no
-//! app is running (before the first start, during a restart) are kept and delivered to the next.
+//! One task on vault-env's (current-thread) async runtime reads every signal (blocked, from a
+//! non-blocking `signalfd` the runtime polls; see [`crate::signals`]) and is the only place that
+//! calls `waitpid`: a second reaper (such as `tokio::process`) would steal exit statuses. It runs
+//! whenever the rest of vault-env waits (for Vault, a timer, the app), so a signal is forwarded
+//! while a renewal or a fetch is in flight. The app is started ([`exec::Image::spawn`]) and its pid
+//! recorded in one step on that same thread, so its exit can't be reaped before its pid is known.
+//! Signals that arrive while no app is running (before the first start, during a restart) are
+//! kept and delivered to the next.
+//!
+//! A task, not a thread of its own as before: a thread's start (its stack, glibc's second malloc
+//! arena, its exit) and the wake-up of the runtime by that thread cost about 0.05 ms of each start
+//! (docs/benchmarks.md).
 //!
 //! When vault-env is not PID 1 it becomes a child subreaper, so orphaned grandchildren are
 //! re-parented to it and reaped too.
@@ -13,13 +20,15 @@ use crate::exec::{self, ExecError};
 use crate::signals;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 /// How a process ended.
@@ -72,43 +81,29 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 }
 
 impl Supervisor {
-    /// Blocks the handled signals in the calling thread and starts the signal/reaper thread.
-    /// Call it before spawning, from the thread that blocked them first (other threads must block
-    /// them too, or one of them could take a signal's default action).
+    /// Blocks the handled signals in the calling thread and starts the task that reads them, on
+    /// the current tokio runtime (an error outside one). Call it before spawning, from the thread
+    /// that blocked them first (other threads must block them too, or one of them could take a
+    /// signal's default action).
+    #[allow(unsafe_code)]
     pub fn start(options: Options) -> std::io::Result<Supervisor> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         if std::process::id() != 1 {
             // Orphans are re-parented to us instead of the host's init, so we can reap them.
             nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)?;
         }
         signals::block()?;
-        let fd = SignalFd::new(&signals::handled()).map_err(std::io::Error::from)?;
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        let fd = SignalFd::with_flags(&signals::handled(), flags).map_err(std::io::Error::from)?;
+        let fd = {
+            let _entered = runtime.enter();
+            // SAFETY: the SignalFd owns its descriptor and closes it only when dropped, which the
+            // AsyncFd that owns it does last.
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)?
+        };
         let shared = Arc::new(Mutex::new(Shared { app: None, pending: Vec::new(), options }));
         let (tx, events) = mpsc::unbounded_channel();
-        let thread_shared = shared.clone();
-        std::thread::Builder::new().name("signals".into()).spawn(move || {
-            loop {
-                let info = match fd.read_signal() {
-                    Ok(Some(info)) => info,
-                    Ok(None) | Err(Errno::EINTR) => continue,
-                    Err(_) => return,
-                };
-                let sig = info.ssi_signo as i32;
-                if sig == nix::libc::SIGCHLD {
-                    reap_all(&thread_shared, &tx);
-                    continue;
-                }
-                {
-                    let mut s = lock(&thread_shared);
-                    if signals::should_forward(sig, info.ssi_code, s.options.process_group) {
-                        match s.app {
-                            Some(pid) => deliver(pid, sig, s.options),
-                            None => s.pending.push(sig),
-                        }
-                    }
-                }
-                let _ = tx.send(Event::Signal(sig));
-            }
-        })?;
+        runtime.spawn(read_signals(fd, shared.clone(), tx));
         Ok(Supervisor { shared, events })
     }
 
@@ -124,7 +119,7 @@ impl Supervisor {
         Ok(pid.as_raw() as u32)
     }
 
-    /// The next event; `None` only if the signal thread is gone.
+    /// The next event; `None` only if the signals can no longer be read.
     pub async fn next(&mut self) -> Option<Event> {
         self.events.recv().await
     }
@@ -158,6 +153,41 @@ impl Supervisor {
     }
 }
 
+/// The signal task: every signal that arrives, until the signalfd fails (it does not).
+async fn read_signals(fd: AsyncFd<SignalFd>, shared: Arc<Mutex<Shared>>, tx: mpsc::UnboundedSender<Event>) {
+    loop {
+        let Ok(mut ready) = fd.readable().await else { return };
+        loop {
+            let info = match fd.get_ref().read_signal() {
+                Ok(Some(info)) => info,
+                // None: nothing left to read (EAGAIN).
+                Ok(None) => {
+                    ready.clear_ready();
+                    break;
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            let sig = info.ssi_signo as i32;
+            if sig == nix::libc::SIGCHLD {
+                reap_all(&shared, &tx);
+                continue;
+            }
+            {
+                let mut s = lock(&shared);
+                let from_self = signals::sent_by_self(info.ssi_code, info.ssi_pid);
+                if signals::should_forward(sig, info.ssi_code, from_self, s.options.process_group) {
+                    match s.app {
+                        Some(pid) => deliver(pid, sig, s.options),
+                        None => s.pending.push(sig),
+                    }
+                }
+            }
+            let _ = tx.send(Event::Signal(sig));
+        }
+    }
+}
+
 fn deliver(pid: Pid, sig: i32, options: Options) {
     let target = if options.process_group { -pid.as_raw() } else { pid.as_raw() };
     send_raw(target, sig);
@@ -170,8 +200,8 @@ fn send_raw(target: i32, sig: i32) {
     unsafe { nix::libc::kill(target, sig) };
 }
 
-/// Reaps every exited child. Holds the lock across `waitpid` so a just-spawned app can't be
-/// reaped before its pid is recorded.
+/// Reaps every exited child (on the runtime's thread, as [`Supervisor::spawn`] runs: an app's exit
+/// is never reaped before its pid is recorded).
 fn reap_all(shared: &Mutex<Shared>, tx: &mpsc::UnboundedSender<Event>) {
     let mut s = lock(shared);
     loop {
