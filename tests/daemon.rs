@@ -273,6 +273,36 @@ fn shutdown_with_a_hung_vault_fits_in_the_grace_period() {
     assert!(out.stderr.contains("did not answer the revocations within 5s"), "{}", out.stderr);
 }
 
+/// Signals are read by a task on vault-env's runtime, not by a thread of their own: one still
+/// reaches the app at once while vault-env waits for Vault, here for the answer to a token
+/// renewal that a stopped OpenBao never gives.
+#[test]
+fn a_signal_reaches_the_app_while_a_renewal_waits_for_a_hung_vault() {
+    let bao = Bao::dev();
+    bao.kv2("app", json!({"k": "v"}));
+    let created = Instant::now();
+    let token = bao.api("POST", "auth/token/create", Some(json!({"ttl": "12s", "policies": ["root"]})))["auth"]["client_token"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (started, got) = (dir.path().join("started"), dir.path().join("usr1"));
+    let app = format!("trap 'touch {}' USR1; touch {}; while :; do sleep 0.1; done", got.display(), started.display());
+    let (child, _kept) = spawn_vault_env(
+        &[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", &token), ("VAULT_ENV_DAEMON", "true"), ("P", "vault:secret/data/app#k")],
+        &["sh", "-c", &app],
+    );
+    assert!(busy_wait(Duration::from_secs(10), || started.exists()), "the app did not start");
+    let pid = bao.pid().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    // The renewal went out at 70-80 % of the token's 12 s (under 10 s after it was made) and waits
+    // for an answer until the token expires (11 s at the earliest).
+    std::thread::sleep(Duration::from_millis(10_200).saturating_sub(created.elapsed()));
+    let _ = Command::new("kill").args(["-USR1", &child.id().to_string()]).status();
+    let delivered = busy_wait(Duration::from_millis(600), || got.exists());
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let out = stop(child);
+    assert!(delivered, "SIGUSR1 did not reach the app while vault-env waited for Vault\n{}", out.stderr);
+    assert!(out.stderr.contains("token renewed"), "the renewal was not in flight: {}", out.stderr);
+}
+
 /// SIGTERM while the app was stopping for a restart dropped the new secrets
 /// unrevoked (the new lease and its database user lived until their TTL). They are revoked too.
 #[test]
