@@ -281,7 +281,8 @@ fn a_signal_reaches_the_app_while_a_renewal_waits_for_a_hung_vault() {
     let bao = Bao::dev();
     bao.kv2("app", json!({"k": "v"}));
     let created = Instant::now();
-    let token = bao.api("POST", "auth/token/create", Some(json!({"ttl": "12s", "policies": ["root"]})))["auth"]["client_token"].as_str().unwrap().to_string();
+    let token =
+        bao.api("POST", "auth/token/create", Some(json!({"ttl": "12s", "policies": ["root"]})))["auth"]["client_token"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (started, got) = (dir.path().join("started"), dir.path().join("usr1"));
     let app = format!("trap 'touch {}' USR1; touch {}; while :; do sleep 0.1; done", got.display(), started.display());
