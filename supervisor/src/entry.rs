@@ -6,7 +6,7 @@
 //!   file vault-env opens (a signalfd, a socket to Vault) takes their number, and the app inherits
 //!   the same three descriptors;
 //! - SIGPIPE is ignored: a closed log pipe is an error on the write, never vault-env's death (the
-//!   app gets the default back before its exec: [`crate::exec`]);
+//!   app gets the default back before its exec: [`mod@crate::exec`]);
 //! - the arguments, from `argv` (the static build's standard library reads them only in its own
 //!   start, so `std::env::args` is empty without it).
 //!
