@@ -81,47 +81,24 @@ fn exec_replaces_vault_env_and_resets_sigpipe() {
 }
 
 /// vault-env starts without Rust's runtime start (`#![no_main]`) and keeps what of it matters:
-/// standard descriptors that are closed at start are opened on /dev/null, in both modes, so the
-/// descriptors vault-env opens (its runtime's, the signalfd) never take their numbers and the app
-/// gets the same three.
+/// standard descriptors that are closed at start are opened on /dev/null, so the descriptors
+/// vault-env opens (its runtime's) never take their numbers and the app gets the same three.
+/// Daemon mode: `supervise::`.
 #[test]
 fn closed_standard_descriptors_are_opened_on_dev_null() {
-    let dir = tempfile::tempdir().unwrap();
-    for mode in ["false", "true"] {
-        let out_file = dir.path().join(format!("fds-{mode}"));
-        let script = format!(
-            "exec 0<&- 1>&- 2>&- env -i PATH=/usr/bin:/bin VAULT_ENV_DAEMON={mode} \"$0\" sh -c 'fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo \"$fds\" > \"$1\"' app {}",
-            out_file.display()
-        );
-        let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", &script]).arg(vault_env_bin());
-        let out = run_with_timeout(cmd, std::time::Duration::from_secs(30));
-        assert_eq!(out.code, Some(0), "VAULT_ENV_DAEMON={mode}: {}", out.all());
-        let seen = std::fs::read_to_string(&out_file).unwrap_or_default();
-        assert_eq!(seen, "/dev/null\n/dev/null\n/dev/null\n", "VAULT_ENV_DAEMON={mode}");
-    }
+    assert_eq!(standard_fds_of_an_app_started_with_them_closed("false"), "/dev/null\n/dev/null\n/dev/null\n");
 }
 
 /// A log line to a closed pipe is a failed write, not vault-env's death (by SIGPIPE, or by an
-/// abort where the log's writer panicked): the app still runs, in both modes (it gets SIGPIPE's
-/// default back: `exec_replaces_vault_env_and_resets_sigpipe`). `--help` into a closed pipe
-/// exits 1.
+/// abort where the log's writer panicked): the app still runs (it gets SIGPIPE's default back:
+/// `exec_replaces_vault_env_and_resets_sigpipe`). `--help` into a closed pipe exits 1. Daemon
+/// mode: `supervise::`.
 #[test]
 fn a_closed_pipe_does_not_stop_vault_env() {
     use std::os::unix::process::ExitStatusExt;
-    use std::process::{Command, Stdio};
-    let closed_pipe = || {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
-        writer
-    };
-    for mode in ["false", "true"] {
-        let mut cmd = Command::new(vault_env_bin());
-        cmd.env_clear().env("PATH", "/usr/bin:/bin").env("VAULT_ENV_DAEMON", mode).args(["sh", "-c", "exit 7"]);
-        let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(closed_pipe()).status().unwrap();
-        assert_eq!((status.code(), status.signal()), (Some(7), None), "VAULT_ENV_DAEMON={mode}");
-    }
-    let status = Command::new(vault_env_bin()).arg("--help").stdout(closed_pipe()).stderr(Stdio::null()).status().unwrap();
+    assert_eq!(exit_with_a_closed_log_pipe("false"), (Some(7), None));
+    let status =
+        std::process::Command::new(vault_env_bin()).arg("--help").stdout(closed_pipe()).stderr(std::process::Stdio::null()).status().unwrap();
     assert_eq!((status.code(), status.signal()), (Some(1), None), "--help");
 }
 

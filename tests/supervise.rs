@@ -306,3 +306,17 @@ fn leftover_descendants_get_sigterm_when_asked() {
     assert!(alive(&pid), "without the option the background process is left alone");
     let _ = Command::new("kill").arg(&pid).status();
 }
+
+/// Daemon mode outside PID 1 (exec mode: `exec::`): closed standard descriptors are opened on
+/// /dev/null before the signalfd and the runtime's descriptors are made.
+#[test]
+fn closed_standard_descriptors_are_opened_on_dev_null_in_daemon_mode() {
+    assert_eq!(standard_fds_of_an_app_started_with_them_closed("true"), "/dev/null\n/dev/null\n/dev/null\n");
+}
+
+/// Daemon mode (exec mode: `exec::`): a log line to a closed pipe neither ends vault-env nor
+/// sends the app the SIGPIPE that vault-env's own write raised.
+#[test]
+fn a_closed_log_pipe_does_not_stop_daemon_mode() {
+    assert_eq!(exit_with_a_closed_log_pipe("true"), (Some(7), None));
+}

@@ -328,6 +328,40 @@ pub fn vault_env(env: &[(&str, &str)], args: &[&str]) -> Output {
     run_with_timeout(cmd, Duration::from_secs(60))
 }
 
+/// The targets of the app's descriptors 0, 1 and 2 (one a line) when vault-env (`VAULT_ENV_DAEMON`
+/// = `mode`) was started with all three closed.
+pub fn standard_fds_of_an_app_started_with_them_closed(mode: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("fds");
+    // The app's shell reads its own descriptors from a command substitution's child: a command
+    // with a redirection would show dash's redirection (it redirects in the shell itself).
+    let script = format!(
+        "exec 0<&- 1>&- 2>&- env -i PATH=/usr/bin:/bin VAULT_ENV_DAEMON={mode} \"$0\" sh -c 'fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo \"$fds\" > \"$1\"' app {}",
+        out_file.display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]).arg(vault_env_bin());
+    let out = run_with_timeout(cmd, Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "VAULT_ENV_DAEMON={mode}: {}", out.all());
+    std::fs::read_to_string(&out_file).unwrap_or_default()
+}
+
+/// The write end of a pipe whose read end is closed.
+pub fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+/// vault-env's (exit code, signal) with `sh -c 'exit 7'` as its app and its stderr a closed pipe.
+pub fn exit_with_a_closed_log_pipe(mode: &str) -> (Option<i32>, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = Command::new(vault_env_bin());
+    cmd.env_clear().env("PATH", "/usr/bin:/bin").env("VAULT_ENV_DAEMON", mode).args(["sh", "-c", "exit 7"]);
+    let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(closed_pipe()).status().unwrap();
+    (status.code(), status.signal())
+}
+
 /// Runs `vault-env env` with `mode` (`VAULT_ENV_DAEMON=…`) and asserts that the app's environment
 /// keeps vault-env's order. Started through `env -i`, since a `Command` (the harness's own) sorts
 /// what it passes. Only our variables are compared: under qemu's user emulation (the arm64 run)
