@@ -68,6 +68,18 @@ fn pod_review_over_https_daemon_toggle_and_idempotent() {
     assert_eq!(apply(&again, &answer), None, "no patch the second time");
 }
 
+/// A log line that cannot be written (stderr a closed pipe) is dropped: the webhook starts and
+/// mutates pods. tracing-subscriber reported the failed write with `eprintln!`, which panics
+/// there, so the webhook ended at its first line.
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_webhook() {
+    let hook = Webhook::start_logging_to(closed_pipe(), &[("VAULT_ADDR", "https://vault.vault:8200")]);
+    let review = fixture("pod-create-review.json");
+    let (code, answer) = hook.post("/pods", &review);
+    assert_eq!((code, answer["response"]["allowed"].clone()), (200, json!(true)), "{answer}");
+    assert!(apply(&review, &answer).is_some(), "the pod is mutated: {answer}");
+}
+
 #[test]
 fn dry_run_v1beta1_and_pods_without_volumes() {
     let hook = Webhook::start(&[]);

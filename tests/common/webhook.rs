@@ -57,10 +57,27 @@ impl Webhook {
         hook
     }
 
+    /// Started with its stdout and stderr on `log` instead of a file ([`Webhook::log`] is empty).
+    pub fn start_logging_to(log: std::io::PipeWriter, env: &[(&str, &str)]) -> Webhook {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
+        Webhook::launch_with(dir, ca, &cert, &key, env, Some(log))
+    }
+
     /// Starts the webhook serving `cert`/`key`, which `ca` verifies.
     pub fn launch(dir: tempfile::TempDir, ca: PathBuf, cert: &Path, key: &Path, env: &[(&str, &str)]) -> Webhook {
+        Webhook::launch_with(dir, ca, cert, key, env, None)
+    }
+
+    fn launch_with(dir: tempfile::TempDir, ca: PathBuf, cert: &Path, key: &Path, env: &[(&str, &str)], log: Option<std::io::PipeWriter>) -> Webhook {
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
+        let (out, err): (Stdio, Stdio) = match log {
+            Some(pipe) => (pipe.try_clone().unwrap().into(), pipe.into()),
+            None => {
+                let file = std::fs::File::create(dir.path().join("webhook.log")).unwrap();
+                (file.try_clone().unwrap().into(), file.into())
+            }
+        };
         let mut cmd = Command::new(webhook_bin());
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -72,8 +89,8 @@ impl Webhook {
             .env("LOG_LEVEL", "debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+            .stdout(out)
+            .stderr(err);
         let proc = Proc::new(cmd.spawn().expect("start the webhook"));
         let mut hook = Webhook { proc, url: format!("https://127.0.0.1:{port}"), dir, ca, client: None };
         let ready = busy_wait(Duration::from_secs(20), || hook.exited() || hook.get("/healthz").0 == 200);

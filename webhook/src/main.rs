@@ -74,7 +74,9 @@ fn main() -> ExitCode {
 fn init_logging(settings: &Settings) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("warn,vault_env_webhook={0},vault_secrets_webhook={0}", settings.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vault_env_webhook=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // A line that cannot be written (stderr a closed pipe) is dropped, not reported with
+    // `eprintln!`, which panics there and would end the webhook or the request it was serving.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).log_internal_errors(false);
     if settings.json_log {
         builder.json().init();
     } else {
