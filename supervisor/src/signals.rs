@@ -81,24 +81,18 @@ pub fn forwarded() -> Vec<c_int> {
 /// A signal the kernel raised for vault-env itself is not forwarded when the app shares its
 /// process group: a terminal's Ctrl-C (INT), Ctrl-\ (QUIT), Ctrl-Z (TSTP), resize (WINCH) and
 /// hang-up (HUP) already reached the whole foreground group, app included. Nor is one that
-/// vault-env's own actions raised (`from_self`: sent by its own pid): the kernel's SIGPIPE for a
-/// log line written to a closed pipe, SIGXFSZ for a file over the size limit, are not the app's
-/// business. Signals sent by another process (`kill`, the container runtime, the kubelet) are
-/// always forwarded.
-pub fn should_forward(sig: c_int, si_code: i32, from_self: bool, app_has_own_group: bool) -> bool {
-    if from_self {
+/// vault-env's own actions raised, which the kernel sends as from vault-env's own pid (SI_USER):
+/// SIGPIPE for a log line written to a closed pipe, SIGXFSZ for a file over the size limit are
+/// not the app's business. Signals sent by another process (`kill`, the container runtime, the
+/// kubelet) are always forwarded.
+pub fn should_forward(sig: c_int, si_code: i32, si_pid: u32, app_has_own_group: bool) -> bool {
+    if si_code == libc::SI_USER && si_pid == std::process::id() {
         false
     } else if si_code == SI_KERNEL {
         app_has_own_group && sig != libc::SIGPIPE
     } else {
         true
     }
-}
-
-/// Whether a received signal was sent by vault-env itself (`si_code` SI_USER and its own pid),
-/// as the kernel sends SIGPIPE and SIGXFSZ for a write of the process's own.
-pub fn sent_by_self(si_code: i32, si_pid: u32) -> bool {
-    si_code == libc::SI_USER && si_pid == std::process::id()
 }
 
 /// Signals that mean "stop": after one, vault-env stops restarting the app.
@@ -167,12 +161,13 @@ mod tests {
 
     #[test]
     fn kernel_raised_signals_stay_with_the_foreground_group() {
-        assert!(should_forward(libc::SIGTERM, 0, false, false), "kill(2) from a process");
-        assert!(!should_forward(libc::SIGINT, SI_KERNEL, false, false), "Ctrl-C reached the app already");
-        assert!(should_forward(libc::SIGINT, SI_KERNEL, false, true), "the app's own group is not in the foreground");
-        assert!(!should_forward(libc::SIGPIPE, SI_KERNEL, false, true), "vault-env's own broken pipe");
-        assert!(!should_forward(libc::SIGPIPE, libc::SI_USER, true, true), "vault-env's own write to a closed pipe");
-        assert!(sent_by_self(libc::SI_USER, std::process::id()) && !sent_by_self(libc::SI_USER, 1) && !sent_by_self(SI_KERNEL, std::process::id()));
+        let (me, other) = (std::process::id(), 1);
+        assert!(should_forward(libc::SIGTERM, libc::SI_USER, other, false), "kill(2) from a process");
+        assert!(!should_forward(libc::SIGINT, SI_KERNEL, 0, false), "Ctrl-C reached the app already");
+        assert!(should_forward(libc::SIGINT, SI_KERNEL, 0, true), "the app's own group is not in the foreground");
+        assert!(!should_forward(libc::SIGPIPE, SI_KERNEL, 0, true), "vault-env's own broken pipe");
+        assert!(!should_forward(libc::SIGPIPE, libc::SI_USER, me, true), "vault-env's own write to a closed pipe");
+        assert!(should_forward(libc::SIGUSR1, libc::SI_QUEUE, me, true), "sigqueue(3) is not the kernel's");
     }
 
     #[test]

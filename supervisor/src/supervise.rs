@@ -175,8 +175,7 @@ async fn read_signals(fd: AsyncFd<SignalFd>, shared: Arc<Mutex<Shared>>, tx: mps
             }
             {
                 let mut s = lock(&shared);
-                let from_self = signals::sent_by_self(info.ssi_code, info.ssi_pid);
-                if signals::should_forward(sig, info.ssi_code, from_self, s.options.process_group) {
+                if signals::should_forward(sig, info.ssi_code, info.ssi_pid, s.options.process_group) {
                     match s.app {
                         Some(pid) => deliver(pid, sig, s.options),
                         None => s.pending.push(sig),
