@@ -19,8 +19,9 @@ pub enum Parsed {
     Done(u8),
 }
 
-/// Writes `text` to stdout: 0, or 1 when it cannot (`print!` would panic: a closed pipe, a full disk).
-fn print(text: &str) -> u8 {
+/// Writes `text` to stdout: 0, or 1 when it cannot (`print!` would panic: a closed pipe, a full
+/// disk). The exit code of `--help` and `--version`, the webhook's too.
+pub fn print(text: &str) -> u8 {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     u8::from(out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err())

@@ -78,6 +78,12 @@ fn a_closed_log_pipe_does_not_stop_the_webhook() {
     let (code, answer) = hook.post("/pods", &review);
     assert_eq!((code, answer["response"]["allowed"].clone()), (200, json!(true)), "{answer}");
     assert!(apply(&review, &answer).is_some(), "the pod is mutated: {answer}");
+    // Its own messages too: bad settings still exit 64 (not 101 from a panicking `eprintln!`),
+    // `--help` into a closed pipe exits 1.
+    let status = Command::new(webhook_bin()).env_clear().env("VAULT_SKIP_VERIFY", "maybe").stderr(closed_pipe()).status().unwrap();
+    assert_eq!(status.code(), Some(64), "bad settings");
+    let status = Command::new(webhook_bin()).arg("--help").stdout(closed_pipe()).status().unwrap();
+    assert_eq!(status.code(), Some(1), "--help");
 }
 
 #[test]

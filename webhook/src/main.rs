@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use vault_env::cli::print;
 use vault_env::config::Env;
 use vault_env_webhook::admit::Context;
 use vault_env_webhook::http::{self, CertStore};
@@ -27,16 +28,10 @@ enum Failure {
 fn main() -> ExitCode {
     let env = Env::from_process();
     match std::env::args_os().nth(1).as_deref().map(|a| a.to_string_lossy()) {
-        Some(a) if a == "-h" || a == "--help" => {
-            println!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Some(a) if a == "-V" || a == "--version" => {
-            println!("vault-secrets-webhook {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Some(a) if a == "-h" || a == "--help" => return ExitCode::from(print(&format!("{HELP}\n"))),
+        Some(a) if a == "-V" || a == "--version" => return ExitCode::from(print(&format!("vault-secrets-webhook {}\n", env!("CARGO_PKG_VERSION")))),
         Some(other) => {
-            eprintln!("vault-secrets-webhook: unexpected argument {other:?} (it is configured through the environment; see --help)");
+            say(&format!("unexpected argument {other:?} (it is configured through the environment; see --help)"));
             return ExitCode::from(EXIT_USAGE);
         }
         None => {}
@@ -46,9 +41,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(errors) => {
             for e in errors {
-                eprintln!("vault-secrets-webhook: {e}");
+                say(&e.to_string());
             }
-            eprintln!("vault-secrets-webhook: invalid settings; not started (see --help)");
+            say("invalid settings; not started (see --help)");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -61,14 +56,21 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Internal(e)) => {
-            eprintln!("vault-secrets-webhook: internal error: {e}");
+            say(&format!("internal error: {e}"));
             ExitCode::from(EXIT_INTERNAL)
         }
         Err(Failure::Serve(e)) => {
-            eprintln!("vault-secrets-webhook: {e}");
+            say(&e);
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vault-secrets-webhook: TEXT` on stderr. Not `eprintln!`, which panics when stderr is a closed
+/// pipe (exit 101 instead of the exit code that says what failed).
+fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "vault-secrets-webhook: {text}");
 }
 
 fn init_logging(settings: &Settings) {
