@@ -39,9 +39,7 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn start(env: &[(&str, &str)]) -> Webhook {
-        let dir = tempfile::tempdir().unwrap();
-        let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
-        Webhook::launch(dir, ca, &cert, &key, env)
+        Webhook::start_with_log(env, None)
     }
 
     /// Started with `TLS_CLIENT_CA_FILE`; [`Webhook::post`] presents a client certificate that CA
@@ -59,9 +57,14 @@ impl Webhook {
 
     /// Started with its stdout and stderr on `log` instead of a file ([`Webhook::log`] is empty).
     pub fn start_logging_to(log: std::io::PipeWriter, env: &[(&str, &str)]) -> Webhook {
+        Webhook::start_with_log(env, Some(log))
+    }
+
+    /// With a certificate of its own; its output in a file, or on `log`.
+    fn start_with_log(env: &[(&str, &str)], log: Option<std::io::PipeWriter>) -> Webhook {
         let dir = tempfile::tempdir().unwrap();
         let (ca, cert, key) = ca_and_cert(dir.path(), "webhook", "IP:127.0.0.1,DNS:localhost");
-        Webhook::launch_with(dir, ca, &cert, &key, env, Some(log))
+        Webhook::launch_with(dir, ca, &cert, &key, env, log)
     }
 
     /// Starts the webhook serving `cert`/`key`, which `ca` verifies.
