@@ -23,3 +23,53 @@ pub mod mutate;
 pub mod model;
 pub mod settings;
 pub mod metrics;
+
+/// The unit tests run on the webhook's allocator (mimalloc), and count what each thread allocates.
+#[cfg(test)]
+pub(crate) mod test_alloc {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn count(bytes: usize) {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get().saturating_add(bytes)));
+    }
+
+    /// The bytes this thread has allocated so far (growth by `realloc` included; frees not
+    /// subtracted).
+    pub fn allocated() -> usize {
+        ALLOCATED.try_with(Cell::get).unwrap_or(0)
+    }
+
+    struct Counting;
+
+    // SAFETY: every call goes to mimalloc unchanged; counting touches a thread-local integer only.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count(layout.size());
+            // SAFETY: the caller's contract, passed on.
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count(layout.size());
+            // SAFETY: the caller's contract, passed on.
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count(new_size.saturating_sub(layout.size()));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+}

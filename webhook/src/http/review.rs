@@ -453,10 +453,6 @@ mod tests {
 mod bench {
     use super::*;
 
-    /// The unit tests run on the webhook's allocator too.
-    #[global_allocator]
-    static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
     #[tokio::test]
     #[ignore = "a benchmark: scripts/bench-webhook.sh runs it with VAULT_ENV_BENCH_REVIEW"]
     async fn review_cost() {

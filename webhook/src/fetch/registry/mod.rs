@@ -8,6 +8,7 @@
 
 pub mod pull_secrets;
 pub mod acr;
+pub mod reference;
 pub mod cloud;
 pub mod ecr;
 pub mod gcr;
@@ -247,7 +248,7 @@ impl Registry {
 
     pub async fn image_command(&self, lookup: &Lookup<'_>) -> Result<ImageCommand, RegistryError> {
         let started = Instant::now();
-        let reference: Reference = lookup.image.parse().map_err(|e: oci_client::ParseError| RegistryError {
+        let reference = reference::parse(lookup.image).map_err(|e| RegistryError {
             image: lookup.image.into(),
             registry: "?".into(),
             why: LookupError::BadReference(e.to_string()),
@@ -454,10 +455,10 @@ mod tests {
         assert_eq!(mirrors, [("docker.io".to_string(), "127.0.0.1:5001".to_string()), ("ghcr.io".into(), "mirror.local".into())]);
         assert_eq!(parse_mirrors("docker.io"), None);
         assert_eq!(parse_mirrors("docker.io=a/b"), None);
-        let r: Reference = "nginx:1.27".parse().unwrap();
+        let r = reference::parse("nginx:1.27").unwrap();
         let m = on_registry(&r, "127.0.0.1:5001");
         assert_eq!((m.registry(), m.repository(), m.tag()), ("127.0.0.1:5001", "library/nginx", Some("1.27")));
-        let r: Reference = "ghcr.io/a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123".parse().unwrap();
+        let r = reference::parse("ghcr.io/a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123").unwrap();
         assert_eq!(on_registry(&r, "m").digest(), r.digest());
     }
 
@@ -482,7 +483,7 @@ mod tests {
     #[test]
     fn caching_rule() {
         // Bank-Vaults' TestIsAllowedToCache, plus digests.
-        let r = |s: &str| s.parse::<Reference>().unwrap();
+        let r = |s: &str| reference::parse(s).unwrap();
         assert!(cacheable(&r("foo:bar"), None));
         assert!(!cacheable(&r("foo"), None));
         assert!(!cacheable(&r("foo:latest"), None));
