@@ -11,8 +11,8 @@
 #   5. CPU per request at maximum load, the server's and wrk's, for the webhook and for nginx
 #   6. the maximum throughput of the webhook and of nginx again, alternating, ROUNDS rounds in all
 #      (default 3): the ratio is the medians'
-#   7. the webhook's resident memory: started, its peak under the paced load, and its peak over
-#      the whole run (maximum load, image lookups)
+#   7. the webhook's resident memory: once started (its first two reviews answered, one with an
+#      image lookup), its peak under the paced load, and its peak over the whole run
 # Targets (issues 4 and 26): p99 <= 1 ms at 1,000 rps; throughput >= 60 % of the nginx ceiling.
 # Load: wrk (2 threads); pacing through wrk's delay() hook. Load generator and server share the
 # machine's cores, for the webhook and for nginx alike.
@@ -227,7 +227,7 @@ if len(wmaxes) > 1:
     print(f"  max rps = the median of {len(wmaxes)} alternating rounds: webhook {' '.join(wmaxes)}; nginx {' '.join(nmaxes)}"
           f" (each round's ratio: {' '.join(f'{100 * float(w) / float(n):.0f} %' for w, n in zip(wmaxes, nmaxes))})")
 start, paced = int(sys.argv[24]), int(sys.argv[25])
-print(f"webhook resident memory: {start/1024:.1f} MiB started, peak {paced/1024:.1f} MiB under the paced load, "
+print(f"webhook resident memory: {start/1024:.1f} MiB once started (two reviews answered), peak {paced/1024:.1f} MiB under the paced load, "
       f"peak {rss/1024:.1f} MiB over the whole run")
 PY
 
