@@ -107,8 +107,13 @@ impl Webhook {
 
     /// The webhook's peak resident memory so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.status_field("VmHWM").and_then(|v| v.trim_end_matches(" kB").parse().ok()).unwrap()
+    }
+
+    /// A field of the webhook's `/proc/PID/status`, if the kernel reports it.
+    pub fn status_field(&self, name: &str) -> Option<String> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id())).unwrap();
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").parse().ok()).unwrap()
+        status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim().to_string())
     }
 
     pub fn log(&self) -> String {
