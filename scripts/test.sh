@@ -37,8 +37,8 @@ cargo test --workspace --locked "$@" || status=$?
 # unit tests, then the black-box tests of exec mode, every reference form, daemon mode as PID 1 and
 # the webhook, run against the arm64 vault-env and vault-secrets-webhook that scripts/images.sh
 # built. Not under emulation: daemon mode outside PID 1 needs PR_SET_CHILD_SUBREAPER, which
-# qemu-user does not emulate (EINVAL), and --copy-to is compared with the binary the test runs
-# (here a wrapper script).
+# qemu-user does not emulate (EINVAL), nor PR_SET_THP_DISABLE (the webhook's), and --copy-to is
+# compared with the binary the test runs (here a wrapper script).
 if [ $# -eq 0 ] && [ $status -eq 0 ]; then
   cross_env
   log "arm64: unit tests under qemu-aarch64-static"
@@ -53,7 +53,7 @@ if [ $# -eq 0 ] && [ $status -eq 0 ]; then
   log "arm64: black-box tests of the arm64 binaries under qemu-aarch64-static"
   VAULT_ENV_BIN="$emulated/vault-env" VAULT_SECRETS_WEBHOOK_BIN="$emulated/vault-secrets-webhook" \
     cargo test --locked --test integration -- exec:: resolve:: supervise:: webhook:: \
-      --skip exec::copy_to_installs_a_working_binary \
+      --skip exec::copy_to_installs_a_working_binary --skip webhook::the_webhook_runs_without_transparent_huge_pages \
       --skip supervise::leftover_descendants_get_sigterm_when_asked --skip supervise::mode_is_chosen_automatically \
       --skip supervise::orphans_are_reaped_as_a_subreaper_when_not_pid_1 \
       --skip supervise::the_app_gets_a_scrubbed_environment_in_daemon_mode \
