@@ -37,13 +37,14 @@ pub fn parse(image: &str) -> Result<Reference, ParseError> {
         return Err(ParseError::NameTooLong);
     }
     if let Some(digest) = digest {
-        let expected = match digest.split_once(':') {
-            Some(("sha256", _)) => 64,
-            Some(("sha384", _)) => 96,
-            Some(("sha512", _)) => 128,
+        let (algorithm, hex) = digest.split_once(':').unwrap_or_default();
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
             _ => return Err(ParseError::DigestUnsupported),
         };
-        if digest.len() - digest.find(':').map_or(0, |i| i + 1) != expected {
+        if hex.len() != expected {
             return Err(ParseError::DigestInvalidLength);
         }
     }
@@ -56,9 +57,8 @@ pub fn parse(image: &str) -> Result<Reference, ParseError> {
 
 /// `[\w][\w.-]{0,127}`, ASCII.
 fn is_tag(tag: &str) -> bool {
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let b = tag.as_bytes();
-    !b.is_empty() && b.len() <= MAX_TAG && word(b[0]) && b.iter().all(|&c| word(c) || c == b'.' || c == b'-')
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    tag.len() <= MAX_TAG && tag.starts_with(word) && tag.chars().all(|c| word(c) || c == '.' || c == '-')
 }
 
 /// `algorithm:hex`: `[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`.
@@ -66,10 +66,9 @@ fn is_digest(digest: &str) -> bool {
     let Some((algorithm, hex)) = digest.split_once(':') else { return false };
     hex.len() >= 32
         && hex.bytes().all(|c| c.is_ascii_hexdigit())
-        && algorithm.split(['-', '_', '+', '.']).all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty() && b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric)
-        })
+        && algorithm
+            .split(['-', '_', '+', '.'])
+            .all(|part| part.starts_with(|c: char| c.is_ascii_alphabetic()) && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 /// The name: path components, the first of which may instead be a registry host (with a port).
@@ -83,27 +82,10 @@ fn is_name(name: &str) -> bool {
 
 /// `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
 fn is_path_component(part: &str) -> bool {
-    let b = part.as_bytes();
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let separator = &b[start..i];
-        if !(separator == b"." || separator == b"_" || separator == b"__" || separator.iter().all(|&c| c == b'-')) {
-            return false;
-        }
-    }
-    true
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    part.starts_with(alnum)
+        && part.ends_with(alnum)
+        && part.split(alnum).all(|separator| matches!(separator, "." | "_" | "__") || separator.chars().all(|c| c == '-'))
 }
 
 /// Host name labels (letters, digits, inner hyphens) joined by `.`, then an optional `:port`.
@@ -112,13 +94,8 @@ fn is_domain(domain: &str) -> bool {
         Some((host, port)) => (host, Some(port)),
         None => (domain, None),
     };
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-    };
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let label_ok = |l: &str| l.starts_with(alnum) && l.ends_with(alnum) && l.chars().all(|c| alnum(c) || c == '-');
     host.split('.').all(label_ok) && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
 }
 
@@ -169,7 +146,10 @@ mod tests {
             format!("ghcr.io/a/b:1@{digest}"),
             format!("b@{digest}"),
             "a@sha384:0123456789abcdef0123456789abcdef".into(),
+            format!("a@sha384:{}", "cd".repeat(48)),
             format!("a@sha512:{}", "ab".repeat(64)),
+            format!("a@sha512:{}", "ab".repeat(63)),
+            format!("a:1@Sha-256+x.y_z:{}", "ef".repeat(32)),
             "a@md5:0123456789abcdef0123456789abcdef".into(),
             "a@sha256:0123456789abcdef0123456789abcdef".into(),
             "a@sha256:xyz".into(),
