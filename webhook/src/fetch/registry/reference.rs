@@ -73,11 +73,10 @@ fn is_digest(digest: &str) -> bool {
 
 /// The name: path components, the first of which may instead be a registry host (with a port).
 fn is_name(name: &str) -> bool {
-    let mut parts = name.split('/');
-    let first = parts.next().unwrap_or_default();
-    let rest: Vec<&str> = parts.collect();
-    let path_ok = rest.iter().all(|p| is_path_component(p));
-    path_ok && (is_path_component(first) || (!rest.is_empty() && is_domain(first)))
+    match name.split_once('/') {
+        None => is_path_component(name),
+        Some((first, rest)) => rest.split('/').all(is_path_component) && (is_path_component(first) || is_domain(first)),
+    }
 }
 
 /// `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
