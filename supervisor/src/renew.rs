@@ -4,7 +4,8 @@
 //!
 //! - Renew at 70–80 % of the granted TTL, spread evenly by jitter so that many pods started
 //!   together do not renew in step. That leaves at least a fifth of the lease to retry a failed
-//!   renewal.
+//!   renewal. A caller keeping one jitter per lease for its life makes such a fleet drift apart
+//!   by a tenth of the lease at every cycle, evenly (vault-env's `lease` module does).
 //! - A lease is "capped" when a renewal grants less than asked (it reached its max TTL, or the
 //!   token it belongs to expires sooner) or it is not renewable: renewing again gains nothing, so
 //!   it must be replaced, [`replace_lead`] before it expires.
