@@ -16,6 +16,12 @@ a few seconds, for RUN2_SECONDS s, OpenBao stopped (SIGSTOP) for OUTAGE s at OUT
 outage longer than the quarter of a TTL left after a renewal must let some leases expire):
 renewals and restarts per second, restarts before expiry, OpenBao's CPU.
 
+Run 3: STEADY daemons (default SUPERVISORS) started the same way, one lease each, TTL RUN3_TTL s
+(default 20) and a max TTL far beyond the run, for RUN3_SECONDS s (default 240), nothing stopped:
+how a fleet started together spreads out. Each cycle's peak against its mean, and over the last
+STEADY_WINDOW s (default 120) the busiest second against the mean of every second (idle ones
+counted: the load Vault sees once the fleet has spread), with the seconds without a renewal.
+
 Writes bench-scale.json and, with matplotlib, bench-scale.png into OUT_DIR.
 """
 import collections, datetime, json, os, signal, socket, statistics, subprocess, sys, time, urllib.request
@@ -226,9 +232,10 @@ def run1(n, ttl, max_ttl, seconds, kind="database"):
     return result
 
 
-def run2(m, ttl, max_ttl, seconds, outage_at, outage):
-    bao = Bao("run2")
-    bao.database(["fleet"], ttl, max_ttl)
+def start_fleet(bao, m, role, run):
+    """`m` vault-env daemons against `bao`, one `role` lease each, started within about 3 s, as a
+    rollout does. Returns the processes, when they began, the file each app start is written to
+    (`ID time`) and the directory of their logs."""
     starts = os.path.join(bao.dir, "app-starts")
     if os.path.exists(starts):
         os.remove(starts)
@@ -238,12 +245,47 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
     begun = time.time()
     for i in range(m):
         env = {"PATH": os.environ["PATH"], "HOME": bao.dir, "VAULT_ADDR": bao.addr, "VAULT_TOKEN": "root", "VAULT_ENV_DAEMON": "true",
-               "VAULT_ENV_STOP_TIMEOUT": "2s", "S": "vault:database/creds/fleet#username", "ID": str(i)}
+               "VAULT_ENV_STOP_TIMEOUT": "2s", "S": f"vault:database/creds/{role}#username", "ID": str(i)}
         app = f'echo "$ID $(date +%s.%N)" >> {starts}; exec sleep 1000000'
         procs.append(subprocess.Popen([VAULT_ENV, "sh", "-c", app], env=env, stdout=subprocess.DEVNULL,
                                       stderr=open(os.path.join(logs, f"{i}.log"), "w")))
         time.sleep(3.0 / m)
-    log(f"run 2: {m} supervisors started in {time.time() - begun:.1f} s")
+    log(f"{run}: {m} supervisors started in {time.time() - begun:.1f} s")
+    return procs, begun, starts, logs
+
+
+def stop_fleet(procs):
+    """Stops every daemon; returns how many were still alive."""
+    alive = sum(1 for p in procs if p.poll() is None)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout=60)
+    return alive
+
+
+def renewal_cycles(per_second):
+    """Renewal cycles: runs of seconds with renewals, apart by 3 s or more; in each, the peak per
+    second against the cycle's mean (how evenly a fleet started together renews)."""
+    cycles, run = [], []
+    for s in sorted(per_second):
+        if run and s - run[-1] > 2:
+            cycles.append(run)
+            run = []
+        run.append(s)
+    if run:
+        cycles.append(run)
+    stats = []
+    for c in cycles:
+        n, span, peak = sum(per_second[s] for s in c), c[-1] - c[0] + 1, max(per_second[s] for s in c)
+        stats.append({"from_s": c[0], "seconds": span, "renewals": n, "peak_per_s": peak, "peak_over_mean": round(peak * span / n, 2)})
+    return stats
+
+
+def run2(m, ttl, max_ttl, seconds, outage_at, outage):
+    bao = Bao("run2")
+    bao.database(["fleet"], ttl, max_ttl)
+    procs, begun, starts, logs = start_fleet(bao, m, "fleet", "run 2")
     bao_cpu0 = cpu_seconds(bao.proc.pid)
     stopped = False
     while time.time() - begun < seconds:
@@ -258,11 +300,7 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
             log("run 2: OpenBao continues")
         time.sleep(0.2)
     bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
-    alive = sum(1 for p in procs if p.poll() is None)
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-    for p in procs:
-        p.wait(timeout=60)
+    alive = stop_fleet(procs)
     events = bao.events()
     bao.stop()
     renew_times = [t - begun for t, kind, _, _ in events if kind == "renew"]
@@ -282,20 +320,7 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
     active = [per_second.get(s, 0) for s in range(int(seconds))]
     busy = [c for c in active if c]
     restart_seconds = collections.Counter(int(t) for t in restarts_at)
-    # Renewal cycles: runs of seconds with renewals, apart by 3 s or more; in each, the peak per
-    # second against the cycle's mean (how evenly a fleet started together renews).
-    cycles, run = [], []
-    for s in sorted(per_second):
-        if run and s - run[-1] > 2:
-            cycles.append(run)
-            run = []
-        run.append(s)
-    if run:
-        cycles.append(run)
-    cycle_stats = []
-    for c in cycles:
-        n, span, peak = sum(per_second[s] for s in c), c[-1] - c[0] + 1, max(per_second[s] for s in c)
-        cycle_stats.append({"from_s": c[0], "seconds": span, "renewals": n, "peak_per_s": peak, "peak_over_mean": round(peak * span / n, 2)})
+    cycle_stats = renewal_cycles(per_second)
     result = {
         "supervisors": m, "alive_at_end": alive, "ttl": ttl, "max_ttl": max_ttl, "seconds": seconds, "outage_at": outage_at, "outage_s": outage,
         "renewals": len(renew_times), "renewals_peak_per_s": max(active) if active else 0,
@@ -317,6 +342,38 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
     return result
 
 
+def run3(m, ttl, seconds, window):
+    bao = Bao("run3")
+    bao.database(["steady"], ttl, 100 * ttl)
+    procs, begun, _, _ = start_fleet(bao, m, "steady", "run 3")
+    bao_cpu0 = cpu_seconds(bao.proc.pid)
+    while time.time() - begun < seconds:
+        time.sleep(0.5)
+    bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
+    alive = stop_fleet(procs)
+    events = bao.events()
+    bao.stop()
+    renew_times = [t - begun for t, kind, _, _ in events if kind == "renew"]
+    per_second = collections.Counter(int(t) for t in renew_times)
+    # The last whole seconds before the daemons were stopped.
+    last = [per_second.get(s, 0) for s in range(int(seconds) - window - 1, int(seconds) - 1)]
+    mean = statistics.mean(last) if last else 0
+    result = {
+        "supervisors": m, "alive_at_end": alive, "ttl": ttl, "seconds": seconds, "renewals": len(renew_times),
+        "renewal_cycles": renewal_cycles(per_second),
+        "last_window_s": len(last), "last_mean_per_s": round(mean, 1), "last_peak_per_s": max(last) if last else 0,
+        "last_peak_over_mean": round(max(last) / mean, 2) if mean else None, "last_idle_s": sum(1 for c in last if not c),
+        "openbao_cpu_percent": round(100 * bao_cpu / seconds, 1), "renew_times": [round(t, 2) for t in renew_times],
+    }
+    log(f"run 3: {alive}/{m} alive; {len(renew_times)} renewals; over the last {len(last)} s: peak {result['last_peak_per_s']}/s "
+        f"against a mean of {result['last_mean_per_s']}/s ({result['last_peak_over_mean']}x), {result['last_idle_s']} s without a renewal; "
+        f"OpenBao CPU {result['openbao_cpu_percent']} %")
+    for c in result["renewal_cycles"]:
+        log(f"run 3: renewal cycle from {c['from_s']} s: {c['renewals']} renewals over {c['seconds']} s, "
+            f"peak {c['peak_per_s']}/s, {c['peak_over_mean']}x the cycle's mean")
+    return result
+
+
 def plot(results):
     try:
         import matplotlib
@@ -325,7 +382,7 @@ def plot(results):
     except ImportError:
         log("matplotlib is missing: no picture")
         return
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8))
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 12))
     r2 = results.get("run2")
     if r2:
         edges = range(0, r2["seconds"] + 1)
@@ -336,6 +393,15 @@ def plot(results):
         top.set_xlabel("seconds since the rollout began")
         top.set_ylabel("per second")
         top.legend()
+    r3 = results.get("run3")
+    if r3:
+        middle.hist(r3["renew_times"], bins=range(0, r3["seconds"] + 1), color="tab:blue", label="lease renewals OpenBao received")
+        middle.axvspan(r3["seconds"] - 1 - r3["last_window_s"], r3["seconds"] - 1, color="grey", alpha=0.15,
+                       label=f"last {r3['last_window_s']} s: peak {r3['last_peak_over_mean']}x the mean")
+        middle.set_title(f"{r3['supervisors']} vault-env daemons started together, one lease each (TTL {r3['ttl']} s): how they spread out")
+        middle.set_xlabel("seconds since the rollout began")
+        middle.set_ylabel("per second")
+        middle.legend()
     runs = [r for r in results.get("run1", []) if r["fractions"]]
     if runs:
         last = runs[-1]
@@ -361,6 +427,9 @@ def main():
     m = num("SUPERVISORS", 1000)
     if m:
         results["run2"] = run2(m, num("RUN2_TTL", 60), num("RUN2_MAX", 180), num("RUN2_SECONDS", 220), num("OUTAGE_AT", 75), num("OUTAGE", 12))
+    m = num("STEADY", m)
+    if m:
+        results["run3"] = run3(m, num("RUN3_TTL", 20), num("RUN3_SECONDS", 240), num("STEADY_WINDOW", 120))
     with open(os.path.join(STATE, "bench-scale.json"), "w") as f:
         json.dump(results, f)
     plot(results)
