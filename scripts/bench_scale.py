@@ -411,6 +411,9 @@ def plot(results):
         bottom.set_xlabel("fraction of the lease's lifetime")
         bottom.set_ylabel("renewals")
         bottom.legend()
+    for axes in (top, middle, bottom):
+        if not axes.has_data():
+            axes.set_axis_off()
     fig.tight_layout()
     path = os.path.join(OUT_DIR, "bench-scale.png")
     fig.savefig(path, dpi=90)
