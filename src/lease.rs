@@ -51,6 +51,8 @@ pub trait Renewer {
     /// with 401/403: a token revoked from outside is replaced by a new login, a policy that
     /// refuses one renewal is not.
     fn token_valid(&self) -> impl Future<Output = bool>;
+    /// Vault's address, for errors.
+    fn addr(&self) -> &str;
 }
 
 impl Renewer for Client {
@@ -63,6 +65,10 @@ impl Renewer for Client {
 
     async fn token_valid(&self) -> bool {
         !self.lookup_self().await.is_err_and(|e| e.is_denied())
+    }
+
+    fn addr(&self) -> &str {
+        Client::addr(self)
     }
 }
 
@@ -190,7 +196,9 @@ impl Leases {
                 async move {
                     let result = match tokio::time::timeout(left, renewer.renew(&t.item, t.timing.wanted.as_secs())).await {
                         Ok(result) => result,
-                        Err(_) => Err(ClientError::Unreachable { addr: String::new(), cause: format!("no answer within {}s", left.as_secs()) }),
+                        Err(_) => {
+                            Err(ClientError::Unreachable { addr: renewer.addr().into(), cause: format!("no answer within {}s", left.as_secs()) })
+                        }
                     };
                     // The new TTL counts from the answer, not from the end of the round.
                     let answered = Instant::now().max(round_began);
@@ -285,6 +293,10 @@ mod tests {
         async fn token_valid(&self) -> bool {
             self.calls.borrow_mut().push(("lookup-self".into(), 0));
             !*self.token_revoked.borrow()
+        }
+
+        fn addr(&self) -> &str {
+            "http://127.0.0.1:8200"
         }
     }
 
@@ -512,15 +524,20 @@ mod tests {
             async fn token_valid(&self) -> bool {
                 std::future::pending().await
             }
+            fn addr(&self) -> &str {
+                "http://127.0.0.1:8200"
+            }
         }
         let t0 = Instant::now();
         let mut leases = Leases::new(Some(Duration::ZERO));
         leases.track(lease("E"), t0, S(2), true);
         let started = Instant::now();
-        let due = run(leases.renew_due(&Hung, t0 + Duration::from_millis(1600)));
+        let (due, logged) = crate::logging::captured(|| run(leases.renew_due(&Hung, t0 + Duration::from_millis(1600))));
         assert!(started.elapsed() < S(2), "waited {:?}", started.elapsed());
         assert!(matches!(due, Due::Nothing | Due::Replace { .. }), "{due:?}");
         assert_eq!(leases.items()[0].attempt, 1, "counted as a failure");
+        // The warning named no address ("cannot reach Vault at : no answer within 0s").
+        assert!(logged.contains("cannot reach Vault at http://127.0.0.1:8200: no answer within"), "{logged}");
     }
 
     #[test]

@@ -32,6 +32,29 @@ pub fn init(config: &Config) {
     let _ = result;
 }
 
+/// Runs `f` with this thread's log lines (INFO and above, as text) written to a buffer, and
+/// returns them beside its result: for tests of what is logged.
+#[cfg(test)]
+pub fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&lines);
+    let layer = tracing_subscriber::fmt::layer().with_writer(move || Sink(Arc::clone(&writer))).with_ansi(false);
+    let result = tracing::subscriber::with_default(Levels(Level::INFO).with(layer), f);
+    let text = String::from_utf8_lossy(&lines.lock().expect("the log buffer")).into_owned();
+    (result, text)
+}
+
 /// Events at `self.0` and above; no spans (a library's are not enabled, so none is ever made).
 struct Levels(Level);
 
