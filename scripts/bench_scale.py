@@ -254,14 +254,18 @@ def start_fleet(bao, m, role, run):
     return procs, begun, starts, logs
 
 
-def stop_fleet(procs):
-    """Stops every daemon; returns how many were still alive."""
+def end_fleet(bao, procs, begun, bao_cpu0):
+    """Stops every daemon, then OpenBao. Returns how many daemons were still alive, OpenBao's CPU
+    seconds since `bao_cpu0`, its events, and the renewals' times since `begun`."""
+    bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
     alive = sum(1 for p in procs if p.poll() is None)
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
         p.wait(timeout=60)
-    return alive
+    events = bao.events()
+    bao.stop()
+    return alive, bao_cpu, events, [t - begun for t, kind, _, _ in events if kind == "renew"]
 
 
 def renewal_cycles(per_second):
@@ -299,11 +303,7 @@ def run2(m, ttl, max_ttl, seconds, outage_at, outage):
             outage_began = None
             log("run 2: OpenBao continues")
         time.sleep(0.2)
-    bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
-    alive = stop_fleet(procs)
-    events = bao.events()
-    bao.stop()
-    renew_times = [t - begun for t, kind, _, _ in events if kind == "renew"]
+    alive, bao_cpu, events, renew_times = end_fleet(bao, procs, begun, bao_cpu0)
     start_lines = [line.split() for line in open(starts).read().splitlines() if line.strip()]
     firsts, restarts_at = set(), []
     for ident, t in start_lines:
@@ -349,11 +349,7 @@ def run3(m, ttl, seconds, window):
     bao_cpu0 = cpu_seconds(bao.proc.pid)
     while time.time() - begun < seconds:
         time.sleep(0.5)
-    bao_cpu = cpu_seconds(bao.proc.pid) - bao_cpu0
-    alive = stop_fleet(procs)
-    events = bao.events()
-    bao.stop()
-    renew_times = [t - begun for t, kind, _, _ in events if kind == "renew"]
+    alive, bao_cpu, _, renew_times = end_fleet(bao, procs, begun, bao_cpu0)
     per_second = collections.Counter(int(t) for t in renew_times)
     # The last whole seconds before the daemons were stopped.
     last = [per_second.get(s, 0) for s in range(int(seconds) - window - 1, int(seconds) - 1)]
