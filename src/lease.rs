@@ -336,8 +336,8 @@ mod tests {
         assert!(matches!(due, Step::Renew(at) if at >= t0 + S(80) + S(42) && at <= t0 + S(80) + S(48)), "{due:?}");
     }
 
-    /// The k-th renewal of item `index` in `leases`, each answered with `ttl` (fake clock: every
-    /// call is made at the instant it is due); the instants, from `t0`.
+    /// The first `cycles` renewals of the one lease in `leases`, each answered with `ttl` (fake
+    /// clock: every call is made at the instant it is due); their instants, from `t0`.
     fn renewals(leases: &mut Leases, ttl: u64, cycles: usize, t0: Instant) -> Vec<Duration> {
         let fake = Fake::new(vec![Ok(ttl); cycles]);
         (0..cycles)
