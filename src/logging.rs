@@ -10,6 +10,8 @@ use crate::config::{Config, LogLevel};
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Subscriber;
 use tracing::{Event, Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -21,15 +23,23 @@ pub fn init(config: &Config) {
         LogLevel::Warn => Level::WARN,
         LogLevel::Error => Level::ERROR,
     };
-    // A line that cannot be written (stderr a closed pipe, a full disk) is lost, not reported on
-    // stderr with `eprintln!`, which panics there: vault-env and its app go on.
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(false).log_internal_errors(false);
+    let layer = lines(std::io::stderr);
     let result = match config.json_log {
         true => tracing::subscriber::set_global_default(Levels(level).with(layer.json().flatten_event(true))),
         false => tracing::subscriber::set_global_default(Levels(level).with(layer)),
     };
     // A second init (only possible in tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// vault-env's log lines, written to `writer`. A line that cannot be written (stderr a closed
+/// pipe, a full disk) is lost, not reported on stderr with `eprintln!`, which panics there:
+/// vault-env and its app go on.
+fn lines<S, W>(writer: W) -> tracing_subscriber::fmt::Layer<S, DefaultFields, Format, W>
+where
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer().with_writer(writer).with_target(false).with_ansi(false).log_internal_errors(false)
 }
 
 /// Runs `f` with this thread's log lines (INFO and above, as text) written to a buffer, and
@@ -47,11 +57,10 @@ pub fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
             Ok(())
         }
     }
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let writer = Arc::clone(&lines);
-    let layer = tracing_subscriber::fmt::layer().with_writer(move || Sink(Arc::clone(&writer))).with_ansi(false);
-    let result = tracing::subscriber::with_default(Levels(Level::INFO).with(layer), f);
-    let text = String::from_utf8_lossy(&lines.lock().expect("the log buffer")).into_owned();
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&buffer);
+    let result = tracing::subscriber::with_default(Levels(Level::INFO).with(lines(move || Sink(Arc::clone(&writer)))), f);
+    let text = String::from_utf8_lossy(&buffer.lock().expect("the log buffer")).into_owned();
     (result, text)
 }
 
