@@ -1,6 +1,6 @@
 //! Resolution in three steps:
 //! 1. [`plan`]: parse every variable's value (pure); all syntax errors are reported together.
-//! 2. [`fetch`]: one request per distinct path+version (or write+body), all concurrently, plus
+//! 2. [`fetch`]: one request per distinct path+version (or write+body), many at once ([`Client::in_flight`]), plus
 //!    transit ciphertexts decrypted in batches.
 //! 3. [`render`]: each variable's final value from the fetched data (pure). All failures are
 //!    reported together, each with the variable's name and the reference, never a value.
@@ -14,9 +14,6 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-
-/// How many requests to Vault may be in flight at once.
-const MAX_CONCURRENT_REQUESTS: usize = 16;
 
 /// What has to be resolved: the variables that hold references and what they need from Vault.
 #[derive(Debug, Default)]
@@ -249,7 +246,8 @@ enum Done {
     Decrypt(Vec<(String, Result<SecretString, Cause>)>),
 }
 
-/// Every read, write and transit batch of `plan`, at most `MAX_CONCURRENT_REQUESTS` in flight.
+/// Every read, write and transit batch of `plan`, at most [`Client::in_flight`] at once (16, or 4
+/// to a Vault on this host).
 /// Tasks are spawned only as others finish (and are collected at once), so 1,000 references
 /// never hold 1,000 request futures in memory.
 pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
@@ -271,7 +269,7 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
     };
     let mut running = tokio::task::JoinSet::new();
     for item in work {
-        while running.len() >= MAX_CONCURRENT_REQUESTS {
+        while running.len() >= client.in_flight() {
             if let Some(Ok(done)) = running.join_next().await {
                 collect(done);
             }

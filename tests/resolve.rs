@@ -111,6 +111,41 @@ fn one_read_per_distinct_path() {
     assert_eq!(requests("secret/data/other"), 2, "latest and version 1 are two reads");
 }
 
+/// To a Vault on this host (here OpenBao on loopback) a fetch keeps four requests in flight, and
+/// twenty reads share the connections the first answers free: OpenBao's audit log records each
+/// request's client port. With sixteen in flight they opened 7-16 connections.
+#[test]
+fn twenty_reads_from_a_vault_on_this_host_share_four_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let hcl = format!("audit \"file\" \"to-file\" {{\n options {{\n file_path = \"{}\"\n }}\n}}\n", audit.display());
+    let bao = Bao::start(BaoOptions { extra_config: Some(hcl), tls: false });
+    assert!(bao.addr.starts_with("http://127.0.0.1:"), "{}", bao.addr);
+    let names: Vec<String> = (0..20).map(|i| format!("S{i}")).collect();
+    let refs: Vec<String> = (0..20).map(|i| format!("vault:secret/data/many/s{i}#v")).collect();
+    for i in 0..20 {
+        bao.kv2(&format!("many/s{i}"), json!({"v": i.to_string()}));
+    }
+    let env: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(refs.iter().map(String::as_str)).collect();
+    let out = resolve(&bao, &env, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(ok(&out), (0..20).map(|i| i.to_string()).collect::<Vec<_>>().join("|"));
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let mut reads = 0;
+    let mut ports = std::collections::BTreeSet::new();
+    for line in log.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["type"] == "request"
+            && e["request"]["operation"] == "read"
+            && e["request"]["path"].as_str().is_some_and(|p| p.starts_with("secret/data/many/"))
+        {
+            reads += 1;
+            ports.insert(e["request"]["remote_port"].as_u64().expect("OpenBao's audit log records the client's port"));
+        }
+    }
+    assert_eq!(reads, 20, "one read per path");
+    assert!((1..=4).contains(&ports.len()), "connections opened for 20 reads: {} ({ports:?})", ports.len());
+}
+
 #[test]
 fn transit_batch_decrypt_with_and_without_batch_size() {
     let bao = Bao::dev();
