@@ -281,9 +281,14 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
     let mut in_flight = client.in_flight();
     for item in work {
         while running.len() >= in_flight {
-            if let Some(Ok((done, took))) = running.join_next().await {
-                in_flight = widened(in_flight, took);
-                collect(done);
+            match tokio::time::timeout(SLOW_ANSWER, running.join_next()).await {
+                Ok(Some(Ok((done, took)))) => {
+                    in_flight = widened(in_flight, took);
+                    collect(done);
+                }
+                Ok(_) => {}
+                // No answer for as long: each is as slow.
+                Err(_) => in_flight = widened(in_flight, SLOW_ANSWER * 2),
             }
         }
         let client = client.clone();
