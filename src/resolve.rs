@@ -246,18 +246,8 @@ enum Done {
     Decrypt(Vec<(String, Result<SecretString, Cause>)>),
 }
 
-/// An answer that took longer than this from its request's start was slowed by Vault's own work
-/// (a database user made, a key generated), not by its connection's cost.
-const SLOW_ANSWER: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// The requests a fetch keeps in flight after an answer that took `took`: a slow answer opens the
-/// window to [`crate::client::IN_FLIGHT`], since more requests in flight then overlap Vault's work.
-fn widened(in_flight: usize, took: std::time::Duration) -> usize {
-    if took > SLOW_ANSWER { in_flight.max(crate::client::IN_FLIGHT) } else { in_flight }
-}
-
 /// Every read, write and transit batch of `plan`, at most [`Client::in_flight`] at once (16, or 4
-/// to a Vault on this host until an answer takes longer than [`SLOW_ANSWER`]).
+/// to a Vault on this host).
 /// Tasks are spawned only as others finish (and are collected at once), so 1,000 references
 /// never hold 1,000 request futures in memory.
 pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
@@ -278,30 +268,21 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         Done::Decrypt(pairs) => fetched.plaintexts.extend(pairs),
     };
     let mut running = tokio::task::JoinSet::new();
-    let mut in_flight = client.in_flight();
     for item in work {
-        while running.len() >= in_flight {
-            match tokio::time::timeout(SLOW_ANSWER, running.join_next()).await {
-                Ok(Some(Ok((done, took)))) => {
-                    in_flight = widened(in_flight, took);
-                    collect(done);
-                }
-                Ok(_) => {}
-                // No answer for as long: each is as slow.
-                Err(_) => in_flight = widened(in_flight, SLOW_ANSWER * 2),
+        while running.len() >= client.in_flight() {
+            if let Some(Ok(done)) = running.join_next().await {
+                collect(done);
             }
         }
         let client = client.clone();
         running.spawn(async move {
-            let started = std::time::Instant::now();
-            let done = match item {
+            match item {
                 Work::Read(f) => {
                     let result = fetch_one(&client, &f).await;
                     Done::Read(f, result, std::time::Instant::now())
                 }
                 Work::Decrypt { path, batch } => Done::Decrypt(decrypt_batch(&client, &path, batch).await),
-            };
-            (done, started.elapsed())
+            }
         });
         // Let this request connect and be sent before the next one is started: otherwise every
         // connection is opened first and the first request leaves only after the last connect,
@@ -310,7 +291,7 @@ pub async fn fetch(client: &Client, plan: &Plan, transit: &Transit) -> Fetched {
         tokio::task::yield_now().await;
     }
     while let Some(joined) = running.join_next().await {
-        if let Ok((done, _)) = joined {
+        if let Ok(done) = joined {
             collect(done);
         }
     }
@@ -740,17 +721,6 @@ mod tests {
             errors[0].to_string(),
             "K010: value: the resolved values would exceed 100000 bytes in all (a Kubernetes object holds at most 1 MiB)"
         );
-    }
-
-    #[test]
-    fn a_slow_answer_opens_the_window() {
-        use crate::client::{IN_FLIGHT, IN_FLIGHT_ON_THIS_HOST};
-        use std::time::Duration;
-        assert_eq!(widened(IN_FLIGHT_ON_THIS_HOST, Duration::from_micros(300)), IN_FLIGHT_ON_THIS_HOST);
-        assert_eq!(widened(IN_FLIGHT_ON_THIS_HOST, SLOW_ANSWER), IN_FLIGHT_ON_THIS_HOST);
-        assert_eq!(widened(IN_FLIGHT_ON_THIS_HOST, Duration::from_millis(7)), IN_FLIGHT);
-        assert_eq!(widened(IN_FLIGHT, Duration::from_millis(7)), IN_FLIGHT);
-        assert_eq!(widened(IN_FLIGHT, Duration::from_micros(300)), IN_FLIGHT);
     }
 
     #[test]

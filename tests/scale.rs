@@ -77,6 +77,34 @@ fn audit_events(dir: &Path) -> Vec<(f64, &'static str, String)> {
     out
 }
 
+/// `2026-12-02T17:30:01.123456Z` → seconds since the epoch.
+fn rfc3339_seconds(t: &str) -> f64 {
+    let (whole, frac) = t.trim_end_matches('Z').split_once('.').unwrap_or((t.trim_end_matches('Z'), "0"));
+    let secs = humantime::parse_rfc3339(&format!("{whole}Z")).unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    secs + format!("0.{frac}").parse::<f64>().unwrap_or(0.0)
+}
+
+/// The most requests to `path` that OpenBao was handling at once (audit request to response).
+fn most_in_flight(dir: &Path, path: &str) -> usize {
+    let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["request"]["path"] == path {
+            edges.push((rfc3339_seconds(e["time"].as_str().unwrap()), if e["type"] == "request" { 1 } else { -1 }));
+        }
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    edges
+        .iter()
+        .scan(0i32, |n, (_, d)| {
+            *n += d;
+            Some(*n)
+        })
+        .max()
+        .unwrap_or(0) as usize
+}
+
 /// Each renewal's place in its lease's lifetime (from the previous grant or renewal).
 fn renewal_fractions(events: &[(f64, &'static str, String)], ttls: Ttls) -> Vec<f64> {
     let mut last: HashMap<&str, (f64, f64)> = HashMap::new(); // lease → (granted, previous)
