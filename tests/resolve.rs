@@ -82,11 +82,8 @@ fn any_engine_reads_and_cached_writes() {
 
 #[test]
 fn one_read_per_distinct_path() {
-    // OpenBao only takes audit devices from its configuration file.
-    let audit_dir = tempfile::tempdir().unwrap();
-    let audit = audit_dir.path().join("audit.log");
-    let hcl = format!("audit \"file\" \"to-file\" {{\n options {{\n file_path = \"{}\"\n }}\n}}\n", audit.display());
-    let bao = Bao::start(BaoOptions { extra_config: Some(hcl), tls: false });
+    let dir = tempfile::tempdir().unwrap();
+    let bao = audited_bao(dir.path());
     bao.kv2("shared", json!({"a": "1", "b": "2"}));
     bao.kv2("other", json!({"c": "3"}));
     let out = resolve(
@@ -101,7 +98,7 @@ fn one_read_per_distinct_path() {
         &["A", "B", "AB", "C", "C1"],
     );
     assert_eq!(ok(&out), "1|2|12|3|3");
-    let log = std::fs::read_to_string(&audit).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
     let requests = |path: &str| {
         log.lines()
             .filter(|l| l.contains("\"type\":\"request\"") && l.contains("\"operation\":\"read\"") && l.contains(&format!("\"path\":\"{path}\"")))
@@ -118,9 +115,7 @@ fn one_read_per_distinct_path() {
 #[test]
 fn forty_reads_from_a_vault_on_this_host_share_four_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.log");
-    let hcl = format!("audit \"file\" \"to-file\" {{\n options {{\n file_path = \"{}\"\n }}\n}}\n", audit.display());
-    let bao = Bao::start(BaoOptions { extra_config: Some(hcl), tls: false });
+    let bao = audited_bao(dir.path());
     assert!(bao.addr.starts_with("http://127.0.0.1:"), "{}", bao.addr);
     let names: Vec<String> = (0..40).map(|i| format!("S{i}")).collect();
     let refs: Vec<String> = (0..40).map(|i| format!("vault:secret/data/many/s{i}#v")).collect();
@@ -130,7 +125,7 @@ fn forty_reads_from_a_vault_on_this_host_share_four_connections() {
     let env: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(refs.iter().map(String::as_str)).collect();
     let out = resolve(&bao, &env, &names.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(ok(&out), (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join("|"));
-    let log = std::fs::read_to_string(&audit).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
     let mut reads = 0;
     let mut ports = std::collections::BTreeSet::new();
     for line in log.lines() {
@@ -255,8 +250,7 @@ fn the_successors_names_for_openbao() {
 fn extra_headers_and_a_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("audit.log");
-    let audit = format!("audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display());
-    let bao = Bao::start(BaoOptions { extra_config: Some(audit), tls: false });
+    let bao = audited_bao(dir.path());
     for i in 0..5 {
         bao.kv2(&format!("r{i}"), json!({"k": i}));
     }

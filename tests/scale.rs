@@ -32,7 +32,7 @@ const FLEET: Ttls = Ttls { ttl: 10.0, max: 22.0 };
 /// engine on `db` with `roles`.
 fn audited_vault(dir: &Path, db: &MariaDb, roles: &[String], ttls: Ttls) -> Bao {
     let audit = dir.join("audit.log");
-    let config = format!("audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit.display());
+    let config = audit_log_config(&audit);
     let bao = Bao::start(BaoOptions { extra_config: Some(config), tls: false });
     bao.api("POST", "sys/mounts/database", Some(json!({"type": "database"})));
     bao.api(
