@@ -1,7 +1,7 @@
 //! Resolution in three steps:
 //! 1. [`plan`]: parse every variable's value (pure); all syntax errors are reported together.
-//! 2. [`fetch`]: one request per distinct path+version (or write+body), many at once ([`Client::in_flight`]), plus
-//!    transit ciphertexts decrypted in batches.
+//! 2. [`fetch`]: one request per distinct path+version (or write+body), many at once
+//!    ([`Client::in_flight`]), plus transit ciphertexts decrypted in batches.
 //! 3. [`render`]: each variable's final value from the fetched data (pure). All failures are
 //!    reported together, each with the variable's name and the reference, never a value.
 

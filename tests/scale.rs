@@ -28,12 +28,9 @@ const LEASES: Ttls = Ttls { ttl: 6.0, max: 15.0 };
 /// before the end), leaving the whole replacement window ahead.
 const FLEET: Ttls = Ttls { ttl: 10.0, max: 22.0 };
 
-/// OpenBao with a file audit log (configured: OpenBao allows no other way) and the database
-/// engine on `db` with `roles`.
+/// OpenBao with a file audit log ([`audited_bao`]) and the database engine on `db` with `roles`.
 fn audited_vault(dir: &Path, db: &MariaDb, roles: &[String], ttls: Ttls) -> Bao {
-    let audit = dir.join("audit.log");
-    let config = audit_log_config(&audit);
-    let bao = Bao::start(BaoOptions { extra_config: Some(config), tls: false });
+    let bao = audited_bao(dir);
     bao.api("POST", "sys/mounts/database", Some(json!({"type": "database"})));
     bao.api(
         "POST",

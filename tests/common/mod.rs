@@ -669,13 +669,10 @@ impl Gate {
     }
 }
 
-/// An OpenBao dev server over HTTP that writes a file audit log, `audit.log` in `dir`.
+/// An OpenBao dev server over HTTP that writes a file audit log, `audit.log` in `dir`: what the
+/// server received, request by request (OpenBao takes audit devices only from its configuration).
 pub fn audited_bao(dir: &Path) -> Bao {
-    Bao::start(BaoOptions { extra_config: Some(audit_log_config(&dir.join("audit.log"))), tls: false })
-}
-
-/// The configuration of a file audit log at `log` for [`Bao::start`] (OpenBao takes audit devices
-/// only from its configuration file): what the server received, request by request.
-pub fn audit_log_config(log: &Path) -> String {
-    format!("audit \"file\" \"to-file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display())
+    let log = dir.join("audit.log");
+    let config = format!("audit \"file\" \"to-file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display());
+    Bao::start(BaoOptions { extra_config: Some(config), tls: false })
 }
