@@ -9,8 +9,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use vault_env_supervisor::renew::{self, Step};
 
-/// How many renewals are in flight at once (as many as a start-up's reads: `resolve`'s bound).
-pub const RENEWALS_IN_FLIGHT: usize = 16;
+/// How many renewals are in flight at once: as many as a start-up's reads from a Vault on another
+/// host (each lease keeps its own place in its window, so few are due together after the start).
+pub const RENEWALS_IN_FLIGHT: usize = crate::client::IN_FLIGHT;
 
 /// What is kept alive.
 #[derive(Debug, Clone, PartialEq)]
