@@ -98,7 +98,7 @@ fn one_read_per_distinct_path() {
         &["A", "B", "AB", "C", "C1"],
     );
     assert_eq!(ok(&out), "1|2|12|3|3");
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log(dir.path());
     let requests = |path: &str| {
         log.lines()
             .filter(|l| l.contains("\"type\":\"request\"") && l.contains("\"operation\":\"read\"") && l.contains(&format!("\"path\":\"{path}\"")))
@@ -125,7 +125,7 @@ fn forty_reads_from_a_vault_on_this_host_share_four_connections() {
     let env: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(refs.iter().map(String::as_str)).collect();
     let out = resolve(&bao, &env, &names.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(ok(&out), (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join("|"));
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log(dir.path());
     let mut reads = 0;
     let mut ports = std::collections::BTreeSet::new();
     for line in log.lines() {
@@ -249,7 +249,6 @@ fn the_successors_names_for_openbao() {
 #[test]
 fn extra_headers_and_a_rate_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("audit.log");
     let bao = audited_bao(dir.path());
     for i in 0..5 {
         bao.kv2(&format!("r{i}"), json!({"k": i}));
@@ -258,7 +257,7 @@ fn extra_headers_and_a_rate_limit() {
     let headers = r#"{"X-Proxy-Auth": "HDRCANARY_1"}"#;
     let out = resolve(&bao, &[("VAULT_HEADERS", headers), ("A", "vault:secret/data/r0#k")], &["A"]);
     assert_eq!(ok(&out), "0");
-    let audit = std::fs::read_to_string(&log).unwrap();
+    let audit = audit_log(dir.path());
     assert!(audit.contains("HDRCANARY_1"), "the header reached OpenBao: {audit}");
     let out = resolve(&bao, &[("VAULT_HEADERS", r#"{"X-Vault-Token": "HDRCANARY_2"}"#), ("A", "vault:secret/data/r0#k")], &["A"]);
     assert_eq!(out.code, Some(64), "{}", out.all());

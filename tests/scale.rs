@@ -53,7 +53,7 @@ fn audited_vault(dir: &Path, db: &MariaDb, roles: &[String], ttls: Ttls) -> Bao 
 
 /// (seconds since the epoch, grant or renew, lease id) of every answer OpenBao gave.
 fn audit_events(dir: &Path) -> Vec<(f64, &'static str, String)> {
-    let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let text = audit_log(dir);
     let mut out = Vec::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).unwrap();
@@ -83,7 +83,7 @@ fn rfc3339_seconds(t: &str) -> f64 {
 
 /// The most requests to `path` that OpenBao was handling at once (audit request to response).
 fn most_in_flight(dir: &Path, path: &str) -> usize {
-    let text = std::fs::read_to_string(dir.join("audit.log")).unwrap_or_default();
+    let text = audit_log(dir);
     let mut edges: Vec<(f64, i32)> = Vec::new();
     for line in text.lines() {
         let e: Value = serde_json::from_str(line).unwrap();

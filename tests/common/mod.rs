@@ -672,7 +672,16 @@ impl Gate {
 /// An OpenBao dev server over HTTP that writes a file audit log, `audit.log` in `dir`: what the
 /// server received, request by request (OpenBao takes audit devices only from its configuration).
 pub fn audited_bao(dir: &Path) -> Bao {
-    let log = dir.join("audit.log");
+    let log = dir.join(AUDIT_LOG);
     let config = format!("audit \"file\" \"to-file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display());
     Bao::start(BaoOptions { extra_config: Some(config), tls: false })
+}
+
+/// The audit log's file name in the directory given to [`audited_bao`].
+const AUDIT_LOG: &str = "audit.log";
+
+/// What the OpenBao of [`audited_bao`] (started with `dir`) has written to its audit log so far,
+/// a JSON object a line (nothing before its first request).
+pub fn audit_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(AUDIT_LOG)).unwrap_or_default()
 }
